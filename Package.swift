@@ -1,0 +1,84 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "vitalsd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "vitalsd", targets: ["vitalsd"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // The C library, through Debian's libmosquitto-dev. Only MQTTClient imports it.
+        .systemLibrary(
+            name: "CMosquitto",
+            pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"])]
+        ),
+        .target(
+            name: "MQTTClient",
+            dependencies: [
+                "CMosquitto",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(name: "VitalsDomain", swiftSettings: strict),
+        .target(
+            name: "VitalsStore",
+            dependencies: [
+                "VitalsDomain",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "VitalsConfig",
+            dependencies: ["VitalsDomain", "Yams"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "VitalsDaemon",
+            dependencies: [
+                "MQTTClient", "VitalsDomain", "VitalsStore", "VitalsConfig",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "vitalsd",
+            dependencies: [
+                "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "MQTTClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "VitalsDomainTests", dependencies: ["VitalsDomain"], swiftSettings: strict),
+        .testTarget(
+            name: "VitalsStoreTests",
+            dependencies: ["VitalsStore", "VitalsDomain", "VitalsConfig"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "MQTTClient",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,89 @@
+/// Connection settings for the broker.
+public struct MQTTClientConfiguration: Sendable, Hashable {
+    /// Broker host name or address.
+    public var host: String
+    /// Broker TCP port (1883 for plain MQTT).
+    public var port: Int
+    /// A stable client id. The broker keeps the persistent session, and the messages queued while
+    /// vitalsd is down, under this id; a random id would lose them (failure-modes F4).
+    public var clientID: String
+    /// Keepalive interval in seconds (5–65535). The broker drops a client it has not heard from in 1.5 × this.
+    public var keepAlive: Int
+    /// Topic filters subscribed with QoS 1 on every connect.
+    public var topics: [String]
+    /// Most messages read before they are handed on for commit in one batch.
+    public var maxBatch: Int
+    /// First reconnect delay, in seconds; doubled after each failed attempt up to ``maxReconnectDelay``.
+    public var minReconnectDelay: Double
+    /// Reconnect delay cap, in seconds.
+    public var maxReconnectDelay: Double
+    /// Optional user name; the password comes with it.
+    public var username: String?
+    /// Optional password, never logged.
+    public var password: String?
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 1883, clientID: String, keepAlive: Int = 60,
+        topics: [String] = ["devices/+/readings"], maxBatch: Int = 500, minReconnectDelay: Double = 1,
+        maxReconnectDelay: Double = 30, username: String? = nil, password: String? = nil
+    ) {
+        self.host = host
+        self.port = port
+        self.clientID = clientID
+        self.keepAlive = keepAlive
+        self.topics = topics
+        self.maxBatch = maxBatch
+        self.minReconnectDelay = minReconnectDelay
+        self.maxReconnectDelay = maxReconnectDelay
+        self.username = username
+        self.password = password
+    }
+}
+
+/// One message as the broker delivered it.
+public struct MQTTMessage: Sendable, Hashable {
+    /// The topic it was published to.
+    public var topic: String
+    /// The payload bytes, unchanged.
+    public var payload: [UInt8]
+    /// Delivery QoS (0, 1 or 2).
+    public var qos: Int
+    /// True when the broker sent it as a retained message (on subscribe).
+    public var retain: Bool
+
+    public init(topic: String, payload: [UInt8], qos: Int = 1, retain: Bool = false) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+    }
+}
+
+/// What the connection is doing now; read by health checks.
+public struct MQTTConnectionStatus: Sendable, Hashable {
+    /// The broker accepted the connection (CONNACK 0).
+    public var connected = false
+    /// Every topic filter was granted by the broker on the current connection.
+    public var subscribed = false
+    /// Successful connections after the first.
+    public var reconnects = 0
+    /// The last connection problem, for operators (no payload data).
+    public var lastError: String?
+
+    public init() {}
+}
+
+/// An MQTT failure, with libmosquitto's own message.
+public struct MQTTError: Error, Sendable, CustomStringConvertible {
+    /// The libmosquitto return code (`MOSQ_ERR_*`), or -1 for errors of this module.
+    public var code: Int32
+    /// What failed and why, e.g. "connect to 127.0.0.1:1883: Connection refused".
+    public var message: String
+
+    public init(code: Int32, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

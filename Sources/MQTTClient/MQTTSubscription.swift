@@ -1,0 +1,429 @@
+internal import CMosquitto
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+
+/// A QoS 1 subscription on a persistent session, whose acknowledgements wait for the consumer's commit.
+///
+/// ## Durability
+/// libmosquitto 2.0 queues the PUBACK of a QoS 1 message *before* it calls `on_message`, and has no
+/// manual acknowledgement. vitalsd therefore drives the network loop itself on a dedicated thread in
+/// threaded mode (`mosquitto_threaded_set`), where queued packets reach the socket only in
+/// `mosquitto_loop_write`. The loop reads a batch with `mosquitto_loop_read`, hands it to the consumer
+/// through ``deliveries``, waits until the consumer calls ``MQTTDeliveryBatch/acknowledge()`` after its
+/// commit, and only then calls `mosquitto_loop_write`. Nothing is written to the socket while read
+/// messages are unacknowledged. If the process dies, or the consumer never acknowledges, the PUBACKs
+/// are dropped with the connection (`mosquitto_reconnect` and `mosquitto_destroy` discard the queue)
+/// and the broker redelivers the messages on the next connection with the same client id.
+///
+/// ## Threading
+/// One thread, started by ``with(configuration:logger:_:)``, makes every libmosquitto call and runs
+/// every callback. The consumer's task and health checks touch only `Sendable` state.
+public final class MQTTSubscription: Sendable {
+    /// The delivered batches. Iterate it once.
+    public let deliveries: MQTTDeliveries
+    private let loop: SubscriberLoop
+
+    /// The current connection state.
+    public var status: MQTTConnectionStatus { loop.status.withLock { $0 } }
+
+    private init(configuration: MQTTClientConfiguration, logger: Logger) throws {
+        let (stream, continuation) = AsyncStream.makeStream(of: MQTTDeliveryBatch.self, bufferingPolicy: .unbounded)
+        self.deliveries = MQTTDeliveries(stream: stream)
+        self.loop = try SubscriberLoop(configuration: configuration, logger: logger, continuation: continuation)
+    }
+
+    /// Connects, subscribes, runs `body` with the subscription, then disconnects.
+    ///
+    /// Connection failures are retried with a doubling delay, capped at
+    /// ``MQTTClientConfiguration/maxReconnectDelay``; they never end the subscription.
+    /// When `body` returns or throws, batches not yet acknowledged are abandoned (and redelivered
+    /// by the broker later), a clean DISCONNECT is sent if nothing is unacknowledged, and the loop
+    /// thread ends within a few seconds.
+    ///
+    /// - Throws: ``MQTTError`` if the client cannot be created (bad client id, out of memory), or
+    ///   whatever `body` throws.
+    public static func with<R>(
+        configuration: MQTTClientConfiguration, logger: Logger, _ body: (MQTTSubscription) async throws -> R
+    ) async throws -> R {
+        MosquittoLibrary.initialize()
+        let subscription = try MQTTSubscription(configuration: configuration, logger: logger)
+        subscription.loop.start()
+        do {
+            let result = try await body(subscription)
+            await subscription.loop.stop()
+            return result
+        } catch {
+            await subscription.loop.stop()
+            throw error
+        }
+    }
+}
+
+/// Owns the libmosquitto handle of a subscription and runs its network loop.
+///
+/// `@unchecked Sendable` because `mosq`, `pending`, `subscribeMID` and `accepted` are plain stored
+/// properties: they are used only on the loop thread (``run()`` and the callbacks it triggers, which
+/// libmosquitto calls from inside `loop_read`/`loop_misc` on that same thread, since
+/// `mosquitto_loop_start` is never called). Other threads use only `status`, `stopping`, `gate`,
+/// `finished` (all synchronised) and the write end of the wake pipe.
+final class SubscriberLoop: @unchecked Sendable {
+    let configuration: MQTTClientConfiguration
+    let logger: Logger
+    private let continuation: AsyncStream<MQTTDeliveryBatch>.Continuation
+
+    private var mosq: OpaquePointer?
+    var pending: [MQTTMessage] = []
+    var subscribeMID: Int32 = -1
+    var accepted = false
+    var connections = 0
+
+    let status = Mutex(MQTTConnectionStatus())
+    private let stopping = Atomic<Bool>(false)
+    private let gate = Mutex<AcknowledgementGate?>(nil)
+    private let finished = Mutex<(done: Bool, waiters: [OnceContinuation])>((false, []))
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+
+    init(
+        configuration: MQTTClientConfiguration, logger: Logger,
+        continuation: AsyncStream<MQTTDeliveryBatch>.Continuation
+    ) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.continuation = continuation
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else {
+            throw MQTTError(code: -1, message: "pipe: \(String(cString: strerror(errno)))")
+        }
+        wakeRead = fds[0]
+        wakeWrite = fds[1]
+        _ = fcntl(wakeRead, F_SETFL, fcntl(wakeRead, F_GETFL) | O_NONBLOCK)
+        _ = fcntl(wakeWrite, F_SETFL, fcntl(wakeWrite, F_GETFL) | O_NONBLOCK)
+
+        let context = Unmanaged.passRetained(self).toOpaque()
+        guard let handle = mosquitto_new(configuration.clientID, false, context) else {
+            Unmanaged<SubscriberLoop>.fromOpaque(context).release()
+            close(wakeRead)
+            close(wakeWrite)
+            throw MQTTError(code: -1, message: "mosquitto_new failed for client id '\(configuration.clientID)'")
+        }
+        mosq = handle
+        _ = mosquitto_threaded_set(handle, true)
+        _ = mosquitto_int_option(handle, MOSQ_OPT_PROTOCOL_VERSION, Int32(MQTT_PROTOCOL_V311))
+        if let user = configuration.username {
+            _ = mosquitto_username_pw_set(handle, user, configuration.password)
+        }
+        mosquitto_connect_callback_set(handle, subscriberOnConnect)
+        mosquitto_disconnect_callback_set(handle, subscriberOnDisconnect)
+        mosquitto_message_callback_set(handle, subscriberOnMessage)
+        mosquitto_subscribe_callback_set(handle, subscriberOnSubscribe)
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "vitalsd-mqtt"
+        thread.start()
+    }
+
+    /// Abandons any batch awaiting acknowledgement, wakes the loop and waits for it to end.
+    ///
+    /// Waits at most `timeout` seconds: a loop thread blocked in a TCP connect to an unreachable
+    /// broker cannot be interrupted, and shutdown must stay bounded (failure-modes F3c).
+    func stop(timeout: Double = 5) async {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        gate.withLock { $0?.resolve(.abandoned) }
+        wake()
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let once = OnceContinuation(c)
+            let already = finished.withLock { state -> Bool in
+                if state.done { return true }
+                state.waiters.append(once)
+                return false
+            }
+            if already { once.resume() }
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { once.resume() }
+        }
+    }
+
+    private var isStopping: Bool { stopping.load(ordering: .sequentiallyConsistent) }
+
+    private func wake() {
+        var byte: UInt8 = 1
+        _ = write(wakeWrite, &byte, 1)
+    }
+
+    // MARK: Loop thread
+
+    private func run() {
+        guard let mosq else { return }
+        var delay = configuration.minReconnectDelay
+        var initialised = false
+        while !isStopping {
+            if mosquitto_socket(mosq) < 0 {
+                accepted = false
+                let rc: Int32
+                if initialised {
+                    rc = mosquitto_reconnect(mosq)
+                } else {
+                    rc = mosquitto_connect(mosq, configuration.host, Int32(configuration.port), Int32(configuration.keepAlive))
+                    initialised = rc == MOSQ_ERR_SUCCESS.rawValue || rc == MOSQ_ERR_ERRNO.rawValue
+                        || rc == MOSQ_ERR_EAI.rawValue
+                }
+                if let error = MosquittoLibrary.check(rc, "connect to \(configuration.host):\(configuration.port)") {
+                    status.withLock { $0.lastError = error.message }
+                    logger.warning(
+                        "broker connection failed; retrying",
+                        metadata: ["mqtt.error": "\(error.message)", "mqtt.retry_in_s": "\(delay)"])
+                    sleepInterruptibly(seconds: delay)
+                    delay = min(delay * 2, configuration.maxReconnectDelay)
+                    continue
+                }
+                // CONNECT is only queued in threaded mode. Nothing has been read, so writing acks nothing.
+                flushWrites()
+            }
+
+            let events = waitForSocket(timeoutMilliseconds: 1000)
+            if events.wake { drainWake() }
+            if isStopping { break }
+            if events.readable { readAvailable() }
+
+            if !pending.isEmpty {
+                guard deliverPending() else { break }
+            }
+            if mosquitto_socket(mosq) >= 0 {
+                _ = mosquitto_loop_misc(mosq)
+                flushWrites()
+            }
+            if mosquitto_socket(mosq) < 0 {
+                markDisconnected()
+                if accepted {
+                    delay = configuration.minReconnectDelay
+                } else {
+                    sleepInterruptibly(seconds: delay)
+                    delay = min(delay * 2, configuration.maxReconnectDelay)
+                }
+            }
+        }
+        teardown()
+    }
+
+    /// Reads packets while the socket has data, up to `maxBatch` messages.
+    private func readAvailable() {
+        guard let mosq else { return }
+        repeat {
+            let rc = mosquitto_loop_read(mosq, 1)
+            if rc != MOSQ_ERR_SUCCESS.rawValue {
+                if !isStopping {
+                    logger.warning(
+                        "broker connection lost", metadata: ["mqtt.error": "\(MosquittoLibrary.describe(rc))"])
+                }
+                status.withLock { $0.lastError = "connection lost: \(MosquittoLibrary.describe(rc))" }
+                return
+            }
+        } while pending.count < configuration.maxBatch && mosquitto_socket(mosq) >= 0 && socketReadable()
+    }
+
+    /// Hands `pending` to the consumer and blocks until it is acknowledged or abandoned.
+    /// - Returns: false when abandoned: the loop must end without writing.
+    private func deliverPending() -> Bool {
+        let g = AcknowledgementGate()
+        gate.withLock { $0 = g }
+        if isStopping { g.resolve(.abandoned) }
+        if case .terminated = continuation.yield(MQTTDeliveryBatch(messages: pending, gate: g)) {
+            g.resolve(.abandoned)
+        }
+        let outcome = g.wait()
+        gate.withLock { $0 = nil }
+        pending.removeAll(keepingCapacity: true)
+        guard outcome == .acknowledged else { return false }
+        flushWrites()
+        return true
+    }
+
+    private func flushWrites() {
+        guard let mosq, pending.isEmpty, mosquitto_socket(mosq) >= 0 else { return }
+        if mosquitto_want_write(mosq) {
+            let rc = mosquitto_loop_write(mosq, 1)
+            if rc != MOSQ_ERR_SUCCESS.rawValue {
+                status.withLock { $0.lastError = "write failed: \(MosquittoLibrary.describe(rc))" }
+            }
+        }
+    }
+
+    private func waitForSocket(timeoutMilliseconds: Int32) -> (readable: Bool, wake: Bool) {
+        guard let mosq else { return (false, false) }
+        let sock = mosquitto_socket(mosq)
+        var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
+        if sock >= 0 {
+            var events = Int16(POLLIN)
+            if pending.isEmpty && mosquitto_want_write(mosq) { events |= Int16(POLLOUT) }
+            fds.append(pollfd(fd: sock, events: events, revents: 0))
+        }
+        let n = poll(&fds, nfds_t(fds.count), timeoutMilliseconds)
+        guard n > 0 else { return (false, false) }
+        let wake = fds[0].revents & Int16(POLLIN) != 0
+        let readable = fds.count > 1 && fds[1].revents & Int16(POLLIN | POLLERR | POLLHUP) != 0
+        return (readable, wake)
+    }
+
+    private func socketReadable() -> Bool {
+        guard let mosq else { return false }
+        var fd = pollfd(fd: mosquitto_socket(mosq), events: Int16(POLLIN), revents: 0)
+        return poll(&fd, 1, 0) > 0 && fd.revents & Int16(POLLIN) != 0
+    }
+
+    private func drainWake() {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while read(wakeRead, &buffer, buffer.count) > 0 {}
+    }
+
+    private func sleepInterruptibly(seconds: Double) {
+        var fd = pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)
+        _ = poll(&fd, 1, Int32(seconds * 1000))
+    }
+
+    private func markDisconnected() {
+        status.withLock {
+            $0.connected = false
+            $0.subscribed = false
+        }
+    }
+
+    private func teardown() {
+        if let mosq {
+            if pending.isEmpty && mosquitto_socket(mosq) >= 0 {
+                // Every read message was acknowledged: leave cleanly. The session stays on the broker.
+                _ = mosquitto_disconnect(mosq)
+                flushWrites()
+            }
+            mosquitto_destroy(mosq)
+            self.mosq = nil
+            Unmanaged.passUnretained(self).release()
+        }
+        markDisconnected()
+        close(wakeRead)
+        close(wakeWrite)
+        continuation.finish()
+        let waiters = finished.withLock { state -> [OnceContinuation] in
+            state.done = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for w in waiters { w.resume() }
+        logger.info("MQTT subscription closed")
+    }
+
+    // MARK: Callbacks (loop thread)
+
+    func didConnect(_ rc: Int32) {
+        guard let mosq else { return }
+        guard rc == 0 else {
+            let text = String(cString: mosquitto_connack_string(rc))
+            status.withLock { $0.lastError = "broker refused connection: \(text)" }
+            // 4 and 5 are bad credentials and not authorised: retrying alone will not fix them.
+            logger.error(
+                "broker refused connection",
+                metadata: ["mqtt.connack": "\(rc)", "mqtt.reason": "\(text)", "mqtt.retryable": "\(rc != 4 && rc != 5)"])
+            return
+        }
+        accepted = true
+        connections += 1
+        status.withLock { [connections] s in
+            s.connected = true
+            s.subscribed = false
+            s.reconnects = connections - 1
+        }
+        logger.info(
+            "connected to broker",
+            metadata: ["mqtt.host": "\(configuration.host)", "mqtt.port": "\(configuration.port)",
+                       "mqtt.client_id": "\(configuration.clientID)"])
+        // Always subscribe, whatever session_present says: the configured list is the truth (F4).
+        var cTopics = configuration.topics.map { strdup($0) }
+        defer { cTopics.forEach { free($0) } }
+        var mid: Int32 = 0
+        let src = cTopics.withUnsafeMutableBufferPointer { buffer in
+            mosquitto_subscribe_multiple(mosq, &mid, Int32(buffer.count), buffer.baseAddress, 1, 0, nil)
+        }
+        if let error = MosquittoLibrary.check(src, "subscribe") {
+            logger.error("subscribe failed", metadata: ["mqtt.error": "\(error.message)"])
+        }
+        subscribeMID = mid
+    }
+
+    func didSubscribe(mid: Int32, granted: [Int32]) {
+        guard mid == subscribeMID else { return }
+        let refused = granted.enumerated().filter { $0.element == 0x80 || $0.element < 1 }
+        for (index, qos) in refused {
+            let topic = index < configuration.topics.count ? configuration.topics[index] : "?"
+            logger.error(
+                "broker did not grant QoS 1 subscription",
+                metadata: ["mqtt.topic_filter": "\(topic)", "mqtt.granted_qos": "\(qos)"])
+        }
+        status.withLock { $0.subscribed = refused.isEmpty }
+        if refused.isEmpty {
+            logger.info("subscribed", metadata: ["mqtt.topic_filters": "\(configuration.topics.joined(separator: ","))"])
+        }
+    }
+
+    func didDisconnect(_ rc: Int32) {
+        markDisconnected()
+    }
+
+    func didReceive(_ message: MQTTMessage) {
+        pending.append(message)
+    }
+}
+
+/// A continuation that may be resumed from two places (completion and timeout), resuming once.
+final class OnceContinuation: Sendable {
+    private let continuation: Mutex<CheckedContinuation<Void, Never>?>
+
+    init(_ c: CheckedContinuation<Void, Never>) { continuation = Mutex(c) }
+
+    func resume() {
+        continuation.withLock { c in
+            c?.resume()
+            c = nil
+        }
+    }
+}
+
+// libmosquitto callbacks: file-level functions, never closures, so that they carry no actor
+// isolation. They run on the loop thread and find their SubscriberLoop through `userdata`.
+
+private func subscriberLoop(_ userdata: UnsafeMutableRawPointer?) -> SubscriberLoop? {
+    guard let userdata else { return nil }
+    return Unmanaged<SubscriberLoop>.fromOpaque(userdata).takeUnretainedValue()
+}
+
+private func subscriberOnConnect(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ rc: Int32) {
+    subscriberLoop(userdata)?.didConnect(rc)
+}
+
+private func subscriberOnDisconnect(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ rc: Int32) {
+    subscriberLoop(userdata)?.didDisconnect(rc)
+}
+
+private func subscriberOnSubscribe(
+    _ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ mid: Int32, _ count: Int32,
+    _ granted: UnsafePointer<Int32>?
+) {
+    let list = granted.map { Array(UnsafeBufferPointer(start: $0, count: Int(count))) } ?? []
+    subscriberLoop(userdata)?.didSubscribe(mid: mid, granted: list)
+}
+
+private func subscriberOnMessage(
+    _ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ message: UnsafePointer<mosquitto_message>?
+) {
+    guard let m = message?.pointee, let loop = subscriberLoop(userdata) else { return }
+    let topic = m.topic.map { String(cString: $0) } ?? ""
+    let payload: [UInt8]
+    if let bytes = m.payload, m.payloadlen > 0 {
+        payload = Array(UnsafeRawBufferPointer(start: bytes, count: Int(m.payloadlen)))
+    } else {
+        payload = []
+    }
+    loop.didReceive(MQTTMessage(topic: topic, payload: payload, qos: Int(m.qos), retain: m.retain))
+}

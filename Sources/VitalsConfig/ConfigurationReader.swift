@@ -1,0 +1,250 @@
+import Foundation
+import VitalsDomain
+import Yams
+
+/// Walks the YAML tree key by key, so that every error names the key it is about and unknown
+/// keys (typos) are refused instead of silently ignored.
+struct ConfigurationReader {
+    var errors: [ConfigurationError] = []
+
+    private static let sections: [String: Set<String>] = [
+        "mqtt": ["host", "port", "client_id", "keepalive_seconds", "topics", "max_batch", "reconnect_min_seconds",
+                 "reconnect_max_seconds", "username", "password_file"],
+        "database": ["path", "synchronous", "busy_timeout_seconds"],
+        "ingest": ["max_payload_bytes", "max_future_skew_seconds"],
+        "log": ["level"],
+        "thresholds": ["defaults", "programs"],
+    ]
+
+    mutating func read(_ root: Node?, into config: inout VitalsConfiguration, environment: [String: String]) {
+        var values: [String: Node] = [:]
+        var thresholdsNode: Node?
+        if let root {
+            guard let mapping = root.mapping else {
+                errors.append(ConfigurationError(key: "(file)", "top level must be a mapping of sections"))
+                return
+            }
+            for (k, v) in mapping {
+                guard let section = k.string, let allowed = Self.sections[section] else {
+                    errors.append(ConfigurationError(key: k.string ?? "?", "unknown section"))
+                    continue
+                }
+                if section == "thresholds" {
+                    thresholdsNode = v
+                    continue
+                }
+                guard let inner = v.mapping else {
+                    if v != Node("") && v.null == nil {
+                        errors.append(ConfigurationError(key: section, "must be a mapping"))
+                    }
+                    continue
+                }
+                for (ik, iv) in inner {
+                    let key = "\(section).\(ik.string ?? "?")"
+                    guard let name = ik.string, allowed.contains(name) else {
+                        errors.append(ConfigurationError(key: key, "unknown key"))
+                        continue
+                    }
+                    values[key] = iv
+                }
+            }
+        }
+        for (key, variable) in VitalsConfiguration.environmentOverrides {
+            guard let value = environment[variable] else { continue }
+            if key == "mqtt.topics" {
+                values[key] = Node(value.split(separator: ",").map { Node(String($0).trimmingCharacters(in: .whitespaces)) })
+            } else {
+                values[key] = Node(value, Tag(.str))
+            }
+        }
+
+        string(values, "mqtt.host") { config.mqtt.host = $0 }
+        int(values, "mqtt.port") { config.mqtt.port = $0 }
+        string(values, "mqtt.client_id") { config.mqtt.clientID = $0 }
+        int(values, "mqtt.keepalive_seconds") { config.mqtt.keepAliveSeconds = $0 }
+        if let node = values["mqtt.topics"] {
+            if let list = node.sequence, list.allSatisfy({ $0.string != nil }) {
+                config.mqtt.topics = list.compactMap(\.string)
+            } else {
+                errors.append(ConfigurationError(key: "mqtt.topics", "must be a list of topic filters"))
+            }
+        }
+        int(values, "mqtt.max_batch") { config.mqtt.maxBatch = $0 }
+        double(values, "mqtt.reconnect_min_seconds") { config.mqtt.reconnectMinSeconds = $0 }
+        double(values, "mqtt.reconnect_max_seconds") { config.mqtt.reconnectMaxSeconds = $0 }
+        string(values, "mqtt.username") { config.mqtt.username = $0 }
+        string(values, "mqtt.password_file") { config.mqtt.passwordFile = $0 }
+        string(values, "database.path") { config.database.path = $0 }
+        string(values, "database.synchronous") { config.database.synchronous = $0 }
+        double(values, "database.busy_timeout_seconds") { config.database.busyTimeoutSeconds = $0 }
+        int(values, "ingest.max_payload_bytes") { config.ingest.maxPayloadBytes = $0 }
+        double(values, "ingest.max_future_skew_seconds") { config.ingest.maxFutureSkewSeconds = $0 }
+        string(values, "log.level") { config.log.level = $0 }
+
+        if let thresholdsNode {
+            config.thresholds = readThresholds(thresholdsNode)
+        }
+    }
+
+    private mutating func string(_ values: [String: Node], _ key: String, _ set: (String) -> Void) {
+        guard let node = values[key] else { return }
+        guard let s = node.scalar?.string, !s.isEmpty else {
+            errors.append(ConfigurationError(key: key, "must be a non-empty string"))
+            return
+        }
+        set(s)
+    }
+
+    private mutating func int(_ values: [String: Node], _ key: String, _ set: (Int) -> Void) {
+        guard let node = values[key] else { return }
+        guard let s = node.scalar?.string, let i = Int(s.trimmingCharacters(in: .whitespaces)) else {
+            errors.append(ConfigurationError(key: key, "must be a whole number (got '\(node.scalar?.string ?? "a non-scalar")')"))
+            return
+        }
+        set(i)
+    }
+
+    private mutating func double(_ values: [String: Node], _ key: String, _ set: (Double) -> Void) {
+        guard let node = values[key] else { return }
+        guard let s = node.scalar?.string, let d = Double(s.trimmingCharacters(in: .whitespaces)), d.isFinite else {
+            errors.append(ConfigurationError(key: key, "must be a number (got '\(node.scalar?.string ?? "a non-scalar")')"))
+            return
+        }
+        set(d)
+    }
+
+    private mutating func readThresholds(_ node: Node) -> ThresholdPolicy {
+        var policy = ThresholdPolicy()
+        guard let mapping = node.mapping else {
+            errors.append(ConfigurationError(key: "thresholds", "must be a mapping with 'defaults' and 'programs'"))
+            return policy
+        }
+        for (k, v) in mapping {
+            switch k.string {
+            case "defaults":
+                policy.defaults = readLimitsByType(v, key: "thresholds.defaults")
+            case "programs":
+                guard let programs = v.mapping else {
+                    errors.append(ConfigurationError(key: "thresholds.programs", "must be a mapping by program"))
+                    continue
+                }
+                for (pk, pv) in programs {
+                    let key = "thresholds.programs.\(pk.string ?? "?")"
+                    guard let program = pk.string.flatMap(Program.init(rawValue:)) else {
+                        errors.append(ConfigurationError(
+                            key: key, "unknown program; expected one of \(Program.allCases.map(\.rawValue).joined(separator: ", "))"))
+                        continue
+                    }
+                    policy.programs[program] = readLimitsByType(pv, key: key)
+                }
+            default:
+                errors.append(ConfigurationError(key: "thresholds.\(k.string ?? "?")", "unknown key"))
+            }
+        }
+        return policy
+    }
+
+    private mutating func readLimitsByType(_ node: Node, key: String) -> [VitalType: ThresholdLimits] {
+        var result: [VitalType: ThresholdLimits] = [:]
+        guard let mapping = node.mapping else {
+            errors.append(ConfigurationError(key: key, "must be a mapping by vital type"))
+            return result
+        }
+        for (tk, tv) in mapping {
+            let typeKey = "\(key).\(tk.string ?? "?")"
+            guard let type = tk.string.flatMap(VitalType.init(rawValue:)) else {
+                errors.append(ConfigurationError(
+                    key: typeKey, "unknown vital type; expected one of \(VitalType.allCases.map(\.rawValue).joined(separator: ", "))"))
+                continue
+            }
+            guard let limits = tv.mapping else {
+                errors.append(ConfigurationError(key: typeKey, "must be a mapping of limits"))
+                continue
+            }
+            var l = ThresholdLimits()
+            for (lk, lv) in limits {
+                let limitKey = "\(typeKey).\(lk.string ?? "?")"
+                switch lk.string {
+                case "source":
+                    l.source = lv.string
+                case "critical_high", "warning_high", "warning_low", "critical_low":
+                    guard let s = lv.scalar?.string, let d = Double(s), d.isFinite else {
+                        errors.append(ConfigurationError(key: limitKey, "must be a number in \(type.canonicalUnit.rawValue)"))
+                        continue
+                    }
+                    switch lk.string {
+                    case "critical_high": l.criticalHigh = d
+                    case "warning_high": l.warningHigh = d
+                    case "warning_low": l.warningLow = d
+                    default: l.criticalLow = d
+                    }
+                default:
+                    errors.append(ConfigurationError(
+                        key: limitKey, "unknown key; expected critical_high, warning_high, warning_low, critical_low or source"))
+                }
+            }
+            result[type] = l
+        }
+        return result
+    }
+
+    mutating func validate(_ c: VitalsConfiguration) {
+        func check(_ ok: Bool, _ key: String, _ message: String) {
+            if !ok { errors.append(ConfigurationError(key: key, message)) }
+        }
+        check((1...65535).contains(c.mqtt.port), "mqtt.port", "must be between 1 and 65535 (got \(c.mqtt.port))")
+        check(!c.mqtt.clientID.isEmpty && c.mqtt.clientID.utf8.count <= 65535 && !c.mqtt.clientID.contains(where: \.isWhitespace),
+              "mqtt.client_id", "must be a non-empty id without spaces; keep it the same across restarts")
+        check((5...65535).contains(c.mqtt.keepAliveSeconds), "mqtt.keepalive_seconds", "must be between 5 and 65535 seconds")
+        check((1...10_000).contains(c.mqtt.maxBatch), "mqtt.max_batch", "must be between 1 and 10000")
+        check(c.mqtt.reconnectMinSeconds > 0, "mqtt.reconnect_min_seconds", "must be greater than 0")
+        check(c.mqtt.reconnectMaxSeconds >= c.mqtt.reconnectMinSeconds, "mqtt.reconnect_max_seconds",
+              "must be at least mqtt.reconnect_min_seconds")
+        check(!c.mqtt.topics.isEmpty, "mqtt.topics", "must list at least one topic filter")
+        for (i, topic) in c.mqtt.topics.enumerated() {
+            do throws(Rejection) {
+                _ = try DeviceTopicFilter(topic)
+            } catch {
+                errors.append(ConfigurationError(key: "mqtt.topics[\(i)]", error.detail))
+            }
+        }
+        check(c.mqtt.passwordFile == nil || c.mqtt.username != nil, "mqtt.password_file", "needs mqtt.username")
+        check(["full", "normal"].contains(c.database.synchronous), "database.synchronous", "must be 'full' or 'normal'")
+        check(c.database.busyTimeoutSeconds >= 0, "database.busy_timeout_seconds", "must not be negative")
+        check(c.ingest.maxPayloadBytes >= 64, "ingest.max_payload_bytes", "must be at least 64 bytes")
+        check(c.ingest.maxFutureSkewSeconds >= 0, "ingest.max_future_skew_seconds", "must not be negative")
+        check(["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(c.log.level),
+              "log.level", "must be one of trace, debug, info, notice, warning, error, critical")
+        validateThresholds(c.thresholds.defaults, key: "thresholds.defaults")
+        for (program, limits) in c.thresholds.programs {
+            validateThresholds(limits, key: "thresholds.programs.\(program.rawValue)")
+        }
+    }
+
+    /// Limits must be ordered: critical_low ≤ warning_low < warning_high ≤ critical_high, and inside
+    /// the type's plausible range, or a breach could never be reached or could never clear.
+    mutating func validateThresholds(_ byType: [VitalType: ThresholdLimits], key: String) {
+        for (type, l) in byType {
+            let k = "\(key).\(type.rawValue)"
+            for (name, value) in [("critical_high", l.criticalHigh), ("warning_high", l.warningHigh),
+                                  ("warning_low", l.warningLow), ("critical_low", l.criticalLow)] {
+                if let value, !type.plausibleRange.contains(value) {
+                    errors.append(ConfigurationError(
+                        key: "\(k).\(name)",
+                        "\(Observation.format(value)) is outside the plausible range of \(type.rawValue) in \(type.canonicalUnit.rawValue)"))
+                }
+            }
+            if let ch = l.criticalHigh, let wh = l.warningHigh, wh > ch {
+                errors.append(ConfigurationError(key: "\(k).warning_high", "must not exceed critical_high"))
+            }
+            if let cl = l.criticalLow, let wl = l.warningLow, wl < cl {
+                errors.append(ConfigurationError(key: "\(k).warning_low", "must not be below critical_low"))
+            }
+            let highs = [l.criticalHigh, l.warningHigh].compactMap { $0 }
+            let lows = [l.criticalLow, l.warningLow].compactMap { $0 }
+            if let minHigh = highs.min(), let maxLow = lows.max(), maxLow >= minHigh {
+                errors.append(ConfigurationError(key: k, "low limits must lie below high limits"))
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import VitalsDomain
+import Yams
+
+/// Everything `vitalsd` reads from its YAML file and environment. `Config/vitalsd.yaml` documents each key.
+public struct VitalsConfiguration: Sendable, Hashable {
+    /// `mqtt.*`: the broker connection.
+    public struct MQTT: Sendable, Hashable {
+        public var host = "127.0.0.1"
+        public var port = 1883
+        public var clientID = "vitalsd"
+        /// Seconds (5–65535).
+        public var keepAliveSeconds = 60
+        public var topics = ["devices/+/readings"]
+        /// Most messages committed in one transaction (1–10000).
+        public var maxBatch = 500
+        /// Seconds.
+        public var reconnectMinSeconds = 1.0
+        /// Seconds.
+        public var reconnectMaxSeconds = 30.0
+        public var username: String?
+        /// A file whose first line is the password (or a systemd credential path); never the password itself.
+        public var passwordFile: String?
+    }
+
+    /// `database.*`: the SQLite file.
+    public struct Database: Sendable, Hashable {
+        public var path = "/var/lib/vitalsd/vitalsd.sqlite"
+        /// `full` or `normal`.
+        public var synchronous = "full"
+        /// Seconds a write waits for another process's lock.
+        public var busyTimeoutSeconds = 10.0
+    }
+
+    /// `ingest.*`: message limits.
+    public struct Ingest: Sendable, Hashable {
+        /// Bytes; larger payloads are dead-lettered as `too_large`.
+        public var maxPayloadBytes = 262_144
+        /// Seconds a measurement may lie in the future.
+        public var maxFutureSkewSeconds = 600.0
+    }
+
+    /// `log.*`.
+    public struct Log: Sendable, Hashable {
+        /// `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`.
+        public var level = "info"
+    }
+
+    public var mqtt = MQTT()
+    public var database = Database()
+    public var ingest = Ingest()
+    public var log = Log()
+    /// `thresholds.*`: program defaults; ``ThresholdPolicy/clinicalDefaults`` when the section is absent.
+    public var thresholds = ThresholdPolicy.clinicalDefaults
+
+    public init() {}
+
+    /// The environment variables that override keys, by key.
+    public static let environmentOverrides: [(key: String, variable: String)] = [
+        ("mqtt.host", "VITALSD_MQTT_HOST"),
+        ("mqtt.port", "VITALSD_MQTT_PORT"),
+        ("mqtt.client_id", "VITALSD_MQTT_CLIENT_ID"),
+        ("mqtt.topics", "VITALSD_MQTT_TOPICS"),
+        ("mqtt.keepalive_seconds", "VITALSD_MQTT_KEEPALIVE_SECONDS"),
+        ("mqtt.max_batch", "VITALSD_MQTT_MAX_BATCH"),
+        ("mqtt.username", "VITALSD_MQTT_USERNAME"),
+        ("mqtt.password_file", "VITALSD_MQTT_PASSWORD_FILE"),
+        ("database.path", "VITALSD_DATABASE_PATH"),
+        ("database.synchronous", "VITALSD_DATABASE_SYNCHRONOUS"),
+        ("database.busy_timeout_seconds", "VITALSD_DATABASE_BUSY_TIMEOUT_SECONDS"),
+        ("ingest.max_payload_bytes", "VITALSD_INGEST_MAX_PAYLOAD_BYTES"),
+        ("ingest.max_future_skew_seconds", "VITALSD_INGEST_MAX_FUTURE_SKEW_SECONDS"),
+        ("log.level", "VITALSD_LOG_LEVEL"),
+    ]
+}
+
+/// A configuration problem, naming the key.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Hashable {
+    /// The dotted key, e.g. `mqtt.port`, or the file path for file-level problems.
+    public var key: String
+    public var message: String
+
+    public init(key: String, _ message: String) {
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String { "\(key): \(message)" }
+}
+
+/// Several configuration problems, all reported at once.
+public struct ConfigurationErrors: Error, Sendable, CustomStringConvertible {
+    public var errors: [ConfigurationError]
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+extension VitalsConfiguration {
+    /// Reads a YAML file, applies `VITALSD_*` environment overrides, and validates the result.
+    ///
+    /// - Parameters:
+    ///   - path: the YAML file.
+    ///   - environment: the process environment (pass `ProcessInfo.processInfo.environment`).
+    /// - Throws: ``ConfigurationErrors`` listing every problem, each naming its key.
+    public static func load(path: String, environment: [String: String]) throws -> VitalsConfiguration {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationErrors(errors: [ConfigurationError(key: path, "cannot read the file")])
+        }
+        return try parse(yaml: text, environment: environment)
+    }
+
+    /// Like ``load(path:environment:)`` for YAML text.
+    public static func parse(yaml: String, environment: [String: String] = [:]) throws -> VitalsConfiguration {
+        var reader = ConfigurationReader()
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigurationErrors(errors: [ConfigurationError(key: "(file)", "not valid YAML: \(error)")])
+        }
+        var config = VitalsConfiguration()
+        reader.read(root, into: &config, environment: environment)
+        reader.validate(config)
+        if !reader.errors.isEmpty { throw ConfigurationErrors(errors: reader.errors) }
+        return config
+    }
+
+    /// The MQTT password, read from ``MQTT/passwordFile`` (first line), or nil when none is configured.
+    /// - Throws: ``ConfigurationError`` when the file cannot be read.
+    public func mqttPassword() throws -> String? {
+        guard let file = mqtt.passwordFile else { return nil }
+        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationError(key: "mqtt.password_file", "cannot read \(file)")
+        }
+        return text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
+    }
+}

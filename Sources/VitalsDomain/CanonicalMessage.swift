@@ -1,0 +1,143 @@
+import Foundation
+
+/// A message after decoding: the readings it carried, each either accepted or rejected.
+///
+/// One rejected reading does not reject its siblings: they are stored, and it is dead-lettered alone.
+public struct DecodedMessage: Sendable {
+    /// The sender's optional message id (`message_id`), kept for tracing.
+    public var messageID: String?
+    /// The device that sent it.
+    public var deviceID: String
+    /// The readings in payload order.
+    public var readings: [Result<Observation, Rejection>]
+}
+
+/// Decodes the canonical vitalsd message format, version 1.
+///
+/// Shape (UTF-8 JSON object), either an envelope
+/// ```json
+/// {"measured_at": "2026-11-28T07:10:00-06:00", "message_id": "optional",
+///  "readings": [{"type": "systolic_bp", "value": 182, "unit": "mm[Hg]"}, ...]}
+/// ```
+/// where each reading may carry its own `measured_at` that overrides the envelope's, or one flat
+/// reading `{"type": "glucose", "value": 52, "unit": "mg/dL", "measured_at": "..."}`.
+/// An optional `device_id` member must equal the device in the topic. Unknown members are ignored.
+public struct CanonicalMessageDecoder: Sendable {
+    /// Time rules for `measured_at`.
+    public var timePolicy: MeasurementTimePolicy
+    /// Largest accepted payload, in bytes. Default 262,144 (256 KiB).
+    public var maxPayloadBytes: Int
+
+    public init(timePolicy: MeasurementTimePolicy = .init(), maxPayloadBytes: Int = 256 * 1024) {
+        self.timePolicy = timePolicy
+        self.maxPayloadBytes = maxPayloadBytes
+    }
+
+    /// Decodes one payload.
+    ///
+    /// - Parameters:
+    ///   - payload: the raw MQTT payload bytes.
+    ///   - deviceID: the device id taken from the topic.
+    ///   - receivedAt: when vitalsd received it; bounds future timestamps.
+    /// - Returns: the message with one result per reading.
+    /// - Throws: ``Rejection`` when the message as a whole cannot be read: `too_large`,
+    ///   `invalid_utf8`, `malformed_json`, `device_mismatch`, `missing_field`.
+    public func decode(payload: [UInt8], deviceID: String, receivedAt: Date) throws(Rejection) -> DecodedMessage {
+        guard payload.count <= maxPayloadBytes else {
+            throw Rejection(.tooLarge, "payload of \(payload.count) bytes exceeds limit of \(maxPayloadBytes)")
+        }
+        guard String(validating: payload, as: UTF8.self) != nil else {
+            throw Rejection(.invalidUTF8, "payload of \(payload.count) bytes is not valid UTF-8")
+        }
+        let root: JSONValue
+        do {
+            root = try JSONDecoder().decode(JSONValue.self, from: Data(payload))
+        } catch {
+            throw Rejection(.malformedJSON, "payload of \(payload.count) bytes is not valid JSON")
+        }
+        guard case .object = root else {
+            throw Rejection(.malformedJSON, "payload is JSON but not an object")
+        }
+        if let named = root["device_id"] {
+            guard named.stringValue == deviceID else {
+                throw Rejection(.deviceMismatch, "device_id in payload differs from the device in the topic")
+            }
+        }
+        let messageID = root["message_id"]?.stringValue
+
+        let items: [JSONValue]
+        if let readings = root["readings"] {
+            guard case .array(let list) = readings, !list.isEmpty else {
+                throw Rejection(.malformedJSON, "field 'readings' is not a non-empty array")
+            }
+            items = list
+        } else if root["type"] != nil {
+            items = [root]
+        } else {
+            throw Rejection(.missingField, "payload has neither 'readings' nor 'type'")
+        }
+
+        let results = items.enumerated().map { index, item in
+            Result { () throws(Rejection) -> Observation in
+                try reading(item, index: index, envelope: root, deviceID: deviceID, receivedAt: receivedAt)
+            }
+        }
+        return DecodedMessage(messageID: messageID, deviceID: deviceID, readings: results)
+    }
+
+    private func reading(
+        _ item: JSONValue, index: Int, envelope: JSONValue, deviceID: String, receivedAt: Date
+    ) throws(Rejection) -> Observation {
+        guard case .object = item else {
+            throw Rejection(.malformedJSON, "reading \(index) is not an object")
+        }
+        guard let typeName = item["type"]?.stringValue else {
+            throw Rejection(.missingField, "reading \(index) has no string field 'type'")
+        }
+        guard let value = item["value"] else {
+            throw Rejection(.missingField, "reading \(index) has no field 'value'")
+        }
+        guard let timeJSON = item["measured_at"] ?? envelope["measured_at"] else {
+            throw Rejection(.missingField, "reading \(index) has no 'measured_at'")
+        }
+        let measuredAt = try timePolicy.measurementTime(from: timeJSON, receivedAt: receivedAt)
+        return try Observation.make(
+            deviceID: deviceID, typeName: typeName, value: value, unit: item["unit"], measuredAt: measuredAt)
+    }
+}
+
+/// Finds the device id in a topic, as the level that the subscription's single `+` matched.
+///
+/// With the filter `devices/+/readings`, the topic `devices/cuff-17/readings` names device `cuff-17`.
+public struct DeviceTopicFilter: Sendable, Hashable {
+    /// The MQTT topic filter, e.g. `devices/+/readings`.
+    public let filter: String
+    private let levels: [Substring]
+
+    /// - Throws: ``Rejection`` with reason `bad_topic` if the filter has no `+` level or more than one.
+    public init(_ filter: String) throws(Rejection) {
+        self.filter = filter
+        self.levels = filter.split(separator: "/", omittingEmptySubsequences: false)
+        guard levels.filter({ $0 == "+" }).count == 1 else {
+            throw Rejection(.badTopic, "topic filter '\(filter)' must have exactly one '+' level for the device id")
+        }
+    }
+
+    /// The device id in `topic`, or `nil` if the topic does not match this filter.
+    public func deviceID(in topic: String) -> String? {
+        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
+        var device: Substring?
+        for (i, level) in levels.enumerated() {
+            if level == "#" { return device.map(String.init) }
+            guard i < parts.count else { return nil }
+            if level == "+" {
+                guard !parts[i].isEmpty else { return nil }
+                device = parts[i]
+            } else if level != parts[i] {
+                return nil
+            }
+        }
+        guard parts.count == levels.count else { return nil }
+        return device.map(String.init)
+    }
+}

@@ -1,0 +1,47 @@
+/// Why a message, or one reading in it, could not become a stored reading.
+///
+/// The raw value is the machine-readable reason stored in `dead_letters.reason` and
+/// exported as a metric label. Every case is a reason a person can act on.
+public enum DeadLetterReason: String, Sendable, CaseIterable, Codable, Hashable {
+    /// The payload is larger than `ingest.max_payload_bytes` (default 256 KiB).
+    case tooLarge = "too_large"
+    /// The payload is not valid UTF-8 (failure-modes F10).
+    case invalidUTF8 = "invalid_utf8"
+    /// The payload is not a JSON object in the canonical format.
+    case malformedJSON = "malformed_json"
+    /// The topic does not name a device where the subscription expects one.
+    case badTopic = "bad_topic"
+    /// A required field (`type`, `value`, `unit`, `measured_at`) is missing.
+    case missingField = "missing_field"
+    /// The device id in the topic is not enrolled.
+    case unknownDevice = "unknown_device"
+    /// The payload names a device other than the one in the topic.
+    case deviceMismatch = "device_mismatch"
+    /// `type` is not one of the supported vital types.
+    case unknownType = "unknown_type"
+    /// `unit` is missing, unrecognised, or does not measure this type (mmol/L for a weight).
+    case badUnit = "bad_unit"
+    /// `value` is not a finite number or a plain numeric string ("HI", "LO", "", NaN).
+    case notANumber = "not_a_number"
+    /// The value, in the canonical unit, is outside ``VitalType/plausibleRange``.
+    case implausibleValue = "implausible_value"
+    /// `measured_at` is unparseable, before 2000-01-01, or more than the allowed skew in the future.
+    case badTimestamp = "bad_timestamp"
+    /// A reading with the same device, LOINC code and measurement time is stored with a different value.
+    case conflictingDuplicate = "conflicting_duplicate"
+}
+
+/// A rejection: the reason and a short description of what was wrong.
+///
+/// `detail` names fields and limits, never reading values or patient data, so it is safe to log.
+public struct Rejection: Error, Sendable, Hashable {
+    /// The machine-readable reason.
+    public var reason: DeadLetterReason
+    /// What was wrong, for a person, without reading values (e.g. "field 'unit' not recognised").
+    public var detail: String
+
+    public init(_ reason: DeadLetterReason, _ detail: String) {
+        self.reason = reason
+        self.detail = detail
+    }
+}

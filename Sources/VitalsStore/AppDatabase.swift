@@ -1,0 +1,189 @@
+import Foundation
+import GRDB
+
+/// The vitalsd database: readings, dead letters, enrollment, thresholds, tasks and the audit trail.
+///
+/// One `AppDatabase` wraps one `DatabaseWriter`. Production and the admin commands open a
+/// `DatabasePool` on the same file (WAL mode), so a command can run while the daemon runs.
+/// Every write runs in a `BEGIN IMMEDIATE` transaction (GRDB's default for pool writes), which
+/// waits for the write lock up to the busy timeout instead of failing at once (failure-modes F17).
+public struct AppDatabase: Sendable {
+    /// The underlying GRDB writer.
+    public let writer: any DatabaseWriter
+
+    /// Wraps a writer and brings its schema up to date.
+    /// - Throws: a GRDB `DatabaseError` if a migration fails.
+    public init(_ writer: any DatabaseWriter) throws {
+        self.writer = writer
+        try Self.migrator.migrate(writer)
+    }
+
+    /// How strictly commits reach the disk.
+    public enum Synchronous: String, Sendable, CaseIterable {
+        /// `PRAGMA synchronous = FULL`: a commit survives power loss. The default.
+        case full
+        /// `PRAGMA synchronous = NORMAL`: a commit survives a process crash; the last commits may be
+        /// lost on power loss, after the broker was already told they were received.
+        case normal
+    }
+
+    /// Opens (creating if needed) the database file at `path` as a WAL-mode pool.
+    ///
+    /// - Parameters:
+    ///   - path: file path; its directory must exist.
+    ///   - synchronous: durability of commits (default `full`, see failure-modes F19).
+    ///   - busyTimeout: seconds a write waits for another process's write lock before failing (default 10 s).
+    /// - Throws: GRDB `DatabaseError` when the file cannot be opened or fails `PRAGMA quick_check`.
+    public static func open(path: String, synchronous: Synchronous = .full, busyTimeout: Double = 10) throws -> AppDatabase {
+        var config = Configuration()
+        config.busyMode = .timeout(busyTimeout)
+        config.foreignKeysEnabled = true
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous == .full ? "FULL" : "NORMAL")")
+            // Bound the WAL after checkpoints (failure-modes F18).
+            try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
+        }
+        let pool = try DatabasePool(path: path, configuration: config)
+        let result = try pool.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") }
+        guard result == "ok" else {
+            throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "PRAGMA quick_check failed: \(result ?? "no result")")
+        }
+        return try AppDatabase(pool)
+    }
+
+    /// An empty database in memory, for tests.
+    public static func inMemory() throws -> AppDatabase {
+        try AppDatabase(DatabaseQueue())
+    }
+}
+
+extension AppDatabase {
+    /// The schema. Migrations are never edited once shipped; changes are new migrations.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE patients (
+                    id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 128),
+                    timezone TEXT NOT NULL,
+                    created_at INTEGER NOT NULL
+                );
+                CREATE TABLE patient_programs (
+                    patient_id TEXT NOT NULL REFERENCES patients(id) ON DELETE CASCADE,
+                    program TEXT NOT NULL CHECK (program IN ('hypertension', 'diabetes', 'heart_failure', 'copd')),
+                    PRIMARY KEY (patient_id, program)
+                ) WITHOUT ROWID;
+                CREATE TABLE devices (
+                    id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 128),
+                    kind TEXT NOT NULL CHECK (kind IN ('bp_cuff', 'glucometer', 'cgm', 'scale', 'pulse_oximeter', 'thermometer', 'other')),
+                    patient_id TEXT NOT NULL REFERENCES patients(id),
+                    created_at INTEGER NOT NULL
+                );
+                CREATE INDEX devices_patient ON devices(patient_id);
+                CREATE TABLE patient_thresholds (
+                    patient_id TEXT NOT NULL REFERENCES patients(id) ON DELETE CASCADE,
+                    type TEXT NOT NULL,
+                    level TEXT NOT NULL CHECK (level IN ('critical', 'warning')),
+                    direction TEXT NOT NULL CHECK (direction IN ('high', 'low')),
+                    limit_value REAL NOT NULL,
+                    set_by TEXT NOT NULL,
+                    set_at INTEGER NOT NULL,
+                    PRIMARY KEY (patient_id, type, level, direction)
+                ) WITHOUT ROWID;
+                CREATE TABLE readings (
+                    id INTEGER PRIMARY KEY,
+                    device_id TEXT NOT NULL REFERENCES devices(id),
+                    patient_id TEXT NOT NULL REFERENCES patients(id),
+                    type TEXT NOT NULL,
+                    loinc TEXT NOT NULL,
+                    value REAL NOT NULL,
+                    unit TEXT NOT NULL,
+                    canonical_value REAL NOT NULL,
+                    canonical_unit TEXT NOT NULL,
+                    measured_at INTEGER NOT NULL,
+                    received_at INTEGER NOT NULL,
+                    source TEXT NOT NULL DEFAULT 'device' CHECK (source IN ('device', 'manual')),
+                    message_id TEXT,
+                    UNIQUE (device_id, loinc, measured_at)
+                );
+                CREATE INDEX readings_patient_time ON readings(patient_id, measured_at);
+                CREATE TABLE dead_letters (
+                    id INTEGER PRIMARY KEY,
+                    received_at INTEGER NOT NULL,
+                    topic TEXT NOT NULL,
+                    device_id TEXT,
+                    reason TEXT NOT NULL,
+                    detail TEXT NOT NULL,
+                    reading_index INTEGER,
+                    payload BLOB NOT NULL,
+                    payload_bytes INTEGER NOT NULL
+                );
+                CREATE INDEX dead_letters_reason ON dead_letters(reason, received_at);
+                CREATE TABLE tasks (
+                    id INTEGER PRIMARY KEY,
+                    patient_id TEXT NOT NULL REFERENCES patients(id),
+                    vital TEXT NOT NULL,
+                    direction TEXT NOT NULL CHECK (direction IN ('high', 'low')),
+                    priority TEXT NOT NULL CHECK (priority IN ('critical', 'warning')),
+                    status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'acknowledged', 'resolved')),
+                    reason TEXT NOT NULL,
+                    first_reading_id INTEGER NOT NULL REFERENCES readings(id),
+                    last_reading_id INTEGER NOT NULL REFERENCES readings(id),
+                    last_measured_at INTEGER NOT NULL,
+                    occurrences INTEGER NOT NULL DEFAULT 1 CHECK (occurrences >= 1),
+                    opened_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    acknowledged_at INTEGER,
+                    acknowledged_by TEXT,
+                    resolved_at INTEGER,
+                    resolved_by TEXT,
+                    note TEXT,
+                    CHECK ((status = 'resolved') = (resolved_at IS NOT NULL))
+                );
+                -- At most one unresolved task per condition, enforced by SQLite itself.
+                CREATE UNIQUE INDEX tasks_one_unresolved_per_condition
+                    ON tasks(patient_id, vital, direction) WHERE status <> 'resolved';
+                CREATE INDEX tasks_queue ON tasks(status, priority, opened_at);
+                CREATE TABLE task_events (
+                    id INTEGER PRIMARY KEY,
+                    task_id INTEGER NOT NULL REFERENCES tasks(id),
+                    at INTEGER NOT NULL,
+                    event TEXT NOT NULL CHECK (event IN ('opened', 'updated', 'priority_raised', 'acknowledged', 'resolved')),
+                    actor TEXT NOT NULL,
+                    reading_id INTEGER REFERENCES readings(id),
+                    detail TEXT
+                );
+                CREATE INDEX task_events_task ON task_events(task_id);
+                CREATE TABLE audit_log (
+                    id INTEGER PRIMARY KEY,
+                    at INTEGER NOT NULL,
+                    actor TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    target_type TEXT NOT NULL,
+                    target_id TEXT NOT NULL,
+                    detail TEXT
+                );
+                CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log
+                    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+                CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
+                    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+                CREATE TABLE counters (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    value INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                INSERT INTO counters(name, value) VALUES ('duplicates', 0);
+                """)
+        }
+        return migrator
+    }
+}
+
+/// Milliseconds since 1970-01-01T00:00:00Z, the form in which vitalsd stores instants.
+public func epochMilliseconds(_ date: Date) -> Int64 {
+    Int64((date.timeIntervalSince1970 * 1000).rounded())
+}
+
+/// The instant for stored epoch milliseconds.
+public func dateFromEpochMilliseconds(_ ms: Int64) -> Date {
+    Date(timeIntervalSince1970: Double(ms) / 1000)
+}

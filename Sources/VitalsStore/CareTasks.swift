@@ -1,0 +1,164 @@
+import Foundation
+import GRDB
+import VitalsDomain
+
+/// The state of a task in the care manager's queue: `open` → `acknowledged` → `resolved`.
+/// Vocabulary follows FHIR Task status where it fits (`requested`/`accepted`/`completed`).
+public enum TaskStatus: String, Sendable, CaseIterable, Codable {
+    case open
+    case acknowledged
+    case resolved
+}
+
+/// A red or yellow flag in the care manager's queue: one condition (patient, vital, direction).
+public struct CareTask: Sendable, Hashable, Codable {
+    public var id: Int64
+    public var patientID: String
+    /// `blood_pressure`, `glucose`, `spo2`, … (``VitalType/taskVital``).
+    public var vital: String
+    public var direction: ThresholdDirection
+    /// `critical` (red flag) or `warning`.
+    public var priority: ThresholdLevel
+    public var status: TaskStatus
+    /// Why it was raised, e.g. "Glucose 48 mg/dL below critical limit 54 mg/dL".
+    public var reason: String
+    public var firstReadingID: Int64
+    public var lastReadingID: Int64
+    /// Messages whose readings breached this condition while the task was unresolved.
+    public var occurrences: Int
+    public var openedAt: Date
+    public var updatedAt: Date
+    public var acknowledgedAt: Date?
+    public var acknowledgedBy: String?
+    public var resolvedAt: Date?
+    public var resolvedBy: String?
+    public var note: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, vital, direction, priority, status, reason, occurrences, note
+        case patientID = "patient_id"
+        case firstReadingID = "first_reading_id"
+        case lastReadingID = "last_reading_id"
+        case openedAt = "opened_at"
+        case updatedAt = "updated_at"
+        case acknowledgedAt = "acknowledged_at"
+        case acknowledgedBy = "acknowledged_by"
+        case resolvedAt = "resolved_at"
+        case resolvedBy = "resolved_by"
+    }
+
+    init(row: Row) {
+        id = row["id"]
+        patientID = row["patient_id"]
+        vital = row["vital"]
+        direction = ThresholdDirection(rawValue: row["direction"]) ?? .high
+        priority = ThresholdLevel(rawValue: row["priority"]) ?? .critical
+        status = TaskStatus(rawValue: row["status"]) ?? .open
+        reason = row["reason"]
+        firstReadingID = row["first_reading_id"]
+        lastReadingID = row["last_reading_id"]
+        occurrences = row["occurrences"]
+        openedAt = dateFromEpochMilliseconds(row["opened_at"])
+        updatedAt = dateFromEpochMilliseconds(row["updated_at"])
+        acknowledgedAt = (row["acknowledged_at"] as Int64?).map(dateFromEpochMilliseconds)
+        acknowledgedBy = row["acknowledged_by"]
+        resolvedAt = (row["resolved_at"] as Int64?).map(dateFromEpochMilliseconds)
+        resolvedBy = row["resolved_by"]
+        note = row["note"]
+    }
+}
+
+/// One change in a task's history.
+public struct TaskEvent: Sendable, Hashable, Codable {
+    public var at: Date
+    /// `opened`, `updated`, `priority_raised`, `acknowledged`, `resolved`.
+    public var event: String
+    public var actor: String
+    public var readingID: Int64?
+    public var detail: String?
+}
+
+/// A task change that cannot be made.
+public struct TaskError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension AppDatabase {
+    /// Tasks in queue order: unresolved first, `critical` before `warning`, oldest first.
+    /// - Parameter status: only tasks in this state; all when nil.
+    public func tasks(status: TaskStatus? = nil, patientID: String? = nil) throws -> [CareTask] {
+        try writer.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM tasks
+                    WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR patient_id = ?2)
+                    ORDER BY status = 'resolved', priority = 'warning', opened_at, id
+                    """,
+                arguments: [status?.rawValue, patientID]
+            ).map(CareTask.init(row:))
+        }
+    }
+
+    /// The task with `id` and its history, oldest event first.
+    public func task(id: Int64) throws -> (task: CareTask, events: [TaskEvent])? {
+        try writer.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]) else { return nil }
+            let events = try Row.fetchAll(
+                db, sql: "SELECT at, event, actor, reading_id, detail FROM task_events WHERE task_id = ? ORDER BY id",
+                arguments: [id]
+            ).map { r in
+                TaskEvent(at: dateFromEpochMilliseconds(r["at"]), event: r["event"], actor: r["actor"],
+                          readingID: r["reading_id"], detail: r["detail"])
+            }
+            return (CareTask(row: row), events)
+        }
+    }
+
+    /// Marks an open task as seen by a care manager.
+    /// - Throws: ``TaskError`` when the task does not exist or is not `open`.
+    public func acknowledgeTask(id: Int64, by actor: String, note: String? = nil, at: Date = Date()) throws -> CareTask {
+        try transition(id: id, from: [.open], to: .acknowledged, actor: actor, note: note, at: at)
+    }
+
+    /// Closes a task. A later breach of the same condition opens a new task.
+    /// - Throws: ``TaskError`` when the task does not exist or is already resolved.
+    public func resolveTask(id: Int64, by actor: String, note: String? = nil, at: Date = Date()) throws -> CareTask {
+        try transition(id: id, from: [.open, .acknowledged], to: .resolved, actor: actor, note: note, at: at)
+    }
+
+    private func transition(
+        id: Int64, from allowed: Set<TaskStatus>, to target: TaskStatus, actor: String, note: String?, at: Date
+    ) throws -> CareTask {
+        guard !actor.trimmingCharacters(in: .whitespaces).isEmpty else { throw TaskError("--by must name a person") }
+        return try writer.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]) else {
+                throw TaskError("task \(id) does not exist")
+            }
+            let current = CareTask(row: row)
+            guard allowed.contains(current.status) else {
+                throw TaskError("task \(id) is \(current.status.rawValue); cannot mark it \(target.rawValue)")
+            }
+            let ms = epochMilliseconds(at)
+            switch target {
+            case .acknowledged:
+                try db.execute(
+                    sql: "UPDATE tasks SET status = 'acknowledged', acknowledged_at = ?, acknowledged_by = ?, updated_at = ?, note = coalesce(?, note) WHERE id = ?",
+                    arguments: [ms, actor, ms, note, id])
+            case .resolved:
+                try db.execute(
+                    sql: "UPDATE tasks SET status = 'resolved', resolved_at = ?, resolved_by = ?, updated_at = ?, note = coalesce(?, note) WHERE id = ?",
+                    arguments: [ms, actor, ms, note, id])
+            case .open:
+                break
+            }
+            try db.execute(
+                sql: "INSERT INTO task_events(task_id, at, event, actor, detail) VALUES (?, ?, ?, ?, ?)",
+                arguments: [id, ms, target.rawValue, actor, note])
+            try Self.audit(db, actor: actor, action: "task.\(target.rawValue)", targetType: "task", targetID: String(id),
+                           detail: "\(current.status.rawValue) -> \(target.rawValue)", at: at)
+            return CareTask(row: try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id])!)
+        }
+    }
+}

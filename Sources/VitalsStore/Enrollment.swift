@@ -1,0 +1,252 @@
+import Foundation
+import GRDB
+import VitalsDomain
+
+/// A patient enrolled in remote monitoring.
+public struct Patient: Sendable, Hashable, Codable {
+    /// The external id (from the EHR or the program), e.g. `P-1001`.
+    public var id: String
+    /// IANA time zone, e.g. `America/Chicago`; days of data are counted in it.
+    public var timezone: String
+    /// RPM programs; select the default thresholds.
+    public var programs: [Program]
+    /// When enrolled in vitalsd.
+    public var createdAt: Date
+
+    public init(id: String, timezone: String, programs: [Program], createdAt: Date = Date()) {
+        self.id = id
+        self.timezone = timezone
+        self.programs = programs
+        self.createdAt = createdAt
+    }
+}
+
+/// The kind of a home device.
+public enum DeviceKind: String, Sendable, CaseIterable, Codable {
+    case bpCuff = "bp_cuff"
+    case glucometer
+    case cgm
+    case scale
+    case pulseOximeter = "pulse_oximeter"
+    case thermometer
+    case other
+}
+
+/// A device bound to a patient. Readings from an unknown device are dead-lettered.
+public struct Device: Sendable, Hashable, Codable {
+    /// The id the device publishes under (the `+` level of its topic).
+    public var id: String
+    public var kind: DeviceKind
+    /// The patient it belongs to.
+    public var patientID: String
+    public var createdAt: Date
+
+    public init(id: String, kind: DeviceKind, patientID: String, createdAt: Date = Date()) {
+        self.id = id
+        self.kind = kind
+        self.patientID = patientID
+        self.createdAt = createdAt
+    }
+}
+
+/// An enrollment change that cannot be made.
+public struct EnrollmentError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// What an idempotent add did.
+public enum EnrollmentChange: String, Sendable {
+    case created
+    case updated
+    case unchanged
+}
+
+extension AppDatabase {
+    /// Adds a patient, or updates the time zone and programs of an existing one.
+    ///
+    /// - Parameters:
+    ///   - patient: the patient; `timezone` must be a known IANA zone.
+    ///   - actor: who made the change, for the audit trail.
+    /// - Returns: whether the row was created, changed or already so.
+    /// - Throws: ``EnrollmentError`` for an unknown time zone or an empty program list.
+    @discardableResult
+    public func upsertPatient(_ patient: Patient, actor: String) throws -> EnrollmentChange {
+        guard TimeZone(identifier: patient.timezone) != nil else {
+            throw EnrollmentError("unknown IANA time zone '\(patient.timezone)' for patient \(patient.id)")
+        }
+        guard !patient.programs.isEmpty else {
+            throw EnrollmentError("patient \(patient.id) needs at least one program")
+        }
+        return try writer.write { db in try Self.upsertPatient(db, patient, actor: actor) }
+    }
+
+    static func upsertPatient(_ db: Database, _ patient: Patient, actor: String) throws -> EnrollmentChange {
+        let programs = Set(patient.programs)
+        let existing = try fetchPatient(db, id: patient.id)
+        if let existing {
+            if existing.timezone == patient.timezone && Set(existing.programs) == programs { return .unchanged }
+            try db.execute(sql: "UPDATE patients SET timezone = ? WHERE id = ?", arguments: [patient.timezone, patient.id])
+            try db.execute(sql: "DELETE FROM patient_programs WHERE patient_id = ?", arguments: [patient.id])
+        } else {
+            try db.execute(
+                sql: "INSERT INTO patients(id, timezone, created_at) VALUES (?, ?, ?)",
+                arguments: [patient.id, patient.timezone, epochMilliseconds(patient.createdAt)])
+        }
+        for program in programs.sorted(by: { $0.rawValue < $1.rawValue }) {
+            try db.execute(
+                sql: "INSERT INTO patient_programs(patient_id, program) VALUES (?, ?)",
+                arguments: [patient.id, program.rawValue])
+        }
+        let detail = "timezone=\(patient.timezone) programs=\(programs.map(\.rawValue).sorted().joined(separator: ","))"
+        try audit(db, actor: actor, action: existing == nil ? "patient.create" : "patient.update",
+                  targetType: "patient", targetID: patient.id, detail: detail)
+        return existing == nil ? .created : .updated
+    }
+
+    /// Adds a device bound to an enrolled patient, or rebinds an existing one.
+    /// - Throws: ``EnrollmentError`` when the patient is not enrolled.
+    @discardableResult
+    public func upsertDevice(_ device: Device, actor: String) throws -> EnrollmentChange {
+        try writer.write { db in try Self.upsertDevice(db, device, actor: actor) }
+    }
+
+    static func upsertDevice(_ db: Database, _ device: Device, actor: String) throws -> EnrollmentChange {
+        guard try fetchPatient(db, id: device.patientID) != nil else {
+            throw EnrollmentError("patient \(device.patientID) is not enrolled; add it before device \(device.id)")
+        }
+        let row = try Row.fetchOne(db, sql: "SELECT kind, patient_id FROM devices WHERE id = ?", arguments: [device.id])
+        if let row {
+            if row["kind"] == device.kind.rawValue && row["patient_id"] == device.patientID { return .unchanged }
+            try db.execute(
+                sql: "UPDATE devices SET kind = ?, patient_id = ? WHERE id = ?",
+                arguments: [device.kind.rawValue, device.patientID, device.id])
+        } else {
+            try db.execute(
+                sql: "INSERT INTO devices(id, kind, patient_id, created_at) VALUES (?, ?, ?, ?)",
+                arguments: [device.id, device.kind.rawValue, device.patientID, epochMilliseconds(device.createdAt)])
+        }
+        try audit(db, actor: actor, action: row == nil ? "device.create" : "device.update", targetType: "device",
+                  targetID: device.id, detail: "kind=\(device.kind.rawValue) patient=\(device.patientID)")
+        return row == nil ? .created : .updated
+    }
+
+    /// One row of an enrollment import: a patient and one of their devices.
+    public struct ImportRow: Sendable, Hashable {
+        public var patient: Patient
+        public var device: Device?
+        public init(patient: Patient, device: Device?) {
+            self.patient = patient
+            self.device = device
+        }
+    }
+
+    /// Counts of what an import changed.
+    public struct ImportSummary: Sendable, Hashable {
+        public var patientsCreated = 0
+        public var patientsUpdated = 0
+        public var devicesCreated = 0
+        public var devicesUpdated = 0
+        public var unchanged = 0
+        public init() {}
+    }
+
+    /// Imports rows in one transaction: all or nothing. Importing the same rows twice changes nothing.
+    ///
+    /// A patient listed on several rows (one per device) must have the same time zone on each;
+    /// their programs are the union of the rows' programs.
+    /// - Throws: ``EnrollmentError`` naming the first bad row; nothing is written then.
+    public func importEnrollment(_ rows: [ImportRow], actor: String) throws -> ImportSummary {
+        var merged: [String: Patient] = [:]
+        var order: [String] = []
+        for row in rows {
+            guard TimeZone(identifier: row.patient.timezone) != nil else {
+                throw EnrollmentError("unknown IANA time zone '\(row.patient.timezone)' for patient \(row.patient.id)")
+            }
+            if var p = merged[row.patient.id] {
+                guard p.timezone == row.patient.timezone else {
+                    throw EnrollmentError("patient \(row.patient.id) has two time zones in the file")
+                }
+                p.programs = Array(Set(p.programs + row.patient.programs))
+                merged[row.patient.id] = p
+            } else {
+                merged[row.patient.id] = row.patient
+                order.append(row.patient.id)
+            }
+        }
+        return try writer.write { db in
+            var summary = ImportSummary()
+            for id in order {
+                switch try Self.upsertPatient(db, merged[id]!, actor: actor) {
+                case .created: summary.patientsCreated += 1
+                case .updated: summary.patientsUpdated += 1
+                case .unchanged: summary.unchanged += 1
+                }
+            }
+            for device in rows.compactMap(\.device) {
+                switch try Self.upsertDevice(db, device, actor: actor) {
+                case .created: summary.devicesCreated += 1
+                case .updated: summary.devicesUpdated += 1
+                case .unchanged: summary.unchanged += 1
+                }
+            }
+            return summary
+        }
+    }
+
+    /// The patient with `id`, or nil.
+    public func patient(id: String) throws -> Patient? {
+        try writer.read { db in try Self.fetchPatient(db, id: id) }
+    }
+
+    /// Every patient, by id.
+    public func patients() throws -> [Patient] {
+        try writer.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT id, timezone, created_at FROM patients ORDER BY id")
+            let programs = try Self.programsByPatient(db)
+            return rows.map { row in
+                Patient(id: row["id"], timezone: row["timezone"], programs: programs[row["id"]] ?? [],
+                        createdAt: dateFromEpochMilliseconds(row["created_at"]))
+            }
+        }
+    }
+
+    /// Devices, optionally only one patient's, by id.
+    public func devices(patientID: String? = nil) throws -> [Device] {
+        try writer.read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: "SELECT id, kind, patient_id, created_at FROM devices WHERE ?1 IS NULL OR patient_id = ?1 ORDER BY id",
+                arguments: [patientID])
+            return rows.map { row in
+                Device(id: row["id"], kind: DeviceKind(rawValue: row["kind"]) ?? .other, patientID: row["patient_id"],
+                       createdAt: dateFromEpochMilliseconds(row["created_at"]))
+            }
+        }
+    }
+
+    static func fetchPatient(_ db: Database, id: String) throws -> Patient? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT id, timezone, created_at FROM patients WHERE id = ?", arguments: [id])
+        else { return nil }
+        let programs = try String.fetchAll(
+            db, sql: "SELECT program FROM patient_programs WHERE patient_id = ? ORDER BY program", arguments: [id])
+        return Patient(id: row["id"], timezone: row["timezone"], programs: programs.compactMap(Program.init(rawValue:)),
+                       createdAt: dateFromEpochMilliseconds(row["created_at"]))
+    }
+
+    static func programsByPatient(_ db: Database) throws -> [String: [Program]] {
+        var result: [String: [Program]] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT patient_id, program FROM patient_programs ORDER BY program") {
+            if let p = Program(rawValue: row["program"]) { result[row["patient_id"], default: []].append(p) }
+        }
+        return result
+    }
+
+    /// Appends one entry to the audit trail. The table refuses updates and deletes.
+    static func audit(_ db: Database, actor: String, action: String, targetType: String, targetID: String,
+                      detail: String? = nil, at: Date = Date()) throws {
+        try db.execute(
+            sql: "INSERT INTO audit_log(at, actor, action, target_type, target_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            arguments: [epochMilliseconds(at), actor, action, targetType, targetID, detail])
+    }
+}

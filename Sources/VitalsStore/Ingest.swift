@@ -1,0 +1,284 @@
+import Foundation
+import GRDB
+import VitalsDomain
+
+/// A message as received from the broker, before decoding.
+public struct IncomingMessage: Sendable, Hashable {
+    /// The topic it arrived on.
+    public var topic: String
+    /// The device id that the subscription's topic filter found in the topic; nil if none matched.
+    public var deviceID: String?
+    /// The raw payload bytes, kept unchanged in dead letters.
+    public var payload: [UInt8]
+    /// When vitalsd received it.
+    public var receivedAt: Date
+
+    public init(topic: String, deviceID: String?, payload: [UInt8], receivedAt: Date) {
+        self.topic = topic
+        self.deviceID = deviceID
+        self.payload = payload
+        self.receivedAt = receivedAt
+    }
+}
+
+/// How messages become readings and tasks: the decoder and the threshold policy in force.
+public struct IngestPipeline: Sendable {
+    public var decoder: CanonicalMessageDecoder
+    public var thresholds: ThresholdPolicy
+
+    public init(decoder: CanonicalMessageDecoder = .init(), thresholds: ThresholdPolicy) {
+        self.decoder = decoder
+        self.thresholds = thresholds
+    }
+}
+
+/// What one ingest transaction did.
+public struct IngestSummary: Sendable, Hashable {
+    /// Messages in the batch.
+    public var messages = 0
+    /// New reading rows.
+    public var readingsStored = 0
+    /// Readings already stored with the same value (redelivery, re-upload, retained replay).
+    public var duplicates = 0
+    /// Dead-letter rows written, by reason.
+    public var deadLetters: [DeadLetterReason: Int] = [:]
+    /// Tasks opened, by priority.
+    public var tasksOpened: [ThresholdLevel: Int] = [:]
+    /// Existing tasks that got a new occurrence.
+    public var tasksUpdated = 0
+    /// Each dead letter's device and reason, for logging (no payload, no values).
+    public var rejections: [(deviceID: String?, topic: String, rejection: Rejection)] = []
+
+    public init() {}
+
+    /// Total dead letters written.
+    public var deadLetterCount: Int { deadLetters.values.reduce(0, +) }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.messages == b.messages && a.readingsStored == b.readingsStored && a.duplicates == b.duplicates
+            && a.deadLetters == b.deadLetters && a.tasksOpened == b.tasksOpened && a.tasksUpdated == b.tasksUpdated
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(messages)
+        h.combine(readingsStored)
+        h.combine(duplicates)
+    }
+}
+
+extension AppDatabase {
+    /// Stores a batch of messages in one transaction: readings, dead letters, task changes and
+    /// counters commit together or not at all.
+    ///
+    /// For each message: decode it (outside the transaction); a message that cannot be read as a
+    /// whole, or that comes from an unknown device, becomes one dead letter. Each reading is then
+    /// stored once per (device, LOINC code, measured_at): a repeat with the same value counts as a
+    /// duplicate and adds nothing, a repeat with another value is a `conflicting_duplicate` dead
+    /// letter. Each newly stored reading is evaluated against the patient's thresholds; the breaches
+    /// of one message that concern one condition open or update one task.
+    ///
+    /// - Returns: what was written.
+    /// - Throws: only database errors (disk full, I/O error, lock timeout). Then nothing of the batch
+    ///   is stored, and the caller must not acknowledge it.
+    public func ingest(_ messages: [IncomingMessage], pipeline: IngestPipeline) async throws -> IngestSummary {
+        let decoded = Self.decode(messages, pipeline: pipeline)
+        return try await writer.write { db in try Self.store(db, decoded, pipeline: pipeline) }
+    }
+
+    /// The blocking form of ``ingest(_:pipeline:)``.
+    public func ingestBlocking(_ messages: [IncomingMessage], pipeline: IngestPipeline) throws -> IngestSummary {
+        let decoded = Self.decode(messages, pipeline: pipeline)
+        return try writer.write { db in try Self.store(db, decoded, pipeline: pipeline) }
+    }
+
+    private typealias Decoded = (message: IncomingMessage, result: Result<DecodedMessage, Rejection>)
+
+    private static func decode(_ messages: [IncomingMessage], pipeline: IngestPipeline) -> [Decoded] {
+        messages.map { message in
+            guard let deviceID = message.deviceID else {
+                return (message, .failure(Rejection(.badTopic, "topic matches no device topic filter")))
+            }
+            return (message, Result { () throws(Rejection) -> DecodedMessage in
+                try pipeline.decoder.decode(payload: message.payload, deviceID: deviceID, receivedAt: message.receivedAt)
+            })
+        }
+    }
+
+    private struct DeviceContext {
+        var patientID: String
+        var programs: [Program]
+    }
+
+    private static func store(_ db: Database, _ batch: [Decoded], pipeline: IngestPipeline) throws -> IngestSummary {
+        var summary = IngestSummary()
+        summary.messages = batch.count
+        var devices: [String: DeviceContext?] = [:]
+        var limits: [String: [VitalType: ThresholdLimits]] = [:]
+        let now = Date()
+
+        func deviceContext(_ id: String) throws -> DeviceContext? {
+            if let cached = devices[id] { return cached }
+            let row = try Row.fetchOne(db, sql: "SELECT patient_id FROM devices WHERE id = ?", arguments: [id])
+            let context = try row.map { row -> DeviceContext in
+                let patientID: String = row["patient_id"]
+                let programs = try String.fetchAll(
+                    db, sql: "SELECT program FROM patient_programs WHERE patient_id = ?", arguments: [patientID])
+                return DeviceContext(patientID: patientID, programs: programs.compactMap(Program.init(rawValue:)))
+            }
+            devices[id] = context
+            return context
+        }
+
+        func effectiveLimits(_ patientID: String, _ programs: [Program], _ type: VitalType) throws -> ThresholdLimits {
+            if let cached = limits[patientID]?[type] { return cached }
+            let overrides = try thresholdOverrides(db, patientID: patientID)
+            let l = pipeline.thresholds.effectiveLimits(for: type, programs: programs, overrides: overrides).limits
+            limits[patientID, default: [:]][type] = l
+            return l
+        }
+
+        func deadLetter(_ message: IncomingMessage, _ rejection: Rejection, deviceID: String?, index: Int? = nil) throws {
+            try db.cachedStatement(sql: """
+                INSERT INTO dead_letters(received_at, topic, device_id, reason, detail, reading_index, payload, payload_bytes)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [
+                    epochMilliseconds(message.receivedAt), message.topic, deviceID, rejection.reason.rawValue,
+                    rejection.detail, index, Data(message.payload), message.payload.count,
+                ])
+            summary.deadLetters[rejection.reason, default: 0] += 1
+            summary.rejections.append((deviceID, message.topic, rejection))
+        }
+
+        for (message, result) in batch {
+            let decoded: DecodedMessage
+            switch result {
+            case .failure(let rejection):
+                try deadLetter(message, rejection, deviceID: message.deviceID)
+                continue
+            case .success(let d):
+                decoded = d
+            }
+            guard let device = try deviceContext(decoded.deviceID) else {
+                try deadLetter(message, Rejection(.unknownDevice, "device is not enrolled"), deviceID: decoded.deviceID)
+                continue
+            }
+
+            var stored: [(observation: Observation, readingID: Int64)] = []
+            for (index, reading) in decoded.readings.enumerated() {
+                let observation: Observation
+                switch reading {
+                case .failure(let rejection):
+                    try deadLetter(message, rejection, deviceID: decoded.deviceID, index: index)
+                    continue
+                case .success(let o):
+                    observation = o
+                }
+                let measuredAt = epochMilliseconds(observation.measuredAt)
+                let id = try Int64.fetchOne(
+                    db.cachedStatement(sql: """
+                        INSERT INTO readings(device_id, patient_id, type, loinc, value, unit, canonical_value,
+                                             canonical_unit, measured_at, received_at, source, message_id)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT(device_id, loinc, measured_at) DO NOTHING
+                        RETURNING id
+                        """),
+                    arguments: [
+                        observation.deviceID, device.patientID, observation.type.rawValue, observation.type.loinc,
+                        observation.value, observation.unit, observation.canonicalValue,
+                        observation.type.canonicalUnit.rawValue, measuredAt, epochMilliseconds(message.receivedAt),
+                        observation.source.rawValue, decoded.messageID,
+                    ])
+                if let id {
+                    stored.append((observation, id))
+                    summary.readingsStored += 1
+                    continue
+                }
+                let existing = try Double.fetchOne(
+                    db.cachedStatement(sql: "SELECT canonical_value FROM readings WHERE device_id = ? AND loinc = ? AND measured_at = ?"),
+                    arguments: [observation.deviceID, observation.type.loinc, measuredAt])
+                if let existing, abs(existing - observation.canonicalValue) < 1e-6 {
+                    summary.duplicates += 1
+                } else {
+                    try deadLetter(
+                        message,
+                        Rejection(.conflictingDuplicate, "a \(observation.type.rawValue) reading with this device and measured_at is stored with another value"),
+                        deviceID: decoded.deviceID, index: index)
+                }
+            }
+
+            var breaches: [Breach] = []
+            var readingIDs: [Observation: Int64] = [:]
+            for (observation, id) in stored {
+                let l = try effectiveLimits(device.patientID, device.programs, observation.type)
+                if let breach = ThresholdEvaluator.evaluate(observation, against: l) {
+                    breaches.append(breach)
+                    readingIDs[observation] = id
+                }
+            }
+            for group in ConditionBreach.group(breaches, patientID: device.patientID) {
+                let opened = try upsertTask(db, group, readingIDs: readingIDs, now: now)
+                if opened { summary.tasksOpened[group.level, default: 0] += 1 } else { summary.tasksUpdated += 1 }
+            }
+        }
+        if summary.duplicates > 0 {
+            try db.execute(sql: "UPDATE counters SET value = value + ? WHERE name = 'duplicates'", arguments: [summary.duplicates])
+        }
+        return summary
+    }
+
+    /// Opens a task for the group's condition, or adds an occurrence to the unresolved one.
+    ///
+    /// The partial unique index `tasks_one_unresolved_per_condition` makes the insert an upsert:
+    /// two readings can never leave two unresolved tasks for one condition. A new occurrence raises
+    /// the priority if it is worse; a task raised to `critical` returns to `open` even if it was
+    /// acknowledged, so that a worsening is seen again.
+    /// - Returns: true when a task was opened.
+    private static func upsertTask(
+        _ db: Database, _ group: ConditionBreach, readingIDs: [Observation: Int64], now: Date
+    ) throws -> Bool {
+        let worst = group.breaches.max { $0.level < $1.level }!
+        let latest = group.breaches.max { $0.observation.measuredAt < $1.observation.measuredAt }!
+        let c = group.condition
+        let before = try String.fetchOne(
+            db.cachedStatement(sql: "SELECT priority FROM tasks WHERE patient_id = ? AND vital = ? AND direction = ? AND status <> 'resolved'"),
+            arguments: [c.patientID, c.vital, c.direction.rawValue])
+        let nowMS = epochMilliseconds(now)
+        let row = try Row.fetchOne(
+            db.cachedStatement(sql: """
+                INSERT INTO tasks(patient_id, vital, direction, priority, status, reason, first_reading_id,
+                                  last_reading_id, last_measured_at, occurrences, opened_at, updated_at)
+                VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, 1, ?, ?)
+                ON CONFLICT(patient_id, vital, direction) WHERE status <> 'resolved' DO UPDATE SET
+                    occurrences = tasks.occurrences + 1,
+                    updated_at = excluded.updated_at,
+                    last_reading_id = CASE WHEN excluded.last_measured_at >= tasks.last_measured_at
+                                           THEN excluded.last_reading_id ELSE tasks.last_reading_id END,
+                    last_measured_at = max(tasks.last_measured_at, excluded.last_measured_at),
+                    status = CASE WHEN excluded.priority = 'critical' AND tasks.priority = 'warning'
+                                  THEN 'open' ELSE tasks.status END,
+                    reason = CASE WHEN excluded.priority = 'critical' AND tasks.priority = 'warning'
+                                  THEN excluded.reason ELSE tasks.reason END,
+                    priority = CASE WHEN excluded.priority = 'critical' THEN 'critical' ELSE tasks.priority END
+                RETURNING id, occurrences, priority
+                """),
+            arguments: [
+                c.patientID, c.vital, c.direction.rawValue, group.level.rawValue, group.reason,
+                readingIDs[worst.observation], readingIDs[latest.observation],
+                epochMilliseconds(latest.observation.measuredAt), nowMS, nowMS,
+            ])!
+        let taskID: Int64 = row["id"]
+        let opened = before == nil
+        let event: String
+        if opened {
+            event = "opened"
+        } else if before == ThresholdLevel.warning.rawValue && group.level == .critical {
+            event = "priority_raised"
+        } else {
+            event = "updated"
+        }
+        try db.cachedStatement(sql: """
+            INSERT INTO task_events(task_id, at, event, actor, reading_id, detail) VALUES (?, ?, ?, 'vitalsd', ?, ?)
+            """).execute(arguments: [taskID, nowMS, event, readingIDs[worst.observation], group.level.rawValue])
+        return opened
+    }
+}
