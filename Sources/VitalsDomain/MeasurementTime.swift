@@ -79,11 +79,43 @@ public struct MeasurementTimePolicy: Sendable, Hashable {
 /// Wall-clock date-times without an offset (`2015-06-06 16:50:27`), read in a given time zone.
 ///
 /// Used for CSV files whose times are local. In a daylight-saving fall-back hour, the earlier
-/// of the two instants is taken; a time inside a spring-forward gap is moved forward by the gap.
+/// of the two instants is taken. A time inside a spring-forward gap does not exist in the zone:
+/// ``parse(_:in:)`` returns nil for it and ``isInDaylightSavingGap(_:in:)`` says why; such a time
+/// usually means the device's clock does not follow daylight saving, and the file should be read
+/// with a fixed offset (``fixedOffsetZone(_:)``).
 public enum LocalDateTime {
+    /// A fixed-offset zone for `±hh:mm` text (e.g. `-05:00`), or nil for other text.
+    public static func fixedOffsetZone(_ text: String) -> TimeZone? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        guard t.count == 6, let sign = t.first, sign == "+" || sign == "-",
+              t[t.index(t.startIndex, offsetBy: 3)] == ":",
+              let h = Int(t.dropFirst().prefix(2)), let m = Int(t.suffix(2)), h <= 14, m < 60
+        else { return nil }
+        return TimeZone(secondsFromGMT: (sign == "-" ? -1 : 1) * (h * 3600 + m * 60))
+    }
+
+    /// True when `text` is a well-formed local time that does not exist in `timeZone`
+    /// (skipped by a spring-forward transition).
+    public static func isInDaylightSavingGap(_ text: String, in timeZone: TimeZone) -> Bool {
+        guard let (components, calendar) = components(text, timeZone), let date = calendar.date(from: components) else {
+            return false
+        }
+        let back = calendar.dateComponents([.hour, .minute], from: date)
+        return back.hour != components.hour || back.minute != components.minute
+    }
+
     /// Parses `YYYY-MM-DD HH:MM[:SS]` (or with `T`) in `timeZone`.
-    /// - Returns: the instant, or `nil` if the text is not such a date-time.
+    /// - Returns: the instant, or `nil` if the text is not such a date-time or does not exist in the zone.
     public static func parse(_ text: String, in timeZone: TimeZone) -> Date? {
+        guard let (components, calendar) = components(text, timeZone), let date = calendar.date(from: components) else {
+            return nil
+        }
+        let back = calendar.dateComponents([.hour, .minute], from: date)
+        guard back.hour == components.hour, back.minute == components.minute else { return nil }
+        return date
+    }
+
+    private static func components(_ text: String, _ timeZone: TimeZone) -> (DateComponents, Calendar)? {
         let parts = text.trimmingCharacters(in: .whitespaces).split(whereSeparator: { $0 == " " || $0 == "T" })
         guard parts.count == 2 else { return nil }
         let day = parts[0].split(separator: "-").compactMap { Int($0) }
@@ -97,6 +129,6 @@ public enum LocalDateTime {
         guard (1...12).contains(day[1]), (1...31).contains(day[2]), (0...23).contains(time[0]),
             (0...59).contains(time[1]), (0...60).contains(components.second ?? 0)
         else { return nil }
-        return calendar.date(from: components)
+        return (components, calendar)
     }
 }

@@ -51,6 +51,11 @@ public struct AppDatabase: Sendable {
         return try AppDatabase(pool)
     }
 
+    /// Closes the database; later use throws.
+    public func close() throws {
+        try writer.close()
+    }
+
     /// An empty database in memory, for tests.
     public static func inMemory() throws -> AppDatabase {
         try AppDatabase(DatabaseQueue())

@@ -1,0 +1,139 @@
+import Foundation
+import SwiftCSV
+import VitalsDomain
+import VitalsStore
+
+/// A CSV file that cannot be used, with the line at fault.
+public struct CSVFileError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Reads a CSV file with a header row into rows keyed by column name.
+/// - Throws: ``CSVFileError`` when the file is unreadable or lacks a required column.
+func readCSV(path: String, required: [String]) throws -> [[String: String]] {
+    let csv: CSV<Named>
+    do {
+        csv = try CSV<Named>(url: URL(fileURLWithPath: path), delimiter: .comma, loadColumns: false)
+    } catch {
+        throw CSVFileError("\(path): cannot read CSV: \(error)")
+    }
+    let header = Set(csv.header.map { $0.trimmingCharacters(in: .whitespaces) })
+    let missing = required.filter { !header.contains($0) }
+    guard missing.isEmpty else {
+        throw CSVFileError("\(path): missing column(s) \(missing.joined(separator: ", ")); expected \(required.joined(separator: ","))")
+    }
+    return csv.rows
+}
+
+/// The enrollment file of `vitalsd import`: `patient_id,program,timezone,device_id[,device_kind]`.
+///
+/// One row per patient device; a patient in several programs may be listed once per program
+/// (programs are merged). `device_id` may be empty for a patient without a device yet;
+/// `device_kind` defaults to `other`.
+public enum EnrollmentCSV {
+    /// Parses the file.
+    /// - Throws: ``CSVFileError`` naming the line (1 is the header) and the field at fault.
+    public static func read(path: String) throws -> [AppDatabase.ImportRow] {
+        let rows = try readCSV(path: path, required: ["patient_id", "program", "timezone", "device_id"])
+        return try rows.enumerated().map { index, row in
+            let line = index + 2
+            func field(_ name: String) -> String { (row[name] ?? "").trimmingCharacters(in: .whitespaces) }
+            let patientID = field("patient_id")
+            guard !patientID.isEmpty else { throw CSVFileError("\(path):\(line): patient_id is empty") }
+            let programs = try field("program").split(separator: ";").map { name -> Program in
+                let trimmed = name.trimmingCharacters(in: .whitespaces)
+                guard let p = Program(rawValue: trimmed) else {
+                    throw CSVFileError(
+                        "\(path):\(line): program '\(trimmed)' is not one of \(Program.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return p
+            }
+            guard !programs.isEmpty else { throw CSVFileError("\(path):\(line): program is empty") }
+            let timezone = field("timezone")
+            guard TimeZone(identifier: timezone) != nil else {
+                throw CSVFileError("\(path):\(line): timezone '\(timezone)' is not an IANA time zone")
+            }
+            let deviceID = field("device_id")
+            let kindText = field("device_kind")
+            guard let kind = kindText.isEmpty ? .other : DeviceKind(rawValue: kindText) else {
+                throw CSVFileError("\(path):\(line): device_kind '\(kindText)' is not one of \(DeviceKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return AppDatabase.ImportRow(
+                patient: Patient(id: patientID, timezone: timezone, programs: programs),
+                device: deviceID.isEmpty ? nil : Device(id: deviceID, kind: kind, patientID: patientID))
+        }
+    }
+}
+
+/// One row of a replay file: a reading to publish as a canonical message.
+public struct ReplayReading: Sendable, Hashable {
+    public var deviceID: String
+    public var measuredAt: Date
+    public var type: String
+    /// The value text as in the file; published as a JSON number when it is one.
+    public var value: String
+    public var unit: String
+
+    public init(deviceID: String, measuredAt: Date, type: String, value: String, unit: String) {
+        self.deviceID = deviceID
+        self.measuredAt = measuredAt
+        self.type = type
+        self.value = value
+        self.unit = unit
+    }
+
+    /// The canonical message v1 for this reading, with `measured_at` in UTC (`Z`) to the millisecond.
+    public func canonicalPayload() -> [UInt8] {
+        let time = measuredAt.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        let valueJSON: String
+        if let number = NumericValue.parseDecimalString(value) {
+            // Swift prints the shortest text that reads back as the same Double: valid JSON.
+            valueJSON = number == number.rounded() && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+        } else {
+            valueJSON = jsonString(value)
+        }
+        let json = "{\"measured_at\":\(jsonString(time)),\"type\":\(jsonString(type)),\"value\":\(valueJSON),\"unit\":\(jsonString(unit))}"
+        return Array(json.utf8)
+    }
+}
+
+private func jsonString(_ s: String) -> String {
+    let data = try! JSONEncoder().encode(s)
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// The replay file of `vitalsd replay`: `device_id,measured_at,type,value,unit`.
+///
+/// `measured_at` is RFC 3339 with an offset, or a naive local time (`2015-06-06 16:50:27`) read in
+/// the time zone given with `--timezone`.
+public enum ReplayCSV {
+    /// Parses the file.
+    /// - Throws: ``CSVFileError`` naming the line and field at fault.
+    public static func read(path: String, timeZone: TimeZone?) throws -> [ReplayReading] {
+        let rows = try readCSV(path: path, required: ["device_id", "measured_at", "type", "value", "unit"])
+        return try rows.enumerated().map { index, row in
+            let line = index + 2
+            func field(_ name: String) -> String { (row[name] ?? "").trimmingCharacters(in: .whitespaces) }
+            let text = field("measured_at")
+            let date: Date
+            if let d = MeasurementTimePolicy.parseRFC3339(text) {
+                date = d
+            } else if let timeZone, let d = LocalDateTime.parse(text, in: timeZone) {
+                date = d
+            } else if let timeZone, LocalDateTime.isInDaylightSavingGap(text, in: timeZone) {
+                throw CSVFileError(
+                    "\(path):\(line): measured_at '\(text)' does not exist in \(timeZone.identifier) (skipped by daylight saving); the device clock probably does not follow daylight saving: pass a fixed offset such as --timezone -05:00")
+            } else if timeZone == nil, LocalDateTime.parse(text, in: .gmt) != nil {
+                throw CSVFileError("\(path):\(line): measured_at '\(text)' has no UTC offset; pass --timezone")
+            } else {
+                throw CSVFileError("\(path):\(line): measured_at '\(text)' is not a date-time")
+            }
+            let deviceID = field("device_id")
+            guard !deviceID.isEmpty, !deviceID.contains(where: { "/+#".contains($0) }) else {
+                throw CSVFileError("\(path):\(line): device_id is empty or contains / + #")
+            }
+            return ReplayReading(deviceID: deviceID, measuredAt: date, type: field("type"), value: field("value"), unit: field("unit"))
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import MQTTClient
+import ServiceLifecycle
+import UnixSignals
+import VitalsConfig
+import VitalsDomain
+import VitalsStore
+
+/// Builds and runs the daemon from a configuration: the composition root, callable from tests.
+public enum Daemon {
+    /// The MQTT settings for a configuration.
+    /// - Throws: ``ConfigurationError`` when the password file cannot be read.
+    public static func mqttConfiguration(_ config: VitalsConfiguration) throws -> MQTTClientConfiguration {
+        MQTTClientConfiguration(
+            host: config.mqtt.host, port: config.mqtt.port, clientID: config.mqtt.clientID,
+            keepAlive: config.mqtt.keepAliveSeconds, topics: config.mqtt.topics, maxBatch: config.mqtt.maxBatch,
+            minReconnectDelay: config.mqtt.reconnectMinSeconds, maxReconnectDelay: config.mqtt.reconnectMaxSeconds,
+            username: config.mqtt.username, password: try config.mqttPassword())
+    }
+
+    /// The ingest pipeline for a configuration.
+    public static func pipeline(_ config: VitalsConfiguration) -> IngestPipeline {
+        IngestPipeline(
+            decoder: CanonicalMessageDecoder(
+                timePolicy: MeasurementTimePolicy(maxFutureSkew: config.ingest.maxFutureSkewSeconds),
+                maxPayloadBytes: config.ingest.maxPayloadBytes),
+            thresholds: config.thresholds)
+    }
+
+    /// Opens the database a configuration names.
+    /// - Throws: GRDB errors when the file cannot be opened or is corrupt.
+    public static func openDatabase(_ config: VitalsConfiguration) throws -> AppDatabase {
+        try AppDatabase.open(
+            path: config.database.path,
+            synchronous: AppDatabase.Synchronous(rawValue: config.database.synchronous) ?? .full,
+            busyTimeout: config.database.busyTimeoutSeconds)
+    }
+
+    /// Builds the services of the daemon.
+    public static func makeIngestService(_ config: VitalsConfiguration, database: AppDatabase, logger: Logger) throws -> IngestService {
+        try IngestService(
+            mqtt: try mqttConfiguration(config), database: database, pipeline: pipeline(config), logger: logger)
+    }
+
+    /// Runs the daemon until SIGTERM or SIGINT, then shuts down within 10 s.
+    ///
+    /// - Throws: configuration, database or service errors; the process should then exit non-zero.
+    public static func run(_ config: VitalsConfiguration, logger: Logger) async throws {
+        MosquittoLibrary.initialize()
+        let database = try openDatabase(config)
+        let ingest = try makeIngestService(config, database: database, logger: logger)
+        var groupConfig = ServiceGroupConfiguration(
+            services: [.init(service: ingest, successTerminationBehavior: .gracefullyShutdownGroup,
+                             failureTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        groupConfig.maximumGracefulShutdownDuration = .seconds(8)
+        groupConfig.maximumCancellationDuration = .seconds(1)
+        logger.info(
+            "vitalsd starting",
+            metadata: ["libmosquitto": "\(MosquittoLibrary.version)", "db.path": "\(config.database.path)"])
+        try await ServiceGroup(configuration: groupConfig).run()
+        try database.close()
+        logger.info("vitalsd stopped")
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import Logging
+import MQTTClient
+import ServiceLifecycle
+import VitalsDomain
+import VitalsStore
+
+/// Counters of the running daemon, for health checks and tests.
+public struct IngestCounters: Sendable, Hashable {
+    public var batches = 0
+    public var messages = 0
+    public var readingsStored = 0
+    public var duplicates = 0
+    public var deadLetters = 0
+    public var tasksOpened = 0
+    public var tasksUpdated = 0
+}
+
+/// The daemon's main job: consume device messages and commit them before they are acknowledged.
+///
+/// Each delivered batch is decoded, stored with its dead letters and task changes in one SQLite
+/// transaction, and acknowledged to the broker only after that commit. A database error is retried
+/// with a growing delay (lock waits, a full disk being cleared); while it fails nothing is
+/// acknowledged, and after `maxStoreAttempts` the service fails so that systemd restarts the process
+/// and the broker redelivers.
+public final class IngestService: Service, Sendable {
+    private let mqtt: MQTTClientConfiguration
+    private let database: AppDatabase
+    private let pipeline: IngestPipeline
+    private let filters: [DeviceTopicFilter]
+    private let logger: Logger
+    private let state = StateBox()
+    private let maxStoreAttempts: Int
+
+    /// - Parameters:
+    ///   - mqtt: broker settings; each topic filter must have one `+` level for the device id.
+    ///   - database: where readings go.
+    ///   - pipeline: decoder and thresholds.
+    ///   - maxStoreAttempts: commits tried per batch before the service fails (default 6, about 30 s).
+    /// - Throws: ``Rejection`` with reason `bad_topic` for a filter without exactly one `+`.
+    public init(
+        mqtt: MQTTClientConfiguration, database: AppDatabase, pipeline: IngestPipeline, logger: Logger,
+        maxStoreAttempts: Int = 6
+    ) throws {
+        self.mqtt = mqtt
+        self.database = database
+        self.pipeline = pipeline
+        self.logger = logger
+        self.maxStoreAttempts = maxStoreAttempts
+        var filters: [DeviceTopicFilter] = []
+        for topic in mqtt.topics {
+            do throws(Rejection) {
+                filters.append(try DeviceTopicFilter(topic))
+            } catch {
+                throw error
+            }
+        }
+        self.filters = filters
+    }
+
+    /// What has been ingested since start.
+    public var counters: IngestCounters { state.counters }
+
+    /// The broker connection state, or a disconnected state before the first connect.
+    public var connectionStatus: MQTTConnectionStatus { state.status() }
+
+    public func run() async throws {
+        try await MQTTSubscription.with(configuration: mqtt, logger: logger) { subscription in
+            state.setStatusSource { subscription.status }
+            defer { state.setStatusSource(nil) }
+            for await batch in subscription.deliveries.cancelOnGracefulShutdown() {
+                let receivedAt = Date()
+                let messages = batch.messages.map { m in
+                    IncomingMessage(
+                        topic: m.topic, deviceID: filters.lazy.compactMap { $0.deviceID(in: m.topic) }.first,
+                        payload: m.payload, receivedAt: receivedAt)
+                }
+                let summary = try await store(messages)
+                batch.acknowledge()
+                record(summary)
+            }
+        }
+        logger.info("ingest stopped", metadata: ["ingest.messages": "\(state.counters.messages)"])
+    }
+
+    /// Commits a batch, retrying database errors with a doubling delay (0.5, 1, 2, 4, 8 s).
+    private func store(_ messages: [IncomingMessage]) async throws -> IngestSummary {
+        var delay = 0.5
+        for attempt in 1... {
+            do {
+                return try await database.ingest(messages, pipeline: pipeline)
+            } catch {
+                logger.error(
+                    "could not store batch; nothing acknowledged",
+                    metadata: ["ingest.batch_size": "\(messages.count)", "ingest.attempt": "\(attempt)",
+                               "db.error": "\(error)"])
+                if attempt >= maxStoreAttempts { throw error }
+                try await Task.sleep(for: .seconds(delay))
+                delay *= 2
+            }
+        }
+        fatalError("unreachable")
+    }
+
+    private func record(_ summary: IngestSummary) {
+        state.update { c in
+            c.batches += 1
+            c.messages += summary.messages
+            c.readingsStored += summary.readingsStored
+            c.duplicates += summary.duplicates
+            c.deadLetters += summary.deadLetterCount
+            c.tasksOpened += summary.tasksOpened.values.reduce(0, +)
+            c.tasksUpdated += summary.tasksUpdated
+        }
+        for r in summary.rejections {
+            // Ids and reasons only: never values or payload bytes.
+            logger.warning(
+                "message dead-lettered",
+                metadata: ["device.id": "\(r.deviceID ?? "-")", "dead_letter.reason": "\(r.rejection.reason.rawValue)",
+                           "dead_letter.detail": "\(r.rejection.detail)"])
+        }
+        for (level, n) in summary.tasksOpened where n > 0 {
+            logger.notice("tasks opened", metadata: ["task.priority": "\(level.rawValue)", "task.count": "\(n)"])
+        }
+        logger.debug(
+            "batch committed",
+            metadata: ["ingest.messages": "\(summary.messages)", "ingest.stored": "\(summary.readingsStored)",
+                       "ingest.duplicates": "\(summary.duplicates)"])
+    }
+}
+
+import Synchronization
+
+/// Shared mutable state of the service, behind a lock.
+private final class StateBox: Sendable {
+    private let storage = Mutex<(counters: IngestCounters, status: (@Sendable () -> MQTTConnectionStatus)?)>((IngestCounters(), nil))
+
+    var counters: IngestCounters { storage.withLock { $0.counters } }
+
+    func update(_ body: (inout IngestCounters) -> Void) { storage.withLock { body(&$0.counters) } }
+
+    func setStatusSource(_ source: (@Sendable () -> MQTTConnectionStatus)?) { storage.withLock { $0.status = source } }
+
+    func status() -> MQTTConnectionStatus {
+        let source = storage.withLock { $0.status }
+        return source?() ?? MQTTConnectionStatus()
+    }
+}

@@ -1,0 +1,206 @@
+import ArgumentParser
+import Foundation
+import VitalsConfig
+import VitalsDaemon
+import VitalsDomain
+import VitalsStore
+
+extension Program: ExpressibleByArgument {}
+extension DeviceKind: ExpressibleByArgument {}
+extension VitalType: ExpressibleByArgument {}
+extension ThresholdLevel: ExpressibleByArgument {}
+extension ThresholdDirection: ExpressibleByArgument {}
+extension TaskStatus: ExpressibleByArgument {}
+
+struct PatientCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "patient", abstract: "Enroll and list patients.", subcommands: [Add.self, List.self, Show.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Enroll a patient, or update their time zone and programs.")
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "External patient id.") var id: String
+        @Option(help: "IANA time zone, e.g. America/Chicago.") var timezone: String
+        @Option(name: .customLong("program"), help: "Program (repeat for several): \(Program.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var programs: [Program]
+        @Option(help: "Who makes the change (default: the invoking user).") var by: String?
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let change = try db.upsertPatient(Patient(id: id, timezone: timezone, programs: programs), actor: actor(by))
+            print("patient \(id): \(change.rawValue)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List enrolled patients.")
+        @OptionGroup var options: GlobalOptions
+        @Option var format: OutputFormat = .table
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let patients = try db.patients()
+            try emit(format, json: patients, header: ["patient_id", "timezone", "programs", "enrolled_at"],
+                     rows: patients.map { [$0.id, $0.timezone, $0.programs.map(\.rawValue).joined(separator: ";"), iso($0.createdAt)] })
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a patient, their devices, thresholds and unresolved tasks.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "Patient id.") var id: String
+
+        func run() throws {
+            let (config, db) = try options.database()
+            guard let p = try db.patient(id: id) else { throw ValidationError("patient \(id) is not enrolled") }
+            print("patient:   \(p.id)")
+            print("timezone:  \(p.timezone)")
+            print("programs:  \(p.programs.map(\.rawValue).joined(separator: ", "))")
+            print("enrolled:  \(iso(p.createdAt))")
+            print("devices:")
+            for d in try db.devices(patientID: id) { print("  \(d.id) (\(d.kind.rawValue))") }
+            print("thresholds:")
+            try ThresholdCommand.printEffective(patient: p, config: config, db: db, indent: "  ")
+            print("unresolved tasks:")
+            for t in try db.tasks(patientID: id) where t.status != .resolved {
+                print("  #\(t.id) \(t.priority.rawValue) \(t.status.rawValue): \(t.reason)")
+            }
+        }
+    }
+}
+
+struct DeviceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "device", abstract: "Register and list devices.", subcommands: [Add.self, List.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Register a device for a patient, or rebind it.")
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Device id, as it appears in its topic.") var id: String
+        @Option(help: "Patient the device belongs to.") var patient: String
+        @Option(help: "Kind: \(DeviceKind.allCases.map(\.rawValue).joined(separator: ", ")).") var kind: DeviceKind = .other
+        @Option(help: "Who makes the change (default: the invoking user).") var by: String?
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let change = try db.upsertDevice(Device(id: id, kind: kind, patientID: patient), actor: actor(by))
+            print("device \(id): \(change.rawValue)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List devices.")
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Only this patient's devices.") var patient: String?
+        @Option var format: OutputFormat = .table
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let devices = try db.devices(patientID: patient)
+            try emit(format, json: devices, header: ["device_id", "kind", "patient_id", "registered_at"],
+                     rows: devices.map { [$0.id, $0.kind.rawValue, $0.patientID, iso($0.createdAt)] })
+        }
+    }
+}
+
+struct ThresholdCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "threshold", abstract: "Per-patient thresholds, which win over program defaults.",
+        subcommands: [Set.self, Clear.self, List.self])
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set a patient's own limit. High limits are inclusive (>=), low limits exclusive (<).")
+        @OptionGroup var options: GlobalOptions
+        @Option var patient: String
+        @Option(help: "Vital type: \(VitalType.allCases.map(\.rawValue).joined(separator: ", ")).") var type: VitalType
+        @Option(help: "critical or warning.") var level: ThresholdLevel
+        @Option(help: "high or low.") var direction: ThresholdDirection
+        @Option(help: "The limit.") var value: Double
+        @Option(help: "Unit of --value (default: the canonical unit of the type, e.g. mg/dL).") var unit: String?
+        @Option(help: "Clinician who ordered the limit (default: the invoking user).") var by: String?
+
+        func run() throws {
+            let (_, db) = try options.database()
+            var canonical = value
+            if let unit {
+                guard let u = UCUMUnit(spelling: unit), let c = u.convert(value, to: type.canonicalUnit) else {
+                    throw ValidationError("unit '\(unit)' does not measure \(type.rawValue)")
+                }
+                canonical = (c * 1_000_000).rounded() / 1_000_000
+            }
+            guard type.plausibleRange.contains(canonical) else {
+                throw ValidationError("\(Observation.format(canonical)) \(type.canonicalUnit.rawValue) is outside the plausible range of \(type.rawValue)")
+            }
+            try db.setThreshold(patientID: patient, slot: ThresholdSlot(type: type, level: level, direction: direction),
+                                value: canonical, actor: actor(by))
+            print("patient \(patient): \(type.rawValue) \(level.rawValue) \(direction.rawValue) = \(Observation.format(canonical)) \(type.canonicalUnit.rawValue)")
+        }
+    }
+
+    struct Clear: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a patient's own limit; the program default applies again.")
+        @OptionGroup var options: GlobalOptions
+        @Option var patient: String
+        @Option var type: VitalType
+        @Option var level: ThresholdLevel
+        @Option var direction: ThresholdDirection
+        @Option var by: String?
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let removed = try db.clearThreshold(
+                patientID: patient, slot: ThresholdSlot(type: type, level: level, direction: direction), actor: actor(by))
+            print(removed ? "cleared" : "no patient limit was set")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the limits in force for a patient, with where each comes from.")
+        @OptionGroup var options: GlobalOptions
+        @Option var patient: String
+
+        func run() throws {
+            let (config, db) = try options.database()
+            guard let p = try db.patient(id: patient) else { throw ValidationError("patient \(patient) is not enrolled") }
+            try ThresholdCommand.printEffective(patient: p, config: config, db: db, indent: "")
+        }
+    }
+
+    static func printEffective(patient: Patient, config: VitalsConfiguration, db: AppDatabase, indent: String) throws {
+        let overrides = try db.thresholdOverrides(patientID: patient.id)
+        var rows: [[String]] = []
+        for type in VitalType.allCases {
+            let (limits, origins) = config.thresholds.effectiveLimits(for: type, programs: patient.programs, overrides: overrides)
+            for level in [ThresholdLevel.critical, .warning] {
+                for direction in [ThresholdDirection.high, .low] {
+                    guard let v = limits[level, direction] else { continue }
+                    let origin: String
+                    switch origins[ThresholdSlot(type: type, level: level, direction: direction)] {
+                    case .patient: origin = "patient"
+                    case .program(let p): origin = "program \(p.rawValue)"
+                    default: origin = "default"
+                    }
+                    let op = direction == .high ? ">=" : "<"
+                    rows.append([indent + type.rawValue, level.rawValue, "\(op) \(Observation.format(v)) \(type.canonicalUnit.rawValue)", origin])
+                }
+            }
+        }
+        printTable([indent + "type", "level", "limit", "from"], rows)
+    }
+}
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Enroll patients and devices from CSV: patient_id,program,timezone,device_id[,device_kind]. Idempotent.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "CSV file.") var file: String
+    @Option(help: "Who makes the change (default: the invoking user).") var by: String?
+
+    func run() throws {
+        let rows = try EnrollmentCSV.read(path: file)
+        let (_, db) = try options.database()
+        let s = try db.importEnrollment(rows, actor: actor(by))
+        print("patients: \(s.patientsCreated) created, \(s.patientsUpdated) updated; devices: \(s.devicesCreated) created, \(s.devicesUpdated) updated; \(s.unchanged) unchanged")
+    }
+}

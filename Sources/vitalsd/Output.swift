@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+
+/// How a listing is printed.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table
+    case json
+    case csv
+}
+
+/// Prints rows as aligned columns.
+func printTable(_ header: [String], _ rows: [[String]]) {
+    var widths = header.map(\.count)
+    for row in rows {
+        for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+    }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { i, c in
+            i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+    }
+    print(line(header))
+    for row in rows { print(line(row)) }
+}
+
+/// Prints rows as RFC 4180 CSV.
+func printCSV(_ header: [String], _ rows: [[String]]) {
+    func quote(_ s: String) -> String {
+        s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+    }
+    print(header.map(quote).joined(separator: ","))
+    for row in rows { print(row.map(quote).joined(separator: ",")) }
+}
+
+/// Prints a value as pretty JSON with sorted keys and ISO 8601 dates.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// An instant as `2026-11-28T13:10:00Z`.
+func iso(_ date: Date?) -> String {
+    date.map { $0.formatted(Date.ISO8601FormatStyle()) } ?? ""
+}
+
+/// Prints a listing in the chosen format.
+func emit<T: Encodable>(_ format: OutputFormat, json: T, header: [String], rows: [[String]]) throws {
+    switch format {
+    case .table: printTable(header, rows)
+    case .csv: printCSV(header, rows)
+    case .json: try printJSON(json)
+    }
+}

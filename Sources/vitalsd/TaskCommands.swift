@@ -1,0 +1,173 @@
+import ArgumentParser
+import Foundation
+import MQTTClient
+import VitalsDaemon
+import VitalsDomain
+import VitalsStore
+
+struct TaskCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "task", abstract: "The care manager's task queue.",
+        subcommands: [List.self, Show.self, Ack.self, Resolve.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List tasks: unresolved first, critical before warning, oldest first.")
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "open, acknowledged or resolved.") var status: TaskStatus?
+        @Option var patient: String?
+        @Option var format: OutputFormat = .table
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let tasks = try db.tasks(status: status, patientID: patient)
+            try emit(format, json: tasks,
+                     header: ["id", "priority", "status", "patient_id", "vital", "direction", "occurrences", "opened_at", "reason"],
+                     rows: tasks.map { t in
+                         [String(t.id), t.priority.rawValue, t.status.rawValue, t.patientID, t.vital, t.direction.rawValue,
+                          String(t.occurrences), iso(t.openedAt), t.reason]
+                     })
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a task and its history.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var id: Int64
+        @Option var format: OutputFormat = .table
+
+        func run() throws {
+            let (_, db) = try options.database()
+            guard let (t, events) = try db.task(id: id) else { throw ValidationError("task \(id) does not exist") }
+            if format == .json {
+                struct Shown: Encodable { var task: CareTask; var events: [TaskEvent] }
+                try printJSON(Shown(task: t, events: events))
+                return
+            }
+            print("task #\(t.id)  \(t.priority.rawValue)  \(t.status.rawValue)")
+            print("patient:      \(t.patientID)")
+            print("condition:    \(t.vital) \(t.direction.rawValue)")
+            print("reason:       \(t.reason)")
+            print("occurrences:  \(t.occurrences)")
+            print("readings:     first #\(t.firstReadingID), last #\(t.lastReadingID)")
+            print("opened:       \(iso(t.openedAt))")
+            if let by = t.acknowledgedBy { print("acknowledged: \(iso(t.acknowledgedAt)) by \(by)") }
+            if let by = t.resolvedBy { print("resolved:     \(iso(t.resolvedAt)) by \(by)") }
+            if let note = t.note { print("note:         \(note)") }
+            print("history:")
+            for e in events { print("  \(iso(e.at))  \(e.event)  \(e.actor)\(e.detail.map { "  \($0)" } ?? "")") }
+        }
+    }
+
+    struct Ack: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Acknowledge an open task: someone is on it.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var id: Int64
+        @Option(help: "Care manager's name.") var by: String
+        @Option var note: String?
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let t = try db.acknowledgeTask(id: id, by: by, note: note)
+            print("task #\(t.id) acknowledged by \(by)")
+        }
+    }
+
+    struct Resolve: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Resolve a task. A later breach opens a new one.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var id: Int64
+        @Option(help: "Care manager's name.") var by: String
+        @Option var note: String?
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let t = try db.resolveTask(id: id, by: by, note: note)
+            print("task #\(t.id) resolved by \(by)")
+        }
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Counts of readings, duplicates, dead letters, tasks, patients and devices.")
+    @OptionGroup var options: GlobalOptions
+    @Option var format: OutputFormat = .table
+
+    func run() throws {
+        let (_, db) = try options.database()
+        let s = try db.statistics()
+        if format == .json { return try printJSON(s) }
+        var rows = [["readings", String(s.readings)], ["duplicates", String(s.duplicates)],
+                    ["dead_letters", String(s.deadLetters)]]
+        rows += s.deadLettersByReason.sorted { $0.key < $1.key }.map { ["  \($0.key)", String($0.value)] }
+        rows += [["tasks_open", String(s.tasksOpen)], ["tasks_acknowledged", String(s.tasksAcknowledged)],
+                 ["tasks_resolved", String(s.tasksResolved)], ["patients", String(s.patients)], ["devices", String(s.devices)]]
+        printTable(["counter", "value"], rows)
+    }
+}
+
+struct DeadLetterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dead-letters", abstract: "Messages that could not become readings, with their reasons.",
+        subcommands: [List.self, Show.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List dead letters, newest first.")
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Only this reason, e.g. unknown_device.") var reason: String?
+        @Option var limit: Int = 50
+        @Option var format: OutputFormat = .table
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let letters = try db.deadLetters(reason: reason, limit: limit)
+            try emit(format, json: letters, header: ["id", "received_at", "reason", "device_id", "topic", "bytes", "detail"],
+                     rows: letters.map { d in
+                         [String(d.id), iso(d.receivedAt), d.reason, d.deviceID ?? "", d.topic, String(d.payloadBytes),
+                          d.detail + (d.readingIndex.map { " (reading \($0))" } ?? "")]
+                     })
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write a dead letter's raw payload to standard output.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var id: Int64
+
+        func run() throws {
+            let (_, db) = try options.database()
+            guard let payload = try db.deadLetterPayload(id: id) else { throw ValidationError("dead letter \(id) does not exist") }
+            FileHandle.standardOutput.write(payload)
+        }
+    }
+}
+
+struct ReplayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Publish a CSV of readings (device_id,measured_at,type,value,unit) to the broker as canonical messages.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "CSV file.") var file: String
+    @Option(help: "Time zone for measured_at values without a UTC offset: an IANA name (America/New_York) or a fixed offset (-05:00).")
+    var timezone: String?
+    @Option(help: "Speed factor (60 = an hour per minute); default: as fast as the broker accepts.") var speed: Double?
+    @Flag(help: "Shift all times so that the last reading is measured now.") var rebase = false
+    @Option(help: "Topic, with {device_id}.") var topic = "devices/{device_id}/readings"
+
+    func run() async throws {
+        let config = try options.load()
+        var zone: TimeZone?
+        if let timezone {
+            guard let z = LocalDateTime.fixedOffsetZone(timezone) ?? TimeZone(identifier: timezone) else {
+                throw ValidationError("unknown time zone \(timezone): give an IANA name or an offset such as -05:00")
+            }
+            zone = z
+        }
+        let readings = try ReplayCSV.read(path: file, timeZone: zone)
+        let publisher = try MQTTPublisherFactory.make(config)
+        defer { publisher.close() }
+        let result = try await Replay.run(readings, publisher: publisher, topicTemplate: topic, speed: speed, rebase: rebase)
+        let rate = result.seconds > 0 ? Double(result.published) / result.seconds : 0
+        print("published \(result.published) readings in \(String(format: "%.2f", result.seconds)) s (\(Int(rate)) msg/s), all acknowledged by the broker")
+    }
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MQTTClient
+import VitalsConfig
+import VitalsDaemon
+import VitalsStore
+
+@main
+struct VitalsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vitalsd",
+        abstract: "Remote patient monitoring ingestion daemon: device readings from MQTT into the care manager's task queue.",
+        subcommands: [
+            Run.self, PatientCommand.self, DeviceCommand.self, ThresholdCommand.self, Import.self, TaskCommand.self,
+            Stats.self, DeadLetterCommand.self, ReplayCommand.self, ConfigCommand.self,
+        ])
+
+    static func main() async {
+        // libmosquitto's global init is not thread-safe: do it first, on the main thread.
+        MosquittoLibrary.initialize()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as ConfigurationErrors {
+            FileHandle.standardError.write(Data("vitalsd: configuration refused:\n\(error.description)\n".utf8))
+            Foundation.exit(2)
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Configuration file (YAML).", valueName: "FILE"))
+    var config: String = ProcessInfo.processInfo.environment["VITALSD_CONFIG"] ?? "/etc/vitalsd/vitalsd.yaml"
+
+    /// The configuration with `VITALSD_*` environment overrides applied.
+    func load() throws -> VitalsConfiguration {
+        try VitalsConfiguration.load(path: config, environment: ProcessInfo.processInfo.environment)
+    }
+
+    /// The database the configuration names, for admin commands.
+    func database() throws -> (VitalsConfiguration, AppDatabase) {
+        let c = try load()
+        return (c, try Daemon.openDatabase(c))
+    }
+}
+
+/// Who is making a change, for the audit trail: `--by`, else the invoking user.
+func actor(_ by: String?) -> String {
+    if let by, !by.trimmingCharacters(in: .whitespaces).isEmpty { return by }
+    let env = ProcessInfo.processInfo.environment
+    return env["SUDO_USER"] ?? env["USER"] ?? env["LOGNAME"] ?? "uid:\(getuid())"
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the daemon: subscribe, store, evaluate, raise tasks. Stops cleanly on SIGTERM or SIGINT.")
+
+    @OptionGroup var options: GlobalOptions
+
+    func run() async throws {
+        let config = try options.load()
+        let level = Logger.Level(rawValue: config.log.level) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "vitalsd")
+        try await Daemon.run(config, logger: logger)
+    }
+}
+
+struct ConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config", abstract: "Configuration tools.", subcommands: [Check.self])
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the configuration and exit 0, or print each problem with its key and exit 2.")
+
+        @OptionGroup var options: GlobalOptions
+
+        func run() throws {
+            let config = try options.load()
+            var problems: [String] = []
+            let dir = (config.database.path as NSString).deletingLastPathComponent
+            if !dir.isEmpty && !FileManager.default.fileExists(atPath: dir) {
+                problems.append("database.path: directory \(dir) does not exist")
+            }
+            do { _ = try config.mqttPassword() } catch { problems.append("\(error)") }
+            if !problems.isEmpty {
+                FileHandle.standardError.write(Data((problems.joined(separator: "\n") + "\n").utf8))
+                throw ExitCode(2)
+            }
+            print("configuration ok: \(options.config)")
+        }
+    }
+}
