@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "VitalsDomainTests", dependencies: ["VitalsDomain"], swiftSettings: strict),
         .testTarget(
             name: "VitalsStoreTests",
-            dependencies: ["VitalsStore", "VitalsDomain", "VitalsConfig"],
+            dependencies: ["VitalsStore", "VitalsDomain", "VitalsConfig", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
         .testTarget(
