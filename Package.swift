@@ -80,6 +80,7 @@ let package = Package(
             dependencies: [
                 "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "MQTTClient",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

@@ -1,0 +1,125 @@
+import Foundation
+import Glibc
+
+/// A real mosquitto on a free loopback port, with persistence in a temporary directory.
+///
+/// Uses the repository's `Config/mosquitto.conf` settings (persistence, unlimited queue, 1000 in flight)
+/// with the port and paths replaced.
+final class Broker: @unchecked Sendable {
+    let port: Int
+    let directory: String
+    private var process: ChildProcess?
+
+    init() throws {
+        directory = NSTemporaryDirectory() + "vitalsd-broker-" + UUID().uuidString
+        // mosquitto started as root drops to its own user: let it write its persistence file here.
+        try FileManager.default.createDirectory(
+            atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+        port = try Self.freePort()
+        try start()
+    }
+
+    /// The shipped broker configuration with this broker's port and directory.
+    private func writeConfiguration() throws -> String {
+        let shipped = try String(contentsOf: repositoryRoot.appendingPathComponent("Config/mosquitto.conf"), encoding: .utf8)
+        let conf = shipped
+            .replacingOccurrences(of: "listener 1883 127.0.0.1", with: "listener \(port) 127.0.0.1")
+            .replacingOccurrences(of: "persistence_location /var/lib/mosquitto/", with: "persistence_location \(directory)/")
+        let path = directory + "/mosquitto.conf"
+        try conf.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func start() throws {
+        let log = directory + "/mosquitto.log"
+        process = try ChildProcess(path: try Self.mosquittoPath(), arguments: ["-c", try writeConfiguration()], logPath: log)
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if Self.canConnect(port: port) { return }
+            usleep(20_000)
+        }
+        throw TestFailure("mosquitto did not listen on \(port): \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+    }
+
+    /// Stops the broker with SIGTERM (it saves its persistence file) and waits for it to exit.
+    func stop() {
+        guard let p = process else { return }
+        p.signal(SIGTERM)
+        p.waitBlocking()
+        process = nil
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    static func mosquittoPath() throws -> String {
+        for candidate in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
+        where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        throw TestFailure("mosquitto is not installed (apt-get install -y mosquitto)")
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard bound else { throw TestFailure("no free port") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    static func canConnect(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The package root, found from this file's path.
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// The `vitalsd` executable built next to the test bundle.
+func vitalsdBinary() throws -> String {
+    if let path = ProcessInfo.processInfo.environment["VITALSD_BINARY"] { return path }
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("vitalsd").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    throw TestFailure("vitalsd binary not found next to \(CommandLine.arguments[0]); run `swift build --build-tests` first")
+}
+
+/// Polls `condition` every 20 ms until it holds or `seconds` pass.
+///
+/// Sleeps with `Task.sleep`, never by blocking a thread: the daemon under test runs on the same
+/// cooperative thread pool (two threads on a 2-core machine).
+func eventually(_ seconds: Double = 20, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}

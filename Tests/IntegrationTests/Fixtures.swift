@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+import MQTTClient
+import ServiceLifecycle
+import VitalsConfig
+import VitalsDaemon
+import VitalsDomain
+import VitalsStore
+
+/// A broker, a database file and a configuration for one test.
+final class TestEnvironment: @unchecked Sendable {
+    let broker: Broker
+    let directory: String
+    let configPath: String
+    let config: VitalsConfiguration
+    let database: AppDatabase
+
+    init(clientID: String = "vitalsd-test-\(UUID().uuidString.prefix(8))") throws {
+        broker = try Broker()
+        directory = broker.directory
+        let yaml = """
+            mqtt:
+              port: \(broker.port)
+              client_id: \(clientID)
+              reconnect_min_seconds: 0.2
+              reconnect_max_seconds: 1
+            database:
+              path: \(directory)/vitalsd.sqlite
+            log:
+              level: warning
+            """
+        configPath = directory + "/vitalsd.yaml"
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+        config = try VitalsConfiguration.load(path: configPath, environment: [:])
+        database = try Daemon.openDatabase(config)
+        try database.upsertPatient(Patient(id: "p1", timezone: "America/Chicago", programs: [.diabetes]), actor: "test")
+        try database.upsertDevice(Device(id: "g1", kind: .glucometer, patientID: "p1"), actor: "test")
+        try database.upsertDevice(Device(id: "g2", kind: .cgm, patientID: "p1"), actor: "test")
+    }
+
+    func publisher() throws -> MQTTPublisher {
+        try MQTTPublisher(host: "127.0.0.1", port: broker.port, clientID: "pub-\(UUID().uuidString.prefix(8))")
+    }
+
+    func statistics() throws -> Statistics { try database.statistics() }
+
+    /// Runs the daemon in this process until the returned handle is stopped.
+    func startDaemon() throws -> RunningDaemon {
+        var logger = Logger(label: "vitalsd-test")
+        logger.logLevel = .warning
+        let service = try Daemon.makeIngestService(config, database: database, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [service], logger: logger))
+        let task = Task { try await group.run() }
+        return RunningDaemon(service: service, group: group, task: task)
+    }
+
+    /// Runs the built `vitalsd run` as a child process.
+    func startProcess() throws -> ChildProcess {
+        try ChildProcess(
+            path: try vitalsdBinary(), arguments: ["run", "--config", configPath],
+            logPath: directory + "/vitalsd.log")
+    }
+}
+
+struct RunningDaemon {
+    let service: IngestService
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
+
+    /// Waits until the daemon is connected and subscribed.
+    func waitUntilSubscribed() async throws {
+        guard await eventually(10, { service.connectionStatus.subscribed }) else {
+            throw TestFailure("daemon did not subscribe: \(service.connectionStatus)")
+        }
+    }
+
+    /// Graceful shutdown, as on SIGTERM.
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
+    }
+}
+
+/// A canonical glucose message measured `secondsAgo` seconds ago (whole milliseconds).
+func glucoseJSON(_ value: Double, at ms: Int64) -> [UInt8] {
+    Array(#"{"type":"glucose","value":\#(value),"unit":"mg/dL","measured_at":\#(ms)}"#.utf8)
+}
+
+/// Epoch milliseconds for `secondsAgo` seconds before now, rounded to the second so runs don't collide.
+func msAgo(_ secondsAgo: Double) -> Int64 {
+    Int64((Date().timeIntervalSince1970 - secondsAgo).rounded(.down) * 1000)
+}
