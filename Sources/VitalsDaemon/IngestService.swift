@@ -86,7 +86,8 @@ public final class IngestService: Service, Sendable {
     /// Commits a batch, retrying database errors with a doubling delay (0.5, 1, 2, 4, 8 s).
     private func store(_ messages: [IncomingMessage]) async throws -> IngestSummary {
         var delay = 0.5
-        for attempt in 1... {
+        var attempt = 1
+        while true {
             do {
                 return try await database.ingest(messages, pipeline: pipeline)
             } catch {
@@ -94,12 +95,12 @@ public final class IngestService: Service, Sendable {
                     "could not store batch; nothing acknowledged",
                     metadata: ["ingest.batch_size": "\(messages.count)", "ingest.attempt": "\(attempt)",
                                "db.error": "\(error)"])
-                if attempt >= maxStoreAttempts { throw error }
+                guard attempt < maxStoreAttempts else { throw error }
                 try await Task.sleep(for: .seconds(delay))
                 delay *= 2
+                attempt += 1
             }
         }
-        fatalError("unreachable")
     }
 
     private func record(_ summary: IngestSummary) {

@@ -59,31 +59,33 @@ struct TaskCommand: ParsableCommand {
         }
     }
 
+    /// The arguments of a task state change.
+    struct Transition: ParsableArguments {
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "Task id.") var id: Int64
+        @Option(help: "Care manager's name.") var by: String
+        @Option(help: "Free text kept with the task.") var note: String?
+    }
+
     struct Ack: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Acknowledge an open task: someone is on it.")
-        @OptionGroup var options: GlobalOptions
-        @Argument var id: Int64
-        @Option(help: "Care manager's name.") var by: String
-        @Option var note: String?
+        @OptionGroup var transition: Transition
 
         func run() throws {
-            let (_, db) = try options.database()
-            let t = try db.acknowledgeTask(id: id, by: by, note: note)
-            print("task #\(t.id) acknowledged by \(by)")
+            let (_, db) = try transition.options.database()
+            let t = try db.acknowledgeTask(id: transition.id, by: transition.by, note: transition.note)
+            print("task #\(t.id) acknowledged by \(transition.by)")
         }
     }
 
     struct Resolve: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Resolve a task. A later breach opens a new one.")
-        @OptionGroup var options: GlobalOptions
-        @Argument var id: Int64
-        @Option(help: "Care manager's name.") var by: String
-        @Option var note: String?
+        @OptionGroup var transition: Transition
 
         func run() throws {
-            let (_, db) = try options.database()
-            let t = try db.resolveTask(id: id, by: by, note: note)
-            print("task #\(t.id) resolved by \(by)")
+            let (_, db) = try transition.options.database()
+            let t = try db.resolveTask(id: transition.id, by: transition.by, note: transition.note)
+            print("task #\(t.id) resolved by \(transition.by)")
         }
     }
 }
