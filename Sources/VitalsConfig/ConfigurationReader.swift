@@ -13,6 +13,7 @@ struct ConfigurationReader {
         "database": ["path", "synchronous", "busy_timeout_seconds"],
         "ingest": ["max_payload_bytes", "max_future_skew_seconds"],
         "log": ["level"],
+        "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units"],
         "thresholds": ["defaults", "programs"],
     ]
 
@@ -80,6 +81,16 @@ struct ConfigurationReader {
         int(values, "ingest.max_payload_bytes") { config.ingest.maxPayloadBytes = $0 }
         double(values, "ingest.max_future_skew_seconds") { config.ingest.maxFutureSkewSeconds = $0 }
         string(values, "log.level") { config.log.level = $0 }
+        if let node = values["billing.device_period_anchor"] {
+            if let anchor = node.scalar.flatMap({ DevicePeriodAnchor(rawValue: $0.string) }) {
+                config.billing.anchor = anchor
+            } else {
+                errors.append(ConfigurationError(key: "billing.device_period_anchor", "must be rolling_30_days or calendar_month"))
+            }
+        }
+        int(values, "billing.setup_minimum_days") { config.billing.setupMinimumDays = $0 }
+        optionalInt(values, "billing.max_99458_units") { config.billing.max99458Units = $0 }
+        optionalInt(values, "billing.max_99439_units") { config.billing.max99439Units = $0 }
 
         if let thresholdsNode {
             config.thresholds = readThresholds(thresholdsNode)
@@ -102,6 +113,16 @@ struct ConfigurationReader {
             return
         }
         set(i)
+    }
+
+    /// An integer, or `none` for no value.
+    private mutating func optionalInt(_ values: [String: Node], _ key: String, _ set: (Int?) -> Void) {
+        guard let node = values[key] else { return }
+        if node.scalar?.string == "none" {
+            set(nil)
+            return
+        }
+        int(values, key) { set($0) }
     }
 
     private mutating func double(_ values: [String: Node], _ key: String, _ set: (Double) -> Void) {
@@ -213,6 +234,9 @@ struct ConfigurationReader {
         check(c.database.busyTimeoutSeconds >= 0, "database.busy_timeout_seconds", "must not be negative")
         check(c.ingest.maxPayloadBytes >= 64, "ingest.max_payload_bytes", "must be at least 64 bytes")
         check(c.ingest.maxFutureSkewSeconds >= 0, "ingest.max_future_skew_seconds", "must not be negative")
+        check((2...30).contains(c.billing.setupMinimumDays), "billing.setup_minimum_days", "must be between 2 and 30")
+        check((c.billing.max99458Units ?? 0) >= 0, "billing.max_99458_units", "must not be negative")
+        check((c.billing.max99439Units ?? 0) >= 0, "billing.max_99439_units", "must not be negative")
         check(["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(c.log.level),
               "log.level", "must be one of trace, debug, info, notice, warning, error, critical")
         validateThresholds(c.thresholds.defaults, key: "thresholds.defaults")

@@ -46,6 +46,8 @@ public struct VitalsConfiguration: Sendable, Hashable {
         public var level = "info"
     }
 
+    /// `billing.*`: the [verify] points of the CMS rules (``BillingRules``).
+    public var billing = BillingRules()
     public var mqtt = MQTT()
     public var database = Database()
     public var ingest = Ingest()
@@ -71,6 +73,8 @@ public struct VitalsConfiguration: Sendable, Hashable {
         ("ingest.max_payload_bytes", "VITALSD_INGEST_MAX_PAYLOAD_BYTES"),
         ("ingest.max_future_skew_seconds", "VITALSD_INGEST_MAX_FUTURE_SKEW_SECONDS"),
         ("log.level", "VITALSD_LOG_LEVEL"),
+        ("billing.device_period_anchor", "VITALSD_BILLING_DEVICE_PERIOD_ANCHOR"),
+        ("billing.setup_minimum_days", "VITALSD_BILLING_SETUP_MINIMUM_DAYS"),
     ]
 }
 

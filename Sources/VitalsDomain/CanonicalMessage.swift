@@ -10,6 +10,12 @@ public struct DecodedMessage: Sendable {
     public var deviceID: String
     /// The readings in payload order.
     public var readings: [Result<Observation, Rejection>]
+
+    public init(messageID: String?, deviceID: String, readings: [Result<Observation, Rejection>]) {
+        self.messageID = messageID
+        self.deviceID = deviceID
+        self.readings = readings
+    }
 }
 
 /// Decodes the canonical vitalsd message format, version 1.

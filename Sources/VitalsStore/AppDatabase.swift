@@ -179,6 +179,45 @@ extension AppDatabase {
                 INSERT INTO counters(name, value) VALUES ('duplicates', 0);
                 """)
         }
+        migrator.registerMigration("v2 episodes and time entries") { db in
+            try db.execute(sql: """
+                CREATE TABLE episodes (
+                    id INTEGER PRIMARY KEY,
+                    patient_id TEXT NOT NULL REFERENCES patients(id),
+                    program TEXT NOT NULL DEFAULT 'rpm' CHECK (program IN ('rpm')),
+                    start_date TEXT NOT NULL CHECK (start_date GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'),
+                    end_date TEXT CHECK (end_date IS NULL OR end_date >= start_date),
+                    billing_practitioner TEXT NOT NULL CHECK (length(billing_practitioner) > 0),
+                    created_at INTEGER NOT NULL,
+                    created_by TEXT NOT NULL
+                );
+                -- One open RPM episode per patient: one practitioner bills per period (CMS CY2021 rule).
+                CREATE UNIQUE INDEX episodes_one_open_per_patient ON episodes(patient_id, program) WHERE end_date IS NULL;
+                CREATE TABLE time_entries (
+                    id INTEGER PRIMARY KEY,
+                    patient_id TEXT NOT NULL REFERENCES patients(id),
+                    program TEXT NOT NULL CHECK (program IN ('rpm', 'ccm')),
+                    minutes INTEGER NOT NULL CHECK (minutes BETWEEN 1 AND 600),
+                    performed_at INTEGER NOT NULL,
+                    performed_by TEXT NOT NULL CHECK (length(performed_by) > 0),
+                    activity TEXT NOT NULL CHECK (length(activity) > 0),
+                    interactive INTEGER NOT NULL CHECK (interactive IN (0, 1)),
+                    modality TEXT CHECK (modality IN ('audio', 'video', 'sync_message')),
+                    task_id INTEGER REFERENCES tasks(id),
+                    voids_entry_id INTEGER UNIQUE REFERENCES time_entries(id),
+                    void_reason TEXT,
+                    created_at INTEGER NOT NULL,
+                    CHECK (interactive = 0 OR modality IS NOT NULL),
+                    CHECK ((voids_entry_id IS NULL) = (void_reason IS NULL))
+                );
+                CREATE INDEX time_entries_patient ON time_entries(patient_id, performed_at);
+                -- Append-only: a correction is a new entry that voids an old one.
+                CREATE TRIGGER time_entries_append_only_update BEFORE UPDATE ON time_entries
+                    BEGIN SELECT RAISE(ABORT, 'time_entries is append-only; void an entry instead'); END;
+                CREATE TRIGGER time_entries_append_only_delete BEFORE DELETE ON time_entries
+                    BEGIN SELECT RAISE(ABORT, 'time_entries is append-only; void an entry instead'); END;
+                """)
+        }
         return migrator
     }
 }

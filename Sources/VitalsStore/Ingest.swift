@@ -91,6 +91,32 @@ extension AppDatabase {
         return try writer.write { db in try Self.store(db, decoded, pipeline: pipeline) }
     }
 
+    /// Stores a reading entered by hand (a nurse reading a meter over the phone) with `source = manual`.
+    ///
+    /// It is evaluated against the thresholds like any reading, but never counts as a day of data
+    /// for CPT 99445/99454: CMS requires data transmitted by the device itself
+    /// (`clinical-and-billing.md` §2.2 rule 2).
+    /// - Throws: ``Rejection`` when the reading is invalid or its device unknown; database errors.
+    public func recordManualReading(
+        deviceID: String, typeName: String, value: Double, unit: String, measuredAt: Date, actor: String,
+        pipeline: IngestPipeline
+    ) throws -> IngestSummary {
+        let observation = try Observation.make(
+            deviceID: deviceID, typeName: typeName, value: .number(value), unit: .string(unit), measuredAt: measuredAt,
+            source: .manual)
+        try pipeline.decoder.timePolicy.check(measuredAt, receivedAt: Date())
+        let message = IncomingMessage(
+            topic: "manual", deviceID: deviceID, payload: Array("entered by \(actor)".utf8), receivedAt: Date())
+        let decoded = DecodedMessage(messageID: nil, deviceID: deviceID, readings: [.success(observation)])
+        return try writer.write { db in
+            let summary = try Self.store(db, [(message, .success(decoded))], pipeline: pipeline)
+            if let rejection = summary.rejections.first?.rejection { throw rejection }
+            try Self.audit(db, actor: actor, action: "reading.manual", targetType: "device", targetID: deviceID,
+                           detail: "\(observation.type.rawValue) at \(epochMilliseconds(measuredAt))")
+            return summary
+        }
+    }
+
     private typealias Decoded = (message: IncomingMessage, result: Result<DecodedMessage, Rejection>)
 
     private static func decode(_ messages: [IncomingMessage], pipeline: IngestPipeline) -> [Decoded] {

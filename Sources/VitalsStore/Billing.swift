@@ -1,0 +1,263 @@
+import Foundation
+import GRDB
+import VitalsDomain
+
+/// An RPM episode of care: from the patient's consent date until it ends, billed by one practitioner.
+public struct Episode: Sendable, Hashable, Codable {
+    public var id: Int64
+    public var patientID: String
+    /// Consent date, local to the patient; device periods count from it.
+    public var startDate: LocalDate
+    /// Last day of monitoring, if the episode ended.
+    public var endDate: LocalDate?
+    /// The one practitioner who bills RPM for the patient (CMS: one per 30-day period).
+    public var billingPractitioner: String
+}
+
+/// The program a minute of care-management time belongs to. A minute belongs to exactly one.
+public enum CareProgram: String, Sendable, Hashable, Codable, CaseIterable {
+    /// RPM treatment management (99470/99457/99458).
+    case rpm
+    /// Chronic care management (99490/99439).
+    case ccm
+}
+
+/// How a real-time interactive communication took place.
+public enum InteractionModality: String, Sendable, Hashable, Codable, CaseIterable {
+    case audio
+    case video
+    /// Real-time two-way messaging in which the patient replies; whether it qualifies is disputed [verify].
+    case syncMessage = "sync_message"
+}
+
+/// Minutes of care-management time, as logged. Entries are never edited: a correction voids one.
+public struct TimeEntry: Sendable, Hashable, Codable {
+    public var id: Int64
+    public var patientID: String
+    public var program: CareProgram
+    public var minutes: Int
+    public var performedAt: Date
+    public var performedBy: String
+    public var activity: String
+    /// A real-time interactive communication with the patient or caregiver.
+    public var interactive: Bool
+    public var modality: InteractionModality?
+    public var taskID: Int64?
+    /// Set on a voiding entry: the entry it cancels.
+    public var voidsEntryID: Int64?
+    public var voidReason: String?
+    /// True when a later entry voided this one.
+    public var voided: Bool
+
+    /// Counts toward billing: neither a voiding entry nor voided.
+    public var isValid: Bool { voidsEntryID == nil && !voided }
+}
+
+/// A new time entry.
+public struct NewTimeEntry: Sendable, Hashable {
+    public var patientID: String
+    public var program: CareProgram
+    public var minutes: Int
+    public var performedAt: Date
+    public var performedBy: String
+    public var activity: String
+    public var modality: InteractionModality?
+    public var taskID: Int64?
+
+    /// - Parameter modality: set only for a real-time interactive communication.
+    public init(patientID: String, program: CareProgram = .rpm, minutes: Int, performedAt: Date = Date(),
+                performedBy: String, activity: String, modality: InteractionModality? = nil, taskID: Int64? = nil) {
+        self.patientID = patientID
+        self.program = program
+        self.minutes = minutes
+        self.performedAt = performedAt
+        self.performedBy = performedBy
+        self.activity = activity
+        self.modality = modality
+        self.taskID = taskID
+    }
+}
+
+/// A billing change that cannot be made.
+public struct BillingError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension AppDatabase {
+    // MARK: Episodes
+
+    /// Starts an RPM episode.
+    /// - Throws: ``BillingError`` when the patient is unknown or already has an open episode.
+    @discardableResult
+    public func startEpisode(patientID: String, startDate: LocalDate, practitioner: String, actor: String) throws -> Episode {
+        try writer.write { db in
+            guard try Self.fetchPatient(db, id: patientID) != nil else { throw BillingError("patient \(patientID) is not enrolled") }
+            if try Int.fetchOne(db, sql: "SELECT 1 FROM episodes WHERE patient_id = ? AND end_date IS NULL", arguments: [patientID]) != nil {
+                throw BillingError("patient \(patientID) already has an open episode; end it first")
+            }
+            try db.execute(
+                sql: "INSERT INTO episodes(patient_id, start_date, billing_practitioner, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
+                arguments: [patientID, startDate.description, practitioner, epochMilliseconds(Date()), actor])
+            let id = db.lastInsertedRowID
+            try Self.audit(db, actor: actor, action: "episode.start", targetType: "patient", targetID: patientID,
+                           detail: "episode \(id) from \(startDate), practitioner \(practitioner)")
+            return Episode(id: id, patientID: patientID, startDate: startDate, endDate: nil, billingPractitioner: practitioner)
+        }
+    }
+
+    /// Ends a patient's open episode on `endDate` (inclusive).
+    /// - Throws: ``BillingError`` when there is no open episode or the date precedes its start.
+    public func endEpisode(patientID: String, endDate: LocalDate, actor: String) throws {
+        try writer.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT id, start_date FROM episodes WHERE patient_id = ? AND end_date IS NULL",
+                                             arguments: [patientID]) else {
+                throw BillingError("patient \(patientID) has no open episode")
+            }
+            guard endDate >= LocalDate(row["start_date"] as String)! else { throw BillingError("end date is before the episode start") }
+            let id: Int64 = row["id"]
+            try db.execute(sql: "UPDATE episodes SET end_date = ? WHERE id = ?", arguments: [endDate.description, id])
+            try Self.audit(db, actor: actor, action: "episode.end", targetType: "patient", targetID: patientID,
+                           detail: "episode \(id) ends \(endDate)")
+        }
+    }
+
+    /// Episodes, optionally one patient's, oldest first.
+    public func episodes(patientID: String? = nil) throws -> [Episode] {
+        try writer.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM episodes WHERE ?1 IS NULL OR patient_id = ?1 ORDER BY patient_id, start_date",
+                arguments: [patientID]
+            ).map { r in
+                Episode(id: r["id"], patientID: r["patient_id"], startDate: LocalDate(r["start_date"] as String)!,
+                        endDate: (r["end_date"] as String?).flatMap(LocalDate.init), billingPractitioner: r["billing_practitioner"])
+            }
+        }
+    }
+
+    // MARK: Time entries
+
+    /// Logs care-management minutes.
+    /// - Returns: the new entry's id.
+    /// - Throws: ``BillingError`` for an unknown patient or minutes outside 1–600.
+    @discardableResult
+    public func logTime(_ entry: NewTimeEntry) throws -> Int64 {
+        try writer.write { db in try Self.logTime(db, entry) }
+    }
+
+    static func logTime(_ db: Database, _ entry: NewTimeEntry) throws -> Int64 {
+        guard try fetchPatient(db, id: entry.patientID) != nil else { throw BillingError("patient \(entry.patientID) is not enrolled") }
+        guard (1...600).contains(entry.minutes) else { throw BillingError("minutes must be between 1 and 600") }
+        try db.execute(
+            sql: """
+                INSERT INTO time_entries(patient_id, program, minutes, performed_at, performed_by, activity, interactive,
+                                         modality, task_id, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [entry.patientID, entry.program.rawValue, entry.minutes, epochMilliseconds(entry.performedAt),
+                        entry.performedBy, entry.activity, entry.modality != nil, entry.modality?.rawValue, entry.taskID,
+                        epochMilliseconds(Date())])
+        let id = db.lastInsertedRowID
+        try audit(db, actor: entry.performedBy, action: "time.log", targetType: "patient", targetID: entry.patientID,
+                  detail: "entry \(id): \(entry.minutes) min \(entry.program.rawValue)\(entry.modality.map { ", interactive \($0.rawValue)" } ?? "")")
+        return id
+    }
+
+    /// Voids an entry with a new entry that records who and why.
+    /// - Returns: the voiding entry's id.
+    /// - Throws: ``BillingError`` when the entry does not exist, is itself a void, or is already voided.
+    @discardableResult
+    public func voidTime(entryID: Int64, by actor: String, reason: String) throws -> Int64 {
+        guard !reason.trimmingCharacters(in: .whitespaces).isEmpty else { throw BillingError("a void needs a reason") }
+        return try writer.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM time_entries WHERE id = ?", arguments: [entryID]) else {
+                throw BillingError("time entry \(entryID) does not exist")
+            }
+            guard row["voids_entry_id"] as Int64? == nil else { throw BillingError("entry \(entryID) is itself a void") }
+            if try Int.fetchOne(db, sql: "SELECT 1 FROM time_entries WHERE voids_entry_id = ?", arguments: [entryID]) != nil {
+                throw BillingError("entry \(entryID) is already voided")
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO time_entries(patient_id, program, minutes, performed_at, performed_by, activity, interactive,
+                                             voids_entry_id, void_reason, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
+                    """,
+                arguments: [row["patient_id"], row["program"], row["minutes"], row["performed_at"], actor,
+                            "void of entry \(entryID)", entryID, reason, epochMilliseconds(Date())])
+            let id = db.lastInsertedRowID
+            try Self.audit(db, actor: actor, action: "time.void", targetType: "patient", targetID: row["patient_id"],
+                           detail: "entry \(id) voids entry \(entryID): \(reason)")
+            return id
+        }
+    }
+
+    /// A patient's time entries performed in [from, to), oldest first, with their voided state.
+    public func timeEntries(patientID: String, from: Date? = nil, to: Date? = nil) throws -> [TimeEntry] {
+        try writer.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT e.*, EXISTS (SELECT 1 FROM time_entries v WHERE v.voids_entry_id = e.id) AS voided
+                    FROM time_entries e
+                    WHERE e.patient_id = ?1 AND (?2 IS NULL OR e.performed_at >= ?2) AND (?3 IS NULL OR e.performed_at < ?3)
+                    ORDER BY e.performed_at, e.id
+                    """,
+                arguments: [patientID, from.map(epochMilliseconds), to.map(epochMilliseconds)]
+            ).map { r in
+                TimeEntry(
+                    id: r["id"], patientID: r["patient_id"], program: CareProgram(rawValue: r["program"]) ?? .rpm,
+                    minutes: r["minutes"], performedAt: dateFromEpochMilliseconds(r["performed_at"]),
+                    performedBy: r["performed_by"], activity: r["activity"], interactive: r["interactive"],
+                    modality: (r["modality"] as String?).flatMap(InteractionModality.init), taskID: r["task_id"],
+                    voidsEntryID: r["voids_entry_id"], voidReason: r["void_reason"], voided: r["voided"])
+            }
+        }
+    }
+
+    // MARK: Days of data
+
+    /// One local date on which a patient's devices transmitted readings.
+    public struct TransmissionDay: Sendable, Hashable, Codable {
+        public var date: LocalDate
+        /// Device-transmitted readings on that date.
+        public var readings: Int
+        /// The devices that transmitted, by id.
+        public var devices: [String]
+        public var first: Date
+        public var last: Date
+    }
+
+    /// The dated transmission log of a patient between two local dates (inclusive): one row per
+    /// local date with at least one reading transmitted by a device. Manual readings, duplicates
+    /// (never stored twice), dead letters and telemetry (never stored as readings) do not count.
+    public func transmissionDays(patientID: String, timeZone: TimeZone, from: LocalDate, through: LocalDate) throws -> [TransmissionDay] {
+        let start = epochMilliseconds(from.start(in: timeZone))
+        let end = epochMilliseconds(through.adding(days: 1).start(in: timeZone))
+        return try writer.read { db in
+            var days: [LocalDate: TransmissionDay] = [:]
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT measured_at, device_id FROM readings
+                    WHERE patient_id = ? AND source = 'device' AND measured_at >= ? AND measured_at < ?
+                    ORDER BY measured_at
+                    """,
+                arguments: [patientID, start, end])
+            while let row = try rows.next() {
+                let at = dateFromEpochMilliseconds(row["measured_at"])
+                let date = LocalDate(at, in: timeZone)
+                let device: String = row["device_id"]
+                if var day = days[date] {
+                    day.readings += 1
+                    day.last = at
+                    if !day.devices.contains(device) { day.devices.append(device) }
+                    days[date] = day
+                } else {
+                    days[date] = TransmissionDay(date: date, readings: 1, devices: [device], first: at, last: at)
+                }
+            }
+            return days.values.sorted { $0.date < $1.date }
+        }
+    }
+}

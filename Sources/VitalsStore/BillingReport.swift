@@ -1,0 +1,120 @@
+import Foundation
+import VitalsDomain
+
+/// One patient's billing evidence for a calendar month.
+public struct PatientBilling: Sendable, Hashable, Codable {
+    /// A device period that ends in the month.
+    public struct Period: Sendable, Hashable, Codable {
+        public var period: DevicePeriod
+        /// Distinct local dates with device-transmitted readings in the period.
+        public var dataDays: Int
+        /// `99445`, `99454`, or nil.
+        public var deviceCode: String?
+        /// The period has not ended yet (its end is today or later).
+        public var inProgress: Bool
+        /// This period is the episode's first to reach the 99453 threshold.
+        public var setup99453: Bool
+    }
+
+    public var patientID: String
+    public var timezone: String
+    public var episodeID: Int64
+    public var billingPractitioner: String
+    public var periods: [Period]
+    /// Valid RPM management minutes in the calendar month.
+    public var rpmMinutes: Int
+    /// At least one valid RPM entry in the month was a real-time interactive communication.
+    public var interactive: Bool
+    /// 99470, or 99457 with 99458 units.
+    public var managementCodes: CPTCodes
+    /// Valid CCM minutes in the month, never counted toward RPM.
+    public var ccmMinutes: Int
+    /// 99490 with 99439 units.
+    public var ccmCodes: CPTCodes
+}
+
+extension AppDatabase {
+    /// The billing evidence of every patient with an episode that overlaps `month`.
+    ///
+    /// Device periods are those of the episode (``BillingRules/devicePeriods(episodeStart:episodeEnd:through:)``)
+    /// that end in the month; management minutes are those performed on local dates (patient's time zone)
+    /// of the calendar month. See ``BillingRules`` for the codes and their sources.
+    ///
+    /// - Parameters:
+    ///   - today: the current local date logic uses to mark periods in progress.
+    public func billingReport(month: YearMonth, rules: BillingRules, today: Date = Date()) throws -> [PatientBilling] {
+        var result: [PatientBilling] = []
+        let patients = Dictionary(uniqueKeysWithValues: try patients().map { ($0.id, $0) })
+        for episode in try episodes() {
+            guard let patient = patients[episode.patientID], let zone = TimeZone(identifier: patient.timezone) else { continue }
+            if episode.startDate > month.last { continue }
+            if let end = episode.endDate, end < month.first { continue }
+            let todayLocal = LocalDate(today, in: zone)
+            let periods = rules.devicePeriods(episodeStart: episode.startDate, episodeEnd: episode.endDate, through: month.last)
+            let days = Set(try transmissionDays(
+                patientID: patient.id, timeZone: zone, from: episode.startDate, through: month.last).map(\.date))
+            var setupDone = false
+            var reported: [PatientBilling.Period] = []
+            for period in periods {
+                let dataDays = days.filter { period.contains($0) }.count
+                let isSetup = !setupDone && dataDays >= rules.setupMinimumDays
+                if isSetup { setupDone = true }
+                guard YearMonth(period.end) == month else { continue }
+                reported.append(PatientBilling.Period(
+                    period: period, dataDays: dataDays, deviceCode: rules.deviceSupplyCode(dataDays: dataDays),
+                    inProgress: period.end >= todayLocal, setup99453: isSetup))
+            }
+            let entries = try timeEntries(
+                patientID: patient.id, from: month.first.start(in: zone), to: month.last.adding(days: 1).start(in: zone)
+            ).filter(\.isValid)
+            let rpm = entries.filter { $0.program == .rpm }
+            let ccm = entries.filter { $0.program == .ccm }
+            let rpmMinutes = rpm.map(\.minutes).reduce(0, +)
+            let interactive = rpm.contains(where: \.interactive)
+            let ccmMinutes = ccm.map(\.minutes).reduce(0, +)
+            result.append(PatientBilling(
+                patientID: patient.id, timezone: patient.timezone, episodeID: episode.id,
+                billingPractitioner: episode.billingPractitioner, periods: reported, rpmMinutes: rpmMinutes,
+                interactive: interactive, managementCodes: rules.managementCodes(minutes: rpmMinutes, interactive: interactive),
+                ccmMinutes: ccmMinutes, ccmCodes: rules.ccmCodes(minutes: ccmMinutes)))
+        }
+        return result.sorted { ($0.patientID, $0.episodeID) < ($1.patientID, $1.episodeID) }
+    }
+
+    /// Where a patient stands in the current device period.
+    public struct Adherence: Sendable, Hashable, Codable {
+        public var patientID: String
+        public var period: DevicePeriod
+        public var dataDaysSoFar: Int
+        /// Days after today left in the period.
+        public var daysLeft: Int
+        /// 16 days of data (99454) can still be reached.
+        public var reachable16: Bool
+        /// 2 days of data (99445) can still be reached.
+        public var reachable2: Bool
+        /// The last local date with data, if any.
+        public var lastDataDay: LocalDate?
+    }
+
+    /// Adherence in the current device period of every open episode
+    /// (`days_with_data + days_remaining >= 16`, `clinical-and-billing.md` §3.2).
+    public func adherence(rules: BillingRules, today: Date = Date()) throws -> [Adherence] {
+        var result: [Adherence] = []
+        let patients = Dictionary(uniqueKeysWithValues: try patients().map { ($0.id, $0) })
+        for episode in try episodes() where episode.endDate == nil {
+            guard let patient = patients[episode.patientID], let zone = TimeZone(identifier: patient.timezone) else { continue }
+            let todayLocal = LocalDate(today, in: zone)
+            guard episode.startDate <= todayLocal,
+                  let period = rules.devicePeriods(episodeStart: episode.startDate, episodeEnd: nil, through: todayLocal).last
+            else { continue }
+            let days = try transmissionDays(patientID: patient.id, timeZone: zone, from: period.start, through: todayLocal).map(\.date)
+            let daysLeft = period.end.days(since: todayLocal)
+            // Today still counts as a possible day of data until a reading arrives for it.
+            let possible = days.count + daysLeft + (days.last == todayLocal ? 0 : 1)
+            result.append(Adherence(
+                patientID: patient.id, period: period, dataDaysSoFar: days.count, daysLeft: daysLeft,
+                reachable16: possible >= 16, reachable2: possible >= 2, lastDataDay: days.last))
+        }
+        return result
+    }
+}

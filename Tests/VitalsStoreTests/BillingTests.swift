@@ -1,0 +1,124 @@
+import Foundation
+import GRDB
+import Testing
+import VitalsDomain
+import VitalsStore
+
+/// A patient in Pago Pago (UTC−11, no daylight saving) with a glucometer, episode from 2026-03-01.
+private func farPatient(_ dir: TemporaryDirectory) throws -> AppDatabase {
+    let db = try AppDatabase.open(path: dir.path + "/billing.sqlite")
+    try db.upsertPatient(Patient(id: "pp", timezone: "Pacific/Pago_Pago", programs: [.diabetes]), actor: "t")
+    try db.upsertDevice(Device(id: "gpp", kind: .glucometer, patientID: "pp"), actor: "t")
+    try db.startEpisode(patientID: "pp", startDate: LocalDate("2026-03-01")!, practitioner: "Dr. Ng", actor: "t")
+    return db
+}
+
+/// A glucose reading measured at a local time in Pago Pago (`2026-03-05T23:50`).
+private func localReading(_ local: String, value: Int = 120) -> IncomingMessage {
+    message("gpp", #"{"type":"glucose","value":\#(value),"unit":"mg/dL","measured_at":"\#(local):00-11:00"}"#)
+}
+
+@Suite("billing evidence")
+struct BillingTests {
+    @Test("days of data are distinct local dates: 15 days near midnight give 99445, 16 give 99454")
+    func dataDays() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try farPatient(dir)
+        // Days 1–15 of March, each read at 23:50 local (10:50Z the next UTC day), and day 1 again at
+        // 00:10 local: 16 readings on 15 local dates, spread over 16 UTC dates.
+        var messages = (1...15).map { localReading(String(format: "2026-03-%02dT23:50", $0)) }
+        messages.append(localReading("2026-03-01T00:10"))
+        _ = try await db.ingest(messages, pipeline: pipeline)
+        // A reading typed in by a nurse on March 20 is kept but is not a day of data.
+        _ = try db.recordManualReading(
+            deviceID: "gpp", typeName: "glucose", value: 130, unit: "mg/dL",
+            measuredAt: MeasurementTimePolicy.parseRFC3339("2026-03-20T09:00:00-11:00")!, actor: "nurse", pipeline: pipeline)
+
+        let rules = BillingRules()
+        var report = try db.billingReport(month: YearMonth("2026-03")!, rules: rules)
+        #expect(report.count == 1)
+        #expect(report[0].periods.map(\.period.end) == [LocalDate("2026-03-30")!])
+        #expect(report[0].periods[0].dataDays == 15)
+        #expect(report[0].periods[0].deviceCode == "99445")
+        #expect(report[0].periods[0].setup99453 == false)
+
+        _ = try await db.ingest([localReading("2026-03-30T23:59")], pipeline: pipeline)
+        report = try db.billingReport(month: YearMonth("2026-03")!, rules: rules)
+        #expect(report[0].periods[0].dataDays == 16)
+        #expect(report[0].periods[0].deviceCode == "99454")
+        #expect(report[0].periods[0].setup99453)
+        // 2026-03-31T00:30 local is past period 1: it starts period 2 (Mar 31 – Apr 29), reported in April.
+        _ = try await db.ingest([localReading("2026-03-31T00:30")], pipeline: pipeline)
+        let april = try db.billingReport(month: YearMonth("2026-04")!, rules: rules)
+        #expect(april[0].periods.map(\.dataDays) == [1])
+        #expect(april[0].periods[0].deviceCode == nil)
+        #expect(april[0].periods[0].setup99453 == false)  // once per episode
+
+        let log = try db.transmissionDays(
+            patientID: "pp", timeZone: TimeZone(identifier: "Pacific/Pago_Pago")!, from: LocalDate("2026-03-01")!,
+            through: LocalDate("2026-03-30")!)
+        #expect(log.count == 16)
+        #expect(log[0].date == LocalDate("2026-03-01")! && log[0].readings == 2)
+    }
+
+    @Test("management minutes per local calendar month; voided entries, CCM and non-interactive months")
+    func minutes() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try farPatient(dir)
+        func at(_ s: String) -> Date { MeasurementTimePolicy.parseRFC3339(s)! }
+        try db.logTime(NewTimeEntry(patientID: "pp", minutes: 15, performedAt: at("2026-03-10T10:00:00-11:00"),
+                                    performedBy: "rn.a", activity: "call about lows", modality: .audio))
+        // 23:30 on March 31 local is April 1 in UTC: it counts in March.
+        try db.logTime(NewTimeEntry(patientID: "pp", minutes: 10, performedAt: at("2026-03-31T23:30:00-11:00"),
+                                    performedBy: "rn.a", activity: "data review"))
+        let wrong = try db.logTime(NewTimeEntry(patientID: "pp", minutes: 20, performedAt: at("2026-03-12T10:00:00-11:00"),
+                                                performedBy: "rn.b", activity: "logged on the wrong patient"))
+        try db.voidTime(entryID: wrong, by: "rn.b", reason: "wrong patient")
+        #expect(throws: BillingError.self) { try db.voidTime(entryID: wrong, by: "rn.b", reason: "again") }
+        try db.logTime(NewTimeEntry(patientID: "pp", program: .ccm, minutes: 20, performedAt: at("2026-03-15T10:00:00-11:00"),
+                                    performedBy: "rn.c", activity: "care plan"))
+        // April: 30 minutes, none interactive.
+        try db.logTime(NewTimeEntry(patientID: "pp", minutes: 30, performedAt: at("2026-04-02T10:00:00-11:00"),
+                                    performedBy: "rn.a", activity: "data review"))
+
+        let march = try db.billingReport(month: YearMonth("2026-03")!, rules: BillingRules())[0]
+        #expect(march.rpmMinutes == 25)  // 15 + 10; the voided 20 and the CCM 20 do not count
+        #expect(march.interactive)
+        #expect(march.managementCodes == ["99457": 1])
+        #expect(march.ccmMinutes == 20)
+        #expect(march.ccmCodes == ["99490": 1])
+        let april = try db.billingReport(month: YearMonth("2026-04")!, rules: BillingRules())[0]
+        #expect(april.rpmMinutes == 30)
+        #expect(april.interactive == false)
+        #expect(april.managementCodes == [:])
+        // Entries are append-only.
+        #expect(throws: DatabaseError.self) { try db.writer.write { try $0.execute(sql: "UPDATE time_entries SET minutes = 60") } }
+        #expect(throws: DatabaseError.self) { try db.writer.write { try $0.execute(sql: "DELETE FROM time_entries") } }
+    }
+
+    @Test("one open episode per patient; adherence says when 16 days can no longer be reached")
+    func episodesAndAdherence() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try farPatient(dir)
+        #expect(throws: BillingError.self) {
+            try db.startEpisode(patientID: "pp", startDate: LocalDate("2026-04-01")!, practitioner: "Dr. B", actor: "t")
+        }
+        _ = try await db.ingest([localReading("2026-03-02T08:00"), localReading("2026-03-03T08:00")], pipeline: pipeline)
+        // On 2026-03-17 (local), period 1 (Mar 1–30) has 2 days of data and 13 days after today:
+        // at most 2 + 13 + 1 (today) = 16 days: still reachable. On Mar 18, at most 15: not.
+        let mar17 = MeasurementTimePolicy.parseRFC3339("2026-03-17T12:00:00-11:00")!
+        let a = try db.adherence(rules: BillingRules(), today: mar17)
+        #expect(a.count == 1)
+        #expect(a[0].dataDaysSoFar == 2)
+        #expect(a[0].daysLeft == 13)
+        #expect(a[0].reachable16)
+        let b = try db.adherence(rules: BillingRules(), today: mar17.addingTimeInterval(86_400))
+        #expect(b[0].reachable16 == false)
+        #expect(b[0].reachable2)
+        try db.endEpisode(patientID: "pp", endDate: LocalDate("2026-03-20")!, actor: "t")
+        #expect(try db.adherence(rules: BillingRules(), today: mar17).isEmpty)
+    }
+}
