@@ -13,6 +13,7 @@ struct ConfigurationReader {
         "database": ["path", "synchronous", "busy_timeout_seconds"],
         "ingest": ["max_payload_bytes", "max_future_skew_seconds"],
         "log": ["level"],
+        "adherence": ["no_data_days", "check_interval_seconds"],
         "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units"],
         "thresholds": ["defaults", "programs"],
     ]
@@ -88,6 +89,8 @@ struct ConfigurationReader {
                 errors.append(ConfigurationError(key: "billing.device_period_anchor", "must be rolling_30_days or calendar_month"))
             }
         }
+        int(values, "adherence.no_data_days") { config.adherence.noDataDays = $0 }
+        double(values, "adherence.check_interval_seconds") { config.adherence.checkIntervalSeconds = $0 }
         int(values, "billing.setup_minimum_days") { config.billing.setupMinimumDays = $0 }
         optionalInt(values, "billing.max_99458_units") { config.billing.max99458Units = $0 }
         optionalInt(values, "billing.max_99439_units") { config.billing.max99439Units = $0 }
@@ -234,6 +237,8 @@ struct ConfigurationReader {
         check(c.database.busyTimeoutSeconds >= 0, "database.busy_timeout_seconds", "must not be negative")
         check(c.ingest.maxPayloadBytes >= 64, "ingest.max_payload_bytes", "must be at least 64 bytes")
         check(c.ingest.maxFutureSkewSeconds >= 0, "ingest.max_future_skew_seconds", "must not be negative")
+        check((1...365).contains(c.adherence.noDataDays), "adherence.no_data_days", "must be between 1 and 365")
+        check(c.adherence.checkIntervalSeconds >= 1, "adherence.check_interval_seconds", "must be at least 1 second")
         check((2...30).contains(c.billing.setupMinimumDays), "billing.setup_minimum_days", "must be between 2 and 30")
         check((c.billing.max99458Units ?? 0) >= 0, "billing.max_99458_units", "must not be negative")
         check((c.billing.max99439Units ?? 0) >= 0, "billing.max_99439_units", "must not be negative")

@@ -40,6 +40,14 @@ public struct VitalsConfiguration: Sendable, Hashable {
         public var maxFutureSkewSeconds = 600.0
     }
 
+    /// `adherence.*`: routine tasks raised on a timer.
+    public struct Adherence: Sendable, Hashable {
+        /// Days without device data before a `no_data` task.
+        public var noDataDays = 3
+        /// Seconds between checks.
+        public var checkIntervalSeconds = 300.0
+    }
+
     /// `log.*`.
     public struct Log: Sendable, Hashable {
         /// `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`.
@@ -52,6 +60,7 @@ public struct VitalsConfiguration: Sendable, Hashable {
     public var database = Database()
     public var ingest = Ingest()
     public var log = Log()
+    public var adherence = Adherence()
     /// `thresholds.*`: program defaults; ``ThresholdPolicy/clinicalDefaults`` when the section is absent.
     public var thresholds = ThresholdPolicy.clinicalDefaults
 
@@ -73,6 +82,8 @@ public struct VitalsConfiguration: Sendable, Hashable {
         ("ingest.max_payload_bytes", "VITALSD_INGEST_MAX_PAYLOAD_BYTES"),
         ("ingest.max_future_skew_seconds", "VITALSD_INGEST_MAX_FUTURE_SKEW_SECONDS"),
         ("log.level", "VITALSD_LOG_LEVEL"),
+        ("adherence.no_data_days", "VITALSD_ADHERENCE_NO_DATA_DAYS"),
+        ("adherence.check_interval_seconds", "VITALSD_ADHERENCE_CHECK_INTERVAL_SECONDS"),
         ("billing.device_period_anchor", "VITALSD_BILLING_DEVICE_PERIOD_ANCHOR"),
         ("billing.setup_minimum_days", "VITALSD_BILLING_SETUP_MINIMUM_DAYS"),
     ]

@@ -50,9 +50,16 @@ public enum Daemon {
         MosquittoLibrary.initialize()
         let database = try openDatabase(config)
         let ingest = try makeIngestService(config, database: database, logger: logger)
+        let routine = RoutineTaskService(
+            database: database, rules: config.billing, noDataDays: config.adherence.noDataDays,
+            interval: .milliseconds(Int(config.adherence.checkIntervalSeconds * 1000)), logger: logger)
         var groupConfig = ServiceGroupConfiguration(
-            services: [.init(service: ingest, successTerminationBehavior: .gracefullyShutdownGroup,
-                             failureTerminationBehavior: .gracefullyShutdownGroup)],
+            services: [
+                .init(service: ingest, successTerminationBehavior: .gracefullyShutdownGroup,
+                      failureTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: routine, successTerminationBehavior: .gracefullyShutdownGroup,
+                      failureTerminationBehavior: .gracefullyShutdownGroup),
+            ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         groupConfig.maximumGracefulShutdownDuration = .seconds(8)

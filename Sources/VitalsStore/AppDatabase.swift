@@ -218,6 +218,54 @@ extension AppDatabase {
                     BEGIN SELECT RAISE(ABORT, 'time_entries is append-only; void an entry instead'); END;
                 """)
         }
+        migrator.registerMigration("v3 routine tasks") { db in
+            // Tasks that timers raise (days of data, no data) have no reading and a `routine` priority.
+            // SQLite cannot relax NOT NULL or CHECK in place: rebuild the table (sqlite.org/lang_altertable.html).
+            try db.execute(sql: """
+                CREATE TABLE tasks_v3 (
+                    id INTEGER PRIMARY KEY,
+                    patient_id TEXT NOT NULL REFERENCES patients(id),
+                    kind TEXT NOT NULL DEFAULT 'threshold' CHECK (kind IN ('threshold', 'days_of_data', 'no_data')),
+                    vital TEXT NOT NULL,
+                    direction TEXT NOT NULL CHECK (direction IN ('high', 'low')),
+                    priority TEXT NOT NULL CHECK (priority IN ('critical', 'warning', 'routine')),
+                    status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'acknowledged', 'resolved')),
+                    reason TEXT NOT NULL,
+                    first_reading_id INTEGER REFERENCES readings(id),
+                    last_reading_id INTEGER REFERENCES readings(id),
+                    last_measured_at INTEGER,
+                    occurrences INTEGER NOT NULL DEFAULT 1 CHECK (occurrences >= 1),
+                    condition_key TEXT,
+                    opened_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    acknowledged_at INTEGER,
+                    acknowledged_by TEXT,
+                    resolved_at INTEGER,
+                    resolved_by TEXT,
+                    note TEXT,
+                    CHECK ((status = 'resolved') = (resolved_at IS NOT NULL)),
+                    CHECK (kind <> 'threshold' OR (first_reading_id IS NOT NULL AND last_reading_id IS NOT NULL
+                                                   AND last_measured_at IS NOT NULL AND priority <> 'routine')),
+                    CHECK (kind = 'threshold' OR condition_key IS NOT NULL)
+                );
+                INSERT INTO tasks_v3(id, patient_id, kind, vital, direction, priority, status, reason, first_reading_id,
+                                     last_reading_id, last_measured_at, occurrences, opened_at, updated_at, acknowledged_at,
+                                     acknowledged_by, resolved_at, resolved_by, note)
+                    SELECT id, patient_id, 'threshold', vital, direction, priority, status, reason, first_reading_id,
+                           last_reading_id, last_measured_at, occurrences, opened_at, updated_at, acknowledged_at,
+                           acknowledged_by, resolved_at, resolved_by, note
+                    FROM tasks;
+                DROP TABLE tasks;
+                ALTER TABLE tasks_v3 RENAME TO tasks;
+                -- At most one unresolved task per condition, enforced by SQLite itself.
+                CREATE UNIQUE INDEX tasks_one_unresolved_per_condition
+                    ON tasks(patient_id, vital, direction) WHERE status <> 'resolved';
+                -- A timer raises a condition at most once, ever: one task per patient and period, or per silence.
+                CREATE UNIQUE INDEX tasks_once_per_timer_condition
+                    ON tasks(patient_id, kind, condition_key) WHERE condition_key IS NOT NULL;
+                CREATE INDEX tasks_queue ON tasks(status, priority, opened_at);
+                """)
+        }
         return migrator
     }
 }

@@ -10,20 +10,40 @@ public enum TaskStatus: String, Sendable, CaseIterable, Codable {
     case resolved
 }
 
-/// A red or yellow flag in the care manager's queue: one condition (patient, vital, direction).
+/// How urgent a task is. `critical` and `warning` come from thresholds (red and yellow flags);
+/// `routine` tasks come from timers (adherence, silent devices) and go to the same queue.
+public enum TaskPriority: String, Sendable, CaseIterable, Codable {
+    case critical
+    case warning
+    case routine
+}
+
+/// What raised a task.
+public enum TaskKind: String, Sendable, CaseIterable, Codable {
+    /// A reading breached a threshold.
+    case threshold
+    /// 16 days of data can no longer be reached in the current device period.
+    case daysOfData = "days_of_data"
+    /// The patient's devices have sent nothing for the configured number of days.
+    case noData = "no_data"
+}
+
+/// A task in the care manager's queue: one condition (patient, vital, direction).
 public struct CareTask: Sendable, Hashable, Codable {
     public var id: Int64
     public var patientID: String
-    /// `blood_pressure`, `glucose`, `spo2`, … (``VitalType/taskVital``).
+    public var kind: TaskKind
+    /// `blood_pressure`, `glucose`, `spo2`, … (``VitalType/taskVital``); `days_of_data` or `no_data` for timer tasks.
     public var vital: String
     public var direction: ThresholdDirection
-    /// `critical` (red flag) or `warning`.
-    public var priority: ThresholdLevel
+    /// `critical` (red flag), `warning` or `routine`.
+    public var priority: TaskPriority
     public var status: TaskStatus
     /// Why it was raised, e.g. "Glucose 48 mg/dL below critical limit 54 mg/dL".
     public var reason: String
-    public var firstReadingID: Int64
-    public var lastReadingID: Int64
+    /// The reading that opened it (threshold tasks only).
+    public var firstReadingID: Int64?
+    public var lastReadingID: Int64?
     /// Messages whose readings breached this condition while the task was unresolved.
     public var occurrences: Int
     public var openedAt: Date
@@ -35,7 +55,7 @@ public struct CareTask: Sendable, Hashable, Codable {
     public var note: String?
 
     enum CodingKeys: String, CodingKey {
-        case id, vital, direction, priority, status, reason, occurrences, note
+        case id, kind, vital, direction, priority, status, reason, occurrences, note
         case patientID = "patient_id"
         case firstReadingID = "first_reading_id"
         case lastReadingID = "last_reading_id"
@@ -50,9 +70,10 @@ public struct CareTask: Sendable, Hashable, Codable {
     init(row: Row) {
         id = row["id"]
         patientID = row["patient_id"]
+        kind = TaskKind(rawValue: row["kind"]) ?? .threshold
         vital = row["vital"]
         direction = ThresholdDirection(rawValue: row["direction"]) ?? .high
-        priority = ThresholdLevel(rawValue: row["priority"]) ?? .critical
+        priority = TaskPriority(rawValue: row["priority"]) ?? .critical
         status = TaskStatus(rawValue: row["status"]) ?? .open
         reason = row["reason"]
         firstReadingID = row["first_reading_id"]
@@ -94,7 +115,7 @@ extension AppDatabase {
                 sql: """
                     SELECT * FROM tasks
                     WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR patient_id = ?2)
-                    ORDER BY status = 'resolved', priority = 'warning', opened_at, id
+                    ORDER BY status = 'resolved', CASE priority WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, opened_at, id
                     """,
                 arguments: [status?.rawValue, patientID]
             ).map(CareTask.init(row:))
@@ -118,18 +139,21 @@ extension AppDatabase {
 
     /// Marks an open task as seen by a care manager.
     /// - Throws: ``TaskError`` when the task does not exist or is not `open`.
-    public func acknowledgeTask(id: Int64, by actor: String, note: String? = nil, at: Date = Date()) throws -> CareTask {
-        try transition(id: id, from: [.open], to: .acknowledged, actor: actor, note: note, at: at)
+    /// - Parameter time: minutes spent, logged against the task in the same transaction.
+    public func acknowledgeTask(id: Int64, by actor: String, note: String? = nil, time: NewTimeEntry? = nil, at: Date = Date()) throws -> CareTask {
+        try transition(id: id, from: [.open], to: .acknowledged, actor: actor, note: note, time: time, at: at)
     }
 
     /// Closes a task. A later breach of the same condition opens a new task.
     /// - Throws: ``TaskError`` when the task does not exist or is already resolved.
-    public func resolveTask(id: Int64, by actor: String, note: String? = nil, at: Date = Date()) throws -> CareTask {
-        try transition(id: id, from: [.open, .acknowledged], to: .resolved, actor: actor, note: note, at: at)
+    /// - Parameter time: minutes spent, logged against the task in the same transaction.
+    public func resolveTask(id: Int64, by actor: String, note: String? = nil, time: NewTimeEntry? = nil, at: Date = Date()) throws -> CareTask {
+        try transition(id: id, from: [.open, .acknowledged], to: .resolved, actor: actor, note: note, time: time, at: at)
     }
 
     private func transition(
-        id: Int64, from allowed: Set<TaskStatus>, to target: TaskStatus, actor: String, note: String?, at: Date
+        id: Int64, from allowed: Set<TaskStatus>, to target: TaskStatus, actor: String, note: String?, time: NewTimeEntry?,
+        at: Date
     ) throws -> CareTask {
         guard !actor.trimmingCharacters(in: .whitespaces).isEmpty else { throw TaskError("--by must name a person") }
         return try writer.write { db in
@@ -158,6 +182,11 @@ extension AppDatabase {
                 arguments: [id, ms, target.rawValue, actor, note])
             try Self.audit(db, actor: actor, action: "task.\(target.rawValue)", targetType: "task", targetID: String(id),
                            detail: "\(current.status.rawValue) -> \(target.rawValue)", at: at)
+            if var time {
+                time.patientID = current.patientID
+                time.taskID = id
+                _ = try Self.logTime(db, time)
+            }
             return CareTask(row: try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id])!)
         }
     }

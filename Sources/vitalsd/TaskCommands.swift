@@ -49,7 +49,7 @@ struct TaskCommand: ParsableCommand {
             print("condition:    \(t.vital) \(t.direction.rawValue)")
             print("reason:       \(t.reason)")
             print("occurrences:  \(t.occurrences)")
-            print("readings:     first #\(t.firstReadingID), last #\(t.lastReadingID)")
+            if let first = t.firstReadingID, let last = t.lastReadingID { print("readings:     first #\(first), last #\(last)") }
             print("opened:       \(iso(t.openedAt))")
             if let by = t.acknowledgedBy { print("acknowledged: \(iso(t.acknowledgedAt)) by \(by)") }
             if let by = t.resolvedBy { print("resolved:     \(iso(t.resolvedAt)) by \(by)") }
@@ -65,6 +65,22 @@ struct TaskCommand: ParsableCommand {
         @Argument(help: "Task id.") var id: Int64
         @Option(help: "Care manager's name.") var by: String
         @Option(help: "Free text kept with the task.") var note: String?
+        @Option(help: "Minutes spent, logged as RPM time against the task.") var minutes: Int?
+        @Option(help: "What was done (with --minutes).") var activity: String?
+        @Option(help: "audio, video or sync_message if the time included a real-time interactive communication.")
+        var modality: InteractionModality?
+
+        func validate() throws {
+            if minutes == nil && (activity != nil || modality != nil) { throw ValidationError("--activity and --modality go with --minutes") }
+        }
+
+        /// The time entry the options describe, if any.
+        var time: NewTimeEntry? {
+            minutes.map {
+                NewTimeEntry(patientID: "", minutes: $0, performedBy: by, activity: activity ?? note ?? "task \(id)",
+                             modality: modality, taskID: id)
+            }
+        }
     }
 
     struct Ack: ParsableCommand {
@@ -73,7 +89,7 @@ struct TaskCommand: ParsableCommand {
 
         func run() throws {
             let (_, db) = try transition.options.database()
-            let t = try db.acknowledgeTask(id: transition.id, by: transition.by, note: transition.note)
+            let t = try db.acknowledgeTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time)
             print("task #\(t.id) acknowledged by \(transition.by)")
         }
     }
@@ -84,7 +100,7 @@ struct TaskCommand: ParsableCommand {
 
         func run() throws {
             let (_, db) = try transition.options.database()
-            let t = try db.resolveTask(id: transition.id, by: transition.by, note: transition.note)
+            let t = try db.resolveTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time)
             print("task #\(t.id) resolved by \(transition.by)")
         }
     }

@@ -1,0 +1,44 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import VitalsDomain
+import VitalsStore
+
+/// Raises routine tasks on a timer, even when no message arrives: days of data out of reach for
+/// CPT 99454, and patients whose devices fell silent. Its state is the tasks table itself, so a
+/// restart neither forgets nor repeats a task.
+public struct RoutineTaskService: Service {
+    let database: AppDatabase
+    let rules: BillingRules
+    let noDataDays: Int
+    let interval: Duration
+    let logger: Logger
+
+    /// - Parameters:
+    ///   - noDataDays: days of silence before a `no_data` task.
+    ///   - interval: time between checks (default 5 minutes).
+    public init(database: AppDatabase, rules: BillingRules, noDataDays: Int, interval: Duration = .seconds(300), logger: Logger) {
+        self.database = database
+        self.rules = rules
+        self.noDataDays = noDataDays
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                let s = try database.openRoutineTasks(rules: rules, noDataDays: noDataDays)
+                if s.daysOfDataTasks + s.noDataTasks > 0 {
+                    logger.notice("routine tasks opened", metadata: [
+                        "task.days_of_data": "\(s.daysOfDataTasks)", "task.no_data": "\(s.noDataTasks)"])
+                }
+            } catch {
+                logger.error("routine task check failed", metadata: ["db.error": "\(error)"])
+            }
+            // Sleep, but wake at once on graceful shutdown.
+            let interval = self.interval
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+}

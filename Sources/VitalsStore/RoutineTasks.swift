@@ -1,0 +1,78 @@
+import Foundation
+import GRDB
+import VitalsDomain
+
+extension AppDatabase {
+    /// What one run of the routine checks opened.
+    public struct RoutineSummary: Sendable, Hashable {
+        public var daysOfDataTasks = 0
+        public var noDataTasks = 0
+        public init() {}
+    }
+
+    /// Opens the routine tasks that timers owe, for every open episode:
+    /// - one `days_of_data` task per patient and device period once 16 days of data (CPT 99454) can no
+    ///   longer be reached (`days_with_data + days_remaining < 16`, `clinical-and-billing.md` §3.2);
+    /// - one `no_data` task per silence once a patient's devices have sent nothing for `noDataDays`
+    ///   days (since their last reading, or since the episode start if none).
+    ///
+    /// Safe to run as often as wanted, and after a restart: each condition has a key (episode and
+    /// period, or the silence's start) that the schema lets into `tasks` only once, ever.
+    ///
+    /// - Parameters:
+    ///   - noDataDays: days of silence that make a `no_data` task (default 3).
+    ///   - now: the current instant.
+    public func openRoutineTasks(rules: BillingRules, noDataDays: Int = 3, now: Date = Date()) throws -> RoutineSummary {
+        var summary = RoutineSummary()
+        let adherence = Dictionary(try adherence(rules: rules, today: now).map { ($0.patientID, $0) }, uniquingKeysWith: { a, _ in a })
+        let open = try episodes().filter { $0.endDate == nil }
+        try writer.write { db in
+            for episode in open {
+                guard let patient = try Self.fetchPatient(db, id: episode.patientID),
+                      let zone = TimeZone(identifier: patient.timezone) else { continue }
+                if let a = adherence[episode.patientID], !a.reachable16 {
+                    let reason = "Days of data: 16 can no longer be reached in period \(a.period.number) (\(a.period.start) to \(a.period.end)): \(a.dataDaysSoFar) so far, \(a.daysLeft) days left"
+                    if try Self.insertRoutineTask(db, patientID: episode.patientID, kind: .daysOfData, vital: "days_of_data",
+                                                  key: "episode \(episode.id) period \(a.period.number)", reason: reason, now: now) {
+                        summary.daysOfDataTasks += 1
+                    }
+                }
+                let lastMS = try Int64.fetchOne(
+                    db, sql: "SELECT max(measured_at) FROM readings WHERE patient_id = ? AND source = 'device'",
+                    arguments: [episode.patientID])
+                let since = lastMS.map(dateFromEpochMilliseconds) ?? episode.startDate.start(in: zone)
+                let silentDays = now.timeIntervalSince(since) / 86_400
+                if silentDays >= Double(noDataDays) {
+                    let what = lastMS.map { "since the last reading on \(LocalDate(dateFromEpochMilliseconds($0), in: zone))" }
+                        ?? "since the episode started on \(episode.startDate)"
+                    let key = lastMS.map { "silent after \($0)" } ?? "silent from episode \(episode.id) start"
+                    if try Self.insertRoutineTask(db, patientID: episode.patientID, kind: .noData, vital: "no_data", key: key,
+                                                  reason: "No device data for \(Int(silentDays)) days \(what)", now: now) {
+                        summary.noDataTasks += 1
+                    }
+                }
+            }
+        }
+        return summary
+    }
+
+    /// Inserts a routine task unless its key was ever raised, or an unresolved task of its kind exists.
+    /// - Returns: true when a task was opened.
+    private static func insertRoutineTask(
+        _ db: Database, patientID: String, kind: TaskKind, vital: String, key: String, reason: String, now: Date
+    ) throws -> Bool {
+        let ms = epochMilliseconds(now)
+        try db.execute(
+            sql: """
+                INSERT INTO tasks(patient_id, kind, vital, direction, priority, status, reason, condition_key, opened_at, updated_at)
+                VALUES (?, ?, ?, 'low', 'routine', 'open', ?, ?, ?, ?)
+                ON CONFLICT DO NOTHING
+                """,
+            arguments: [patientID, kind.rawValue, vital, reason, key, ms, ms])
+        guard db.changesCount > 0 else { return false }
+        try db.execute(
+            sql: "INSERT INTO task_events(task_id, at, event, actor, detail) VALUES (?, ?, 'opened', 'vitalsd', ?)",
+            arguments: [db.lastInsertedRowID, ms, kind.rawValue])
+        return true
+    }
+}
