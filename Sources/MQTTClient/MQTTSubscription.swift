@@ -236,8 +236,10 @@ final class SubscriberLoop: @unchecked Sendable {
         }
         let outcome = g.wait()
         gate.withLock { $0 = nil }
-        pending.removeAll(keepingCapacity: true)
+        // An abandoned batch stays in `pending`: its PUBACKs are queued inside libmosquitto, and a
+        // non-empty `pending` is what keeps flushWrites() and teardown() from ever sending them.
         guard outcome == .acknowledged else { return false }
+        pending.removeAll(keepingCapacity: true)
         flushWrites()
         return true
     }

@@ -106,6 +106,7 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Hash
 /// Several configuration problems, all reported at once.
 public struct ConfigurationErrors: Error, Sendable, CustomStringConvertible {
     public var errors: [ConfigurationError]
+    public init(errors: [ConfigurationError]) { self.errors = errors }
     public var description: String { errors.map(\.description).joined(separator: "\n") }
 }
 

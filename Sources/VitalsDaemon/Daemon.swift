@@ -30,11 +30,22 @@ public enum Daemon {
 
     /// Opens the database a configuration names.
     /// - Throws: GRDB errors when the file cannot be opened or is corrupt.
+    /// - Throws: ``ConfigurationErrors`` naming `database.path` when the directory is missing or the
+    ///   file cannot be opened, is not a database, or fails its integrity check.
     public static func openDatabase(_ config: VitalsConfiguration) throws -> AppDatabase {
-        try AppDatabase.open(
-            path: config.database.path,
-            synchronous: AppDatabase.Synchronous(rawValue: config.database.synchronous) ?? .full,
-            busyTimeout: config.database.busyTimeoutSeconds)
+        let path = config.database.path
+        let directory = (path as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        if !directory.isEmpty && !(FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue) {
+            throw ConfigurationErrors(errors: [ConfigurationError(key: "database.path", "directory \(directory) does not exist")])
+        }
+        do {
+            return try AppDatabase.open(
+                path: path, synchronous: AppDatabase.Synchronous(rawValue: config.database.synchronous) ?? .full,
+                busyTimeout: config.database.busyTimeoutSeconds)
+        } catch {
+            throw ConfigurationErrors(errors: [ConfigurationError(key: "database.path", "cannot open \(path): \(error)")])
+        }
     }
 
     /// Builds the services of the daemon.

@@ -103,6 +103,13 @@ public final class IngestService: Service, Sendable {
         }
     }
 
+    /// A device id from a topic, safe for a log line: control characters replaced, at most 64 characters.
+    static func printable(_ id: String) -> String {
+        String(String.UnicodeScalarView(id.unicodeScalars.prefix(64).map {
+            $0.properties.generalCategory == .control ? "?" : $0
+        }))
+    }
+
     private func record(_ summary: IngestSummary) {
         state.update { c in
             c.batches += 1
@@ -113,12 +120,18 @@ public final class IngestService: Service, Sendable {
             c.tasksOpened += summary.tasksOpened.values.reduce(0, +)
             c.tasksUpdated += summary.tasksUpdated
         }
+        // One line per device and reason in the batch: ids, reasons and counts, never values or payload bytes.
+        var byDeviceAndReason: [String: (count: Int, detail: String)] = [:]
         for r in summary.rejections {
-            // Ids and reasons only: never values or payload bytes.
+            let key = "\(r.deviceID ?? "-")\u{0}\(r.rejection.reason.rawValue)"
+            byDeviceAndReason[key, default: (0, r.rejection.detail)].count += 1
+        }
+        for (key, value) in byDeviceAndReason.sorted(by: { $0.key < $1.key }) {
+            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)
             logger.warning(
-                "message dead-lettered",
-                metadata: ["device.id": "\(r.deviceID ?? "-")", "dead_letter.reason": "\(r.rejection.reason.rawValue)",
-                           "dead_letter.detail": "\(r.rejection.detail)"])
+                "dead-lettered",
+                metadata: ["device.id": "\(Self.printable(String(parts[0])))", "dead_letter.reason": "\(parts[1])",
+                           "dead_letter.count": "\(value.count)", "dead_letter.detail": "\(value.detail)"])
         }
         for (level, n) in summary.tasksOpened where n > 0 {
             logger.notice("tasks opened", metadata: ["task.priority": "\(level.rawValue)", "task.count": "\(n)"])

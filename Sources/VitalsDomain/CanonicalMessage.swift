@@ -47,7 +47,8 @@ public struct CanonicalMessageDecoder: Sendable {
     ///   - receivedAt: when vitalsd received it; bounds future timestamps.
     /// - Returns: the message with one result per reading.
     /// - Throws: ``Rejection`` when the message as a whole cannot be read: `too_large`,
-    ///   `invalid_utf8`, `malformed_json`, `device_mismatch`, `missing_field`.
+    ///   `invalid_utf8`, `malformed_json` (also for an object that repeats a key), `device_mismatch`,
+    ///   `missing_field`.
     public func decode(payload: [UInt8], deviceID: String, receivedAt: Date) throws(Rejection) -> DecodedMessage {
         guard payload.count <= maxPayloadBytes else {
             throw Rejection(.tooLarge, "payload of \(payload.count) bytes exceeds limit of \(maxPayloadBytes)")
@@ -63,6 +64,9 @@ public struct CanonicalMessageDecoder: Sendable {
         }
         guard case .object = root else {
             throw Rejection(.malformedJSON, "payload is JSON but not an object")
+        }
+        guard !JSONValue.hasDuplicateKey(payload) else {
+            throw Rejection(.malformedJSON, "an object in the payload names the same member twice")
         }
         if let named = root["device_id"] {
             guard named.stringValue == deviceID else {

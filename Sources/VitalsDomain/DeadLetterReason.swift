@@ -33,7 +33,8 @@ public enum DeadLetterReason: String, Sendable, CaseIterable, Codable, Hashable 
 
 /// A rejection: the reason and a short description of what was wrong.
 ///
-/// `detail` names fields and limits, never reading values or patient data, so it is safe to log.
+/// `detail` names fields and limits; it never repeats text from the payload (values, units, types),
+/// so it is safe to log and cannot forge log lines. The raw payload is kept with the dead letter.
 public struct Rejection: Error, Sendable, Hashable {
     /// The machine-readable reason.
     public var reason: DeadLetterReason

@@ -60,19 +60,80 @@ public struct MeasurementTimePolicy: Sendable, Hashable {
         }
     }
 
-    private static let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-    private static let withoutFraction = Date.ISO8601FormatStyle()
+    /// Parses an RFC 3339 date-time, strictly: `YYYY-MM-DDThh:mm:ss[.fraction](Z|±hh:mm)`.
+    ///
+    /// Every field is range-checked, so an impossible time is refused instead of rolled over:
+    /// `2026-02-30`, `2026-02-29` (not a leap year), `24:00:00`, `12:61:00` and an offset without a
+    /// colon (`+0100`) give nil. Leap seconds (`23:59:60`) are refused too. `T` may be `t` or a space;
+    /// fractions beyond nanoseconds are truncated.
+    /// - Returns: the instant, or nil.
+    public static func parseRFC3339(_ text: String) -> Date? {
+        let b = Array(text.utf8)
+        func number(_ at: Int, _ count: Int) -> Int? {
+            guard at + count <= b.count else { return nil }
+            var value = 0
+            for k in at..<(at + count) {
+                guard b[k] >= 0x30 && b[k] <= 0x39 else { return nil }
+                value = value * 10 + Int(b[k] - 0x30)
+            }
+            return value
+        }
+        guard b.count >= 20, let year = number(0, 4), b[4] == 0x2D, let month = number(5, 2), b[7] == 0x2D,
+              let day = number(8, 2), b[10] == 0x54 || b[10] == 0x74 || b[10] == 0x20,
+              let hour = number(11, 2), b[13] == 0x3A, let minute = number(14, 2), b[16] == 0x3A,
+              let second = number(17, 2)
+        else { return nil }
+        var i = 19
+        var nanoseconds = 0
+        if i < b.count && b[i] == 0x2E {
+            i += 1
+            let first = i
+            var scale = 100_000_000
+            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 {
+                nanoseconds += Int(b[i] - 0x30) * scale
+                scale /= 10
+                i += 1
+            }
+            guard i > first else { return nil }
+        }
+        guard i < b.count else { return nil }
+        var offsetSeconds = 0
+        switch b[i] {
+        case 0x5A, 0x7A:  // Z z
+            i += 1
+        case 0x2B, 0x2D:  // + -
+            guard let oh = number(i + 1, 2), i + 3 < b.count, b[i + 3] == 0x3A, let om = number(i + 4, 2),
+                  oh <= 23, om <= 59 else { return nil }
+            offsetSeconds = (oh * 3600 + om * 60) * (b[i] == 0x2D ? -1 : 1)
+            i += 6
+        default:
+            return nil
+        }
+        guard i == b.count, (1...12).contains(month), day >= 1, day <= daysInMonth(year, month),
+              hour <= 23, minute <= 59, second <= 59
+        else { return nil }
+        let days = daysFromCivil(year, month, day)
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        return Date(timeIntervalSince1970: Double(seconds) + Double(nanoseconds) / 1e9)
+    }
 
-    /// Parses an RFC 3339 date-time that carries `Z` or a `±hh:mm` offset.
-    public static func parseRFC3339(_ s: String) -> Date? {
-        // An offset or Z must follow the time: reject naive local times explicitly.
-        guard let tIndex = s.firstIndex(where: { $0 == "T" || $0 == "t" || $0 == " " }) else { return nil }
-        let timePart = s[s.index(after: tIndex)...]
-        guard timePart.contains(where: { $0 == "Z" || $0 == "z" || $0 == "+" || $0 == "-" }) else { return nil }
-        let normalised = s.replacingOccurrences(of: " ", with: "T").uppercased()
-        if let d = try? withoutFraction.parse(normalised) { return d }
-        if let d = try? withFraction.parse(normalised) { return d }
-        return nil
+    /// Days in a month of the proleptic Gregorian calendar.
+    static func daysInMonth(_ year: Int, _ month: Int) -> Int {
+        switch month {
+        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: 30
+        default: 31
+        }
+    }
+
+    /// Days from 1970-01-01 to a Gregorian date (H. Hinnant, "chrono-Compatible Low-Level Date Algorithms").
+    static func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
     }
 }
 

@@ -42,7 +42,7 @@ public enum NumericValue {
                 return nil
             }
         }
-        guard sawDigit, let d = Double(t), d.isFinite else { return nil }
+        guard sawDigit, t.last?.isNumber == true, let d = Double(t), d.isFinite else { return nil }
         return d
     }
 }

@@ -54,14 +54,14 @@ public struct Observation: Sendable, Hashable {
         source: ReadingSource = .device
     ) throws(Rejection) -> Observation {
         guard let type = VitalType(rawValue: typeName) else {
-            throw Rejection(.unknownType, "type '\(typeName.prefix(40))' is not supported")
+            throw Rejection(.unknownType, "type is not one of the supported vital types")
         }
         let number = try NumericValue.parse(value, field: "value")
         guard let unitJSON = unit, case .string(let unitText) = unitJSON else {
             throw Rejection(.badUnit, "field 'unit' is missing for \(type.rawValue)")
         }
         guard let parsedUnit = UCUMUnit(spelling: unitText) else {
-            throw Rejection(.badUnit, "unit '\(unitText.prefix(20))' is not recognised")
+            throw Rejection(.badUnit, "unit of \(type.rawValue) is not a recognised UCUM code or spelling")
         }
         guard let canonical = parsedUnit.convert(number, to: type.canonicalUnit) else {
             throw Rejection(.badUnit, "unit '\(parsedUnit.rawValue)' does not measure \(type.rawValue)")

@@ -266,6 +266,21 @@ extension AppDatabase {
                 CREATE INDEX tasks_queue ON tasks(status, priority, opened_at);
                 """)
         }
+        migrator.registerMigration("v4 dead-letter payloads stored once") { db in
+            // A message's payload is stored once, however many of its readings are rejected, and a
+            // redelivered message (retained, or unacknowledged before a crash) is recorded once.
+            try db.execute(sql: """
+                CREATE TABLE dead_letter_payloads (
+                    id INTEGER PRIMARY KEY,
+                    sha256 BLOB NOT NULL UNIQUE,
+                    payload BLOB NOT NULL,
+                    payload_bytes INTEGER NOT NULL
+                );
+                ALTER TABLE dead_letters ADD COLUMN payload_id INTEGER REFERENCES dead_letter_payloads(id);
+                CREATE UNIQUE INDEX dead_letters_once_per_message
+                    ON dead_letters(payload_id, topic, reason, coalesce(reading_index, -1)) WHERE payload_id IS NOT NULL;
+                """)
+        }
         return migrator
     }
 }

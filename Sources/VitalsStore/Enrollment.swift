@@ -62,6 +62,24 @@ public enum EnrollmentChange: String, Sendable {
     case unchanged
 }
 
+/// Rules for patient and device ids: 1–128 characters from `A–Z a–z 0–9 . _ : @ -`.
+///
+/// A device id is a topic level, so `/`, `+`, `#` and white space could never match a subscription;
+/// the same rule for patient ids keeps listings and CSV exports unambiguous.
+public enum EnrollmentIdentifier {
+    /// - Throws: ``EnrollmentError`` naming what is wrong.
+    public static func validate(_ id: String, _ what: String) throws {
+        guard !id.isEmpty else { throw EnrollmentError("\(what) id is empty") }
+        guard id.utf8.count <= 128 else { throw EnrollmentError("\(what) id is longer than 128 characters") }
+        let allowed = id.unicodeScalars.allSatisfy { c in
+            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || ".-_:@".unicodeScalars.contains(c))
+        }
+        guard allowed else {
+            throw EnrollmentError("\(what) id may contain only letters, digits and . _ : @ - (no spaces, /, + or #)")
+        }
+    }
+}
+
 extension AppDatabase {
     /// Adds a patient, or updates the time zone and programs of an existing one.
     ///
@@ -72,6 +90,7 @@ extension AppDatabase {
     /// - Throws: ``EnrollmentError`` for an unknown time zone or an empty program list.
     @discardableResult
     public func upsertPatient(_ patient: Patient, actor: String) throws -> EnrollmentChange {
+        try EnrollmentIdentifier.validate(patient.id, "patient")
         guard TimeZone(identifier: patient.timezone) != nil else {
             throw EnrollmentError("unknown IANA time zone '\(patient.timezone)' for patient \(patient.id)")
         }
@@ -104,18 +123,27 @@ extension AppDatabase {
         return existing == nil ? .created : .updated
     }
 
-    /// Adds a device bound to an enrolled patient, or rebinds an existing one.
-    /// - Throws: ``EnrollmentError`` when the patient is not enrolled.
+    /// Adds a device bound to an enrolled patient, or updates its kind.
+    ///
+    /// - Parameter reassign: allow moving an existing device to another patient. Without it, such a
+    ///   change is refused: a typo would send one patient's readings to someone else.
+    /// - Throws: ``EnrollmentError`` when the patient is not enrolled, the id is invalid, or the device
+    ///   belongs to another patient and `reassign` is false.
     @discardableResult
-    public func upsertDevice(_ device: Device, actor: String) throws -> EnrollmentChange {
-        try writer.write { db in try Self.upsertDevice(db, device, actor: actor) }
+    public func upsertDevice(_ device: Device, actor: String, reassign: Bool = false) throws -> EnrollmentChange {
+        try writer.write { db in try Self.upsertDevice(db, device, actor: actor, reassign: reassign) }
     }
 
-    static func upsertDevice(_ db: Database, _ device: Device, actor: String) throws -> EnrollmentChange {
+    static func upsertDevice(_ db: Database, _ device: Device, actor: String, reassign: Bool = false) throws -> EnrollmentChange {
+        try EnrollmentIdentifier.validate(device.id, "device")
         guard try fetchPatient(db, id: device.patientID) != nil else {
             throw EnrollmentError("patient \(device.patientID) is not enrolled; add it before device \(device.id)")
         }
         let row = try Row.fetchOne(db, sql: "SELECT kind, patient_id FROM devices WHERE id = ?", arguments: [device.id])
+        if let row, row["patient_id"] != device.patientID, !reassign {
+            throw EnrollmentError(
+                "device \(device.id) belongs to patient \(row["patient_id"] as String); moving it to \(device.patientID) needs --reassign")
+        }
         if let row {
             if row["kind"] == device.kind.rawValue && row["patient_id"] == device.patientID { return .unchanged }
             try db.execute(
@@ -156,10 +184,11 @@ extension AppDatabase {
     /// A patient listed on several rows (one per device) must have the same time zone on each;
     /// their programs are the union of the rows' programs.
     /// - Throws: ``EnrollmentError`` naming the first bad row; nothing is written then.
-    public func importEnrollment(_ rows: [ImportRow], actor: String) throws -> ImportSummary {
+    public func importEnrollment(_ rows: [ImportRow], actor: String, reassign: Bool = false) throws -> ImportSummary {
         var merged: [String: Patient] = [:]
         var order: [String] = []
         for row in rows {
+            try EnrollmentIdentifier.validate(row.patient.id, "patient")
             guard TimeZone(identifier: row.patient.timezone) != nil else {
                 throw EnrollmentError("unknown IANA time zone '\(row.patient.timezone)' for patient \(row.patient.id)")
             }
@@ -184,7 +213,7 @@ extension AppDatabase {
                 }
             }
             for device in rows.compactMap(\.device) {
-                switch try Self.upsertDevice(db, device, actor: actor) {
+                switch try Self.upsertDevice(db, device, actor: actor, reassign: reassign) {
                 case .created: summary.devicesCreated += 1
                 case .updated: summary.devicesUpdated += 1
                 case .unchanged: summary.unchanged += 1

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GRDB
 import VitalsDomain
@@ -48,6 +49,8 @@ public struct IngestSummary: Sendable, Hashable {
     public var tasksUpdated = 0
     /// Each dead letter's device and reason, for logging (no payload, no values).
     public var rejections: [(deviceID: String?, topic: String, rejection: Rejection)] = []
+    /// Dead letters not written again because the same message was already recorded (redelivery, retained replay).
+    public var repeatedDeadLetters = 0
 
     public init() {}
 
@@ -117,6 +120,9 @@ extension AppDatabase {
         }
     }
 
+    /// Rejected readings of one message kept as rows of their own; the rest are counted in one more row.
+    static let maxDeadLettersPerMessage = 100
+
     private typealias Decoded = (message: IncomingMessage, result: Result<DecodedMessage, Rejection>)
 
     private static func decode(_ messages: [IncomingMessage], pipeline: IngestPipeline) -> [Decoded] {
@@ -163,38 +169,70 @@ extension AppDatabase {
             return l
         }
 
-        func deadLetter(_ message: IncomingMessage, _ rejection: Rejection, deviceID: String?, index: Int? = nil) throws {
+        var payloadIDs: [Int: Int64] = [:]
+
+        /// The id of the stored copy of a message's payload, stored once per distinct payload.
+        func payloadID(_ index: Int, _ message: IncomingMessage) throws -> Int64 {
+            if let id = payloadIDs[index] { return id }
+            let digest = Data(SHA256.hash(data: message.payload))
             try db.cachedStatement(sql: """
-                INSERT INTO dead_letters(received_at, topic, device_id, reason, detail, reading_index, payload, payload_bytes)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO dead_letter_payloads(sha256, payload, payload_bytes) VALUES (?, ?, ?) ON CONFLICT(sha256) DO NOTHING
+                """).execute(arguments: [digest, Data(message.payload), message.payload.count])
+            let id = try Int64.fetchOne(
+                db.cachedStatement(sql: "SELECT id FROM dead_letter_payloads WHERE sha256 = ?"), arguments: [digest])!
+            payloadIDs[index] = id
+            return id
+        }
+
+        func deadLetter(_ messageIndex: Int, _ message: IncomingMessage, _ rejection: Rejection, deviceID: String?, index: Int? = nil) throws {
+            try db.cachedStatement(sql: """
+                INSERT INTO dead_letters(received_at, topic, device_id, reason, detail, reading_index, payload, payload_bytes, payload_id)
+                VALUES (?, ?, ?, ?, ?, ?, X'', ?, ?)
+                ON CONFLICT DO NOTHING
                 """).execute(arguments: [
                     epochMilliseconds(message.receivedAt), message.topic, deviceID, rejection.reason.rawValue,
-                    rejection.detail, index, Data(message.payload), message.payload.count,
+                    rejection.detail, index, message.payload.count, try payloadID(messageIndex, message),
                 ])
+            guard db.changesCount > 0 else {
+                summary.repeatedDeadLetters += 1
+                return
+            }
             summary.deadLetters[rejection.reason, default: 0] += 1
             summary.rejections.append((deviceID, message.topic, rejection))
         }
 
-        for (message, result) in batch {
+        for (messageIndex, (message, result)) in batch.enumerated() {
             let decoded: DecodedMessage
             switch result {
             case .failure(let rejection):
-                try deadLetter(message, rejection, deviceID: message.deviceID)
+                try deadLetter(messageIndex, message, rejection, deviceID: message.deviceID)
                 continue
             case .success(let d):
                 decoded = d
             }
             guard let device = try deviceContext(decoded.deviceID) else {
-                try deadLetter(message, Rejection(.unknownDevice, "device is not enrolled"), deviceID: decoded.deviceID)
+                try deadLetter(messageIndex, message, Rejection(.unknownDevice, "device is not enrolled"), deviceID: decoded.deviceID)
                 continue
             }
 
             var stored: [(observation: Observation, readingID: Int64)] = []
+            // One row per rejected reading up to a cap, then one row that counts the rest, so that a
+            // single message cannot write thousands of rows.
+            var rejectedReadings = 0
+            var overflow: [DeadLetterReason: Int] = [:]
+            func rejectReading(_ rejection: Rejection, _ index: Int) throws {
+                rejectedReadings += 1
+                if rejectedReadings <= Self.maxDeadLettersPerMessage {
+                    try deadLetter(messageIndex, message, rejection, deviceID: decoded.deviceID, index: index)
+                } else {
+                    overflow[rejection.reason, default: 0] += 1
+                }
+            }
             for (index, reading) in decoded.readings.enumerated() {
                 let observation: Observation
                 switch reading {
                 case .failure(let rejection):
-                    try deadLetter(message, rejection, deviceID: decoded.deviceID, index: index)
+                    try rejectReading(rejection, index)
                     continue
                 case .success(let o):
                     observation = o
@@ -225,11 +263,17 @@ extension AppDatabase {
                 if let existing, abs(existing - observation.canonicalValue) < 1e-6 {
                     summary.duplicates += 1
                 } else {
-                    try deadLetter(
-                        message,
+                    try rejectReading(
                         Rejection(.conflictingDuplicate, "a \(observation.type.rawValue) reading with this device and measured_at is stored with another value"),
-                        deviceID: decoded.deviceID, index: index)
+                        index)
                 }
+            }
+            if let (reason, _) = overflow.max(by: { ($0.value, $1.key.rawValue) < ($1.value, $0.key.rawValue) }) {
+                let counts = overflow.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) x\($0.value)" }
+                try deadLetter(
+                    messageIndex, message,
+                    Rejection(reason, "\(overflow.values.reduce(0, +)) further readings of this message rejected: \(counts.joined(separator: ", "))"),
+                    deviceID: decoded.deviceID)
             }
 
             var breaches: [Breach] = []

@@ -85,7 +85,15 @@ extension AppDatabase {
 
     /// The raw payload of a dead letter, for inspection or repair.
     public func deadLetterPayload(id: Int64) throws -> Data? {
-        try writer.read { db in try Data.fetchOne(db, sql: "SELECT payload FROM dead_letters WHERE id = ?", arguments: [id]) }
+        try writer.read { db in
+            try Data.fetchOne(
+                db,
+                sql: """
+                    SELECT coalesce(p.payload, d.payload) FROM dead_letters d
+                    LEFT JOIN dead_letter_payloads p ON p.id = d.payload_id WHERE d.id = ?
+                    """,
+                arguments: [id])
+        }
     }
 
     /// A patient's readings, oldest first (measurement time).

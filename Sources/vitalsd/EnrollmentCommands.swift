@@ -79,11 +79,12 @@ struct DeviceCommand: ParsableCommand {
         @Option(help: "Device id, as it appears in its topic.") var id: String
         @Option(help: "Patient the device belongs to.") var patient: String
         @Option(help: "Kind: \(DeviceKind.allCases.map(\.rawValue).joined(separator: ", ")).") var kind: DeviceKind = .other
+        @Flag(help: "Move the device from the patient it belongs to now.") var reassign = false
         @Option(help: "Who makes the change (default: the invoking user).") var by: String?
 
         func run() throws {
             let (_, db) = try options.database()
-            let change = try db.upsertDevice(Device(id: id, kind: kind, patientID: patient), actor: actor(by))
+            let change = try db.upsertDevice(Device(id: id, kind: kind, patientID: patient), actor: actor(by), reassign: reassign)
             print("device \(id): \(change.rawValue)")
         }
     }
@@ -195,12 +196,13 @@ struct Import: ParsableCommand {
         abstract: "Enroll patients and devices from CSV: patient_id,program,timezone,device_id[,device_kind]. Idempotent.")
     @OptionGroup var options: GlobalOptions
     @Argument(help: "CSV file.") var file: String
+    @Flag(help: "Allow rows that move an existing device to another patient.") var reassign = false
     @Option(help: "Who makes the change (default: the invoking user).") var by: String?
 
     func run() throws {
         let rows = try EnrollmentCSV.read(path: file)
         let (_, db) = try options.database()
-        let s = try db.importEnrollment(rows, actor: actor(by))
+        let s = try db.importEnrollment(rows, actor: actor(by), reassign: reassign)
         print("patients: \(s.patientsCreated) created, \(s.patientsUpdated) updated; devices: \(s.devicesCreated) created, \(s.devicesUpdated) updated; \(s.unchanged) unchanged")
     }
 }

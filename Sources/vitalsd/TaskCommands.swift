@@ -136,6 +136,12 @@ struct DeadLetterCommand: ParsableCommand {
         @Option var limit: Int = 50
         @Option var format: OutputFormat = .table
 
+        func validate() throws {
+            if let reason, DeadLetterReason(rawValue: reason) == nil {
+                throw ValidationError("--reason must be one of \(DeadLetterReason.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+
         func run() throws {
             let (_, db) = try options.database()
             let letters = try db.deadLetters(reason: reason, limit: limit)

@@ -216,3 +216,60 @@ struct EnrollmentTests {
         #expect(throws: DatabaseError.self) { try db.writer.write { try $0.execute(sql: "DELETE FROM audit_log") } }
     }
 }
+
+@Suite("hostile input in storage")
+struct HostileStorageTests {
+    @Test("one message with 10,000 bad readings writes 101 dead letters and its payload once")
+    func amplification() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        let json = #"{"readings":["# + Array(repeating: "{}", count: 10_000).joined(separator: ",") + "]}"
+        let s = try await db.ingest([message("g1", json)], pipeline: pipeline)
+        #expect(s.deadLetters == [.missingField: 101])
+        let rows = try await db.writer.read { db in
+            (try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letter_payloads"),
+             try Int.fetchOne(db, sql: "SELECT sum(length(payload)) FROM dead_letter_payloads"),
+             try Int.fetchOne(db, sql: "SELECT sum(length(payload)) FROM dead_letters"))
+        }
+        #expect(rows.0 == 1)
+        #expect(rows.1 == json.utf8.count)
+        #expect(rows.2 == 0)
+        let last = try #require(try db.deadLetters(limit: 1).first)
+        #expect(last.detail == "9900 further readings of this message rejected: missing_field x9900")
+    }
+
+    @Test("a redelivered or retained bad message is recorded once")
+    func redeliveredDeadLetter() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        let bad = message("g1", #"{"sys":12"#)
+        _ = try await db.ingest([bad], pipeline: pipeline)
+        let again = try await db.ingest([bad, bad], pipeline: pipeline)
+        #expect(again.deadLetters.isEmpty)
+        #expect(again.repeatedDeadLetters == 2)
+        #expect(try db.statistics().deadLetters == 1)
+    }
+
+    @Test("a device is not moved to another patient without --reassign")
+    func reassign() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        #expect(throws: EnrollmentError.self) {
+            try db.upsertDevice(Device(id: "g1", kind: .glucometer, patientID: "p2"), actor: "t")
+        }
+        #expect(try db.devices(patientID: "p1").map(\.id).contains("g1"))
+        #expect(try db.upsertDevice(Device(id: "g1", kind: .glucometer, patientID: "p2"), actor: "t", reassign: true) == .updated)
+        #expect(try db.devices(patientID: "p2").map(\.id).contains("g1"))
+    }
+
+    @Test("ids that could never match a topic are refused", arguments: ["a/b", "a+b", "a#", " sp ", "", "I11,x", "tab\there", String(repeating: "x", count: 129)])
+    func identifiers(id: String) throws {
+        let db = try AppDatabase.inMemory()
+        #expect(throws: EnrollmentError.self) { try db.upsertPatient(Patient(id: id, timezone: "UTC", programs: [.copd]), actor: "t") }
+        try db.upsertPatient(Patient(id: "ok-1", timezone: "UTC", programs: [.copd]), actor: "t")
+        #expect(throws: EnrollmentError.self) { try db.upsertDevice(Device(id: id, kind: .scale, patientID: "ok-1"), actor: "t") }
+    }
+}
