@@ -59,14 +59,3 @@ struct ConfigurationTests {
     }
 }
 
-import VitalsStore
-
-@Suite("configuration at start")
-struct StartupConfigurationTests {
-    @Test("a database directory that does not exist is reported under database.path")
-    func missingDirectory() throws {
-        // Daemon.openDatabase lives in VitalsDaemon; the rule it applies is checked here through the store:
-        // opening a file in a missing directory fails, and the daemon turns that into a keyed message.
-        #expect(throws: (any Error).self) { try AppDatabase.open(path: "/nonexistent-vitalsd-dir/v.sqlite") }
-    }
-}
