@@ -28,6 +28,10 @@ public final class MQTTSubscription: Sendable {
     /// The current connection state.
     public var status: MQTTConnectionStatus { loop.status.withLock { $0 } }
 
+    /// When the network loop last turned, in `DispatchTime` uptime nanoseconds. It turns at least
+    /// once a second, except while it waits for a batch to be committed.
+    public var lastLoopTurn: UInt64 { loop.heartbeat.load(ordering: .relaxed) }
+
     private init(configuration: MQTTClientConfiguration, logger: Logger) throws {
         let (stream, continuation) = AsyncStream.makeStream(of: MQTTDeliveryBatch.self, bufferingPolicy: .unbounded)
         self.deliveries = MQTTDeliveries(stream: stream)
@@ -80,6 +84,7 @@ final class SubscriberLoop: @unchecked Sendable {
     var connections = 0
 
     let status = Mutex(MQTTConnectionStatus())
+    let heartbeat = Atomic<UInt64>(DispatchTime.now().uptimeNanoseconds)
     private let stopping = Atomic<Bool>(false)
     private let gate = Mutex<AcknowledgementGate?>(nil)
     private let finished = Mutex<(done: Bool, waiters: [OnceContinuation])>((false, []))
@@ -161,6 +166,7 @@ final class SubscriberLoop: @unchecked Sendable {
         var delay = configuration.minReconnectDelay
         var initialised = false
         while !isStopping {
+            heartbeat.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
             if mosquitto_socket(mosq) < 0 {
                 accepted = false
                 let rc: Int32

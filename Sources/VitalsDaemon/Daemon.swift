@@ -70,6 +70,10 @@ public enum Daemon {
                       failureTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: routine, successTerminationBehavior: .gracefullyShutdownGroup,
                       failureTerminationBehavior: .gracefullyShutdownGroup),
+                // Last, so that it is the first told to shut down and sends STOPPING=1 at once.
+                // Without $NOTIFY_SOCKET it returns at once, which must not end the daemon.
+                .init(service: SystemdService(notifier: SystemdNotifier(), ingest: ingest, logger: logger),
+                      successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)

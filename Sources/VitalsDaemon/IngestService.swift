@@ -62,12 +62,20 @@ public final class IngestService: Service, Sendable {
     public var counters: IngestCounters { state.counters }
 
     /// The broker connection state, or a disconnected state before the first connect.
-    public var connectionStatus: MQTTConnectionStatus { state.status() }
+    public var connectionStatus: MQTTConnectionStatus { state.subscription?.status ?? MQTTConnectionStatus() }
+
+    /// True when the MQTT loop thread turned within `interval` (false before it starts).
+    public func loopIsAlive(within interval: Duration) -> Bool {
+        guard let turn = state.subscription?.lastLoopTurn else { return false }
+        let age = Double(DispatchTime.now().uptimeNanoseconds &- turn) / 1e9
+        let limit = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        return age <= limit
+    }
 
     public func run() async throws {
         try await MQTTSubscription.with(configuration: mqtt, logger: logger) { subscription in
-            state.setStatusSource { subscription.status }
-            defer { state.setStatusSource(nil) }
+            state.setSubscription(subscription)
+            defer { state.setSubscription(nil) }
             for await batch in subscription.deliveries.cancelOnGracefulShutdown() {
                 let receivedAt = Date()
                 let messages = batch.messages.map { m in
@@ -147,16 +155,13 @@ import Synchronization
 
 /// Shared mutable state of the service, behind a lock.
 private final class StateBox: Sendable {
-    private let storage = Mutex<(counters: IngestCounters, status: (@Sendable () -> MQTTConnectionStatus)?)>((IngestCounters(), nil))
+    private let storage = Mutex<(counters: IngestCounters, subscription: MQTTSubscription?)>((IngestCounters(), nil))
 
     var counters: IngestCounters { storage.withLock { $0.counters } }
 
     func update(_ body: (inout IngestCounters) -> Void) { storage.withLock { body(&$0.counters) } }
 
-    func setStatusSource(_ source: (@Sendable () -> MQTTConnectionStatus)?) { storage.withLock { $0.status = source } }
+    func setSubscription(_ subscription: MQTTSubscription?) { storage.withLock { $0.subscription = subscription } }
 
-    func status() -> MQTTConnectionStatus {
-        let source = storage.withLock { $0.status }
-        return source?() ?? MQTTConnectionStatus()
-    }
+    var subscription: MQTTSubscription? { storage.withLock { $0.subscription } }
 }

@@ -11,7 +11,7 @@ final class ChildProcess: @unchecked Sendable {
     private var status: Int32?
 
     /// Starts `path` with `arguments`, standard output to /dev/null and standard error to `logPath`.
-    init(path: String, arguments: [String], logPath: String) throws {
+    init(path: String, arguments: [String], logPath: String, extraEnvironment: [String: String] = [:]) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -33,8 +33,12 @@ final class ChildProcess: @unchecked Sendable {
 
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        var environment = ProcessInfo.processInfo.environment
+        for (k, v) in extraEnvironment { environment[k] = v }
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { envp.forEach { free($0) } }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, path, &actions, &attributes, argv, environ)
+        let rc = posix_spawn(&child, path, &actions, &attributes, argv, envp)
         guard rc == 0 else { throw TestFailure("posix_spawn \(path): \(String(cString: strerror(rc)))") }
         pid = child
     }

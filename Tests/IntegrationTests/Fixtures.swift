@@ -55,10 +55,10 @@ final class TestEnvironment: @unchecked Sendable {
     }
 
     /// Runs the built `vitalsd run` as a child process.
-    func startProcess() throws -> ChildProcess {
+    func startProcess(environment: [String: String] = [:]) throws -> ChildProcess {
         try ChildProcess(
             path: try vitalsdBinary(), arguments: ["run", "--config", configPath],
-            logPath: directory + "/vitalsd.log")
+            logPath: directory + "/vitalsd.log", extraEnvironment: environment)
     }
 }
 
