@@ -50,12 +50,16 @@ public struct MQTTMessage: Sendable, Hashable {
     public var qos: Int
     /// True when the broker sent it as a retained message (on subscribe).
     public var retain: Bool
+    /// When the network loop read it (monotonic clock).
+    public var receivedAt: ContinuousClock.Instant
 
-    public init(topic: String, payload: [UInt8], qos: Int = 1, retain: Bool = false) {
+    public init(topic: String, payload: [UInt8], qos: Int = 1, retain: Bool = false,
+                receivedAt: ContinuousClock.Instant = .now) {
         self.topic = topic
         self.payload = payload
         self.qos = qos
         self.retain = retain
+        self.receivedAt = receivedAt
     }
 }
 

@@ -13,6 +13,7 @@ struct ConfigurationReader {
         "database": ["path", "synchronous", "busy_timeout_seconds"],
         "ingest": ["max_payload_bytes", "max_future_skew_seconds"],
         "log": ["level"],
+        "http": ["enabled", "host", "port"],
         "adherence": ["no_data_days", "check_interval_seconds"],
         "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units"],
         "thresholds": ["defaults", "programs"],
@@ -89,6 +90,15 @@ struct ConfigurationReader {
                 errors.append(ConfigurationError(key: "billing.device_period_anchor", "must be rolling_30_days or calendar_month"))
             }
         }
+        if let node = values["http.enabled"] {
+            switch node.scalar?.string {
+            case "true", "yes", "on": config.http.enabled = true
+            case "false", "no", "off": config.http.enabled = false
+            default: errors.append(ConfigurationError(key: "http.enabled", "must be true or false"))
+            }
+        }
+        string(values, "http.host") { config.http.host = $0 }
+        int(values, "http.port") { config.http.port = $0 }
         int(values, "adherence.no_data_days") { config.adherence.noDataDays = $0 }
         double(values, "adherence.check_interval_seconds") { config.adherence.checkIntervalSeconds = $0 }
         int(values, "billing.setup_minimum_days") { config.billing.setupMinimumDays = $0 }
@@ -237,6 +247,8 @@ struct ConfigurationReader {
         check(c.database.busyTimeoutSeconds >= 0, "database.busy_timeout_seconds", "must not be negative")
         check(c.ingest.maxPayloadBytes >= 64, "ingest.max_payload_bytes", "must be at least 64 bytes")
         check(c.ingest.maxFutureSkewSeconds >= 0, "ingest.max_future_skew_seconds", "must not be negative")
+        check((1...65535).contains(c.http.port), "http.port", "must be between 1 and 65535 (got \(c.http.port))")
+        check(!c.http.enabled || c.http.port != c.mqtt.port || c.http.host != c.mqtt.host, "http.port", "must differ from mqtt.port")
         check((1...365).contains(c.adherence.noDataDays), "adherence.no_data_days", "must be between 1 and 365")
         check(c.adherence.checkIntervalSeconds >= 1, "adherence.check_interval_seconds", "must be at least 1 second")
         check((2...30).contains(c.billing.setupMinimumDays), "billing.setup_minimum_days", "must be between 2 and 30")

@@ -48,6 +48,15 @@ public struct VitalsConfiguration: Sendable, Hashable {
         public var checkIntervalSeconds = 300.0
     }
 
+    /// `http.*`: health, readiness and metrics endpoints.
+    public struct HTTP: Sendable, Hashable {
+        /// Serve the endpoints at all.
+        public var enabled = true
+        /// Address to bind; keep it on loopback unless a firewall protects the port.
+        public var host = "127.0.0.1"
+        public var port = 9464
+    }
+
     /// `log.*`.
     public struct Log: Sendable, Hashable {
         /// `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`.
@@ -61,6 +70,7 @@ public struct VitalsConfiguration: Sendable, Hashable {
     public var ingest = Ingest()
     public var log = Log()
     public var adherence = Adherence()
+    public var http = HTTP()
     /// `thresholds.*`: program defaults; ``ThresholdPolicy/clinicalDefaults`` when the section is absent.
     public var thresholds = ThresholdPolicy.clinicalDefaults
 
@@ -82,6 +92,9 @@ public struct VitalsConfiguration: Sendable, Hashable {
         ("ingest.max_payload_bytes", "VITALSD_INGEST_MAX_PAYLOAD_BYTES"),
         ("ingest.max_future_skew_seconds", "VITALSD_INGEST_MAX_FUTURE_SKEW_SECONDS"),
         ("log.level", "VITALSD_LOG_LEVEL"),
+        ("http.enabled", "VITALSD_HTTP_ENABLED"),
+        ("http.host", "VITALSD_HTTP_HOST"),
+        ("http.port", "VITALSD_HTTP_PORT"),
         ("adherence.no_data_days", "VITALSD_ADHERENCE_NO_DATA_DAYS"),
         ("adherence.check_interval_seconds", "VITALSD_ADHERENCE_CHECK_INTERVAL_SECONDS"),
         ("billing.device_period_anchor", "VITALSD_BILLING_DEVICE_PERIOD_ANCHOR"),

@@ -49,9 +49,12 @@ public enum Daemon {
     }
 
     /// Builds the services of the daemon.
-    public static func makeIngestService(_ config: VitalsConfiguration, database: AppDatabase, logger: Logger) throws -> IngestService {
+    public static func makeIngestService(
+        _ config: VitalsConfiguration, database: AppDatabase, metrics: VitalsMetrics? = nil, logger: Logger
+    ) throws -> IngestService {
         try IngestService(
-            mqtt: try mqttConfiguration(config), database: database, pipeline: pipeline(config), logger: logger)
+            mqtt: try mqttConfiguration(config), database: database, pipeline: pipeline(config), logger: logger,
+            metrics: metrics)
     }
 
     /// Runs the daemon until SIGTERM or SIGINT, then shuts down within 10 s.
@@ -60,21 +63,31 @@ public enum Daemon {
     public static func run(_ config: VitalsConfiguration, logger: Logger) async throws {
         MosquittoLibrary.initialize()
         let database = try openDatabase(config)
-        let ingest = try makeIngestService(config, database: database, logger: logger)
+        let metrics = VitalsMetrics()
+        let ingest = try makeIngestService(config, database: database, metrics: metrics, logger: logger)
         let routine = RoutineTaskService(
             database: database, rules: config.billing, noDataDays: config.adherence.noDataDays,
             interval: .milliseconds(Int(config.adherence.checkIntervalSeconds * 1000)), logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: ingest, successTerminationBehavior: .gracefullyShutdownGroup,
+                  failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: routine, successTerminationBehavior: .gracefullyShutdownGroup,
+                  failureTerminationBehavior: .gracefullyShutdownGroup),
+        ]
+        if config.http.enabled {
+            services.append(.init(
+                service: HTTPEndpoints.application(
+                    host: config.http.host, port: config.http.port, ingest: ingest, metrics: metrics,
+                    databasePath: config.database.path, logger: logger),
+                successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        // Last, so that it is the first told to shut down and sends STOPPING=1 at once.
+        // Without $NOTIFY_SOCKET it returns at once, which must not end the daemon.
+        services.append(.init(
+            service: SystemdService(notifier: SystemdNotifier(), ingest: ingest, logger: logger),
+            successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore))
         var groupConfig = ServiceGroupConfiguration(
-            services: [
-                .init(service: ingest, successTerminationBehavior: .gracefullyShutdownGroup,
-                      failureTerminationBehavior: .gracefullyShutdownGroup),
-                .init(service: routine, successTerminationBehavior: .gracefullyShutdownGroup,
-                      failureTerminationBehavior: .gracefullyShutdownGroup),
-                // Last, so that it is the first told to shut down and sends STOPPING=1 at once.
-                // Without $NOTIFY_SOCKET it returns at once, which must not end the daemon.
-                .init(service: SystemdService(notifier: SystemdNotifier(), ingest: ingest, logger: logger),
-                      successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore),
-            ],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         groupConfig.maximumGracefulShutdownDuration = .seconds(8)

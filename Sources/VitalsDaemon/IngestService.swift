@@ -31,6 +31,7 @@ public final class IngestService: Service, Sendable {
     private let logger: Logger
     private let state = StateBox()
     private let maxStoreAttempts: Int
+    private let metrics: VitalsMetrics?
 
     /// - Parameters:
     ///   - mqtt: broker settings; each topic filter must have one `+` level for the device id.
@@ -40,8 +41,9 @@ public final class IngestService: Service, Sendable {
     /// - Throws: ``Rejection`` with reason `bad_topic` for a filter without exactly one `+`.
     public init(
         mqtt: MQTTClientConfiguration, database: AppDatabase, pipeline: IngestPipeline, logger: Logger,
-        maxStoreAttempts: Int = 6
+        metrics: VitalsMetrics? = nil, maxStoreAttempts: Int = 6
     ) throws {
+        self.metrics = metrics
         self.mqtt = mqtt
         self.database = database
         self.pipeline = pipeline
@@ -64,6 +66,10 @@ public final class IngestService: Service, Sendable {
     /// The broker connection state, or a disconnected state before the first connect.
     public var connectionStatus: MQTTConnectionStatus { state.subscription?.status ?? MQTTConnectionStatus() }
 
+    /// How long the batch now being committed has waited, or nil when no commit is in progress.
+    /// Long waits mean the database is locked or failing.
+    public var storeWaiting: Duration? { state.storeWaiting }
+
     /// True when the MQTT loop thread turned within `interval` (false before it starts).
     public func loopIsAlive(within interval: Duration) -> Bool {
         guard let turn = state.subscription?.lastLoopTurn else { return false }
@@ -83,8 +89,11 @@ public final class IngestService: Service, Sendable {
                         topic: m.topic, deviceID: filters.lazy.compactMap { $0.deviceID(in: m.topic) }.first,
                         payload: m.payload, receivedAt: receivedAt)
                 }
+                state.storeStarted()
                 let summary = try await store(messages)
+                state.storeFinished()
                 batch.acknowledge()
+                metrics?.record(summary, messages: batch.messages, committedAt: .now)
                 record(summary)
             }
         }
@@ -155,7 +164,12 @@ import Synchronization
 
 /// Shared mutable state of the service, behind a lock.
 private final class StateBox: Sendable {
-    private let storage = Mutex<(counters: IngestCounters, subscription: MQTTSubscription?)>((IngestCounters(), nil))
+    private let storage = Mutex<(counters: IngestCounters, subscription: MQTTSubscription?, storeSince: ContinuousClock.Instant?)>(
+        (IngestCounters(), nil, nil))
+
+    func storeStarted() { storage.withLock { $0.storeSince = .now } }
+    func storeFinished() { storage.withLock { $0.storeSince = nil } }
+    var storeWaiting: Duration? { storage.withLock { $0.storeSince.map { .now - $0 } } }
 
     var counters: IngestCounters { storage.withLock { $0.counters } }
 

@@ -294,3 +294,24 @@ public func epochMilliseconds(_ date: Date) -> Int64 {
 public func dateFromEpochMilliseconds(_ ms: Int64) -> Date {
     Date(timeIntervalSince1970: Double(ms) / 1000)
 }
+
+extension AppDatabase {
+    /// Whether a write transaction can start on the database file within `timeout` seconds, for
+    /// readiness checks: opens a separate short-lived connection and runs `BEGIN IMMEDIATE; ROLLBACK`.
+    /// - Returns: nil when writable, otherwise the reason (locked, read-only, missing).
+    public static func writeProbe(path: String, timeout: Double = 0.5) -> String? {
+        var config = Configuration()
+        config.busyMode = .timeout(timeout)
+        do {
+            let queue = try DatabaseQueue(path: path, configuration: config)
+            try queue.writeWithoutTransaction { db in
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                try db.execute(sql: "ROLLBACK")
+            }
+            try queue.close()
+            return nil
+        } catch {
+            return "database not writable: \(error)"
+        }
+    }
+}

@@ -14,10 +14,13 @@ final class TestEnvironment: @unchecked Sendable {
     let configPath: String
     let config: VitalsConfiguration
     let database: AppDatabase
+    /// The port of the daemon process's HTTP endpoints.
+    let httpPort: Int
 
     init(clientID: String = "vitalsd-test-\(UUID().uuidString.prefix(8))") throws {
         broker = try Broker()
         directory = broker.directory
+        httpPort = try Broker.freePort()
         let yaml = """
             mqtt:
               port: \(broker.port)
@@ -28,6 +31,8 @@ final class TestEnvironment: @unchecked Sendable {
               path: \(directory)/vitalsd.sqlite
             log:
               level: warning
+            http:
+              port: \(httpPort)
             """
         configPath = directory + "/vitalsd.yaml"
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)

@@ -1,0 +1,80 @@
+import Foundation
+import MQTTClient
+import Metrics
+import Prometheus
+import VitalsDomain
+import VitalsStore
+
+/// The daemon's metrics, recorded through swift-metrics into a Prometheus registry of its own
+/// (no global bootstrap, so tests can run several daemons in one process).
+///
+/// Exposed at `/metrics` in the Prometheus text format:
+/// - `vitalsd_messages_received_total`, `vitalsd_readings_stored_total`, `vitalsd_duplicates_total`;
+/// - `vitalsd_dead_letters_total{reason}` for every dead-letter reason;
+/// - `vitalsd_tasks_opened_total{priority}`, `vitalsd_tasks_updated_total`;
+/// - `vitalsd_broker_connected` (0/1), `vitalsd_broker_subscribed` (0/1), `vitalsd_broker_reconnects`;
+/// - `vitalsd_ingest_latency_seconds`: from the moment the network loop read a message to the commit
+///   of its batch (a histogram, one observation per message).
+public final class VitalsMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let messages: Metrics.Counter
+    private let readings: Metrics.Counter
+    private let duplicates: Metrics.Counter
+    private let tasksUpdated: Metrics.Counter
+    private let deadLetters: [DeadLetterReason: Metrics.Counter]
+    private let tasksOpened: [ThresholdLevel: Metrics.Counter]
+    private let connected: Metrics.Gauge
+    private let subscribed: Metrics.Gauge
+    private let reconnects: Metrics.Gauge
+    private let latency: Metrics.Timer
+
+    public init() {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(20), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(30),
+        ]
+        self.registry = registry
+        messages = Metrics.Counter(label: "vitalsd_messages_received_total", factory: factory)
+        readings = Metrics.Counter(label: "vitalsd_readings_stored_total", factory: factory)
+        duplicates = Metrics.Counter(label: "vitalsd_duplicates_total", factory: factory)
+        tasksUpdated = Metrics.Counter(label: "vitalsd_tasks_updated_total", factory: factory)
+        deadLetters = Dictionary(uniqueKeysWithValues: DeadLetterReason.allCases.map {
+            ($0, Metrics.Counter(label: "vitalsd_dead_letters_total", dimensions: [("reason", $0.rawValue)], factory: factory))
+        })
+        tasksOpened = Dictionary(uniqueKeysWithValues: ThresholdLevel.allCases.map {
+            ($0, Metrics.Counter(label: "vitalsd_tasks_opened_total", dimensions: [("priority", $0.rawValue)], factory: factory))
+        })
+        connected = Metrics.Gauge(label: "vitalsd_broker_connected", factory: factory)
+        subscribed = Metrics.Gauge(label: "vitalsd_broker_subscribed", factory: factory)
+        reconnects = Metrics.Gauge(label: "vitalsd_broker_reconnects", factory: factory)
+        latency = Metrics.Timer(label: "vitalsd_ingest_latency_seconds", factory: factory)
+    }
+
+    /// Records a committed batch.
+    func record(_ summary: IngestSummary, messages received: [MQTTMessage], committedAt: ContinuousClock.Instant) {
+        messages.increment(by: summary.messages)
+        readings.increment(by: summary.readingsStored)
+        duplicates.increment(by: summary.duplicates)
+        tasksUpdated.increment(by: summary.tasksUpdated)
+        for (reason, n) in summary.deadLetters { deadLetters[reason]?.increment(by: n) }
+        for (level, n) in summary.tasksOpened { tasksOpened[level]?.increment(by: n) }
+        for m in received { latency.recordInterval(since: m.receivedAt, end: committedAt) }
+    }
+
+    /// The registry in the Prometheus text exposition format, with the broker gauges brought up to date.
+    public func exposition(status: MQTTConnectionStatus) -> String {
+        connected.record(status.connected ? 1 : 0)
+        subscribed.record(status.subscribed ? 1 : 0)
+        reconnects.record(status.reconnects)
+        return registry.emitToString()
+    }
+}
+
+extension Metrics.Timer {
+    fileprivate func recordInterval(since start: ContinuousClock.Instant, end: ContinuousClock.Instant) {
+        let d = end - start
+        recordNanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
+    }
+}

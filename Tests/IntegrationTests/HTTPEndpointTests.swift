@@ -1,0 +1,108 @@
+import Foundation
+import GRDB
+import Glibc
+import MQTTClient
+import Testing
+import VitalsConfig
+import VitalsStore
+
+/// `GET path` on 127.0.0.1:`port` over a plain socket. Returns (status, body), or nil when nothing listens.
+func httpGet(port: Int, _ path: String) -> (status: Int, body: String)? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    let connected = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+    guard connected else { return nil }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        response += buffer[0..<n]
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    guard let statusLine = text.split(separator: "\r\n").first, statusLine.split(separator: " ").count >= 2,
+          let status = Int(statusLine.split(separator: " ")[1]) else { return nil }
+    let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+    return (status, body)
+}
+
+/// The value of a metric line such as `vitalsd_readings_stored_total 3`.
+func metric(_ exposition: String, _ name: String) -> Double? {
+    for line in exposition.split(separator: "\n") where line.hasPrefix(name + " ") {
+        return Double(line.dropFirst(name.count + 1))
+    }
+    return nil
+}
+
+@Suite("health, readiness and metrics endpoints", .serialized)
+struct HTTPEndpointTests {
+    @Test("/healthz, /readyz through a broker restart and a held database lock, /metrics with exact counts")
+    func endpoints() async throws {
+        let env = try TestEnvironment()
+        let daemon = try env.startProcess()
+        defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
+        let port = env.httpPort
+        #expect(await eventually(15) { httpGet(port: port, "/readyz")?.status == 200 })
+        #expect(httpGet(port: port, "/healthz")?.status == 200)
+
+        let pub = try env.publisher()
+        defer { pub.close() }
+        let base = msAgo(7200)
+        for i in 0..<3 { try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(100, at: base + Int64(i) * 1000)) }
+        try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(45, at: base + 10_000))  // critical low
+        try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(100, at: base))  // duplicate
+        try pub.publish(topic: "devices/g1/readings", payload: Array(#"{"sys":1"#.utf8))
+        try pub.publish(topic: "devices/nobody/readings", payload: glucoseJSON(100, at: base))
+        try await pub.waitUntilDelivered()
+        #expect(await eventually { (try? env.statistics().readings) == 4 && (try? env.statistics().deadLetters) == 2 })
+        let exposition = try #require(httpGet(port: port, "/metrics")).body
+        #expect(metric(exposition, "vitalsd_messages_received_total") == 7)
+        #expect(metric(exposition, "vitalsd_readings_stored_total") == 4)
+        #expect(metric(exposition, "vitalsd_duplicates_total") == 1)
+        #expect(metric(exposition, #"vitalsd_dead_letters_total{reason="malformed_json"}"#) == 1)
+        #expect(metric(exposition, #"vitalsd_dead_letters_total{reason="unknown_device"}"#) == 1)
+        #expect(metric(exposition, #"vitalsd_dead_letters_total{reason="bad_unit"}"#) == 0)
+        #expect(metric(exposition, #"vitalsd_tasks_opened_total{priority="critical"}"#) == 1)
+        #expect(metric(exposition, "vitalsd_broker_connected") == 1)
+        #expect(metric(exposition, "vitalsd_ingest_latency_seconds_count") == 7)
+
+        // The broker goes away: not ready; it comes back: ready again, by itself.
+        env.broker.stop()
+        #expect(await eventually(10) { httpGet(port: port, "/readyz")?.status == 503 })
+        #expect(httpGet(port: port, "/healthz")?.status == 200)
+        try env.broker.start()
+        #expect(await eventually(15) { httpGet(port: port, "/readyz")?.status == 200 })
+        #expect(metric(try #require(httpGet(port: port, "/metrics")).body, "vitalsd_broker_reconnects") == 1)
+
+        // Another connection holds the write lock for 5 s: not ready while it lasts; nothing is lost.
+        let locker = try DatabaseQueue(path: env.config.database.path)
+        let holding = Task {
+            try await locker.writeWithoutTransaction { db in
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                Thread.sleep(forTimeInterval: 5)  // on GRDB's queue, not the test's threads
+                try db.execute(sql: "ROLLBACK")
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        let pub2 = try env.publisher()  // the first one lost its connection with the broker
+        defer { pub2.close() }
+        try pub2.publish(topic: "devices/g1/readings", payload: glucoseJSON(101, at: base + 20_000))
+        #expect(await eventually(4) { httpGet(port: port, "/readyz")?.status == 503 })
+        try await holding.value
+        #expect(await eventually(15) { httpGet(port: port, "/readyz")?.status == 200 })
+        #expect(await eventually { (try? env.statistics().readings) == 5 })
+        #expect(daemon.isRunning)
+
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(daemon.exitCode == 0)
+    }
+}
