@@ -10,9 +10,10 @@ struct ConfigurationReader {
     private static let sections: [String: Set<String>] = [
         "mqtt": ["host", "port", "client_id", "keepalive_seconds", "topics", "max_batch", "reconnect_min_seconds",
                  "reconnect_max_seconds", "username", "password_file"],
-        "database": ["path", "synchronous", "busy_timeout_seconds"],
+        "database": ["path", "synchronous", "busy_timeout_seconds", "checkpoint_interval_seconds",
+                     "dead_letter_payload_retention_days"],
         "ingest": ["max_payload_bytes", "max_future_skew_seconds"],
-        "log": ["level"],
+        "log": ["level", "format"],
         "http": ["enabled", "host", "port"],
         "adherence": ["no_data_days", "check_interval_seconds"],
         "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units"],
@@ -80,9 +81,12 @@ struct ConfigurationReader {
         string(values, "database.path") { config.database.path = $0 }
         string(values, "database.synchronous") { config.database.synchronous = $0 }
         double(values, "database.busy_timeout_seconds") { config.database.busyTimeoutSeconds = $0 }
+        double(values, "database.checkpoint_interval_seconds") { config.database.checkpointIntervalSeconds = $0 }
+        optionalInt(values, "database.dead_letter_payload_retention_days") { config.database.deadLetterPayloadRetentionDays = $0 }
         int(values, "ingest.max_payload_bytes") { config.ingest.maxPayloadBytes = $0 }
         double(values, "ingest.max_future_skew_seconds") { config.ingest.maxFutureSkewSeconds = $0 }
         string(values, "log.level") { config.log.level = $0 }
+        string(values, "log.format") { config.log.format = $0 }
         if let node = values["billing.device_period_anchor"] {
             if let anchor = node.scalar.flatMap({ DevicePeriodAnchor(rawValue: $0.string) }) {
                 config.billing.anchor = anchor
@@ -245,6 +249,9 @@ struct ConfigurationReader {
         check(c.mqtt.passwordFile == nil || c.mqtt.username != nil, "mqtt.password_file", "needs mqtt.username")
         check(["full", "normal"].contains(c.database.synchronous), "database.synchronous", "must be 'full' or 'normal'")
         check(c.database.busyTimeoutSeconds >= 0, "database.busy_timeout_seconds", "must not be negative")
+        check(c.database.checkpointIntervalSeconds >= 1, "database.checkpoint_interval_seconds", "must be at least 1 second")
+        check((c.database.deadLetterPayloadRetentionDays ?? 1) >= 1, "database.dead_letter_payload_retention_days",
+              "must be at least 1 day, or none")
         check(c.ingest.maxPayloadBytes >= 64, "ingest.max_payload_bytes", "must be at least 64 bytes")
         check(c.ingest.maxFutureSkewSeconds >= 0, "ingest.max_future_skew_seconds", "must not be negative")
         check((1...65535).contains(c.http.port), "http.port", "must be between 1 and 65535 (got \(c.http.port))")
@@ -254,6 +261,7 @@ struct ConfigurationReader {
         check((2...30).contains(c.billing.setupMinimumDays), "billing.setup_minimum_days", "must be between 2 and 30")
         check((c.billing.max99458Units ?? 0) >= 0, "billing.max_99458_units", "must not be negative")
         check((c.billing.max99439Units ?? 0) >= 0, "billing.max_99439_units", "must not be negative")
+        check(["text", "json"].contains(c.log.format), "log.format", "must be text or json")
         check(["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(c.log.level),
               "log.level", "must be one of trace, debug, info, notice, warning, error, critical")
         validateThresholds(c.thresholds.defaults, key: "thresholds.defaults")

@@ -30,6 +30,10 @@ public struct VitalsConfiguration: Sendable, Hashable {
         public var synchronous = "full"
         /// Seconds a write waits for another process's lock.
         public var busyTimeoutSeconds = 10.0
+        /// Seconds between truncating WAL checkpoints.
+        public var checkpointIntervalSeconds = 300.0
+        /// Days to keep raw dead-letter payloads; nil keeps them forever.
+        public var deadLetterPayloadRetentionDays: Int? = 30
     }
 
     /// `ingest.*`: message limits.
@@ -61,6 +65,8 @@ public struct VitalsConfiguration: Sendable, Hashable {
     public struct Log: Sendable, Hashable {
         /// `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`.
         public var level = "info"
+        /// `text` (journald-friendly lines) or `json` (one object per line).
+        public var format = "text"
     }
 
     /// `billing.*`: the [verify] points of the CMS rules (``BillingRules``).
@@ -89,9 +95,12 @@ public struct VitalsConfiguration: Sendable, Hashable {
         ("database.path", "VITALSD_DATABASE_PATH"),
         ("database.synchronous", "VITALSD_DATABASE_SYNCHRONOUS"),
         ("database.busy_timeout_seconds", "VITALSD_DATABASE_BUSY_TIMEOUT_SECONDS"),
+        ("database.checkpoint_interval_seconds", "VITALSD_DATABASE_CHECKPOINT_INTERVAL_SECONDS"),
+        ("database.dead_letter_payload_retention_days", "VITALSD_DATABASE_DEAD_LETTER_PAYLOAD_RETENTION_DAYS"),
         ("ingest.max_payload_bytes", "VITALSD_INGEST_MAX_PAYLOAD_BYTES"),
         ("ingest.max_future_skew_seconds", "VITALSD_INGEST_MAX_FUTURE_SKEW_SECONDS"),
         ("log.level", "VITALSD_LOG_LEVEL"),
+        ("log.format", "VITALSD_LOG_FORMAT"),
         ("http.enabled", "VITALSD_HTTP_ENABLED"),
         ("http.host", "VITALSD_HTTP_HOST"),
         ("http.port", "VITALSD_HTTP_PORT"),

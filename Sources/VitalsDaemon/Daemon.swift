@@ -74,6 +74,11 @@ public enum Daemon {
             .init(service: routine, successTerminationBehavior: .gracefullyShutdownGroup,
                   failureTerminationBehavior: .gracefullyShutdownGroup),
         ]
+        services.append(.init(
+            service: MaintenanceService(
+                database: database, interval: .milliseconds(Int(config.database.checkpointIntervalSeconds * 1000)),
+                payloadRetentionDays: config.database.deadLetterPayloadRetentionDays, logger: logger),
+            successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         if config.http.enabled {
             services.append(.init(
                 service: HTTPEndpoints.application(

@@ -13,7 +13,7 @@ struct VitalsCommand: AsyncParsableCommand {
         abstract: "Remote patient monitoring ingestion daemon: device readings from MQTT into the care manager's task queue.",
         subcommands: [
             Run.self, PatientCommand.self, DeviceCommand.self, ThresholdCommand.self, Import.self, TaskCommand.self,
-            EpisodeCommand.self, TimeCommand.self, ReportCommand.self, ReadingCommand.self,
+            EpisodeCommand.self, TimeCommand.self, ReportCommand.self, ReadingCommand.self, AuditCommand.self, DatabaseCommand.self,
             Stats.self, DeadLetterCommand.self, ReplayCommand.self, ConfigCommand.self,
         ])
 
@@ -69,7 +69,9 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         let level = Logger.Level(rawValue: config.log.level) ?? .info
+        let json = config.log.format == "json"
         LoggingSystem.bootstrap { label in
+            if json { return JSONLogHandler(label: label, level: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

@@ -17,7 +17,8 @@ final class TestEnvironment: @unchecked Sendable {
     /// The port of the daemon process's HTTP endpoints.
     let httpPort: Int
 
-    init(clientID: String = "vitalsd-test-\(UUID().uuidString.prefix(8))") throws {
+    init(clientID: String = "vitalsd-test-\(UUID().uuidString.prefix(8))", logLevel: String = "warning",
+         logFormat: String = "text") throws {
         broker = try Broker()
         directory = broker.directory
         httpPort = try Broker.freePort()
@@ -30,7 +31,8 @@ final class TestEnvironment: @unchecked Sendable {
             database:
               path: \(directory)/vitalsd.sqlite
             log:
-              level: warning
+              level: \(logLevel)
+              format: \(logFormat)
             http:
               port: \(httpPort)
             """

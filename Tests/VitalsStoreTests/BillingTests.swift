@@ -173,3 +173,35 @@ struct RoutineTaskTests {
         #expect(try db.openRoutineTasks(rules: rules, noDataDays: 3, now: later).noDataTasks == 1)
     }
 }
+
+@Suite("database care")
+struct MaintenanceTests {
+    @Test("online backup, WAL checkpoint, payload retention and the audit trail")
+    func care() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        _ = try await db.ingest([glucose(100, minutesAgo: 5), glucose(101, minutesAgo: 4)], pipeline: pipeline)
+        let old = IncomingMessage(topic: "devices/g1/readings", deviceID: "g1", payload: Array(#"{"old":1"#.utf8),
+                                  receivedAt: Date().addingTimeInterval(-40 * 86_400))
+        let recent = message("g1", #"{"recent":1"#)
+        _ = try await db.ingest([old, recent], pipeline: pipeline)
+
+        try db.backup(to: dir.path + "/copy.sqlite")
+        let copy = try AppDatabase.open(path: dir.path + "/copy.sqlite")
+        #expect(try copy.statistics().readings == 2)
+        #expect(try copy.statistics().deadLetters == 2)
+        #expect(try db.checkpoint() >= 0)
+
+        #expect(try db.purgeDeadLetterPayloads(before: Date().addingTimeInterval(-30 * 86_400)) == 1)
+        let letters = try db.deadLetters()
+        #expect(letters.count == 2)  // reasons stay
+        let byAge = Dictionary(uniqueKeysWithValues: letters.map { ($0.receivedAt < Date().addingTimeInterval(-86_400), $0.id) })
+        #expect(try db.deadLetterPayload(id: byAge[true]!) == Data())
+        #expect(try db.deadLetterPayload(id: byAge[false]!) == Data(#"{"recent":1"#.utf8))
+
+        let audit = try db.auditEntries()
+        #expect(audit.map(\.action) == ["patient.create", "device.create", "patient.create", "device.create"])
+        #expect(audit.allSatisfy { $0.actor == "test" })
+    }
+}

@@ -57,5 +57,27 @@ struct ConfigurationTests {
             try VitalsConfiguration.parse(yaml: "mqtt: {port: 1883}", environment: ["VITALSD_MQTT_PORT": "abc"])
         }
     }
-}
 
+    @Test("five different mistakes are reported together, each with its key")
+    func fiveMistakes() {
+        let yaml = """
+            mqtt:
+              port: 0
+              client_id: "has space"
+            database:
+              synchronous: sometimes
+            log:
+              level: chatty
+            http:
+              port: 99999
+            """
+        do {
+            _ = try VitalsConfiguration.parse(yaml: yaml)
+            Issue.record("accepted five mistakes")
+        } catch let error as ConfigurationErrors {
+            #expect(error.errors.map(\.key).sorted() == ["database.synchronous", "http.port", "log.level", "mqtt.client_id", "mqtt.port"])
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import GRDB
+
+/// One entry of the audit trail.
+public struct AuditEntry: Sendable, Hashable, Codable {
+    public var id: Int64
+    public var at: Date
+    /// Who: `--by`, or the invoking user.
+    public var actor: String
+    /// What, e.g. `patient.create`, `threshold.set`, `task.resolved`, `time.void`.
+    public var action: String
+    public var targetType: String
+    public var targetID: String
+    /// Before and after, where the action has them.
+    public var detail: String?
+}
+
+extension AppDatabase {
+    /// The audit trail since `since` (all when nil), oldest first.
+    public func auditEntries(since: Date? = nil, limit: Int = 1000) throws -> [AuditEntry] {
+        try writer.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM audit_log WHERE ?1 IS NULL OR at >= ?1 ORDER BY id LIMIT ?2",
+                arguments: [since.map(epochMilliseconds), limit]
+            ).map { r in
+                AuditEntry(id: r["id"], at: dateFromEpochMilliseconds(r["at"]), actor: r["actor"], action: r["action"],
+                           targetType: r["target_type"], targetID: r["target_id"], detail: r["detail"])
+            }
+        }
+    }
+
+    /// Writes a consistent copy of the live database to `path` with SQLite's online backup API,
+    /// while the daemon keeps writing.
+    /// - Throws: GRDB errors (destination not writable, disk full).
+    public func backup(to path: String) throws {
+        let destination = try DatabaseQueue(path: path)
+        try writer.backup(to: destination)
+        try destination.close()
+    }
+
+    /// Checkpoints the WAL into the database file and truncates it, so that it cannot grow without
+    /// bound behind long readers (failure-modes F18).
+    /// - Returns: the WAL pages checkpointed.
+    @discardableResult
+    public func checkpoint() throws -> Int {
+        try writer.writeWithoutTransaction { db in
+            try db.checkpoint(.truncate).checkpointedFrameCount
+        }
+    }
+
+    /// Deletes the raw payloads of dead letters received before `cutoff`; their reasons, topics and
+    /// sizes stay. Payloads can hold PHI, so they are kept only as long as they help repair.
+    /// - Returns: the number of payloads deleted.
+    @discardableResult
+    public func purgeDeadLetterPayloads(before cutoff: Date) throws -> Int {
+        try writer.write { db in
+            let ms = epochMilliseconds(cutoff)
+            try db.execute(sql: "UPDATE dead_letters SET payload = X'' WHERE received_at < ? AND length(payload) > 0", arguments: [ms])
+            try db.execute(sql: """
+                UPDATE dead_letters SET payload_id = NULL
+                WHERE received_at < ? AND payload_id IS NOT NULL
+                  AND payload_id NOT IN (SELECT payload_id FROM dead_letters WHERE received_at >= ? AND payload_id IS NOT NULL)
+                """, arguments: [ms, ms])
+            try db.execute(sql: """
+                DELETE FROM dead_letter_payloads
+                WHERE id NOT IN (SELECT payload_id FROM dead_letters WHERE payload_id IS NOT NULL)
+                """)
+            return db.changesCount
+        }
+    }
+}

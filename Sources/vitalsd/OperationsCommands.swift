@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import VitalsDaemon
+import VitalsDomain
+import VitalsStore
+
+struct AuditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit", abstract: "The append-only audit trail (HIPAA 45 CFR 164.312(b)).", subcommands: [List.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Changes to patients, devices, thresholds, tasks, episodes and time entries.")
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Only entries at or after this time (RFC 3339 or YYYY-MM-DD, UTC).") var since: String?
+        @Option var limit: Int = 1000
+        @Option var format: OutputFormat = .table
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let start: Date? = try since.map { text in
+                if let day = LocalDate(text) { return day.start(in: TimeZone(identifier: "UTC")!) }
+                guard let instant = MeasurementTimePolicy.parseRFC3339(text) else {
+                    throw ValidationError("--since must be RFC 3339 or YYYY-MM-DD")
+                }
+                return instant
+            }
+            let entries = try db.auditEntries(since: start, limit: limit)
+            try emit(format, json: entries, header: ["id", "at", "actor", "action", "target", "detail"],
+                     rows: entries.map { [String($0.id), iso($0.at), $0.actor, $0.action, "\($0.targetType) \($0.targetID)", $0.detail ?? ""] })
+        }
+    }
+}
+
+struct DatabaseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "db", abstract: "Database care.", subcommands: [Backup.self, Checkpoint.self])
+
+    struct Backup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a consistent copy of the live database (SQLite online backup), while the daemon runs.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "Destination file; must not exist.") var path: String
+
+        func run() throws {
+            guard !FileManager.default.fileExists(atPath: path) else { throw ValidationError("\(path) already exists") }
+            let (_, db) = try options.database()
+            try db.backup(to: path)
+            print("backup written to \(path)")
+        }
+    }
+
+    struct Checkpoint: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Checkpoint and truncate the write-ahead log now.")
+        @OptionGroup var options: GlobalOptions
+
+        func run() throws {
+            let (_, db) = try options.database()
+            print("checkpointed \(try db.checkpoint()) WAL pages")
+        }
+    }
+}
