@@ -283,16 +283,10 @@ struct ConfigurationReader {
                         "\(Observation.format(value)) is outside the plausible range of \(type.rawValue) in \(type.canonicalUnit.rawValue)"))
                 }
             }
-            if let ch = l.criticalHigh, let wh = l.warningHigh, wh > ch {
-                errors.append(ConfigurationError(key: "\(k).warning_high", "must not exceed critical_high"))
-            }
-            if let cl = l.criticalLow, let wl = l.warningLow, wl < cl {
-                errors.append(ConfigurationError(key: "\(k).warning_low", "must not be below critical_low"))
-            }
-            let highs = [l.criticalHigh, l.warningHigh].compactMap { $0 }
-            let lows = [l.criticalLow, l.warningLow].compactMap { $0 }
-            if let minHigh = highs.min(), let maxLow = lows.max(), maxLow >= minHigh {
-                errors.append(ConfigurationError(key: k, "low limits must lie below high limits"))
+            if let problem = l.orderingProblem {
+                // Name the limit at fault when the problem names one.
+                let field = ["warning_high", "warning_low"].first { problem.hasPrefix($0) }
+                errors.append(ConfigurationError(key: field.map { "\(k).\($0)" } ?? k, problem))
             }
         }
     }

@@ -74,6 +74,18 @@ public struct ThresholdLimits: Sendable, Hashable, Codable {
         }
     }
 
+    /// Why these limits cannot work together, or nil when they can: they must be ordered
+    /// critical_low ≤ warning_low < warning_high ≤ critical_high, or a level could never be reached
+    /// or a condition never clear.
+    public var orderingProblem: String? {
+        if let ch = criticalHigh, let wh = warningHigh, wh > ch { return "warning_high must not exceed critical_high" }
+        if let cl = criticalLow, let wl = warningLow, wl < cl { return "warning_low must not be below critical_low" }
+        let highs = [criticalHigh, warningHigh].compactMap { $0 }
+        let lows = [criticalLow, warningLow].compactMap { $0 }
+        if let minHigh = highs.min(), let maxLow = lows.max(), maxLow >= minHigh { return "low limits must lie below high limits" }
+        return nil
+    }
+
     /// True when no limit is set.
     public var isEmpty: Bool { criticalHigh == nil && warningHigh == nil && warningLow == nil && criticalLow == nil }
 }

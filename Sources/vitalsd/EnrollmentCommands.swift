@@ -133,8 +133,16 @@ struct ThresholdCommand: ParsableCommand {
             guard type.plausibleRange.contains(canonical) else {
                 throw ValidationError("\(Observation.format(canonical)) \(type.canonicalUnit.rawValue) is outside the plausible range of \(type.rawValue)")
             }
-            try db.setThreshold(patientID: patient, slot: ThresholdSlot(type: type, level: level, direction: direction),
-                                value: canonical, actor: actor(by))
+            let (config, _) = try options.database()
+            guard let p = try db.patient(id: patient) else { throw ValidationError("patient \(patient) is not enrolled") }
+            var overrides = try db.thresholdOverrides(patientID: patient)
+            let slot = ThresholdSlot(type: type, level: level, direction: direction)
+            overrides[slot] = canonical
+            let resulting = config.thresholds.effectiveLimits(for: type, programs: p.programs, overrides: overrides).limits
+            if let problem = resulting.orderingProblem {
+                throw ValidationError("refused: with this limit, \(type.rawValue) \(problem)")
+            }
+            try db.setThreshold(patientID: patient, slot: slot, value: canonical, actor: actor(by))
             print("patient \(patient): \(type.rawValue) \(level.rawValue) \(direction.rawValue) = \(Observation.format(canonical)) \(type.canonicalUnit.rawValue)")
         }
     }

@@ -114,3 +114,14 @@ struct ThresholdTests {
         #expect(groups[0].reason == "Systolic blood pressure 185 mmHg at or above critical limit 180 mmHg; Diastolic blood pressure 105 mmHg at or above warning limit 100 mmHg")
     }
 }
+
+@Suite("threshold consistency")
+struct ThresholdConsistencyTests {
+    @Test("limits that could never be reached or never clear are named")
+    func ordering() {
+        #expect(ThresholdLimits(warningLow: 50, criticalLow: 59.46).orderingProblem == "warning_low must not be below critical_low")
+        #expect(ThresholdLimits(criticalHigh: 150, warningHigh: 160).orderingProblem == "warning_high must not exceed critical_high")
+        #expect(ThresholdLimits(warningHigh: 100, warningLow: 100).orderingProblem == "low limits must lie below high limits")
+        #expect(ThresholdPolicy.clinicalDefaults.defaults.values.allSatisfy { $0.orderingProblem == nil })
+    }
+}

@@ -1,0 +1,30 @@
+import Foundation
+import Testing
+import VitalsStore
+
+/// The admin commands, run as an operator would run them.
+@Suite("admin commands")
+struct CommandLineTests {
+    func run(_ env: TestEnvironment, _ arguments: [String]) async throws -> (code: Int32?, output: String) {
+        let log = env.directory + "/cli-\(UUID().uuidString.prefix(6)).log"
+        let p = try ChildProcess(path: try vitalsdBinary(), arguments: arguments + ["--config", env.configPath], logPath: log)
+        _ = await p.waitForExit(seconds: 30)
+        return (p.exitCode, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    @Test("a patient limit that would cross the program's other limit is refused")
+    func inconsistentThreshold() async throws {
+        let env = try TestEnvironment()
+        // Default glucose critical_low is 54: a warning_low of 50 would sit below it.
+        let refused = try await run(env, ["threshold", "set", "--patient", "p1", "--type", "glucose", "--level", "warning",
+                                          "--direction", "low", "--value", "50", "--by", "dr.x"])
+        #expect(refused.code != 0)
+        #expect(refused.output.contains("warning_low must not be below critical_low"))
+        #expect(try env.database.thresholdOverrides(patientID: "p1").isEmpty)
+        // 3.3 mmol/L = 59.4594 mg/dL is a valid warning_low.
+        let ok = try await run(env, ["threshold", "set", "--patient", "p1", "--type", "glucose", "--level", "warning",
+                                     "--direction", "low", "--value", "3.3", "--unit", "mmol/L", "--by", "dr.x"])
+        #expect(ok.code == 0)
+        #expect(try env.database.thresholdOverrides(patientID: "p1").values.first == 59.4594)
+    }
+}
