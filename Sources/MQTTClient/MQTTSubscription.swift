@@ -28,6 +28,12 @@ public final class MQTTSubscription: Sendable {
     /// The current connection state.
     public var status: MQTTConnectionStatus { loop.status.withLock { $0 } }
 
+    /// Replaces the subscribed topic filters on the live connection, without dropping the session:
+    /// removed filters are unsubscribed, the list is subscribed with QoS 1, and reconnects use it.
+    public func updateTopics(_ topics: [String]) {
+        loop.updateTopics(topics)
+    }
+
     /// When the network loop last turned, in `DispatchTime` uptime nanoseconds. It turns at least
     /// once a second, except while it waits for a batch to be committed.
     public var lastLoopTurn: UInt64 { loop.heartbeat.load(ordering: .relaxed) }
@@ -67,11 +73,11 @@ public final class MQTTSubscription: Sendable {
 
 /// Owns the libmosquitto handle of a subscription and runs its network loop.
 ///
-/// `@unchecked Sendable` because `mosq`, `pending`, `subscribeMID` and `accepted` are plain stored
+/// `@unchecked Sendable` because `mosq`, `pending`, `subscribeMID`, `accepted` and the topic lists are plain stored
 /// properties: they are used only on the loop thread (``run()`` and the callbacks it triggers, which
 /// libmosquitto calls from inside `loop_read`/`loop_misc` on that same thread, since
 /// `mosquitto_loop_start` is never called). Other threads use only `status`, `stopping`, `gate`,
-/// `finished` (all synchronised) and the write end of the wake pipe.
+/// `finished`, `desiredTopics`, `heartbeat` (all synchronised) and the write end of the wake pipe.
 final class SubscriberLoop: @unchecked Sendable {
     let configuration: MQTTClientConfiguration
     let logger: Logger
@@ -81,6 +87,10 @@ final class SubscriberLoop: @unchecked Sendable {
     var pending: [MQTTMessage] = []
     var subscribeMID: Int32 = -1
     var accepted = false
+    /// The filters subscribed on the current connection, and those of the last SUBSCRIBE sent.
+    var subscribedTopics: [String] = []
+    var lastSubscribeTopics: [String] = []
+    private let desiredTopics: Mutex<[String]>
     var connections = 0
 
     let status = Mutex(MQTTConnectionStatus())
@@ -98,6 +108,7 @@ final class SubscriberLoop: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.continuation = continuation
+        self.desiredTopics = Mutex(configuration.topics)
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
             throw MQTTError(code: -1, message: "pipe: \(String(cString: strerror(errno)))")
@@ -154,6 +165,11 @@ final class SubscriberLoop: @unchecked Sendable {
 
     private var isStopping: Bool { stopping.load(ordering: .sequentiallyConsistent) }
 
+    func updateTopics(_ topics: [String]) {
+        desiredTopics.withLock { $0 = topics }
+        wake()
+    }
+
     private func wake() {
         var byte: UInt8 = 1
         _ = write(wakeWrite, &byte, 1)
@@ -199,6 +215,8 @@ final class SubscriberLoop: @unchecked Sendable {
                 guard deliverPending() else { break }
             }
             if mosquitto_socket(mosq) >= 0 {
+                let desired = desiredTopics.withLock { $0 }
+                if accepted && desired != subscribedTopics { changeSubscriptions(to: desired) }
                 _ = mosquitto_loop_misc(mosq)
                 flushWrites()
             }
@@ -326,7 +344,7 @@ final class SubscriberLoop: @unchecked Sendable {
     // MARK: Callbacks (loop thread)
 
     func didConnect(_ rc: Int32) {
-        guard let mosq else { return }
+        guard mosq != nil else { return }
         guard rc == 0 else {
             let text = String(cString: mosquitto_connack_string(rc))
             status.withLock { $0.lastError = "broker refused connection: \(text)" }
@@ -348,7 +366,13 @@ final class SubscriberLoop: @unchecked Sendable {
             metadata: ["mqtt.host": "\(configuration.host)", "mqtt.port": "\(configuration.port)",
                        "mqtt.client_id": "\(configuration.clientID)"])
         // Always subscribe, whatever session_present says: the configured list is the truth (F4).
-        var cTopics = configuration.topics.map { strdup($0) }
+        subscribe(desiredTopics.withLock { $0 })
+    }
+
+    /// Sends SUBSCRIBE (QoS 1) for `topics`; it leaves with the next write.
+    private func subscribe(_ topics: [String]) {
+        guard let mosq else { return }
+        var cTopics = topics.map { strdup($0) }
         defer { cTopics.forEach { free($0) } }
         var mid: Int32 = 0
         let src = cTopics.withUnsafeMutableBufferPointer { buffer in
@@ -358,20 +382,42 @@ final class SubscriberLoop: @unchecked Sendable {
             logger.error("subscribe failed", metadata: ["mqtt.error": "\(error.message)"])
         }
         subscribeMID = mid
+        lastSubscribeTopics = topics
+        subscribedTopics = topics
+    }
+
+    /// Unsubscribes filters no longer wanted and subscribes the new list, on the live connection.
+    private func changeSubscriptions(to topics: [String]) {
+        guard let mosq else { return }
+        let removed = subscribedTopics.filter { !topics.contains($0) }
+        if !removed.isEmpty {
+            var cTopics = removed.map { strdup($0) }
+            defer { cTopics.forEach { free($0) } }
+            let rc = cTopics.withUnsafeMutableBufferPointer { buffer in
+                mosquitto_unsubscribe_multiple(mosq, nil, Int32(buffer.count), buffer.baseAddress, nil)
+            }
+            if let error = MosquittoLibrary.check(rc, "unsubscribe") {
+                logger.error("unsubscribe failed", metadata: ["mqtt.error": "\(error.message)"])
+            }
+        }
+        status.withLock { $0.subscribed = false }
+        logger.info("topic filters changed", metadata: ["mqtt.topic_filters": "\(topics.joined(separator: ","))",
+                                                        "mqtt.unsubscribed": "\(removed.joined(separator: ","))"])
+        subscribe(topics)
     }
 
     func didSubscribe(mid: Int32, granted: [Int32]) {
         guard mid == subscribeMID else { return }
         let refused = granted.enumerated().filter { $0.element == 0x80 || $0.element < 1 }
         for (index, qos) in refused {
-            let topic = index < configuration.topics.count ? configuration.topics[index] : "?"
+            let topic = index < lastSubscribeTopics.count ? lastSubscribeTopics[index] : "?"
             logger.error(
                 "broker did not grant QoS 1 subscription",
                 metadata: ["mqtt.topic_filter": "\(topic)", "mqtt.granted_qos": "\(qos)"])
         }
         status.withLock { $0.subscribed = refused.isEmpty }
         if refused.isEmpty {
-            logger.info("subscribed", metadata: ["mqtt.topic_filters": "\(configuration.topics.joined(separator: ","))"])
+            logger.info("subscribed", metadata: ["mqtt.topic_filters": "\(lastSubscribeTopics.joined(separator: ","))"])
         }
     }
 

@@ -60,7 +60,8 @@ public enum Daemon {
     /// Runs the daemon until SIGTERM or SIGINT, then shuts down within 10 s.
     ///
     /// - Throws: configuration, database or service errors; the process should then exit non-zero.
-    public static func run(_ config: VitalsConfiguration, logger: Logger) async throws {
+    /// - Parameter configPath: the file to read again on SIGHUP, if any.
+    public static func run(_ config: VitalsConfiguration, configPath: String? = nil, logger: Logger) async throws {
         MosquittoLibrary.initialize()
         let database = try openDatabase(config)
         let metrics = VitalsMetrics()
@@ -79,6 +80,11 @@ public enum Daemon {
                 database: database, interval: .milliseconds(Int(config.database.checkpointIntervalSeconds * 1000)),
                 payloadRetentionDays: config.database.deadLetterPayloadRetentionDays, logger: logger),
             successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+        if let configPath {
+            services.append(.init(
+                service: ReloadService(configPath: configPath, ingest: ingest, logger: logger),
+                successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
         if config.http.enabled {
             services.append(.init(
                 service: HTTPEndpoints.application(

@@ -26,8 +26,8 @@ public struct IngestCounters: Sendable, Hashable {
 public final class IngestService: Service, Sendable {
     private let mqtt: MQTTClientConfiguration
     private let database: AppDatabase
-    private let pipeline: IngestPipeline
-    private let filters: [DeviceTopicFilter]
+    /// The decoder, thresholds and topic filters in force; replaced by ``reload(pipeline:topics:)``.
+    private let rules: Mutex<(pipeline: IngestPipeline, filters: [DeviceTopicFilter])>
     private let logger: Logger
     private let state = StateBox()
     private let maxStoreAttempts: Int
@@ -46,18 +46,24 @@ public final class IngestService: Service, Sendable {
         self.metrics = metrics
         self.mqtt = mqtt
         self.database = database
-        self.pipeline = pipeline
         self.logger = logger
         self.maxStoreAttempts = maxStoreAttempts
+        self.rules = Mutex((pipeline, try Self.filters(mqtt.topics)))
+    }
+
+    private static func filters(_ topics: [String]) throws(Rejection) -> [DeviceTopicFilter] {
         var filters: [DeviceTopicFilter] = []
-        for topic in mqtt.topics {
-            do throws(Rejection) {
-                filters.append(try DeviceTopicFilter(topic))
-            } catch {
-                throw error
-            }
-        }
-        self.filters = filters
+        for topic in topics { filters.append(try DeviceTopicFilter(topic)) }
+        return filters
+    }
+
+    /// Puts new thresholds and topic filters in force without dropping the MQTT session: the next
+    /// batch is evaluated with them, and the subscription changes on the live connection.
+    /// - Throws: ``Rejection`` (`bad_topic`) for a filter without exactly one `+`; nothing changes then.
+    public func reload(pipeline: IngestPipeline, topics: [String]) throws(Rejection) {
+        let filters = try Self.filters(topics)
+        rules.withLock { $0 = (pipeline, filters) }
+        state.subscription?.updateTopics(topics)
     }
 
     /// What has been ingested since start.
@@ -84,13 +90,14 @@ public final class IngestService: Service, Sendable {
             defer { state.setSubscription(nil) }
             for await batch in subscription.deliveries.cancelOnGracefulShutdown() {
                 let receivedAt = Date()
+                let (pipeline, filters) = rules.withLock { $0 }
                 let messages = batch.messages.map { m in
                     IncomingMessage(
                         topic: m.topic, deviceID: filters.lazy.compactMap { $0.deviceID(in: m.topic) }.first,
                         payload: m.payload, receivedAt: receivedAt)
                 }
                 state.storeStarted()
-                let summary = try await store(messages)
+                let summary = try await store(messages, pipeline: pipeline)
                 state.storeFinished()
                 batch.acknowledge()
                 metrics?.record(summary, messages: batch.messages, committedAt: .now)
@@ -101,7 +108,7 @@ public final class IngestService: Service, Sendable {
     }
 
     /// Commits a batch, retrying database errors with a doubling delay (0.5, 1, 2, 4, 8 s).
-    private func store(_ messages: [IncomingMessage]) async throws -> IngestSummary {
+    private func store(_ messages: [IncomingMessage], pipeline: IngestPipeline) async throws -> IngestSummary {
         var delay = 0.5
         var attempt = 1
         while true {

@@ -6,8 +6,8 @@ import ServiceLifecycle
 /// Tells systemd how the daemon is doing (`Type=notify`):
 /// - `READY=1` once the broker connection is up and every topic filter is subscribed;
 /// - `WATCHDOG=1` every `WATCHDOG_USEC`/2, but only while the ingest path is alive: its MQTT loop
-///   thread has turned within the last two watchdog intervals (it turns at least once a second, and
-///   stalls only while a commit waits on the database);
+///   thread has turned within the last two watchdog intervals, and at least the last 2 s (it turns at
+///   least once a second, and stalls only while a commit waits on the database);
 /// - `STOPPING=1` when a graceful shutdown begins.
 public struct SystemdService: Service {
     let notifier: SystemdNotifier
@@ -31,7 +31,8 @@ public struct SystemdService: Service {
                 logger.info("notified systemd: ready")
             }
             if let interval = notifier.watchdogInterval, ContinuousClock.now - lastPing >= interval {
-                if ingest.loopIsAlive(within: interval * 2) {
+                // The loop turns at least once a second (its poll timeout), so allow at least 2 s.
+                if ingest.loopIsAlive(within: max(interval * 2, .seconds(2))) {
                     notifier.notify("WATCHDOG=1")
                 } else {
                     logger.warning("ingest loop stalled; withholding the watchdog ping")

@@ -62,7 +62,7 @@ func actor(_ by: String?) -> String {
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the daemon: subscribe, store, evaluate, raise tasks. Stops cleanly on SIGTERM or SIGINT.")
+        abstract: "Run the daemon: subscribe, store, evaluate, raise tasks. Stops cleanly on SIGTERM or SIGINT; SIGHUP reloads thresholds and topics.")
 
     @OptionGroup var options: GlobalOptions
 
@@ -77,7 +77,7 @@ struct Run: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "vitalsd")
-        try await Daemon.run(config, logger: logger)
+        try await Daemon.run(config, configPath: options.config, logger: logger)
     }
 }
 
