@@ -21,12 +21,16 @@ public struct MQTTClientConfiguration: Sendable, Hashable {
     public var username: String?
     /// Optional password, never logged.
     public var password: String?
+    /// TLS to the broker; nil for plain TCP.
+    public var tls: MQTTTLSConfiguration?
 
     public init(
         host: String = "127.0.0.1", port: Int = 1883, clientID: String, keepAlive: Int = 60,
         topics: [String] = ["devices/+/readings"], maxBatch: Int = 500, minReconnectDelay: Double = 1,
-        maxReconnectDelay: Double = 30, username: String? = nil, password: String? = nil
+        maxReconnectDelay: Double = 30, username: String? = nil, password: String? = nil,
+        tls: MQTTTLSConfiguration? = nil
     ) {
+        self.tls = tls
         self.host = host
         self.port = port
         self.clientID = clientID
@@ -37,6 +41,24 @@ public struct MQTTClientConfiguration: Sendable, Hashable {
         self.maxReconnectDelay = maxReconnectDelay
         self.username = username
         self.password = password
+    }
+}
+
+/// TLS settings. The broker's certificate and host name are always verified: there is no insecure mode.
+public struct MQTTTLSConfiguration: Sendable, Hashable {
+    /// PEM file of the CA that signed the broker's certificate.
+    public var caFile: String
+    /// Optional PEM client certificate, with its key, for brokers that authenticate clients by certificate.
+    public var certFile: String?
+    public var keyFile: String?
+    /// Lowest protocol version: `tlsv1.2` (default) or `tlsv1.3`.
+    public var version: String
+
+    public init(caFile: String, certFile: String? = nil, keyFile: String? = nil, version: String = "tlsv1.2") {
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.version = version
     }
 }
 

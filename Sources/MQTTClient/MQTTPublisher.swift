@@ -24,7 +24,7 @@ public final class MQTTPublisher: Sendable {
     /// - Throws: ``MQTTError`` when the connection fails or is refused.
     public init(
         host: String, port: Int, clientID: String, username: String? = nil, password: String? = nil,
-        timeout: Double = 10
+        tls: MQTTTLSConfiguration? = nil, timeout: Double = 10
     ) throws {
         MosquittoLibrary.initialize()
         let state = PublisherState()
@@ -38,6 +38,7 @@ public final class MQTTPublisher: Sendable {
         _ = mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, Int32(MQTT_PROTOCOL_V311))
         _ = mosquitto_max_inflight_messages_set(mosq, 1000)
         if let username { _ = mosquitto_username_pw_set(mosq, username, password) }
+        if let tls { try MosquittoLibrary.configureTLS(mosq, tls) }
         mosquitto_connect_callback_set(mosq, publisherOnConnect)
         mosquitto_publish_callback_set(mosq, publisherOnPublish)
         if let error = MosquittoLibrary.check(mosquitto_connect(mosq, host, Int32(port), 30), "connect to \(host):\(port)") {

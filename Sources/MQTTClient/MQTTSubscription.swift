@@ -131,6 +131,18 @@ final class SubscriberLoop: @unchecked Sendable {
         if let user = configuration.username {
             _ = mosquitto_username_pw_set(handle, user, configuration.password)
         }
+        if let tls = configuration.tls {
+            do {
+                try MosquittoLibrary.configureTLS(handle, tls)
+            } catch {
+                mosquitto_destroy(handle)
+                Unmanaged<SubscriberLoop>.fromOpaque(context).release()
+                close(wakeRead)
+                close(wakeWrite)
+                throw error
+            }
+            mosquitto_log_callback_set(handle, subscriberOnLog)
+        }
         mosquitto_connect_callback_set(handle, subscriberOnConnect)
         mosquitto_disconnect_callback_set(handle, subscriberOnDisconnect)
         mosquitto_message_callback_set(handle, subscriberOnMessage)
@@ -193,7 +205,8 @@ final class SubscriberLoop: @unchecked Sendable {
                     initialised = rc == MOSQ_ERR_SUCCESS.rawValue || rc == MOSQ_ERR_ERRNO.rawValue
                         || rc == MOSQ_ERR_EAI.rawValue
                 }
-                if let error = MosquittoLibrary.check(rc, "connect to \(configuration.host):\(configuration.port)") {
+                if var error = MosquittoLibrary.check(rc, "connect to \(configuration.host):\(configuration.port)") {
+                    if let tls = tlsProblem() { error.message = tls }
                     status.withLock { $0.lastError = error.message }
                     logger.warning(
                         "broker connection failed; retrying",
@@ -239,11 +252,11 @@ final class SubscriberLoop: @unchecked Sendable {
         repeat {
             let rc = mosquitto_loop_read(mosq, 1)
             if rc != MOSQ_ERR_SUCCESS.rawValue {
+                let message = tlsProblem() ?? "connection lost: \(MosquittoLibrary.describe(rc))"
                 if !isStopping {
-                    logger.warning(
-                        "broker connection lost", metadata: ["mqtt.error": "\(MosquittoLibrary.describe(rc))"])
+                    logger.warning("broker connection lost", metadata: ["mqtt.error": "\(message)"])
                 }
-                status.withLock { $0.lastError = "connection lost: \(MosquittoLibrary.describe(rc))" }
+                status.withLock { $0.lastError = message }
                 return
             }
         } while pending.count < configuration.maxBatch && mosquitto_socket(mosq) >= 0 && socketReadable()
@@ -425,6 +438,28 @@ final class SubscriberLoop: @unchecked Sendable {
         markDisconnected()
     }
 
+    /// TLS lines libmosquitto logged since the last check (host-name and certificate verification).
+    private var tlsLog: [String] = []
+
+    func didLog(level: Int32, _ text: String) {
+        if text.contains("host name verification failed") || text.contains("OpenSSL Error") {
+            tlsLog.append(text)
+        }
+    }
+
+    /// A specific message for the TLS failure libmosquitto just logged, or nil; clears the log.
+    private func tlsProblem() -> String? {
+        defer { tlsLog.removeAll() }
+        guard let tls = configuration.tls, !tlsLog.isEmpty else { return nil }
+        if tlsLog.contains(where: { $0.contains("host name verification failed") }) {
+            return "TLS: the broker's certificate does not name the host '\(configuration.host)' (mqtt.host); connect by a name or address in its certificate"
+        }
+        if tlsLog.contains(where: { $0.contains("certificate verify failed") }) {
+            return "TLS: the broker's certificate is not signed by the CA in mqtt.tls_ca_file (\(tls.caFile)), or it has expired"
+        }
+        return "TLS: handshake failed: \(tlsLog.last ?? "")"
+    }
+
     func didReceive(_ message: MQTTMessage) {
         pending.append(message)
     }
@@ -458,6 +493,11 @@ private func subscriberOnConnect(_ mosq: OpaquePointer?, _ userdata: UnsafeMutab
 
 private func subscriberOnDisconnect(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ rc: Int32) {
     subscriberLoop(userdata)?.didDisconnect(rc)
+}
+
+private func subscriberOnLog(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ level: Int32, _ text: UnsafePointer<CChar>?) {
+    guard let text else { return }
+    subscriberLoop(userdata)?.didLog(level: level, String(cString: text))
 }
 
 private func subscriberOnSubscribe(

@@ -28,6 +28,22 @@ public enum MosquittoLibrary {
         return MQTTError(code: rc, message: "\(what()): \(describe(rc))")
     }
 
+    /// Applies TLS settings to a handle: CA, optional client certificate, minimum version, and
+    /// certificate and host-name verification (never insecure).
+    /// - Throws: ``MQTTError`` naming the file or setting libmosquitto refused.
+    static func configureTLS(_ mosq: OpaquePointer, _ tls: MQTTTLSConfiguration) throws {
+        let rc = mosquitto_tls_set(mosq, tls.caFile, nil, tls.certFile, tls.keyFile, nil)
+        if rc != MOSQ_ERR_SUCCESS.rawValue {
+            throw MQTTError(
+                code: rc,
+                message: "TLS: cannot use mqtt.tls_ca_file '\(tls.caFile)'\(tls.certFile.map { ", mqtt.tls_cert_file '\($0)'" } ?? "")\(tls.keyFile.map { ", mqtt.tls_key_file '\($0)'" } ?? ""): \(describe(rc))")
+        }
+        if let error = check(mosquitto_tls_opts_set(mosq, 1, tls.version, nil), "TLS: mqtt.tls_version '\(tls.version)'") {
+            throw error
+        }
+        _ = mosquitto_tls_insecure_set(mosq, false)
+    }
+
     /// libmosquitto's text for a return code; for `MOSQ_ERR_ERRNO`, the system error.
     static func describe(_ rc: Int32) -> String {
         if rc == MOSQ_ERR_ERRNO.rawValue {

@@ -9,7 +9,8 @@ struct ConfigurationReader {
 
     private static let sections: [String: Set<String>] = [
         "mqtt": ["host", "port", "client_id", "keepalive_seconds", "topics", "max_batch", "reconnect_min_seconds",
-                 "reconnect_max_seconds", "username", "password_file"],
+                 "reconnect_max_seconds", "username", "password_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
+                 "tls_version"],
         "database": ["path", "synchronous", "busy_timeout_seconds", "checkpoint_interval_seconds",
                      "dead_letter_payload_retention_days"],
         "ingest": ["max_payload_bytes", "max_future_skew_seconds"],
@@ -78,6 +79,10 @@ struct ConfigurationReader {
         double(values, "mqtt.reconnect_max_seconds") { config.mqtt.reconnectMaxSeconds = $0 }
         string(values, "mqtt.username") { config.mqtt.username = $0 }
         string(values, "mqtt.password_file") { config.mqtt.passwordFile = $0 }
+        string(values, "mqtt.tls_ca_file") { config.mqtt.tlsCAFile = $0 }
+        string(values, "mqtt.tls_cert_file") { config.mqtt.tlsCertFile = $0 }
+        string(values, "mqtt.tls_key_file") { config.mqtt.tlsKeyFile = $0 }
+        string(values, "mqtt.tls_version") { config.mqtt.tlsVersion = $0 }
         string(values, "database.path") { config.database.path = $0 }
         string(values, "database.synchronous") { config.database.synchronous = $0 }
         double(values, "database.busy_timeout_seconds") { config.database.busyTimeoutSeconds = $0 }
@@ -247,6 +252,18 @@ struct ConfigurationReader {
             }
         }
         check(c.mqtt.passwordFile == nil || c.mqtt.username != nil, "mqtt.password_file", "needs mqtt.username")
+        // TLS (failure-modes F8): files must exist, a client certificate needs its key and a CA.
+        for (key, path) in [("mqtt.tls_ca_file", c.mqtt.tlsCAFile), ("mqtt.tls_cert_file", c.mqtt.tlsCertFile),
+                            ("mqtt.tls_key_file", c.mqtt.tlsKeyFile)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) {
+                errors.append(ConfigurationError(key: key, "file \(path) does not exist or is not readable"))
+            }
+        }
+        check((c.mqtt.tlsCertFile == nil) == (c.mqtt.tlsKeyFile == nil), c.mqtt.tlsCertFile == nil ? "mqtt.tls_cert_file" : "mqtt.tls_key_file",
+              "mqtt.tls_cert_file and mqtt.tls_key_file go together")
+        check(c.mqtt.tlsCertFile == nil || c.mqtt.tlsCAFile != nil, "mqtt.tls_ca_file",
+              "is required when mqtt.tls_cert_file is set: without a CA the broker cannot be verified")
+        check(["tlsv1.2", "tlsv1.3"].contains(c.mqtt.tlsVersion), "mqtt.tls_version", "must be tlsv1.2 or tlsv1.3")
         check(["full", "normal"].contains(c.database.synchronous), "database.synchronous", "must be 'full' or 'normal'")
         check(c.database.busyTimeoutSeconds >= 0, "database.busy_timeout_seconds", "must not be negative")
         check(c.database.checkpointIntervalSeconds >= 1, "database.checkpoint_interval_seconds", "must be at least 1 second")

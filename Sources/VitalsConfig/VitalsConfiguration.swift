@@ -21,6 +21,13 @@ public struct VitalsConfiguration: Sendable, Hashable {
         public var username: String?
         /// A file whose first line is the password (or a systemd credential path); never the password itself.
         public var passwordFile: String?
+        /// PEM CA file; setting it turns TLS on. The broker's certificate and host name are always verified.
+        public var tlsCAFile: String?
+        /// PEM client certificate and key, for brokers that authenticate clients by certificate.
+        public var tlsCertFile: String?
+        public var tlsKeyFile: String?
+        /// Lowest TLS version: `tlsv1.2` or `tlsv1.3`.
+        public var tlsVersion = "tlsv1.2"
     }
 
     /// `database.*`: the SQLite file.
@@ -92,6 +99,10 @@ public struct VitalsConfiguration: Sendable, Hashable {
         ("mqtt.max_batch", "VITALSD_MQTT_MAX_BATCH"),
         ("mqtt.username", "VITALSD_MQTT_USERNAME"),
         ("mqtt.password_file", "VITALSD_MQTT_PASSWORD_FILE"),
+        ("mqtt.tls_ca_file", "VITALSD_MQTT_TLS_CA_FILE"),
+        ("mqtt.tls_cert_file", "VITALSD_MQTT_TLS_CERT_FILE"),
+        ("mqtt.tls_key_file", "VITALSD_MQTT_TLS_KEY_FILE"),
+        ("mqtt.tls_version", "VITALSD_MQTT_TLS_VERSION"),
         ("database.path", "VITALSD_DATABASE_PATH"),
         ("database.synchronous", "VITALSD_DATABASE_SYNCHRONOUS"),
         ("database.busy_timeout_seconds", "VITALSD_DATABASE_BUSY_TIMEOUT_SECONDS"),

@@ -16,7 +16,15 @@ public enum Daemon {
             host: config.mqtt.host, port: config.mqtt.port, clientID: config.mqtt.clientID,
             keepAlive: config.mqtt.keepAliveSeconds, topics: config.mqtt.topics, maxBatch: config.mqtt.maxBatch,
             minReconnectDelay: config.mqtt.reconnectMinSeconds, maxReconnectDelay: config.mqtt.reconnectMaxSeconds,
-            username: config.mqtt.username, password: try config.mqttPassword())
+            username: config.mqtt.username, password: try config.mqttPassword(), tls: tlsConfiguration(config))
+    }
+
+    /// The TLS settings of a configuration, or nil when `mqtt.tls_ca_file` is not set.
+    public static func tlsConfiguration(_ config: VitalsConfiguration) -> MQTTTLSConfiguration? {
+        config.mqtt.tlsCAFile.map {
+            MQTTTLSConfiguration(caFile: $0, certFile: config.mqtt.tlsCertFile, keyFile: config.mqtt.tlsKeyFile,
+                                 version: config.mqtt.tlsVersion)
+        }
     }
 
     /// The ingest pipeline for a configuration.

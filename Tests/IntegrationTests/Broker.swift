@@ -8,14 +8,19 @@ import Glibc
 final class Broker: @unchecked Sendable {
     let port: Int
     let directory: String
+    /// A TLS listener's port, when started with `tls`.
+    let tlsPort: Int?
+    private let tls: (ca: String, cert: String, key: String)?
     private var process: ChildProcess?
 
-    init() throws {
+    init(tls: (ca: String, cert: String, key: String)? = nil) throws {
+        self.tls = tls
         directory = NSTemporaryDirectory() + "vitalsd-broker-" + UUID().uuidString
         // mosquitto started as root drops to its own user: let it write its persistence file here.
         try FileManager.default.createDirectory(
             atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
         port = try Self.freePort()
+        tlsPort = tls == nil ? nil : try Self.freePort()
         try start()
     }
 
@@ -25,8 +30,12 @@ final class Broker: @unchecked Sendable {
         let conf = shipped
             .replacingOccurrences(of: "listener 1883 127.0.0.1", with: "listener \(port) 127.0.0.1")
             .replacingOccurrences(of: "persistence_location /var/lib/mosquitto/", with: "persistence_location \(directory)/")
+        var text = conf
+        if let tls, let tlsPort {
+            text += "\nlistener \(tlsPort) 127.0.0.1\ncafile \(tls.ca)\ncertfile \(tls.cert)\nkeyfile \(tls.key)\ntls_version tlsv1.2\n"
+        }
         let path = directory + "/mosquitto.conf"
-        try conf.write(toFile: path, atomically: true, encoding: .utf8)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
@@ -35,7 +44,7 @@ final class Broker: @unchecked Sendable {
         process = try ChildProcess(path: try Self.mosquittoPath(), arguments: ["-c", try writeConfiguration()], logPath: log)
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            if Self.canConnect(port: port) { return }
+            if Self.canConnect(port: port) && (tlsPort.map(Self.canConnect(port:)) ?? true) { return }
             usleep(20_000)
         }
         throw TestFailure("mosquitto did not listen on \(port): \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
