@@ -38,15 +38,20 @@ public enum Daemon {
 
     /// Opens the database a configuration names.
     /// - Throws: GRDB errors when the file cannot be opened or is corrupt.
+    /// The problem with `database.path`'s directory, or nil when it exists.
+    public static func databaseDirectoryProblem(_ config: VitalsConfiguration) -> ConfigurationError? {
+        let directory = (config.database.path as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        guard directory.isEmpty || (FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue)
+        else { return ConfigurationError(key: "database.path", "directory \(directory) does not exist") }
+        return nil
+    }
+
     /// - Throws: ``ConfigurationErrors`` naming `database.path` when the directory is missing or the
     ///   file cannot be opened, is not a database, or fails its integrity check.
     public static func openDatabase(_ config: VitalsConfiguration) throws -> AppDatabase {
         let path = config.database.path
-        let directory = (path as NSString).deletingLastPathComponent
-        var isDirectory: ObjCBool = false
-        if !directory.isEmpty && !(FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue) {
-            throw ConfigurationErrors(errors: [ConfigurationError(key: "database.path", "directory \(directory) does not exist")])
-        }
+        if let problem = databaseDirectoryProblem(config) { throw ConfigurationErrors(errors: [problem]) }
         do {
             return try AppDatabase.open(
                 path: path, synchronous: AppDatabase.Synchronous(rawValue: config.database.synchronous) ?? .full,

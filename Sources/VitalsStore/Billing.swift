@@ -236,6 +236,7 @@ extension AppDatabase {
         let end = epochMilliseconds(through.adding(days: 1).start(in: timeZone))
         return try writer.read { db in
             var days: [LocalDate: TransmissionDay] = [:]
+            let calendar = LocalDate.calendar(timeZone)
             let rows = try Row.fetchCursor(
                 db,
                 sql: """
@@ -246,7 +247,7 @@ extension AppDatabase {
                 arguments: [patientID, start, end])
             while let row = try rows.next() {
                 let at = dateFromEpochMilliseconds(row["measured_at"])
-                let date = LocalDate(at, in: timeZone)
+                let date = LocalDate(at, calendar: calendar)
                 let device: String = row["device_id"]
                 if var day = days[date] {
                     day.readings += 1

@@ -122,7 +122,7 @@ struct ThresholdCommand: ParsableCommand {
         @Option(help: "Clinician who ordered the limit (default: the invoking user).") var by: String?
 
         func run() throws {
-            let (_, db) = try options.database()
+            let (config, db) = try options.database()
             var canonical = value
             if let unit {
                 guard let u = UCUMUnit(spelling: unit), let c = u.convert(value, to: type.canonicalUnit) else {
@@ -133,7 +133,6 @@ struct ThresholdCommand: ParsableCommand {
             guard type.plausibleRange.contains(canonical) else {
                 throw ValidationError("\(Observation.format(canonical)) \(type.canonicalUnit.rawValue) is outside the plausible range of \(type.rawValue)")
             }
-            let (config, _) = try options.database()
             guard let p = try db.patient(id: patient) else { throw ValidationError("patient \(patient) is not enrolled") }
             var overrides = try db.thresholdOverrides(patientID: patient)
             let slot = ThresholdSlot(type: type, level: level, direction: direction)

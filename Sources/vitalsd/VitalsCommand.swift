@@ -94,10 +94,7 @@ struct ConfigCommand: ParsableCommand {
         func run() throws {
             let config = try options.load()
             var problems: [String] = []
-            let dir = (config.database.path as NSString).deletingLastPathComponent
-            if !dir.isEmpty && !FileManager.default.fileExists(atPath: dir) {
-                problems.append("database.path: directory \(dir) does not exist")
-            }
+            if let problem = Daemon.databaseDirectoryProblem(config) { problems.append(problem.description) }
             do { _ = try config.mqttPassword() } catch { problems.append("\(error)") }
             if !problems.isEmpty {
                 FileHandle.standardError.write(Data((problems.joined(separator: "\n") + "\n").utf8))

@@ -88,6 +88,19 @@ struct RunningDaemon {
     }
 }
 
+/// Publishes `payload` every 200 ms until the daemon has stored `readings` rows: a message published
+/// before the daemon's first subscription is dropped by the broker, so the first one must be repeated
+/// (same measured_at, so the repeats are duplicates).
+/// - Returns: false if that did not happen within 15 s.
+func publishUntilStored(_ pub: MQTTPublisher, _ env: TestEnvironment, topic: String = "devices/g1/readings",
+                        payload: [UInt8], readings: Int = 1) async -> Bool {
+    await eventually(15) {
+        try? pub.publish(topic: topic, payload: payload)
+        try? await Task.sleep(for: .milliseconds(200))
+        return (try? env.statistics().readings) == readings
+    }
+}
+
 /// A canonical glucose message measured `secondsAgo` seconds ago (whole milliseconds).
 func glucoseJSON(_ value: Double, at ms: Int64) -> [UInt8] {
     Array(#"{"type":"glucose","value":\#(value),"unit":"mg/dL","measured_at":\#(ms)}"#.utf8)

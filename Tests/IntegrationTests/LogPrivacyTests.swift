@@ -28,11 +28,7 @@ struct LogPrivacyTests {
             ("devices/g1/readings", #"{"type":"glucose","value":47.3219,"unit":"mg/dL","measured_at":\#(at)}"#),  // duplicate
         ]
         // Publish until the session exists (the first copies may precede the subscription).
-        _ = await eventually(15) {
-            try? pub.publish(topic: payloads[0].0, payload: Array(payloads[0].1.utf8))
-            try? await Task.sleep(for: .milliseconds(200))
-            return (try? env.statistics().readings) == 1
-        }
+        _ = await publishUntilStored(pub, env, topic: payloads[0].0, payload: Array(payloads[0].1.utf8))
         for (topic, payload) in payloads { try pub.publish(topic: topic, payload: Array(payload.utf8)) }
         try await pub.waitUntilDelivered()
         #expect(await eventually { (try? env.statistics().deadLetters) == 5 })

@@ -149,12 +149,7 @@ struct ProcessFaultTests {
         let pub = try env.publisher()
         defer { pub.close() }
         let probeAt = msAgo(200_000)
-        let subscribed = await eventually(15) {
-            try? pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(100, at: probeAt))
-            try? await Task.sleep(for: .milliseconds(200))
-            return (try? env.statistics().readings) == 1
-        }
-        try #require(subscribed)
+        try #require(await publishUntilStored(pub, env, payload: glucoseJSON(100, at: probeAt)))
 
         let base = msAgo(100_000)
         let publishing = Task {

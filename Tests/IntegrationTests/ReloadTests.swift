@@ -15,12 +15,7 @@ struct ReloadTests {
         let pub = try env.publisher()
         defer { pub.close() }
         let at = msAgo(3600)
-        let subscribed = await eventually(15) {
-            try? pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(65, at: at))
-            try? await Task.sleep(for: .milliseconds(200))
-            return (try? env.statistics().readings) == 1
-        }
-        try #require(subscribed)
+        try #require(await publishUntilStored(pub, env, payload: glucoseJSON(65, at: at)))
         #expect(try env.database.tasks().first?.reason == "Glucose 65 mg/dL below warning limit 70 mg/dL")
 
         // Lower the warning limit to 60 and add a gateway topic.
@@ -31,11 +26,7 @@ struct ReloadTests {
         daemon.signal(SIGHUP)
         let log = env.directory + "/vitalsd.log"
         #expect(await eventually(10) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("configuration reloaded") })
-        #expect(await eventually(10) {
-            try? pub.publish(topic: "gateways/g1/readings", payload: glucoseJSON(62, at: at + 60_000))
-            try? await Task.sleep(for: .milliseconds(200))
-            return (try? env.statistics().readings) == 2
-        })
+        #expect(await publishUntilStored(pub, env, topic: "gateways/g1/readings", payload: glucoseJSON(62, at: at + 60_000), readings: 2))
         // 62 mg/dL is not below the new limit of 60: the task got no new occurrence.
         #expect(try env.database.tasks().first?.occurrences == 1)
         // One connection only: the session was never dropped.

@@ -36,12 +36,22 @@ public struct LocalDate: Sendable, Hashable, Comparable, Codable, CustomStringCo
 
     /// The local date of an instant in `timeZone`.
     public init(_ instant: Date, in timeZone: TimeZone) {
-        var c = Calendar(identifier: .gregorian)
-        c.timeZone = timeZone
+        self.init(instant, calendar: Self.calendar(timeZone))
+    }
+
+    /// The local date of an instant in `calendar`'s time zone; for loops over many instants.
+    public init(_ instant: Date, calendar c: Calendar) {
         let parts = c.dateComponents([.year, .month, .day], from: instant)
         year = parts.year!
         month = parts.month!
         day = parts.day!
+    }
+
+    /// A Gregorian calendar in `timeZone`.
+    public static func calendar(_ timeZone: TimeZone) -> Calendar {
+        var c = Calendar(identifier: .gregorian)
+        c.timeZone = timeZone
+        return c
     }
 
     private var utcMidnight: Date { Self.utc.date(from: DateComponents(year: year, month: month, day: day))! }
