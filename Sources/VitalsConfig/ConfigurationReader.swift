@@ -19,11 +19,16 @@ struct ConfigurationReader {
         "adherence": ["no_data_days", "check_interval_seconds"],
         "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units"],
         "thresholds": ["defaults", "programs"],
+        "alerts": ["late_after_hours", "realert_after_hours", "confirmation_window_minutes", "escalation_after_minutes",
+                   "escalation_repeat_minutes", "check_interval_seconds", "rules", "programs"],
+        "delivery": ["mqtt_enabled", "mqtt_topic", "webhook_url", "webhook_secret_file", "webhook_timeout_seconds",
+                     "retry_max_seconds"],
     ]
 
     mutating func read(_ root: Node?, into config: inout VitalsConfiguration, environment: [String: String]) {
         var values: [String: Node] = [:]
         var thresholdsNode: Node?
+        var alertRuleNodes: [String: Node] = [:]
         if let root {
             guard let mapping = root.mapping else {
                 errors.append(ConfigurationError(key: "(file)", "top level must be a mapping of sections"))
@@ -48,6 +53,10 @@ struct ConfigurationReader {
                     let key = "\(section).\(ik.string ?? "?")"
                     guard let name = ik.string, allowed.contains(name) else {
                         errors.append(ConfigurationError(key: key, "unknown key"))
+                        continue
+                    }
+                    if section == "alerts" && (name == "rules" || name == "programs") {
+                        alertRuleNodes[name] = iv
                         continue
                     }
                     values[key] = iv
@@ -117,6 +126,108 @@ struct ConfigurationReader {
         if let thresholdsNode {
             config.thresholds = readThresholds(thresholdsNode)
         }
+
+        double(values, "alerts.late_after_hours") { config.alerts.lateAfterSeconds = $0 * 3_600 }
+        double(values, "alerts.realert_after_hours") { config.alerts.realertAfterSeconds = $0 * 3_600 }
+        double(values, "alerts.confirmation_window_minutes") { config.alerts.confirmationWindowSeconds = $0 * 60 }
+        double(values, "alerts.escalation_after_minutes") { config.alerts.escalationAfterSeconds = $0 * 60 }
+        if let node = values["alerts.escalation_repeat_minutes"] {
+            let numbers = (node.sequence ?? [node]).compactMap { $0.scalar.flatMap { Double($0.string) } }
+            if numbers.isEmpty || numbers.count != (node.sequence?.count ?? 1) {
+                errors.append(ConfigurationError(key: "alerts.escalation_repeat_minutes", "must be a list of minutes"))
+            } else {
+                config.alerts.escalationRepeatSeconds = numbers.map { $0 * 60 }
+            }
+        }
+        double(values, "alerts.check_interval_seconds") { config.alertCheckIntervalSeconds = $0 }
+        if let node = alertRuleNodes["rules"] {
+            config.alerts.defaultRules = readRules(node, key: "alerts.rules")
+        }
+        if let node = alertRuleNodes["programs"] {
+            config.alerts.programRules = [:]
+            if let programs = node.mapping {
+                for (pk, pv) in programs {
+                    let key = "alerts.programs.\(pk.string ?? "?")"
+                    guard let program = pk.string.flatMap(Program.init(rawValue:)) else {
+                        errors.append(ConfigurationError(
+                            key: key, "unknown program; expected one of \(Program.allCases.map(\.rawValue).joined(separator: ", "))"))
+                        continue
+                    }
+                    config.alerts.programRules[program] = readRules(pv, key: key)
+                }
+            } else if node.null == nil {
+                errors.append(ConfigurationError(key: "alerts.programs", "must be a mapping by program"))
+            }
+        }
+        if let node = values["delivery.mqtt_enabled"] {
+            switch node.scalar?.string {
+            case "true", "yes", "on": config.delivery.mqttEnabled = true
+            case "false", "no", "off": config.delivery.mqttEnabled = false
+            default: errors.append(ConfigurationError(key: "delivery.mqtt_enabled", "must be true or false"))
+            }
+        }
+        string(values, "delivery.mqtt_topic") { config.delivery.mqttTopic = $0 }
+        string(values, "delivery.webhook_url") { config.delivery.webhookURL = $0 }
+        string(values, "delivery.webhook_secret_file") { config.delivery.webhookSecretFile = $0 }
+        double(values, "delivery.webhook_timeout_seconds") { config.delivery.webhookTimeoutSeconds = $0 }
+        double(values, "delivery.retry_max_seconds") { config.delivery.retryMaxSeconds = $0 }
+    }
+
+    /// Reads a list of trend rules: each a mapping of id, kind, type, direction, window_hours, bound,
+    /// min_count, level and source.
+    private mutating func readRules(_ node: Node, key: String) -> [TrendRule] {
+        guard node.null == nil else { return [] }
+        guard let list = node.sequence else {
+            errors.append(ConfigurationError(key: key, "must be a list of rules"))
+            return []
+        }
+        var rules: [TrendRule] = []
+        for (i, item) in list.enumerated() {
+            let k = "\(key)[\(i)]"
+            guard let fields = item.mapping else {
+                errors.append(ConfigurationError(key: k, "must be a mapping"))
+                continue
+            }
+            var text: [String: String] = [:]
+            for (fk, fv) in fields {
+                let name = fk.string ?? "?"
+                guard ["id", "kind", "type", "direction", "window_hours", "bound", "min_count", "level", "source"].contains(name) else {
+                    errors.append(ConfigurationError(
+                        key: "\(k).\(name)", "unknown key; expected id, kind, type, direction, window_hours, bound, min_count, level or source"))
+                    continue
+                }
+                text[name] = fv.scalar?.string
+            }
+            var ok = true
+            func need<T>(_ name: String, _ expected: String, _ parse: (String) -> T?) -> T? {
+                guard let raw = text[name], let value = parse(raw) else {
+                    errors.append(ConfigurationError(key: "\(k).\(name)", "must be \(expected)"))
+                    ok = false
+                    return nil
+                }
+                return value
+            }
+            let id = need("id", "a rule name") { $0.isEmpty ? nil : $0 }
+            let kind = need("kind", "delta, average or count") { TrendRuleKind(rawValue: $0) }
+            let type = need("type", "one of \(VitalType.allCases.map(\.rawValue).joined(separator: ", "))") { VitalType(rawValue: $0) }
+            let direction = need("direction", "high or low") { ThresholdDirection(rawValue: $0) }
+            let window = need("window_hours", "a number of hours") { Double($0).flatMap { $0.isFinite ? $0 : nil } }
+            let bound = need("bound", "a number in the type's canonical unit") { Double($0).flatMap { $0.isFinite ? $0 : nil } }
+            var minCount = 1
+            if text["min_count"] != nil, let n = need("min_count", "a whole number", { Int($0) }) { minCount = n }
+            var level = ThresholdLevel.warning
+            if text["level"] != nil, let l = need("level", "warning or critical", { ThresholdLevel(rawValue: $0) }) { level = l }
+            guard ok, let id, let kind, let type, let direction, let window, let bound else { continue }
+            let rule = TrendRule(
+                id: id, kind: kind, type: type, direction: direction, windowSeconds: window * 3_600, bound: bound,
+                minimumCount: minCount, level: level, source: text["source"])
+            if let problem = rule.problem {
+                errors.append(ConfigurationError(key: k, problem))
+                continue
+            }
+            rules.append(rule)
+        }
+        return rules
     }
 
     private mutating func string(_ values: [String: Node], _ key: String, _ set: (String) -> Void) {
@@ -210,7 +321,7 @@ struct ConfigurationReader {
                 switch lk.string {
                 case "source":
                     l.source = lv.string
-                case "critical_high", "warning_high", "warning_low", "critical_low":
+                case "critical_high", "warning_high", "warning_low", "critical_low", "recovery_high", "recovery_low":
                     guard let s = lv.scalar?.string, let d = Double(s), d.isFinite else {
                         errors.append(ConfigurationError(key: limitKey, "must be a number in \(type.canonicalUnit.rawValue)"))
                         continue
@@ -219,11 +330,14 @@ struct ConfigurationReader {
                     case "critical_high": l.criticalHigh = d
                     case "warning_high": l.warningHigh = d
                     case "warning_low": l.warningLow = d
+                    case "recovery_high": l.recoveryHigh = d
+                    case "recovery_low": l.recoveryLow = d
                     default: l.criticalLow = d
                     }
                 default:
                     errors.append(ConfigurationError(
-                        key: limitKey, "unknown key; expected critical_high, warning_high, warning_low, critical_low or source"))
+                        key: limitKey,
+                        "unknown key; expected critical_high, warning_high, warning_low, critical_low, recovery_high, recovery_low or source"))
                 }
             }
             result[type] = l
@@ -281,6 +395,34 @@ struct ConfigurationReader {
         check(["text", "json"].contains(c.log.format), "log.format", "must be text or json")
         check(["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(c.log.level),
               "log.level", "must be one of trace, debug, info, notice, warning, error, critical")
+        check(c.alerts.lateAfterSeconds >= 60, "alerts.late_after_hours", "must be at least 1 minute (0.0167 h)")
+        check(c.alerts.realertAfterSeconds >= 0, "alerts.realert_after_hours", "must not be negative")
+        check(c.alerts.confirmationWindowSeconds >= 60, "alerts.confirmation_window_minutes", "must be at least 1 minute")
+        check(c.alerts.escalationAfterSeconds >= 60, "alerts.escalation_after_minutes", "must be at least 1 minute")
+        check(c.alerts.escalationRepeatSeconds.allSatisfy { $0 >= 60 }, "alerts.escalation_repeat_minutes",
+              "each interval must be at least 1 minute")
+        check(c.alertCheckIntervalSeconds >= 1, "alerts.check_interval_seconds", "must be at least 1 second")
+        var ruleIDs = Set<String>()
+        for rule in c.alerts.defaultRules + c.alerts.programRules.values.flatMap({ $0 }) where !ruleIDs.insert(rule.id).inserted {
+            // The same rule may appear under several programs only if it is the same rule.
+            let all = (c.alerts.defaultRules + c.alerts.programRules.values.flatMap { $0 }).filter { $0.id == rule.id }
+            if Set(all).count > 1 { errors.append(ConfigurationError(key: "alerts", "rule id '\(rule.id)' names two different rules")) }
+        }
+        if c.delivery.mqttEnabled {
+            check(!c.delivery.mqttTopic.contains("#") && !c.delivery.mqttTopic.contains("+"), "delivery.mqtt_topic",
+                  "must not contain the wildcards + or #")
+        }
+        if let url = c.delivery.webhookURL {
+            let parsed = URL(string: url)
+            check(parsed?.scheme == "https" || parsed?.scheme == "http", "delivery.webhook_url", "must be an http:// or https:// URL")
+            check(c.delivery.webhookSecretFile != nil, "delivery.webhook_secret_file",
+                  "is required with delivery.webhook_url: every request is signed with HMAC-SHA256")
+        }
+        if let path = c.delivery.webhookSecretFile, !FileManager.default.isReadableFile(atPath: path) {
+            errors.append(ConfigurationError(key: "delivery.webhook_secret_file", "file \(path) does not exist or is not readable"))
+        }
+        check(c.delivery.webhookTimeoutSeconds > 0, "delivery.webhook_timeout_seconds", "must be greater than 0")
+        check(c.delivery.retryMaxSeconds >= 1, "delivery.retry_max_seconds", "must be at least 1 second")
         validateThresholds(c.thresholds.defaults, key: "thresholds.defaults")
         for (program, limits) in c.thresholds.programs {
             validateThresholds(limits, key: "thresholds.programs.\(program.rawValue)")

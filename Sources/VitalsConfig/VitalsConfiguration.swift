@@ -86,6 +86,29 @@ public struct VitalsConfiguration: Sendable, Hashable {
     public var http = HTTP()
     /// `thresholds.*`: program defaults; ``ThresholdPolicy/clinicalDefaults`` when the section is absent.
     public var thresholds = ThresholdPolicy.clinicalDefaults
+    /// `alerts.*`: trend rules, late data, re-alerting, confirmation and escalation.
+    public var alerts = AlertPolicy.clinicalDefaults
+    /// `alerts.check_interval_seconds`: seconds between runs of the timer rules (escalation,
+    /// confirmation windows). Default 30.
+    public var alertCheckIntervalSeconds = 30.0
+
+    /// `delivery.*`: where task events go.
+    public struct Delivery: Sendable, Hashable {
+        /// Publish every task event to MQTT.
+        public var mqttEnabled = true
+        /// Topic of task events; `{patient_id}` is replaced by the patient id.
+        public var mqttTopic = "alerts/{patient_id}/tasks"
+        /// POST every task event here too, when set.
+        public var webhookURL: String?
+        /// File whose first line is the HMAC-SHA256 key that signs webhook requests.
+        public var webhookSecretFile: String?
+        /// Seconds before a webhook request is given up and retried.
+        public var webhookTimeoutSeconds = 10.0
+        /// Longest wait between delivery retries, in seconds (the wait doubles from 1 s up to it).
+        public var retryMaxSeconds = 60.0
+        public init() {}
+    }
+    public var delivery = Delivery()
 
     public init() {}
 
@@ -119,6 +142,13 @@ public struct VitalsConfiguration: Sendable, Hashable {
         ("adherence.check_interval_seconds", "VITALSD_ADHERENCE_CHECK_INTERVAL_SECONDS"),
         ("billing.device_period_anchor", "VITALSD_BILLING_DEVICE_PERIOD_ANCHOR"),
         ("billing.setup_minimum_days", "VITALSD_BILLING_SETUP_MINIMUM_DAYS"),
+        ("alerts.late_after_hours", "VITALSD_ALERTS_LATE_AFTER_HOURS"),
+        ("alerts.escalation_after_minutes", "VITALSD_ALERTS_ESCALATION_AFTER_MINUTES"),
+        ("alerts.check_interval_seconds", "VITALSD_ALERTS_CHECK_INTERVAL_SECONDS"),
+        ("delivery.mqtt_enabled", "VITALSD_DELIVERY_MQTT_ENABLED"),
+        ("delivery.mqtt_topic", "VITALSD_DELIVERY_MQTT_TOPIC"),
+        ("delivery.webhook_url", "VITALSD_DELIVERY_WEBHOOK_URL"),
+        ("delivery.webhook_secret_file", "VITALSD_DELIVERY_WEBHOOK_SECRET_FILE"),
     ]
 }
 

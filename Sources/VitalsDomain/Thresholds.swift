@@ -32,13 +32,20 @@ public struct ThresholdLimits: Sendable, Hashable, Codable {
     public var warningHigh: Double?
     public var warningLow: Double?
     public var criticalLow: Double?
+    /// A high condition clears only below this value (hysteresis, `failure-modes.md` F13); nil: below
+    /// the lowest high limit. Never above the lowest high limit.
+    public var recoveryHigh: Double?
+    /// A low condition clears only at or above this value; nil: at or above the highest low limit.
+    public var recoveryLow: Double?
     /// Where the values come from (guideline, clinician order). Shown by `vitalsd threshold list`.
     public var source: String?
 
     public init(
         criticalHigh: Double? = nil, warningHigh: Double? = nil, warningLow: Double? = nil,
-        criticalLow: Double? = nil, source: String? = nil
+        criticalLow: Double? = nil, recoveryHigh: Double? = nil, recoveryLow: Double? = nil, source: String? = nil
     ) {
+        self.recoveryHigh = recoveryHigh
+        self.recoveryLow = recoveryLow
         self.criticalHigh = criticalHigh
         self.warningHigh = warningHigh
         self.warningLow = warningLow
@@ -51,6 +58,8 @@ public struct ThresholdLimits: Sendable, Hashable, Codable {
         case warningHigh = "warning_high"
         case warningLow = "warning_low"
         case criticalLow = "critical_low"
+        case recoveryHigh = "recovery_high"
+        case recoveryLow = "recovery_low"
         case source
     }
 
@@ -83,6 +92,9 @@ public struct ThresholdLimits: Sendable, Hashable, Codable {
         let highs = [criticalHigh, warningHigh].compactMap { $0 }
         let lows = [criticalLow, warningLow].compactMap { $0 }
         if let minHigh = highs.min(), let maxLow = lows.max(), maxLow >= minHigh { return "low limits must lie below high limits" }
+        if let r = recoveryHigh, let minHigh = highs.min(), r > minHigh { return "recovery_high must not exceed the lowest high limit" }
+        if let r = recoveryLow, let maxLow = lows.max(), r < maxLow { return "recovery_low must not be below the highest low limit" }
+        if let rh = recoveryHigh, let rl = recoveryLow, rl >= rh { return "recovery_low must lie below recovery_high" }
         return nil
     }
 
@@ -166,6 +178,11 @@ public struct ThresholdPolicy: Sendable, Hashable {
                 }
             }
         }
+        // Recovery bounds come from the programs (the one that keeps a condition active longest) or
+        // the defaults; a patient's own limits do not set them.
+        let programLimits = patientPrograms.compactMap { programs[$0]?[type] }
+        result.recoveryHigh = programLimits.compactMap(\.recoveryHigh).min() ?? defaults[type]?.recoveryHigh
+        result.recoveryLow = programLimits.compactMap(\.recoveryLow).max() ?? defaults[type]?.recoveryLow
         return (result, origins)
     }
 }

@@ -281,6 +281,153 @@ extension AppDatabase {
                     ON dead_letters(payload_id, topic, reason, coalesce(reading_index, -1)) WHERE payload_id IS NOT NULL;
                 """)
         }
+        migrator.registerMigration("v5-alerting") { db in
+            // Trend and late-data tasks, escalation, confirmation and stale-data flags on tasks; alert
+            // state for hysteresis; the outbox of task events. Tasks and task events are rebuilt to
+            // widen their CHECK constraints (sqlite.org/lang_altertable.html).
+            try db.execute(sql: """
+                CREATE TABLE tasks_v5 (
+                    id INTEGER PRIMARY KEY,
+                    patient_id TEXT NOT NULL REFERENCES patients(id),
+                    kind TEXT NOT NULL DEFAULT 'threshold'
+                        CHECK (kind IN ('threshold', 'trend', 'late_data', 'days_of_data', 'no_data')),
+                    vital TEXT NOT NULL,
+                    direction TEXT NOT NULL CHECK (direction IN ('high', 'low')),
+                    priority TEXT NOT NULL CHECK (priority IN ('critical', 'warning', 'routine')),
+                    status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'acknowledged', 'resolved')),
+                    reason TEXT NOT NULL,
+                    first_reading_id INTEGER REFERENCES readings(id),
+                    last_reading_id INTEGER REFERENCES readings(id),
+                    last_measured_at INTEGER,
+                    occurrences INTEGER NOT NULL DEFAULT 1 CHECK (occurrences >= 1),
+                    condition_key TEXT,
+                    opened_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    acknowledged_at INTEGER,
+                    acknowledged_by TEXT,
+                    resolved_at INTEGER,
+                    resolved_by TEXT,
+                    note TEXT,
+                    escalation_level INTEGER NOT NULL DEFAULT 0 CHECK (escalation_level >= 0),
+                    escalated_at INTEGER,
+                    next_escalation_at INTEGER,
+                    confirmation TEXT CHECK (confirmation IN ('pending', 'confirmed', 'not_confirmed', 'not_repeated')),
+                    confirmation_due_at INTEGER,
+                    data_stale INTEGER NOT NULL DEFAULT 0 CHECK (data_stale IN (0, 1)),
+                    CHECK ((status = 'resolved') = (resolved_at IS NOT NULL)),
+                    CHECK (kind NOT IN ('threshold', 'trend', 'late_data')
+                           OR (first_reading_id IS NOT NULL AND last_reading_id IS NOT NULL AND last_measured_at IS NOT NULL)),
+                    CHECK (kind NOT IN ('threshold', 'trend') OR priority <> 'routine'),
+                    CHECK (kind IN ('threshold', 'trend', 'late_data') OR condition_key IS NOT NULL),
+                    -- Only an open critical task waits for escalation.
+                    CHECK (next_escalation_at IS NULL OR (status = 'open' AND priority = 'critical')),
+                    CHECK ((confirmation = 'pending') = (confirmation_due_at IS NOT NULL))
+                );
+                INSERT INTO tasks_v5(id, patient_id, kind, vital, direction, priority, status, reason, first_reading_id,
+                                     last_reading_id, last_measured_at, occurrences, condition_key, opened_at, updated_at,
+                                     acknowledged_at, acknowledged_by, resolved_at, resolved_by, note)
+                    SELECT id, patient_id, kind, vital, direction, priority, status, reason, first_reading_id,
+                           last_reading_id, last_measured_at, occurrences, condition_key, opened_at, updated_at,
+                           acknowledged_at, acknowledged_by, resolved_at, resolved_by, note
+                    FROM tasks;
+                CREATE TABLE task_events_v5 (
+                    id INTEGER PRIMARY KEY,
+                    task_id INTEGER NOT NULL REFERENCES tasks(id),
+                    at INTEGER NOT NULL,
+                    event TEXT NOT NULL CHECK (event IN ('opened', 'updated', 'priority_raised', 'acknowledged', 'resolved',
+                                                         'escalated', 'recovered', 'confirmation', 'data_stale')),
+                    actor TEXT NOT NULL,
+                    reading_id INTEGER REFERENCES readings(id),
+                    detail TEXT
+                );
+                INSERT INTO task_events_v5 SELECT id, task_id, at, event, actor, reading_id, detail FROM task_events;
+                DROP TABLE task_events;
+                DROP TABLE tasks;
+                ALTER TABLE tasks_v5 RENAME TO tasks;
+                ALTER TABLE task_events_v5 RENAME TO task_events;
+                CREATE INDEX task_events_task ON task_events(task_id);
+                -- At most one unresolved task per condition (F14), enforced by SQLite itself. A late-data
+                -- review task is the condition (patient, 'late_data', 'high').
+                CREATE UNIQUE INDEX tasks_one_unresolved_per_condition
+                    ON tasks(patient_id, vital, direction) WHERE status <> 'resolved';
+                CREATE UNIQUE INDEX tasks_once_per_timer_condition
+                    ON tasks(patient_id, kind, condition_key) WHERE condition_key IS NOT NULL;
+                CREATE INDEX tasks_queue ON tasks(status, priority, opened_at);
+                CREATE INDEX tasks_escalation_due ON tasks(next_escalation_at) WHERE next_escalation_at IS NOT NULL;
+                CREATE INDEX tasks_confirmation_pending ON tasks(patient_id, vital) WHERE confirmation = 'pending';
+                CREATE INDEX tasks_condition_history ON tasks(patient_id, vital, direction, id);
+
+                -- Whether each rule is active for a patient, so that a condition clears only on recovery
+                -- (F13) and a restart or reload remembers what was raised (F15).
+                CREATE TABLE alert_states (
+                    patient_id TEXT NOT NULL REFERENCES patients(id),
+                    rule TEXT NOT NULL,
+                    active INTEGER NOT NULL CHECK (active IN (0, 1)),
+                    level TEXT CHECK (level IN ('critical', 'warning')),
+                    since INTEGER NOT NULL,
+                    suppressed INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (patient_id, rule)
+                ) WITHOUT ROWID;
+
+                -- A clinician's change to a trend rule for one patient: another bound, or the rule off.
+                CREATE TABLE patient_rule_overrides (
+                    patient_id TEXT NOT NULL REFERENCES patients(id),
+                    rule_id TEXT NOT NULL,
+                    bound REAL,
+                    disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+                    set_by TEXT NOT NULL,
+                    set_at INTEGER NOT NULL,
+                    PRIMARY KEY (patient_id, rule_id),
+                    CHECK (disabled = 1 OR bound IS NOT NULL)
+                ) WITHOUT ROWID;
+
+                -- Every task event, written by the same transaction that changed the task, waiting for
+                -- delivery. Each channel keeps a cursor: the last event id it delivered.
+                CREATE TABLE outbox (
+                    id INTEGER PRIMARY KEY REFERENCES task_events(id),
+                    task_id INTEGER NOT NULL REFERENCES tasks(id),
+                    patient_id TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    body TEXT NOT NULL CHECK (json_valid(body))
+                );
+                CREATE TABLE delivery_cursors (
+                    channel TEXT PRIMARY KEY,
+                    last_event_id INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL
+                );
+                CREATE TRIGGER task_events_to_outbox AFTER INSERT ON task_events
+                BEGIN
+                    INSERT INTO outbox(id, task_id, patient_id, created_at, body)
+                    SELECT NEW.id, t.id, t.patient_id, NEW.at, json_object(
+                        'event_id', 'task-event-' || NEW.id,
+                        'event', NEW.event,
+                        'at', strftime('%Y-%m-%dT%H:%M:%fZ', NEW.at / 1000.0, 'unixepoch'),
+                        'actor', NEW.actor,
+                        'detail', NEW.detail,
+                        'task', json_object(
+                            'id', t.id,
+                            'patient_id', t.patient_id,
+                            'kind', t.kind,
+                            'condition', t.vital,
+                            'direction', t.direction,
+                            'priority', t.priority,
+                            'fhir_priority', CASE t.priority WHEN 'critical' THEN 'stat' WHEN 'warning' THEN 'urgent'
+                                                             ELSE 'routine' END,
+                            'status', t.status,
+                            'fhir_status', CASE t.status WHEN 'open' THEN 'requested' WHEN 'acknowledged' THEN 'accepted'
+                                                         ELSE 'completed' END,
+                            'reason', t.reason,
+                            'occurrences', t.occurrences,
+                            'escalation_level', t.escalation_level,
+                            'confirmation', t.confirmation,
+                            'data_stale', json(CASE t.data_stale WHEN 1 THEN 'true' ELSE 'false' END),
+                            'opened_at', strftime('%Y-%m-%dT%H:%M:%fZ', t.opened_at / 1000.0, 'unixepoch'),
+                            'acknowledged_by', t.acknowledged_by,
+                            'resolved_by', t.resolved_by))
+                    FROM tasks t WHERE t.id = NEW.task_id;
+                END;
+                """)
+        }
         return migrator
     }
 }

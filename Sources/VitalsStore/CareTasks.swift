@@ -22,6 +22,10 @@ public enum TaskPriority: String, Sendable, CaseIterable, Codable {
 public enum TaskKind: String, Sendable, CaseIterable, Codable {
     /// A reading breached a threshold.
     case threshold
+    /// A trend rule breached: change, average or count over a window.
+    case trend
+    /// Late readings (device memory, a backlog) breached rules; one review task per patient.
+    case lateData = "late_data"
     /// 16 days of data can no longer be reached in the current device period.
     case daysOfData = "days_of_data"
     /// The patient's devices have sent nothing for the configured number of days.
@@ -53,6 +57,13 @@ public struct CareTask: Sendable, Hashable, Codable {
     public var resolvedAt: Date?
     public var resolvedBy: String?
     public var note: String?
+    /// Times the task was escalated for lack of acknowledgement (0: never).
+    public var escalationLevel: Int
+    public var escalatedAt: Date?
+    /// For a `critical` task: whether a re-measurement confirmed it.
+    public var confirmation: Confirmation?
+    /// The patient's devices went silent while the task was unresolved: its readings are stale.
+    public var dataStale: Bool
 
     enum CodingKeys: String, CodingKey {
         case id, kind, vital, direction, priority, status, reason, occurrences, note
@@ -65,6 +76,10 @@ public struct CareTask: Sendable, Hashable, Codable {
         case acknowledgedBy = "acknowledged_by"
         case resolvedAt = "resolved_at"
         case resolvedBy = "resolved_by"
+        case escalationLevel = "escalation_level"
+        case escalatedAt = "escalated_at"
+        case confirmation
+        case dataStale = "data_stale"
     }
 
     init(row: Row) {
@@ -86,13 +101,18 @@ public struct CareTask: Sendable, Hashable, Codable {
         resolvedAt = (row["resolved_at"] as Int64?).map(dateFromEpochMilliseconds)
         resolvedBy = row["resolved_by"]
         note = row["note"]
+        escalationLevel = row["escalation_level"]
+        escalatedAt = (row["escalated_at"] as Int64?).map(dateFromEpochMilliseconds)
+        confirmation = (row["confirmation"] as String?).flatMap(Confirmation.init(rawValue:))
+        dataStale = row["data_stale"]
     }
 }
 
 /// One change in a task's history.
 public struct TaskEvent: Sendable, Hashable, Codable {
     public var at: Date
-    /// `opened`, `updated`, `priority_raised`, `acknowledged`, `resolved`.
+    /// `opened`, `updated`, `priority_raised`, `acknowledged`, `resolved`, `escalated`, `recovered`,
+    /// `confirmation`, `data_stale`.
     public var event: String
     public var actor: String
     public var readingID: Int64?
@@ -168,11 +188,11 @@ extension AppDatabase {
             switch target {
             case .acknowledged:
                 try db.execute(
-                    sql: "UPDATE tasks SET status = 'acknowledged', acknowledged_at = ?, acknowledged_by = ?, updated_at = ?, note = coalesce(?, note) WHERE id = ?",
+                    sql: "UPDATE tasks SET status = 'acknowledged', acknowledged_at = ?, acknowledged_by = ?, updated_at = ?, note = coalesce(?, note), next_escalation_at = NULL WHERE id = ?",
                     arguments: [ms, actor, ms, note, id])
             case .resolved:
                 try db.execute(
-                    sql: "UPDATE tasks SET status = 'resolved', resolved_at = ?, resolved_by = ?, updated_at = ?, note = coalesce(?, note) WHERE id = ?",
+                    sql: "UPDATE tasks SET status = 'resolved', resolved_at = ?, resolved_by = ?, updated_at = ?, note = coalesce(?, note), next_escalation_at = NULL WHERE id = ?",
                     arguments: [ms, actor, ms, note, id])
             case .open:
                 break

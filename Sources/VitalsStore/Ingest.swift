@@ -26,10 +26,13 @@ public struct IncomingMessage: Sendable, Hashable {
 public struct IngestPipeline: Sendable {
     public var decoder: CanonicalMessageDecoder
     public var thresholds: ThresholdPolicy
+    /// Trend rules, late data, re-alerting, confirmation and escalation.
+    public var alerts: AlertPolicy
 
-    public init(decoder: CanonicalMessageDecoder = .init(), thresholds: ThresholdPolicy) {
+    public init(decoder: CanonicalMessageDecoder = .init(), thresholds: ThresholdPolicy, alerts: AlertPolicy = .clinicalDefaults) {
         self.decoder = decoder
         self.thresholds = thresholds
+        self.alerts = alerts
     }
 }
 
@@ -47,6 +50,10 @@ public struct IngestSummary: Sendable, Hashable {
     public var tasksOpened: [ThresholdLevel: Int] = [:]
     /// Existing tasks that got a new occurrence.
     public var tasksUpdated = 0
+    /// Breaches that opened no task because their condition never recovered since its last task was resolved.
+    public var suppressedBreaches = 0
+    /// Instants of late readings whose breaches went to a `late_data` review task.
+    public var lateBreaches = 0
     /// Each dead letter's device and reason, for logging (no payload, no values).
     public var rejections: [(deviceID: String?, topic: String, rejection: Rejection)] = []
     /// Dead letters not written again because the same message was already recorded (redelivery, retained replay).
@@ -145,7 +152,6 @@ extension AppDatabase {
         var summary = IngestSummary()
         summary.messages = batch.count
         var devices: [String: DeviceContext?] = [:]
-        var limits: [String: [VitalType: ThresholdLimits]] = [:]
         let now = Date()
 
         func deviceContext(_ id: String) throws -> DeviceContext? {
@@ -159,14 +165,6 @@ extension AppDatabase {
             }
             devices[id] = context
             return context
-        }
-
-        func effectiveLimits(_ patientID: String, _ programs: [Program], _ type: VitalType) throws -> ThresholdLimits {
-            if let cached = limits[patientID]?[type] { return cached }
-            let overrides = try thresholdOverrides(db, patientID: patientID)
-            let l = pipeline.thresholds.effectiveLimits(for: type, programs: programs, overrides: overrides).limits
-            limits[patientID, default: [:]][type] = l
-            return l
         }
 
         var payloadIDs: [Int: Int64] = [:]
@@ -201,6 +199,7 @@ extension AppDatabase {
             summary.rejections.append((deviceID, message.topic, rejection))
         }
 
+        var toEvaluate: [StoredReading] = []
         for (messageIndex, (message, result)) in batch.enumerated() {
             let decoded: DecodedMessage
             switch result {
@@ -276,79 +275,22 @@ extension AppDatabase {
                     deviceID: decoded.deviceID)
             }
 
-            var breaches: [Breach] = []
-            var readingIDs: [Observation: Int64] = [:]
             for (observation, id) in stored {
-                let l = try effectiveLimits(device.patientID, device.programs, observation.type)
-                if let breach = ThresholdEvaluator.evaluate(observation, against: l) {
-                    breaches.append(breach)
-                    readingIDs[observation] = id
-                }
-            }
-            for group in ConditionBreach.group(breaches, patientID: device.patientID) {
-                let opened = try upsertTask(db, group, readingIDs: readingIDs, now: now)
-                if opened { summary.tasksOpened[group.level, default: 0] += 1 } else { summary.tasksUpdated += 1 }
+                toEvaluate.append(StoredReading(
+                    order: toEvaluate.count, message: messageIndex, observation: observation, readingID: id,
+                    patientID: device.patientID, programs: device.programs,
+                    late: pipeline.alerts.isLate(measuredAt: observation.measuredAt, receivedAt: message.receivedAt)))
             }
         }
+        var engine = RuleEngine(db: db, pipeline: pipeline, now: now)
+        try engine.evaluate(toEvaluate)
+        summary.tasksOpened = engine.outcome.opened
+        summary.tasksUpdated = engine.outcome.updated
+        summary.suppressedBreaches = engine.outcome.suppressed
+        summary.lateBreaches = engine.outcome.lateBreaches
         if summary.duplicates > 0 {
             try db.execute(sql: "UPDATE counters SET value = value + ? WHERE name = 'duplicates'", arguments: [summary.duplicates])
         }
         return summary
-    }
-
-    /// Opens a task for the group's condition, or adds an occurrence to the unresolved one.
-    ///
-    /// The partial unique index `tasks_one_unresolved_per_condition` makes the insert an upsert:
-    /// two readings can never leave two unresolved tasks for one condition. A new occurrence raises
-    /// the priority if it is worse; a task raised to `critical` returns to `open` even if it was
-    /// acknowledged, so that a worsening is seen again.
-    /// - Returns: true when a task was opened.
-    private static func upsertTask(
-        _ db: Database, _ group: ConditionBreach, readingIDs: [Observation: Int64], now: Date
-    ) throws -> Bool {
-        let worst = group.breaches.max { $0.level < $1.level }!
-        let latest = group.breaches.max { $0.observation.measuredAt < $1.observation.measuredAt }!
-        let c = group.condition
-        let before = try String.fetchOne(
-            db.cachedStatement(sql: "SELECT priority FROM tasks WHERE patient_id = ? AND vital = ? AND direction = ? AND status <> 'resolved'"),
-            arguments: [c.patientID, c.vital, c.direction.rawValue])
-        let nowMS = epochMilliseconds(now)
-        let row = try Row.fetchOne(
-            db.cachedStatement(sql: """
-                INSERT INTO tasks(patient_id, vital, direction, priority, status, reason, first_reading_id,
-                                  last_reading_id, last_measured_at, occurrences, opened_at, updated_at)
-                VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, 1, ?, ?)
-                ON CONFLICT(patient_id, vital, direction) WHERE status <> 'resolved' DO UPDATE SET
-                    occurrences = tasks.occurrences + 1,
-                    updated_at = excluded.updated_at,
-                    last_reading_id = CASE WHEN excluded.last_measured_at >= tasks.last_measured_at
-                                           THEN excluded.last_reading_id ELSE tasks.last_reading_id END,
-                    last_measured_at = max(tasks.last_measured_at, excluded.last_measured_at),
-                    status = CASE WHEN excluded.priority = 'critical' AND tasks.priority = 'warning'
-                                  THEN 'open' ELSE tasks.status END,
-                    reason = CASE WHEN excluded.priority = 'critical' AND tasks.priority = 'warning'
-                                  THEN excluded.reason ELSE tasks.reason END,
-                    priority = CASE WHEN excluded.priority = 'critical' THEN 'critical' ELSE tasks.priority END
-                RETURNING id, occurrences, priority
-                """),
-            arguments: [
-                c.patientID, c.vital, c.direction.rawValue, group.level.rawValue, group.reason,
-                readingIDs[worst.observation], readingIDs[latest.observation],
-                epochMilliseconds(latest.observation.measuredAt), nowMS, nowMS,
-            ])!
-        let taskID: Int64 = row["id"]
-        let opened = before == nil
-        let event: String
-        if opened {
-            event = "opened"
-        } else if before == ThresholdLevel.warning.rawValue && group.level == .critical {
-            event = "priority_raised"
-        } else {
-            event = "updated"
-        }
-        try db.cachedStatement(sql: """
-            INSERT INTO task_events(task_id, at, event, actor, reading_id, detail) VALUES (?, ?, ?, 'vitalsd', ?, ?)
-            """).execute(arguments: [taskID, nowMS, event, readingIDs[worst.observation], group.level.rawValue])
-        return opened
     }
 }

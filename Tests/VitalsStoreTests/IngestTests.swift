@@ -104,7 +104,10 @@ struct IngestTests {
         #expect(lows.count == 2)
         #expect(lows.filter { $0.status != .resolved }.count == 1)
         let history = try #require(try db.task(id: tasks[0].id)).events.map(\.event)
-        #expect(history == ["opened", "acknowledged", "updated", "priority_raised", "resolved"])
+        // The 300 mg/dL reading, 1 min after the critical 48, is the re-measurement within 15 min: it is
+        // not critically low (not confirmed), and at ≥ 70 it clears the low condition (recovered).
+        #expect(history == ["opened", "acknowledged", "updated", "priority_raised", "confirmation", "recovered", "resolved"])
+        #expect(try db.task(id: tasks[0].id)?.task.confirmation == .notConfirmed)
     }
 
     @Test("a cuff reading of 185/125 opens one critical blood-pressure task")
