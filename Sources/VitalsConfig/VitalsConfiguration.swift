@@ -212,4 +212,17 @@ extension VitalsConfiguration {
         }
         return text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
     }
+
+    /// The webhook signing secret, read from ``Delivery/webhookSecretFile`` (first line, trimmed), or
+    /// nil when none is configured.
+    /// - Throws: ``ConfigurationError`` when the file cannot be read or its first line is empty.
+    public func webhookSecret() throws -> String? {
+        guard let file = delivery.webhookSecretFile else { return nil }
+        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8),
+              let line = text.split(separator: "\n").first?.trimmingCharacters(in: .whitespacesAndNewlines), !line.isEmpty
+        else {
+            throw ConfigurationError(key: "delivery.webhook_secret_file", "cannot read a secret from \(file)")
+        }
+        return line
+    }
 }

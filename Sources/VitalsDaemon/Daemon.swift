@@ -33,7 +33,25 @@ public enum Daemon {
             decoder: CanonicalMessageDecoder(
                 timePolicy: MeasurementTimePolicy(maxFutureSkew: config.ingest.maxFutureSkewSeconds),
                 maxPayloadBytes: config.ingest.maxPayloadBytes),
-            thresholds: config.thresholds)
+            thresholds: config.thresholds, alerts: config.alerts)
+    }
+
+    /// Where task events go for a configuration.
+    /// - Throws: ``ConfigurationError`` when the MQTT password or webhook secret cannot be read.
+    public static func deliveryTargets(_ config: VitalsConfiguration) throws -> DeliveryTargets {
+        let password = try config.mqttPassword()
+        let tls = tlsConfiguration(config)
+        let mqtt = config.mqtt
+        let publisher: (@Sendable () throws -> MQTTPublisher)? = config.delivery.mqttEnabled
+            ? { @Sendable in
+                try MQTTPublisher(
+                    host: mqtt.host, port: mqtt.port, clientID: "\(mqtt.clientID)-alerts", username: mqtt.username,
+                    password: password, tls: tls, timeout: 5)
+            } : nil
+        return DeliveryTargets(
+            mqtt: publisher, mqttTopic: config.delivery.mqttTopic, webhookURL: config.delivery.webhookURL.flatMap(URL.init(string:)),
+            webhookSignature: try config.webhookSecret().map(WebhookSignature.init(secret:)),
+            webhookTimeout: config.delivery.webhookTimeoutSeconds, retryMax: config.delivery.retryMaxSeconds)
     }
 
     /// Opens the database a configuration names.
@@ -82,11 +100,21 @@ public enum Daemon {
         let routine = RoutineTaskService(
             database: database, rules: config.billing, noDataDays: config.adherence.noDataDays,
             interval: .milliseconds(Int(config.adherence.checkIntervalSeconds * 1000)), logger: logger)
+        let targets = try deliveryTargets(config)
+        // Before ingest starts: a new channel begins at the newest event, and nothing raised from
+        // now on can be skipped.
+        for channel in targets.channels { try database.openDeliveryChannel(channel) }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ingest, successTerminationBehavior: .gracefullyShutdownGroup,
                   failureTerminationBehavior: .gracefullyShutdownGroup),
             .init(service: routine, successTerminationBehavior: .gracefullyShutdownGroup,
                   failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: AlertTimerService(
+                      database: database, policy: config.alerts,
+                      interval: .milliseconds(Int(config.alertCheckIntervalSeconds * 1000)), metrics: metrics, logger: logger),
+                  successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: TaskEventDelivery(database: database, targets: targets, metrics: metrics, logger: logger),
+                  successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup),
         ]
         services.append(.init(
             service: MaintenanceService(

@@ -13,6 +13,12 @@ import VitalsStore
 /// - `vitalsd_dead_letters_total{reason}` for every dead-letter reason;
 /// - `vitalsd_tasks_opened_total{priority}`, `vitalsd_tasks_updated_total`;
 /// - `vitalsd_broker_connected` (0/1), `vitalsd_broker_subscribed` (0/1), `vitalsd_broker_reconnects`;
+/// - `vitalsd_breaches_suppressed_total` (a condition still active after its task was resolved),
+///   `vitalsd_late_breaches_total` (breaches sent to a late-data review task);
+/// - `vitalsd_tasks_escalated_total`, `vitalsd_tasks_awaiting_acknowledgement` (open critical tasks on
+///   an escalation clock);
+/// - `vitalsd_outbox_backlog{channel}` (task events not yet delivered), `vitalsd_task_events_delivered_total{channel}`,
+///   `vitalsd_delivery_failures_total{channel}` for the channels `mqtt` and `webhook`;
 /// - `vitalsd_ingest_latency_seconds`: from the moment the network loop read a message to the commit
 ///   of its batch (a histogram, one observation per message).
 public final class VitalsMetrics: Sendable {
@@ -27,6 +33,13 @@ public final class VitalsMetrics: Sendable {
     private let subscribed: Metrics.Gauge
     private let reconnects: Metrics.Gauge
     private let latency: Metrics.Timer
+    private let suppressed: Metrics.Counter
+    private let late: Metrics.Counter
+    private let escalated: Metrics.Counter
+    private let awaitingAcknowledgement: Metrics.Gauge
+    private let backlog: [String: Metrics.Gauge]
+    private let delivered: [String: Metrics.Counter]
+    private let deliveryFailures: [String: Metrics.Counter]
 
     public init() {
         let registry = PrometheusCollectorRegistry()
@@ -50,6 +63,33 @@ public final class VitalsMetrics: Sendable {
         subscribed = Metrics.Gauge(label: "vitalsd_broker_subscribed", factory: factory)
         reconnects = Metrics.Gauge(label: "vitalsd_broker_reconnects", factory: factory)
         latency = Metrics.Timer(label: "vitalsd_ingest_latency_seconds", factory: factory)
+        suppressed = Metrics.Counter(label: "vitalsd_breaches_suppressed_total", factory: factory)
+        late = Metrics.Counter(label: "vitalsd_late_breaches_total", factory: factory)
+        escalated = Metrics.Counter(label: "vitalsd_tasks_escalated_total", factory: factory)
+        awaitingAcknowledgement = Metrics.Gauge(label: "vitalsd_tasks_awaiting_acknowledgement", factory: factory)
+        let channels = ["mqtt", "webhook"]
+        backlog = Dictionary(uniqueKeysWithValues: channels.map {
+            ($0, Metrics.Gauge(label: "vitalsd_outbox_backlog", dimensions: [("channel", $0)], factory: factory))
+        })
+        delivered = Dictionary(uniqueKeysWithValues: channels.map {
+            ($0, Metrics.Counter(label: "vitalsd_task_events_delivered_total", dimensions: [("channel", $0)], factory: factory))
+        })
+        deliveryFailures = Dictionary(uniqueKeysWithValues: channels.map {
+            ($0, Metrics.Counter(label: "vitalsd_delivery_failures_total", dimensions: [("channel", $0)], factory: factory))
+        })
+    }
+
+    /// Records a run of the alert timers: tasks escalated, and open critical tasks still waiting.
+    func recordEscalations(_ count: Int, waiting: Int) {
+        if count > 0 { escalated.increment(by: count) }
+        awaitingAcknowledgement.record(waiting)
+    }
+
+    /// Records a delivery round of a channel: events delivered, or a failure, and the backlog left.
+    func recordDelivery(channel: String, delivered count: Int, failed: Bool, backlog left: Int?) {
+        if count > 0 { delivered[channel]?.increment(by: count) }
+        if failed { deliveryFailures[channel]?.increment() }
+        if let left { backlog[channel]?.record(left) }
     }
 
     /// Records a committed batch.
@@ -58,6 +98,8 @@ public final class VitalsMetrics: Sendable {
         readings.increment(by: summary.readingsStored)
         duplicates.increment(by: summary.duplicates)
         tasksUpdated.increment(by: summary.tasksUpdated)
+        if summary.suppressedBreaches > 0 { suppressed.increment(by: summary.suppressedBreaches) }
+        if summary.lateBreaches > 0 { late.increment(by: summary.lateBreaches) }
         for (reason, n) in summary.deadLetters { deadLetters[reason]?.increment(by: n) }
         for (level, n) in summary.tasksOpened { tasksOpened[level]?.increment(by: n) }
         for m in received { latency.recordInterval(since: m.receivedAt, end: committedAt) }

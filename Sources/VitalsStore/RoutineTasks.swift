@@ -49,11 +49,28 @@ extension AppDatabase {
                     if try Self.insertRoutineTask(db, patientID: episode.patientID, kind: .noData, vital: "no_data", key: key,
                                                   reason: "No device data for \(Int(silentDays)) days \(what)", now: now) {
                         summary.noDataTasks += 1
+                        try Self.markStale(db, patientID: episode.patientID, now: now)
                     }
                 }
             }
         }
         return summary
+    }
+
+    /// Flags the patient's unresolved reading tasks as resting on stale data (F16): silence does not
+    /// clear a high alert, but the care manager sees that no newer reading exists.
+    private static func markStale(_ db: Database, patientID: String, now: Date) throws {
+        let ids = try Int64.fetchAll(
+            db, sql: """
+                SELECT id FROM tasks WHERE patient_id = ? AND status <> 'resolved' AND kind IN ('threshold', 'trend') AND data_stale = 0
+                """, arguments: [patientID])
+        let ms = epochMilliseconds(now)
+        for id in ids {
+            try db.execute(sql: "UPDATE tasks SET data_stale = 1, updated_at = ? WHERE id = ?", arguments: [ms, id])
+            try db.execute(
+                sql: "INSERT INTO task_events(task_id, at, event, actor, detail) VALUES (?, ?, 'data_stale', 'vitalsd', 'no_data')",
+                arguments: [id, ms])
+        }
     }
 
     /// Inserts a routine task unless its key was ever raised, or an unresolved task of its kind exists.

@@ -1,0 +1,44 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import VitalsDomain
+import VitalsStore
+
+/// Runs the time-based alert rules on a timer, even when no message arrives: escalation of
+/// unacknowledged `critical` tasks and the end of confirmation windows. The schedule is stored in
+/// the tasks table, so a restart neither forgets nor repeats an escalation.
+public struct AlertTimerService: Service {
+    let database: AppDatabase
+    let policy: AlertPolicy
+    let interval: Duration
+    let metrics: VitalsMetrics?
+    let logger: Logger
+
+    /// - Parameter interval: time between runs (`alerts.check_interval_seconds`, default 30 s).
+    public init(database: AppDatabase, policy: AlertPolicy, interval: Duration, metrics: VitalsMetrics?, logger: Logger) {
+        self.database = database
+        self.policy = policy
+        self.interval = interval
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                let s = try database.runAlertTimers(policy: policy)
+                metrics?.recordEscalations(s.escalated, waiting: try database.escalationCounts().waiting)
+                if s.escalated > 0 {
+                    logger.warning("critical tasks escalated: not acknowledged in time", metadata: ["task.escalated": "\(s.escalated)"])
+                }
+                if s.notRepeated > 0 {
+                    logger.info("confirmation windows ended without a re-measurement", metadata: ["task.not_repeated": "\(s.notRepeated)"])
+                }
+            } catch {
+                logger.error("alert timer run failed", metadata: ["db.error": "\(error)"])
+            }
+            let interval = self.interval
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+import Crypto
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Logging
+import MQTTClient
+import ServiceLifecycle
+import VitalsStore
+
+/// Signs webhook requests: `X-Vitalsd-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`,
+/// keyed with the shared secret, with the Unix time in `X-Vitalsd-Timestamp`. A receiver recomputes
+/// the HMAC over the same bytes, compares in constant time, and refuses old timestamps (replays).
+public struct WebhookSignature: Sendable {
+    let key: SymmetricKey
+
+    /// - Parameter secret: the shared secret (the first line of `delivery.webhook_secret_file`).
+    public init(secret: String) {
+        key = SymmetricKey(data: Data(secret.utf8))
+    }
+
+    /// The header value for a body sent at `timestamp` (Unix seconds).
+    public func signature(body: Data, timestamp: Int) -> String {
+        var message = Data("\(timestamp).".utf8)
+        message.append(body)
+        let mac = HMAC<SHA256>.authenticationCode(for: message, using: key)
+        return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// Where task events go, besides the database.
+public struct DeliveryTargets: Sendable {
+    /// Publishes to MQTT; nil when `delivery.mqtt_enabled` is false.
+    public var mqtt: (@Sendable () throws -> MQTTPublisher)?
+    /// Topic template; `{patient_id}` is replaced.
+    public var mqttTopic: String
+    public var webhookURL: URL?
+    public var webhookSignature: WebhookSignature?
+    public var webhookTimeout: Double
+    /// Longest wait between retries, in seconds.
+    public var retryMax: Double
+    /// How often an idle channel looks for new events.
+    public var pollInterval: Duration
+
+    public init(
+        mqtt: (@Sendable () throws -> MQTTPublisher)?, mqttTopic: String, webhookURL: URL?, webhookSignature: WebhookSignature?,
+        webhookTimeout: Double = 10, retryMax: Double = 60, pollInterval: Duration = .milliseconds(250)
+    ) {
+        self.mqtt = mqtt
+        self.mqttTopic = mqttTopic
+        self.webhookURL = webhookURL
+        self.webhookSignature = webhookSignature
+        self.webhookTimeout = webhookTimeout
+        self.retryMax = retryMax
+        self.pollInterval = pollInterval
+    }
+
+    /// The channels in use: `mqtt`, `webhook`.
+    public var channels: [String] {
+        (mqtt == nil ? [] : ["mqtt"]) + (webhookURL == nil ? [] : ["webhook"])
+    }
+}
+
+/// Delivers the outbox of task events, at least once and in order, to each channel.
+///
+/// Each channel keeps a cursor in SQLite, moved only after the receiver accepted the events (MQTT:
+/// PUBACK for every message; webhook: a 2xx answer). A receiver that is down is retried with a wait
+/// doubling from 1 s up to `retry_max_seconds`; events wait in the outbox meanwhile and across
+/// restarts. A repeat after a crash carries the same `event_id`, the idempotency key.
+public struct TaskEventDelivery: Service {
+    let database: AppDatabase
+    let targets: DeliveryTargets
+    let metrics: VitalsMetrics?
+    let logger: Logger
+
+    public init(database: AppDatabase, targets: DeliveryTargets, metrics: VitalsMetrics?, logger: Logger) {
+        self.database = database
+        self.targets = targets
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            if let make = targets.mqtt {
+                group.addTask { await deliverMQTT(make) }
+            }
+            if let url = targets.webhookURL, let signature = targets.webhookSignature {
+                group.addTask { await deliverWebhook(url, signature) }
+            }
+        }
+    }
+
+    /// Runs one channel: fetch pending events, send them, move the cursor; back off on failure.
+    private func loop(channel: String, batch: Int, send: ([OutboxEvent]) async throws -> Void) async {
+        var wait = 1.0
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            var pause = targets.pollInterval
+            do {
+                let events = try database.pendingEvents(channel: channel, limit: batch)
+                if !events.isEmpty {
+                    try await send(events)
+                    try database.markDelivered(channel: channel, through: events.last!.id)
+                    metrics?.recordDelivery(channel: channel, delivered: events.count, failed: false,
+                                            backlog: try? database.outboxBacklog(channel: channel))
+                    wait = 1
+                    continue
+                }
+                metrics?.recordDelivery(channel: channel, delivered: 0, failed: false, backlog: 0)
+            } catch {
+                metrics?.recordDelivery(channel: channel, delivered: 0, failed: true,
+                                        backlog: try? database.outboxBacklog(channel: channel))
+                logger.warning("task event delivery failed; will retry", metadata: [
+                    "delivery.channel": "\(channel)", "delivery.retry_seconds": "\(Int(wait))", "error": "\(error)"])
+                pause = .milliseconds(Int(wait * 1000))
+                wait = min(wait * 2, targets.retryMax)
+            }
+            let sleep = pause
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: sleep) }
+        }
+    }
+
+    private func deliverMQTT(_ make: @Sendable () throws -> MQTTPublisher) async {
+        let holder = PublisherHolder()
+        defer { holder.close() }
+        await loop(channel: "mqtt", batch: 200) { events in
+            do {
+                let publisher = try holder.publisher ?? make()
+                holder.publisher = publisher
+                for e in events {
+                    let topic = targets.mqttTopic.replacingOccurrences(of: "{patient_id}", with: e.patientID)
+                    try publisher.publish(topic: topic, payload: Array(e.body.utf8))
+                }
+                try await publisher.waitUntilDelivered(timeout: 10)
+            } catch {
+                holder.close()
+                throw error
+            }
+        }
+    }
+
+    private func deliverWebhook(_ url: URL, _ signature: WebhookSignature) async {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = targets.webhookTimeout
+        let session = URLSession(configuration: configuration)
+        defer { session.finishTasksAndInvalidate() }
+        await loop(channel: "webhook", batch: 20) { events in
+            // One request per event, in order; the cursor moves only when all of them were accepted,
+            // so a failure part-way re-sends the accepted ones with the same idempotency key.
+            for e in events {
+                let body = Data(e.body.utf8)
+                let timestamp = Int(Date().timeIntervalSince1970)
+                var request = URLRequest(url: url)
+                request.httpMethod = "POST"
+                request.httpBody = body
+                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+                request.setValue("task-event-\(e.id)", forHTTPHeaderField: "Idempotency-Key")
+                request.setValue(String(timestamp), forHTTPHeaderField: "X-Vitalsd-Timestamp")
+                request.setValue(signature.signature(body: body, timestamp: timestamp), forHTTPHeaderField: "X-Vitalsd-Signature")
+                let (_, response) = try await session.data(for: request)
+                let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+                guard (200..<300).contains(status) else {
+                    throw DeliveryError(description: "webhook answered HTTP \(status) to event \(e.id)")
+                }
+                try database.markDelivered(channel: "webhook", through: e.id)
+            }
+        }
+    }
+}
+
+struct DeliveryError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// The MQTT publisher of the delivery loop, kept between rounds. Used by one task only.
+private final class PublisherHolder: @unchecked Sendable {
+    var publisher: MQTTPublisher?
+    func close() {
+        publisher?.close()
+        publisher = nil
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import GRDB
+import VitalsDomain
+
+/// One task event waiting in the outbox, as delivered to other systems.
+///
+/// `body` is a JSON object (documented in the README, "Task events"):
+/// `{"event_id": "task-event-42", "event": "opened", "at": "2026-11-28T13:10:00.000Z", "actor": "vitalsd",
+///   "detail": "critical", "task": {"id": 7, "patient_id": "p-100", "kind": "threshold",
+///   "condition": "blood_pressure", "direction": "high", "priority": "critical", "fhir_priority": "stat",
+///   "status": "open", "fhir_status": "requested", "reason": "…", "occurrences": 1, "escalation_level": 0,
+///   "confirmation": "pending", "data_stale": false, "opened_at": "…", "acknowledged_by": null, "resolved_by": null}}`.
+/// `event_id` is the idempotency key: a receiver that has seen it can ignore a repeat.
+public struct OutboxEvent: Sendable, Hashable {
+    /// The task event's id; events are delivered in this order.
+    public var id: Int64
+    public var patientID: String
+    /// UTF-8 JSON.
+    public var body: String
+}
+
+extension AppDatabase {
+    /// The events after a channel's cursor, oldest first.
+    ///
+    /// A channel seen for the first time starts at the newest event: enabling a webhook does not
+    /// replay the whole history to it (F15).
+    /// - Parameters:
+    ///   - channel: `mqtt` or `webhook`.
+    ///   - limit: most events returned.
+    public func pendingEvents(channel: String, limit: Int) throws -> [OutboxEvent] {
+        try writer.write { db in
+            let cursor = try Self.cursor(db, channel: channel)
+            return try Row.fetchAll(
+                db, sql: "SELECT id, patient_id, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?", arguments: [cursor, limit]
+            ).map { OutboxEvent(id: $0["id"], patientID: $0["patient_id"], body: $0["body"]) }
+        }
+    }
+
+    /// Starts a delivery channel at the newest event, unless it has a cursor already. Call it before
+    /// ingest starts, so that nothing raised after start-up is skipped and nothing older is replayed.
+    public func openDeliveryChannel(_ channel: String) throws {
+        try writer.write { db in _ = try Self.cursor(db, channel: channel) }
+    }
+
+    /// Records that a channel delivered every event up to `eventID`. Never moves a cursor back.
+    public func markDelivered(channel: String, through eventID: Int64, at: Date = Date()) throws {
+        try writer.write { db in
+            _ = try Self.cursor(db, channel: channel)
+            try db.execute(
+                sql: "UPDATE delivery_cursors SET last_event_id = max(last_event_id, ?), updated_at = ? WHERE channel = ?",
+                arguments: [eventID, epochMilliseconds(at), channel])
+        }
+    }
+
+    /// Events not yet delivered on a channel.
+    public func outboxBacklog(channel: String) throws -> Int {
+        try writer.read { db in
+            let cursor = try Int64.fetchOne(db, sql: "SELECT last_event_id FROM delivery_cursors WHERE channel = ?", arguments: [channel]) ?? 0
+            return try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox WHERE id > ?", arguments: [cursor]) ?? 0
+        }
+    }
+
+    /// Removes outbox rows older than `days` that every channel in `channels` has delivered.
+    /// - Returns: rows removed.
+    public func purgeDeliveredEvents(channels: [String], olderThanDays days: Int, now: Date = Date()) throws -> Int {
+        guard !channels.isEmpty else { return 0 }
+        return try writer.write { db in
+            var floor = Int64.max
+            for channel in channels { floor = min(floor, try Self.cursor(db, channel: channel)) }
+            let cutoff = epochMilliseconds(now) - Int64(days) * 86_400_000
+            try db.execute(sql: "DELETE FROM outbox WHERE id <= ? AND created_at < ?", arguments: [floor, cutoff])
+            return db.changesCount
+        }
+    }
+
+    private static func cursor(_ db: Database, channel: String) throws -> Int64 {
+        if let id = try Int64.fetchOne(db, sql: "SELECT last_event_id FROM delivery_cursors WHERE channel = ?", arguments: [channel]) {
+            return id
+        }
+        let newest = try Int64.fetchOne(db, sql: "SELECT max(id) FROM outbox") ?? 0
+        try db.execute(
+            sql: "INSERT INTO delivery_cursors(channel, last_event_id, updated_at) VALUES (?, ?, ?)",
+            arguments: [channel, newest, epochMilliseconds(Date())])
+        return newest
+    }
+}

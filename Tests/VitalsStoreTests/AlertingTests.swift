@@ -1,0 +1,283 @@
+import Foundation
+import GRDB
+import Testing
+import VitalsDomain
+import VitalsStore
+
+/// Systolic critical at 180 mmHg, clearing only below 170 (the F13 test input).
+private let hysteresisPipeline = IngestPipeline(
+    thresholds: ThresholdPolicy(defaults: [.systolicBP: ThresholdLimits(criticalHigh: 180, recoveryHigh: 170)]))
+
+/// A systolic-only cuff message for `device`, measured `minutesAgo` minutes before `now`.
+private func systolic(_ value: Double, minutesAgo: Double, device: String = "c1", now: Date = Date()) -> IncomingMessage {
+    let ms = Int64((now.timeIntervalSince1970 - minutesAgo * 60) * 1000)
+    return message(device, #"{"type":"systolic_bp","value":\#(value),"unit":"mm[Hg]","measured_at":\#(ms)}"#, receivedAt: now)
+}
+
+private func bp(_ sys: Double, _ dia: Double, at: Date, device: String = "c1", receivedAt: Date? = nil) -> IncomingMessage {
+    let ms = Int64(at.timeIntervalSince1970 * 1000)
+    return message(device, """
+        {"measured_at":\(ms),"readings":[{"type":"systolic_bp","value":\(sys),"unit":"mmHg"},
+        {"type":"diastolic_bp","value":\(dia),"unit":"mmHg"}]}
+        """, receivedAt: receivedAt ?? at.addingTimeInterval(5))
+}
+
+@Suite("alert rules in the ingest transaction")
+struct AlertingTests {
+    @Test("F13: 179, 181, 179, 182, 178, 181 around 180 with recovery 170 make one task")
+    func hysteresis() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        for (i, v) in [179.0, 181, 179, 182].enumerated() {
+            _ = try await db.ingest([systolic(v, minutesAgo: Double(60 - i))], pipeline: hysteresisPipeline)
+        }
+        var tasks = try db.tasks()
+        #expect(tasks.count == 1)
+        #expect(tasks[0].occurrences == 2)  // 181 and 182
+        // The care manager resolves it while the pressure still hovers at the limit.
+        _ = try db.resolveTask(id: tasks[0].id, by: "nurse.a")
+        var suppressed = 0
+        for (i, v) in [178.0, 181].enumerated() {
+            suppressed += try await db.ingest([systolic(v, minutesAgo: Double(50 - i))], pipeline: hysteresisPipeline).suppressedBreaches
+        }
+        tasks = try db.tasks()
+        #expect(tasks.count == 1)  // still one task: the condition never cleared
+        #expect(suppressed == 1)
+        // Below 170 it clears; the next crossing is a new condition and a new task.
+        _ = try await db.ingest([systolic(165, minutesAgo: 40)], pipeline: hysteresisPipeline)
+        _ = try await db.ingest([systolic(183, minutesAgo: 39)], pipeline: hysteresisPipeline)
+        tasks = try db.tasks()
+        #expect(tasks.count == 2)
+        #expect(tasks.filter { $0.status != .resolved }.count == 1)
+    }
+
+    @Test("F13 without resolution: a hovering value is one task; a higher level after resolution opens anew")
+    func hoveringAndWorse() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        let warnAndCritical = IngestPipeline(thresholds: ThresholdPolicy(
+            defaults: [.systolicBP: ThresholdLimits(criticalHigh: 180, warningHigh: 160, recoveryHigh: 150)]))
+        for (i, v) in [161.0, 158, 162, 159, 163].enumerated() {
+            _ = try await db.ingest([systolic(v, minutesAgo: Double(60 - i))], pipeline: warnAndCritical)
+        }
+        let tasks = try db.tasks()
+        #expect(tasks.count == 1)
+        #expect(tasks[0].occurrences == 3)
+        _ = try db.resolveTask(id: tasks[0].id, by: "nurse.a")
+        // Still active (never below 150): another warning is suppressed, a critical is not.
+        #expect(try await db.ingest([systolic(164, minutesAgo: 50)], pipeline: warnAndCritical).suppressedBreaches == 1)
+        _ = try await db.ingest([systolic(185, minutesAgo: 49)], pipeline: warnAndCritical)
+        let after = try db.tasks(status: .open)
+        #expect(after.count == 1)
+        #expect(after[0].priority == .critical)
+    }
+
+    @Test("F14: two high readings in the same millisecond, in one batch and in racing batches, make one task")
+    func concurrentReadings() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        try db.upsertDevice(Device(id: "c2", kind: .bpCuff, patientID: "p2"), actor: "test")
+        try db.upsertDevice(Device(id: "c3", kind: .bpCuff, patientID: "p2"), actor: "test")
+        let now = Date()
+        let s = try await db.ingest([systolic(185, minutesAgo: 1, device: "c1", now: now),
+                                     systolic(186, minutesAgo: 1, device: "c2", now: now)], pipeline: pipeline)
+        #expect(s.readingsStored == 2)
+        #expect(s.tasksOpened == [.critical: 1])
+        #expect(s.tasksUpdated == 1)
+        // Two batches at once, from two writers.
+        async let a = db.ingest([systolic(187, minutesAgo: 0.5, device: "c3", now: now)], pipeline: pipeline)
+        async let b = db.ingest([systolic(188, minutesAgo: 0.5, device: "c1", now: now)], pipeline: pipeline)
+        _ = try await (a, b)
+        let tasks = try db.tasks()
+        #expect(tasks.count == 1)
+        #expect(tasks[0].occurrences == 4)
+        _ = try db.resolveTask(id: tasks[0].id, by: "nurse.a")
+        #expect(try db.tasks(status: .open).isEmpty)  // clearing leaves no orphan
+    }
+
+    @Test("F15: after a restart, 200 queued readings with 20 repeat breaches open nothing new; late breaches make one review task each")
+    func noStormAfterRestart() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var db = try AppDatabase.open(path: dir.path + "/vitalsd.sqlite")
+        for i in 0..<20 {
+            try db.upsertPatient(Patient(id: "p\(i)", timezone: "UTC", programs: [.diabetes]), actor: "test")
+            try db.upsertDevice(Device(id: "g\(i)", kind: .glucometer, patientID: "p\(i)"), actor: "test")
+        }
+        _ = try await db.ingest((0..<20).map { glucose(45, minutesAgo: 120, device: "g\($0)") }, pipeline: pipeline)
+        #expect(try db.tasks(status: .open).count == 20)
+        // Restart: a new connection and a pipeline built again from the same configuration.
+        try db.close()
+        db = try AppDatabase.open(path: dir.path + "/vitalsd.sqlite")
+        let reloaded = IngestPipeline(thresholds: .clinicalDefaults)
+        var backlog: [IncomingMessage] = []
+        for i in 0..<20 {
+            for k in 0..<9 { backlog.append(glucose(110, minutesAgo: 100 - Double(k), device: "g\(i)")) }
+            backlog.append(glucose(48, minutesAgo: 90, device: "g\(i)"))
+        }
+        #expect(backlog.count == 200)
+        let s = try await db.ingest(backlog.shuffled(), pipeline: reloaded)
+        #expect(s.readingsStored == 200)
+        #expect(s.tasksOpened.isEmpty)
+        #expect(s.tasksUpdated == 20)
+        #expect(try db.tasks().count == 20)
+        // Readings measured 30 h before they arrive: stored and evaluated, but gathered into one
+        // late-data review task per patient (3 patients, 2 breaching readings each).
+        var late: [IncomingMessage] = []
+        for i in 0..<3 {
+            late.append(glucose(300, minutesAgo: 30 * 60, device: "g\(i)"))
+            late.append(glucose(40, minutesAgo: 30 * 60 - 5, device: "g\(i)"))
+        }
+        let l = try await db.ingest(late, pipeline: reloaded)
+        #expect(l.readingsStored == 6)
+        #expect(l.lateBreaches == 6)
+        #expect(l.tasksOpened == [.warning: 3])
+        let review = try db.tasks(status: .open).filter { $0.kind == .lateData }
+        #expect(review.count == 3)
+        #expect(review.allSatisfy { $0.occurrences == 2 && $0.priority == .warning })
+        #expect(try db.tasks().filter { $0.vital == "glucose" && $0.direction == .high }.isEmpty)
+    }
+
+    @Test("F16: silence opens one no-data task and flags the open high task as stale without clearing it")
+    func staleData() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        let day0 = Date().addingTimeInterval(-30 * 3_600)
+        _ = try db.startEpisode(patientID: "p2", startDate: LocalDate(day0.addingTimeInterval(-86_400), in: TimeZone(identifier: "Europe/Berlin")!),
+                                practitioner: "Dr. A", actor: "test")
+        _ = try await db.ingest([bp(185, 125, at: day0)], pipeline: pipeline)
+        let high = try #require(try db.tasks().first)
+        let s = try db.openRoutineTasks(rules: BillingRules(), noDataDays: 1, now: Date())
+        #expect(s.noDataTasks == 1)
+        let after = try #require(try db.task(id: high.id))
+        #expect(after.task.status == .open)
+        #expect(after.task.dataStale)
+        #expect(after.events.map(\.event).contains("data_stale"))
+        // Once a reading arrives, it is no longer stale.
+        _ = try await db.ingest([bp(120, 80, at: Date().addingTimeInterval(-60))], pipeline: pipeline)
+        #expect(try db.task(id: high.id)?.task.dataStale == false)
+    }
+
+    @Test("confirmation: a re-measurement within 15 min confirms or not; none at all is recorded by the timer")
+    func confirmation() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        let t0 = Date().addingTimeInterval(-3_600)
+        _ = try await db.ingest([bp(185, 125, at: t0)], pipeline: pipeline)
+        var task = try #require(try db.tasks().first)
+        #expect(task.confirmation == .pending)
+        _ = try await db.ingest([bp(183, 118, at: t0.addingTimeInterval(120))], pipeline: pipeline)
+        task = try #require(try db.task(id: task.id)?.task)
+        #expect(task.confirmation == .confirmed)  // 183 mmHg is still ≥ 180
+        _ = try db.resolveTask(id: task.id, by: "nurse.a")
+        // Recovered (120/80), then a new crisis and a lower re-measurement 3 min later.
+        _ = try await db.ingest([bp(120, 80, at: t0.addingTimeInterval(600))], pipeline: pipeline)
+        _ = try await db.ingest([bp(190, 100, at: t0.addingTimeInterval(1_200))], pipeline: pipeline)
+        _ = try await db.ingest([bp(165, 95, at: t0.addingTimeInterval(1_380))], pipeline: pipeline)
+        let second = try #require(try db.tasks(status: .open).first)
+        #expect(second.confirmation == .notConfirmed)
+        // A third crisis with no re-measurement: the timer closes the window after 15 min.
+        _ = try db.resolveTask(id: second.id, by: "nurse.a")
+        _ = try await db.ingest([bp(120, 80, at: t0.addingTimeInterval(1_500))], pipeline: pipeline)
+        _ = try await db.ingest([bp(181, 90, at: t0.addingTimeInterval(1_800))], pipeline: pipeline)
+        let third = try #require(try db.tasks(status: .open).first)
+        #expect(try db.runAlertTimers(policy: pipeline.alerts, now: t0.addingTimeInterval(1_800 + 899)).notRepeated == 0)
+        #expect(try db.runAlertTimers(policy: pipeline.alerts, now: t0.addingTimeInterval(1_800 + 901)).notRepeated == 1)
+        #expect(try db.task(id: third.id)?.task.confirmation == .notRepeated)
+    }
+
+    @Test("escalation: after 30 min unacknowledged, then every 30 min, until acknowledged; never twice for one step")
+    func escalation() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        let opened = Date()
+        _ = try await db.ingest([glucose(45, minutesAgo: 1)], pipeline: pipeline)  // critical low
+        _ = try await db.ingest([glucose(65, minutesAgo: 0.5, device: "g1")], pipeline: pipeline)
+        let task = try #require(try db.tasks().first { $0.priority == .critical })
+        let policy = pipeline.alerts
+        func run(_ minutes: Double) throws -> Int {
+            try db.runAlertTimers(policy: policy, now: opened.addingTimeInterval(minutes * 60)).escalated
+        }
+        #expect(try run(29) == 0)
+        #expect(try run(31) == 1)
+        #expect(try run(31) == 0)  // a repeated run, as after a restart, does not escalate again
+        #expect(try run(60) == 0)
+        #expect(try run(62) == 1)
+        #expect(try db.task(id: task.id)?.task.escalationLevel == 2)
+        _ = try db.acknowledgeTask(id: task.id, by: "nurse.a")
+        #expect(try run(200) == 0)
+        let events = try #require(try db.task(id: task.id)).events.map(\.event)
+        #expect(events.filter { $0 == "escalated" }.count == 2)
+        // A warning task never escalates.
+        _ = try await db.ingest([glucose(300, minutesAgo: 0.2)], pipeline: pipeline)
+        #expect(try run(1_000) == 0)
+    }
+
+    @Test("heart failure: 2.5 kg over 5 days with a missed day opens one weight-gain task")
+    func heartFailureWeights() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        try db.upsertPatient(Patient(id: "p3", timezone: "UTC", programs: [.heartFailure]), actor: "test")
+        try db.upsertDevice(Device(id: "s3", kind: .scale, patientID: "p3"), actor: "test")
+        let start = Date().addingTimeInterval(-6 * 86_400)
+        // Day 3 missed. The 24 h rule sees +0.5 kg a day at most; the 7-day rule sees 82.5 − 80.0 at day 5.
+        let weights: [(Double, Double)] = [(0, 80.0), (1, 80.5), (2, 81.0), (4, 82.0), (5, 82.5)]
+        for (day, kg) in weights {
+            let at = start.addingTimeInterval(day * 86_400)
+            let ms = Int64(at.timeIntervalSince1970 * 1000)
+            _ = try await db.ingest([message("s3", #"{"type":"body_weight","value":\#(kg),"unit":"kg","measured_at":\#(ms)}"#,
+                                             receivedAt: at.addingTimeInterval(60))], pipeline: pipeline)
+        }
+        let tasks = try db.tasks(patientID: "p3")
+        #expect(tasks.count == 1)
+        #expect(tasks[0].kind == .trend)
+        #expect(tasks[0].vital == "body_weight")
+        #expect(tasks[0].priority == .warning)
+        #expect(tasks[0].reason == "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: Body weight rise ≥ 2.3 kg within 7 days")
+        // A patient can have a rule changed: with a 3 kg bound the same rise opens nothing.
+        try db.setRuleOverride(patientID: "p1", ruleID: "weight_gain_7d", override: RuleOverride(bound: 3, disabled: false), actor: "dr.a")
+        #expect(try db.ruleOverrides(patientID: "p1")["weight_gain_7d"]?.bound == 3)
+    }
+
+    @Test("every task event lands in the outbox in the same transaction, as documented JSON")
+    func outbox() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        try db.openDeliveryChannel("mqtt")  // before anything happens: starts at 0
+        _ = try await db.ingest([bp(185, 125, at: Date().addingTimeInterval(-60))], pipeline: pipeline)
+        let task = try #require(try db.tasks().first)
+        _ = try db.acknowledgeTask(id: task.id, by: "nurse.a")
+        let events = try db.pendingEvents(channel: "mqtt", limit: 10)
+        #expect(events.count == 2)
+        #expect(events.allSatisfy { $0.patientID == "p2" })
+        let first = try #require(try JSONSerialization.jsonObject(with: Data(events[0].body.utf8)) as? [String: Any])
+        #expect(first["event"] as? String == "opened")
+        #expect(first["event_id"] as? String == "task-event-\(events[0].id)")
+        let t = try #require(first["task"] as? [String: Any])
+        #expect(t["priority"] as? String == "critical")
+        #expect(t["fhir_priority"] as? String == "stat")
+        #expect(t["fhir_status"] as? String == "requested")
+        #expect(t["condition"] as? String == "blood_pressure")
+        #expect(t["confirmation"] as? String == "pending")
+        #expect(t["data_stale"] as? Bool == false)
+        let second = try #require(try JSONSerialization.jsonObject(with: Data(events[1].body.utf8)) as? [String: Any])
+        #expect((second["task"] as? [String: Any])?["fhir_status"] as? String == "accepted")
+        #expect(second["actor"] as? String == "nurse.a")
+        try db.markDelivered(channel: "mqtt", through: events[0].id)
+        #expect(try db.outboxBacklog(channel: "mqtt") == 1)
+        try db.markDelivered(channel: "mqtt", through: events[1].id)
+        try db.markDelivered(channel: "mqtt", through: events[0].id)  // never moves back
+        #expect(try db.pendingEvents(channel: "mqtt", limit: 10).isEmpty)
+        // A channel opened later starts at the newest event: no replay of history.
+        try db.openDeliveryChannel("webhook")
+        #expect(try db.pendingEvents(channel: "webhook", limit: 10).isEmpty)
+    }
+}
