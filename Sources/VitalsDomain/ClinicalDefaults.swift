@@ -18,7 +18,7 @@ extension ThresholdPolicy {
                 criticalHigh: 400, warningHigh: 250, warningLow: 70, criticalLow: 54,
                 source: "ADA Standards of Care, Table 6.3 (hypoglycaemia levels 1 and 2); Diabetes Care 40(12):1622 (level 2 hyperglycaemia > 250 mg/dL)"),
             .systolicBP: ThresholdLimits(
-                criticalHigh: 180, warningHigh: 160, criticalLow: 90,
+                criticalHigh: 180, warningHigh: 160, criticalLow: 90, recoveryHigh: 150,
                 source: "AHA hypertensive crisis >= 180/120; hypotension SBP < 90 (NHLBI)"),
             .diastolicBP: ThresholdLimits(
                 criticalHigh: 120, warningHigh: 100,

@@ -13,6 +13,63 @@ struct ConfigurationTests {
         let c = try VitalsConfiguration.load(path: Self.shipped, environment: [:])
         #expect(c.mqtt.topics == ["devices/+/readings"])
         #expect(c.thresholds == ThresholdPolicy.clinicalDefaults)
+        #expect(c.alerts == AlertPolicy.clinicalDefaults)
+        #expect(c.delivery.mqttEnabled && c.delivery.mqttTopic == "alerts/{patient_id}/tasks" && c.delivery.webhookURL == nil)
+    }
+
+    @Test("alert rules, timers and delivery are read and checked")
+    func alerts() throws {
+        let secret = NSTemporaryDirectory() + "vitalsd-secret-\(UUID().uuidString)"
+        try "s3cret\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: secret) }
+        let c = try VitalsConfiguration.parse(yaml: """
+            alerts:
+              late_after_hours: 12
+              escalation_after_minutes: 20
+              escalation_repeat_minutes: [10, 60]
+              rules:
+                - {id: sbp_mean_7d, kind: average, type: systolic_bp, direction: high, window_hours: 168, bound: 150, min_count: 3}
+              programs:
+                diabetes:
+                  - {id: lows_7d, kind: count, type: glucose, direction: low, window_hours: 168, bound: 70, min_count: 3, level: critical}
+            delivery:
+              webhook_url: https://care.example.org/events
+              webhook_secret_file: \(secret)
+            thresholds:
+              defaults:
+                systolic_bp: {critical_high: 180, recovery_high: 170}
+            """)
+        #expect(c.alerts.lateAfterSeconds == 43_200)
+        #expect(c.alerts.escalationAfterSeconds == 1_200)
+        #expect(c.alerts.escalationRepeatSeconds == [600, 3_600])
+        #expect(c.alerts.defaultRules == [TrendRule(id: "sbp_mean_7d", kind: .average, type: .systolicBP, direction: .high,
+                                                    windowSeconds: 604_800, bound: 150, minimumCount: 3)])
+        #expect(c.alerts.programRules[.diabetes]?.first?.level == .critical)
+        #expect(c.alerts.programRules[.heartFailure] == nil)  // a programs section replaces the built-in one
+        #expect(c.thresholds.defaults[.systolicBP]?.recoveryHigh == 170)
+        #expect(try c.webhookSecret() == "s3cret")
+        do {
+            _ = try VitalsConfiguration.parse(yaml: """
+                alerts:
+                  escalation_after_minutes: 0
+                  rules:
+                    - {id: x, kind: slope, type: body_weight, direction: up, window_hours: 24, bound: 1}
+                    - {id: y, kind: delta, type: body_weight, direction: high, window_hours: 24, bound: -1}
+                delivery:
+                  webhook_url: ftp://x
+                  mqtt_topic: "alerts/+/tasks"
+                thresholds:
+                  defaults:
+                    systolic_bp: {critical_high: 180, recovery_high: 190}
+                """)
+            Issue.record("accepted a bad alerts section")
+        } catch let error as ConfigurationErrors {
+            let keys = Set(error.errors.map(\.key))
+            #expect(keys.isSuperset(of: [
+                "alerts.escalation_after_minutes", "alerts.rules[0].kind", "alerts.rules[0].direction", "alerts.rules[1]",
+                "delivery.webhook_url", "delivery.webhook_secret_file", "delivery.mqtt_topic", "thresholds.defaults.systolic_bp",
+            ]), "\(keys)")
+        }
     }
 
     @Test("environment variables override keys")
