@@ -107,7 +107,42 @@ struct DeviceCommand: ParsableCommand {
 struct ThresholdCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "threshold", abstract: "Per-patient thresholds, which win over program defaults.",
-        subcommands: [Set.self, Clear.self, List.self])
+        subcommands: [Set.self, Clear.self, List.self, Rule.self])
+
+    struct Rule: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change a trend rule for one patient: another bound, off, or back to the configured rule.")
+        @OptionGroup var options: GlobalOptions
+        @Option var patient: String
+        @Option(help: "Rule id, as configured under alerts (e.g. weight_gain_7d).") var rule: String
+        @Option(help: "The patient's bound, in the rule type's canonical unit (kg, mm[Hg], mg/dL, ...).") var bound: Double?
+        @Flag(help: "Switch the rule off for this patient.") var off = false
+        @Flag(help: "Remove the patient's change; the configured rule applies again.") var clear = false
+        @Option(help: "Clinician who ordered it (default: the invoking user).") var by: String?
+
+        func validate() throws {
+            guard [bound != nil, off, clear].filter({ $0 }).count == 1 else {
+                throw ValidationError("give exactly one of --bound, --off or --clear")
+            }
+        }
+
+        func run() throws {
+            let (config, db) = try options.database()
+            guard let p = try db.patient(id: patient) else { throw ValidationError("patient \(patient) is not enrolled") }
+            guard var configured = config.alerts.rules(for: p.programs).first(where: { $0.id == rule }) else {
+                let known = config.alerts.rules(for: p.programs).map(\.id)
+                throw ValidationError("no rule '\(rule)' applies to patient \(patient); rules in force: \(known.isEmpty ? "none" : known.joined(separator: ", "))")
+            }
+            if let bound {
+                configured.bound = bound
+                if let problem = configured.problem { throw ValidationError("refused: \(problem)") }
+            }
+            let change: RuleOverride? = clear ? nil : RuleOverride(bound: bound, disabled: off)
+            try db.setRuleOverride(patientID: patient, ruleID: rule, override: change, actor: actor(by))
+            print(clear ? "patient \(patient): \(rule) as configured" : off ? "patient \(patient): \(rule) off"
+                  : "patient \(patient): \(rule): \(configured.summary)")
+        }
+    }
 
     struct Set: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -195,6 +230,19 @@ struct ThresholdCommand: ParsableCommand {
             }
         }
         printTable([indent + "type", "level", "limit", "from"], rows)
+        let changes = try db.ruleOverrides(patientID: patient.id)
+        let rules = config.alerts.rules(for: patient.programs)
+        guard !rules.isEmpty else { return }
+        print("")
+        printTable([indent + "rule", "level", "trend", "from"], rules.map { r in
+            var rule = r
+            var origin = "configured"
+            if let change = changes[r.id] {
+                if change.disabled { return [indent + r.id, r.level.rawValue, "off", "patient"] }
+                if let b = change.bound { rule.bound = b; origin = "patient" }
+            }
+            return [indent + rule.id, rule.level.rawValue, rule.summary, origin]
+        })
     }
 }
 

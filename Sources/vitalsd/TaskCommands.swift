@@ -50,7 +50,11 @@ struct TaskCommand: ParsableCommand {
             print("reason:       \(t.reason)")
             print("occurrences:  \(t.occurrences)")
             if let first = t.firstReadingID, let last = t.lastReadingID { print("readings:     first #\(first), last #\(last)") }
+            print("kind:         \(t.kind.rawValue)")
             print("opened:       \(iso(t.openedAt))")
+            if let c = t.confirmation { print("confirmation: \(c.rawValue)") }
+            if t.escalationLevel > 0 { print("escalated:    level \(t.escalationLevel), last \(iso(t.escalatedAt))") }
+            if t.dataStale { print("data:         stale (no device data since the task's readings)") }
             if let by = t.acknowledgedBy { print("acknowledged: \(iso(t.acknowledgedAt)) by \(by)") }
             if let by = t.resolvedBy { print("resolved:     \(iso(t.resolvedAt)) by \(by)") }
             if let note = t.note { print("note:         \(note)") }

@@ -10,13 +10,15 @@ final class ChildProcess: @unchecked Sendable {
     let pid: pid_t
     private var status: Int32?
 
-    /// Starts `path` with `arguments`, standard output to /dev/null and standard error to `logPath`.
-    init(path: String, arguments: [String], logPath: String, extraEnvironment: [String: String] = [:]) throws {
+    /// Starts `path` with `arguments`, standard output to `outputPath` (default /dev/null) and standard
+    /// error to `logPath`.
+    init(path: String, arguments: [String], logPath: String, outputPath: String = "/dev/null",
+         extraEnvironment: [String: String] = [:]) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
 
         var attributes = posix_spawnattr_t()

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VitalsDomain
 import VitalsStore
 
 /// The admin commands, run as an operator would run them.
@@ -26,5 +27,23 @@ struct CommandLineTests {
                                      "--direction", "low", "--value", "3.3", "--unit", "mmol/L", "--by", "dr.x"])
         #expect(ok.code == 0)
         #expect(try env.database.thresholdOverrides(patientID: "p1").values.first == 59.4594)
+    }
+
+    @Test("a trend rule can be changed or switched off for one patient, never for a rule that does not apply")
+    func ruleOverride() async throws {
+        let env = try TestEnvironment()
+        // p1 is in program diabetes: the heart-failure weight rules do not apply.
+        let refused = try await run(env, ["threshold", "rule", "--patient", "p1", "--rule", "weight_gain_7d", "--off"])
+        #expect(refused.code != 0)
+        #expect(refused.output.contains("no rule 'weight_gain_7d' applies to patient p1; rules in force: none"))
+        try env.database.upsertPatient(Patient(id: "hf2", timezone: "UTC", programs: [.heartFailure]), actor: "test")
+        let ok = try await run(env, ["threshold", "rule", "--patient", "hf2", "--rule", "weight_gain_7d", "--bound", "2", "--by", "dr.x"])
+        #expect(ok.code == 0)
+        #expect(try env.database.ruleOverrides(patientID: "hf2")["weight_gain_7d"] == RuleOverride(bound: 2, disabled: false))
+        let negative = try await run(env, ["threshold", "rule", "--patient", "hf2", "--rule", "weight_gain_7d", "--bound=-1"])
+        #expect(negative.output.contains("a delta bound must be above 0"))
+        _ = try await run(env, ["threshold", "rule", "--patient", "hf2", "--rule", "weight_gain_7d", "--clear"])
+        #expect(try env.database.ruleOverrides(patientID: "hf2").isEmpty)
+        #expect(try env.database.auditEntries().contains { $0.action == "rule.override" })
     }
 }

@@ -17,8 +17,9 @@ final class TestEnvironment: @unchecked Sendable {
     /// The port of the daemon process's HTTP endpoints.
     let httpPort: Int
 
+    /// - Parameter extraYAML: more top-level sections for the configuration file.
     init(clientID: String = "vitalsd-test-\(UUID().uuidString.prefix(8))", logLevel: String = "warning",
-         logFormat: String = "text") throws {
+         logFormat: String = "text", extraYAML: String = "") throws {
         broker = try Broker()
         directory = broker.directory
         httpPort = try Broker.freePort()
@@ -35,6 +36,7 @@ final class TestEnvironment: @unchecked Sendable {
               format: \(logFormat)
             http:
               port: \(httpPort)
+            \(extraYAML)
             """
         configPath = directory + "/vitalsd.yaml"
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
