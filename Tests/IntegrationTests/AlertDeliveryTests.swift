@@ -127,6 +127,51 @@ struct AlertDeliveryTests {
         #expect(await daemon.waitForExit(seconds: 10))
     }
 
+    @Test("F15: 20 open alerts, a restart with 200 queued readings (20 repeat breaches), then a reload: no new task, no resent event")
+    func noStormAfterRestartAndReload() async throws {
+        let env = try TestEnvironment()
+        for i in 0..<20 {
+            try env.database.upsertPatient(Patient(id: "f\(i)", timezone: "UTC", programs: [.diabetes]), actor: "test")
+            try env.database.upsertDevice(Device(id: "fg\(i)", kind: .glucometer, patientID: "f\(i)"), actor: "test")
+        }
+        let pub = try env.publisher()
+        var daemon = try env.startProcess()
+        #expect(await publishUntilStored(pub, env, topic: "devices/fg0/readings", payload: glucoseJSON(45, at: msAgo(3_600))))
+        for i in 1..<20 { try pub.publish(topic: "devices/fg\(i)/readings", payload: glucoseJSON(45, at: msAgo(3_600))) }
+        #expect(await eventually(10) { (try? env.database.tasks(status: .open).count) == 20 })
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitForExit(seconds: 10))
+
+        // While vitalsd is down: 9 normal readings and 1 breach of the same condition per patient.
+        for i in 0..<20 {
+            for k in 0..<9 { try pub.publish(topic: "devices/fg\(i)/readings", payload: glucoseJSON(110, at: msAgo(3_000 - Double(k) * 60))) }
+            try pub.publish(topic: "devices/fg\(i)/readings", payload: glucoseJSON(48, at: msAgo(2_000)))
+        }
+        try await pub.waitUntilDelivered()
+        daemon = try env.startProcess()
+        #expect(await eventually(15) { (try? env.statistics().readings) == 220 })
+        try await Task.sleep(for: .milliseconds(500))
+        let tasks = try env.database.tasks()
+        #expect(tasks.count == 20)
+        #expect(tasks.allSatisfy { $0.occurrences == 2 && $0.status == .open })
+
+        func history() throws -> [String] {
+            try env.database.tasks().flatMap { try env.database.task(id: $0.id)?.events.map(\.event) ?? [] }
+        }
+        // Per task: opened; the first 110 mg/dL, 10 min after the 45, is its re-measurement
+        // (confirmation) and clears the low condition (recovered); the 48 is an occurrence (updated).
+        let before = try history()
+        #expect(before.filter { $0 == "opened" }.count == 20)
+        #expect(before.count == 80)
+        // A reload with nothing changed raises and sends nothing.
+        daemon.signal(SIGHUP)
+        try await Task.sleep(for: .seconds(2))
+        #expect(try history() == before)
+        #expect(await eventually(5) { (try? env.database.outboxBacklog(channel: "mqtt")) == 0 })
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitForExit(seconds: 10))
+    }
+
     @Test("webhook down, then back after a daemon restart: every task event arrives exactly once, signed, in order")
     func webhookOutage() async throws {
         let outage = Double(ProcessInfo.processInfo.environment["VITALSD_TEST_WEBHOOK_OUTAGE_SECONDS"] ?? "") ?? 120
