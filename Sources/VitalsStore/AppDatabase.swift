@@ -290,7 +290,7 @@ extension AppDatabase {
                     id INTEGER PRIMARY KEY,
                     patient_id TEXT NOT NULL REFERENCES patients(id),
                     kind TEXT NOT NULL DEFAULT 'threshold'
-                        CHECK (kind IN ('threshold', 'trend', 'late_data', 'days_of_data', 'no_data')),
+                        CHECK (kind IN ('threshold', 'trend', 'late_data', 'days_of_data', 'no_data', 'device')),
                     vital TEXT NOT NULL,
                     direction TEXT NOT NULL CHECK (direction IN ('high', 'low')),
                     priority TEXT NOT NULL CHECK (priority IN ('critical', 'warning', 'routine')),

@@ -30,6 +30,8 @@ public enum TaskKind: String, Sendable, CaseIterable, Codable {
     case daysOfData = "days_of_data"
     /// The patient's devices have sent nothing for the configured number of days.
     case noData = "no_data"
+    /// A device reported a problem: an error code, a value beyond the meter's range, a low battery.
+    case device
 }
 
 /// A task in the care manager's queue: one condition (patient, vital, direction).
