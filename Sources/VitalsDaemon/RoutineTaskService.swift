@@ -29,9 +29,10 @@ public struct RoutineTaskService: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 let s = try database.openRoutineTasks(rules: rules, noDataDays: noDataDays)
-                if s.daysOfDataTasks + s.noDataTasks > 0 {
+                if s.daysOfDataTasks + s.noDataTasks + s.silentDeviceTasks > 0 {
                     logger.notice("routine tasks opened", metadata: [
-                        "task.days_of_data": "\(s.daysOfDataTasks)", "task.no_data": "\(s.noDataTasks)"])
+                        "task.days_of_data": "\(s.daysOfDataTasks)", "task.no_data": "\(s.noDataTasks)",
+                        "task.silent_device": "\(s.silentDeviceTasks)"])
                 }
             } catch {
                 logger.error("routine task check failed", metadata: ["db.error": "\(error)"])

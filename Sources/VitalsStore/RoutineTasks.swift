@@ -7,6 +7,8 @@ extension AppDatabase {
     public struct RoutineSummary: Sendable, Hashable {
         public var daysOfDataTasks = 0
         public var noDataTasks = 0
+        /// `device` tasks for one silent device of a patient whose other devices still send.
+        public var silentDeviceTasks = 0
         public init() {}
     }
 
@@ -50,6 +52,28 @@ extension AppDatabase {
                                                   reason: "No device data for \(Int(silentDays)) days \(what)", now: now) {
                         summary.noDataTasks += 1
                         try Self.markStale(db, patientID: episode.patientID, now: now)
+                    }
+                    continue
+                }
+                // The patient still sends, but one of their devices may have gone quiet (a dead scale
+                // next to a working cuff): one device task per silence.
+                let devices = try Row.fetchAll(db, sql: """
+                    SELECT d.id, d.kind, (SELECT max(measured_at) FROM readings r WHERE r.device_id = d.id AND r.source = 'device') AS last
+                    FROM devices d WHERE d.patient_id = ? ORDER BY d.id
+                    """, arguments: [episode.patientID])
+                for device in devices {
+                    let id: String = device["id"]
+                    let last: Int64? = device["last"]
+                    let since = last.map(dateFromEpochMilliseconds) ?? episode.startDate.start(in: zone)
+                    let days = now.timeIntervalSince(since) / 86_400
+                    guard days >= Double(noDataDays) else { continue }
+                    let kind: String = device["kind"]
+                    let key = "device \(id) " + (last.map { "silent after \($0)" } ?? "silent from episode \(episode.id) start")
+                    if try Self.insertRoutineTask(
+                        db, patientID: episode.patientID, kind: .device, vital: "device:\(id)", key: key,
+                        reason: "Device \(id) (\(kind)) has sent no data for \(Int(days)) days; the patient's other devices still send",
+                        now: now) {
+                        summary.silentDeviceTasks += 1
                     }
                 }
             }

@@ -280,4 +280,28 @@ struct AlertingTests {
         try db.openDeliveryChannel("webhook")
         #expect(try db.pendingEvents(channel: "webhook", limit: 10).isEmpty)
     }
+
+    @Test("a silent device next to a working one gets its own routine device task, once")
+    func silentDevice() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        try db.upsertDevice(Device(id: "s2", kind: .scale, patientID: "p2"), actor: "test")
+        let now = Date()
+        _ = try db.startEpisode(patientID: "p2", startDate: LocalDate(now.addingTimeInterval(-10 * 86_400), in: TimeZone(identifier: "Europe/Berlin")!),
+                                practitioner: "Dr. A", actor: "test")
+        // The scale last weighed 5 days ago; the cuff measured an hour ago.
+        let scaleMS = Int64(now.addingTimeInterval(-5 * 86_400).timeIntervalSince1970 * 1000)
+        _ = try await db.ingest([message("s2", #"{"type":"body_weight","value":80,"unit":"kg","measured_at":\#(scaleMS)}"#,
+                                         receivedAt: now.addingTimeInterval(-5 * 86_400 + 60)),
+                                 bp(120, 80, at: now.addingTimeInterval(-3_600))], pipeline: pipeline)
+        let s = try db.openRoutineTasks(rules: BillingRules(), noDataDays: 3, now: now)
+        #expect(s.noDataTasks == 0)
+        #expect(s.silentDeviceTasks == 1)
+        let task = try #require(try db.tasks(patientID: "p2").first)
+        #expect(task.kind == .device)
+        #expect(task.priority == .routine)
+        #expect(task.reason == "Device s2 (scale) has sent no data for 5 days; the patient's other devices still send")
+        #expect(try db.openRoutineTasks(rules: BillingRules(), noDataDays: 3, now: now.addingTimeInterval(3_600)).silentDeviceTasks == 0)
+    }
 }
