@@ -119,7 +119,8 @@ public enum Daemon {
         services.append(.init(
             service: MaintenanceService(
                 database: database, interval: .milliseconds(Int(config.database.checkpointIntervalSeconds * 1000)),
-                payloadRetentionDays: config.database.deadLetterPayloadRetentionDays, logger: logger),
+                payloadRetentionDays: config.database.deadLetterPayloadRetentionDays, deliveryChannels: targets.channels,
+                logger: logger),
             successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         if let configPath {
             services.append(.init(

@@ -3,19 +3,25 @@ import Logging
 import ServiceLifecycle
 import VitalsStore
 
-/// Database care on a timer: a truncating WAL checkpoint, and the purge of dead-letter payloads
-/// older than the retention period. Failures are logged loudly and retried at the next run.
+/// Database care on a timer: a truncating WAL checkpoint, the purge of dead-letter payloads older
+/// than the retention period, and of outbox copies of task events that every delivery channel took
+/// more than 30 days ago (the task events themselves stay). Failures are logged loudly and retried
+/// at the next run.
 public struct MaintenanceService: Service {
     let database: AppDatabase
     let interval: Duration
     /// Days to keep raw dead-letter payloads; nil keeps them forever.
     let payloadRetentionDays: Int?
+    /// The delivery channels in use (`mqtt`, `webhook`).
+    let deliveryChannels: [String]
     let logger: Logger
 
-    public init(database: AppDatabase, interval: Duration, payloadRetentionDays: Int?, logger: Logger) {
+    public init(database: AppDatabase, interval: Duration, payloadRetentionDays: Int?, deliveryChannels: [String] = [],
+                logger: Logger) {
         self.database = database
         self.interval = interval
         self.payloadRetentionDays = payloadRetentionDays
+        self.deliveryChannels = deliveryChannels
         self.logger = logger
     }
 
@@ -31,6 +37,8 @@ public struct MaintenanceService: Service {
                     let purged = try database.purgeDeadLetterPayloads(before: Date().addingTimeInterval(-Double(days) * 86_400))
                     if purged > 0 { logger.info("dead-letter payloads purged", metadata: ["db.payloads": "\(purged)"]) }
                 }
+                let delivered = try database.purgeDeliveredEvents(channels: deliveryChannels, olderThanDays: 30)
+                if delivered > 0 { logger.debug("delivered outbox rows purged", metadata: ["db.outbox": "\(delivered)"]) }
             } catch {
                 logger.error("database maintenance failed", metadata: ["db.error": "\(error)"])
             }

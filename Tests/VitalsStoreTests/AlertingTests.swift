@@ -279,6 +279,10 @@ struct AlertingTests {
         // A channel opened later starts at the newest event: no replay of history.
         try db.openDeliveryChannel("webhook")
         #expect(try db.pendingEvents(channel: "webhook", limit: 10).isEmpty)
+        // Delivered copies go after 30 days; the task events stay.
+        #expect(try db.purgeDeliveredEvents(channels: ["mqtt", "webhook"], olderThanDays: 30) == 0)
+        #expect(try db.purgeDeliveredEvents(channels: ["mqtt", "webhook"], olderThanDays: 30, now: Date().addingTimeInterval(31 * 86_400)) == 2)
+        #expect(try db.task(id: task.id)?.events.count == 2)
     }
 
     @Test("a silent device next to a working one gets its own routine device task, once")
