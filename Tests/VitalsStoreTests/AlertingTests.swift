@@ -308,4 +308,35 @@ struct AlertingTests {
         #expect(task.reason == "Device s2 (scale) has sent no data for 5 days; the patient's other devices still send")
         #expect(try db.openRoutineTasks(rules: BillingRules(), noDataDays: 3, now: now.addingTimeInterval(3_600)).silentDeviceTasks == 0)
     }
+
+    @Test("average and count rules open tasks through ingest, merged with the condition's limits")
+    func averageAndCount() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        let rules = IngestPipeline(
+            thresholds: .clinicalDefaults,
+            alerts: AlertPolicy(programRules: [
+                .hypertension: [TrendRule(id: "sbp_mean_7d", kind: .average, type: .systolicBP, direction: .high,
+                                          windowSeconds: 7 * 86_400, bound: 150, minimumCount: 3)],
+                .diabetes: [TrendRule(id: "lows_7d", kind: .count, type: .glucose, direction: .low,
+                                      windowSeconds: 7 * 86_400, bound: 80, minimumCount: 3)],
+            ]))
+        // Systolic 148, 152, 155: below every limit; the mean (151.67) is ≥ 150 at the third.
+        for (i, v) in [148.0, 152, 155].enumerated() {
+            _ = try await db.ingest([systolic(v, minutesAgo: Double(3 - i) * 60)], pipeline: rules)
+        }
+        let bp = try db.tasks(patientID: "p2")
+        #expect(bp.count == 1)
+        #expect(bp[0].kind == .trend)
+        #expect(bp[0].vital == "blood_pressure")
+        #expect(bp[0].reason == "Systolic blood pressure mean 151.7 mmHg over 7 days; rule sbp_mean_7d: Systolic blood pressure mean over 7 days ≥ 150 mmHg")
+        // Glucose 78, 120, 75, 79 mg/dL: above the 70 limit, but the third reading below 80 completes the count.
+        for (i, v) in [78.0, 120, 75].enumerated() { _ = try await db.ingest([glucose(v, minutesAgo: Double(100 - i))], pipeline: rules) }
+        #expect(try db.tasks(patientID: "p1").isEmpty)
+        _ = try await db.ingest([glucose(79, minutesAgo: 90)], pipeline: rules)
+        let lows = try db.tasks(patientID: "p1")
+        #expect(lows.count == 1)
+        #expect(lows[0].reason == "3 Glucose readings below 80 mg/dL within 7 days; rule lows_7d: 3 Glucose readings < 80 mg/dL within 7 days")
+    }
 }
