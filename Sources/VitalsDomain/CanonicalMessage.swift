@@ -69,12 +69,21 @@ public struct CanonicalMessageDecoder: Sendable {
         return try decode(root: root, deviceID: deviceID, receivedAt: receivedAt)
     }
 
-    /// Checks that a payload is UTF-8 JSON in which no object repeats a member, and parses it.
+    /// The deepest nesting of arrays and objects a payload may have. The deepest real format, a FHIR
+    /// transaction Bundle, nests about 8 levels; without a bound, a few kilobytes of `[[[[…` cost
+    /// seconds to parse (the work per level grows with the depth).
+    public static let maxNestingDepth = 32
+
+    /// Checks that a payload is UTF-8 JSON, nested at most ``maxNestingDepth`` levels, in which no
+    /// object repeats a member, and parses it.
     ///
     /// - Throws: ``Rejection`` `invalid_utf8`, `malformed_json`.
     public static func parse(_ payload: [UInt8]) throws(Rejection) -> JSONValue {
         guard String(validating: payload, as: UTF8.self) != nil else {
             throw Rejection(.invalidUTF8, "payload of \(payload.count) bytes is not valid UTF-8")
+        }
+        guard nestingDepth(payload) <= maxNestingDepth else {
+            throw Rejection(.malformedJSON, "payload nests arrays and objects deeper than \(maxNestingDepth) levels")
         }
         let root: JSONValue
         do {
@@ -86,6 +95,27 @@ public struct CanonicalMessageDecoder: Sendable {
             throw Rejection(.malformedJSON, "an object in the payload names the same member twice")
         }
         return root
+    }
+
+    /// The deepest nesting of `[` and `{` outside strings (stops counting past the limit).
+    static func nestingDepth(_ bytes: [UInt8]) -> Int {
+        var depth = 0, deepest = 0, inString = false, i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if inString {
+                if b == UInt8(ascii: "\\") { i += 1 } else if b == UInt8(ascii: "\"") { inString = false }
+            } else if b == UInt8(ascii: "\"") {
+                inString = true
+            } else if b == UInt8(ascii: "[") || b == UInt8(ascii: "{") {
+                depth += 1
+                deepest = max(deepest, depth)
+                if deepest > maxNestingDepth { return deepest }
+            } else if b == UInt8(ascii: "]") || b == UInt8(ascii: "}") {
+                depth -= 1
+            }
+            i += 1
+        }
+        return deepest
     }
 
     /// Decodes a payload already parsed by ``parse(_:)``.

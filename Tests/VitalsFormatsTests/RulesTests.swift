@@ -116,6 +116,17 @@ struct FormatSelectionTests {
         #expect(routed.accepted == direct.readings.compactMap { try? $0.get() })
     }
 
+    @Test("nesting deeper than 32 levels is malformed_json before parsing (found by the fuzz run: parse time grew with depth²)")
+    func nesting() throws {
+        let deep = Array((String(repeating: "[", count: 33) + String(repeating: "]", count: 33)).utf8)
+        #expect(throws: Rejection(.malformedJSON, "payload nests arrays and objects deeper than 32 levels")) {
+            try CanonicalMessageDecoder.parse(deep)
+        }
+        let inString = Array(#"{"n":"\#(String(repeating: "[", count: 100))"}"#.utf8)
+        #expect(try CanonicalMessageDecoder.parse(inString)["n"]?.stringValue?.count == 100)
+        _ = try CanonicalMessageDecoder.parse(Array((String(repeating: "[", count: 32) + String(repeating: "]", count: 32)).utf8))
+    }
+
     @Test("size, UTF-8 and repeated members are checked for every format")
     func prelude() {
         for format in MessageFormat.allCases {
@@ -137,8 +148,8 @@ struct FuzzTests {
     @Test("a seeded run of generated and mutated payloads through every decoder finds nothing")
     func fuzz() throws {
         let fuzzer = FormatFuzzer(corpus: try FormatFuzzer.corpus(directory: fixturesDirectory()))
-        let report = fuzzer.run(count: 500, seed: 20_261_129)
-        #expect(report.inputs == 500)
+        let report = fuzzer.run(count: 2_000, seed: 20_261_129)
+        #expect(report.inputs == 2_000)
         #expect(report.failures == [])
         #expect(report.readings > 0 && report.rejections.count >= 8)
         #expect(report.slowestSeconds < 2)
