@@ -31,7 +31,7 @@ public struct WithingsDecoder: PayloadDecoder {
             throw Rejection(.unknownFormat, "Withings status is not 0: the response carries an error, not measures")
         }
         let groups: [JSONValue]
-        var zoneName = root["body"]?["timezone"]?.stringValue ?? root["timezone"]?.stringValue
+        let zone = (root["body"]?["timezone"]?.stringValue ?? root["timezone"]?.stringValue).flatMap(TimeZone.init(identifier:))
         if let g = root["body"]?["measuregrps"]?.arrayValue ?? root["measuregrps"]?.arrayValue {
             groups = g
         } else if root["measures"] != nil {
@@ -41,7 +41,6 @@ public struct WithingsDecoder: PayloadDecoder {
         } else {
             throw Rejection(.unknownFormat, "payload is not a Withings getmeas response or measure group")
         }
-        if zoneName.map({ TimeZone(identifier: $0) == nil }) == true { zoneName = nil }
         guard !groups.isEmpty else { throw Rejection(.missingField, "the Withings response holds no measure group") }
         let payloadDevice = groups.lazy.compactMap { $0["deviceid"]?.identifier }.first
         let device = try resolveDevice(root, payloadDevice: payloadDevice, context: context)
@@ -66,7 +65,7 @@ public struct WithingsDecoder: PayloadDecoder {
             let manual = attrib == 2 || attrib == 4
             let time = Result { () throws(Rejection) -> ReadingTime in
                 var t = try DeviceTime.epoch(group["date"], field: "date", context: context)
-                if let zoneName, let zone = TimeZone(identifier: zoneName) { t.offsetMinutes = zone.secondsFromGMT(for: t.date) / 60 }
+                if let zone { t.offsetMinutes = zone.secondsFromGMT(for: t.date) / 60 }
                 return t
             }
             for measure in measures {
