@@ -17,8 +17,9 @@ final class TestEnvironment: @unchecked Sendable {
     /// The port of the daemon process's HTTP endpoints.
     let httpPort: Int
 
+    /// - Parameter mqttExtra: more YAML lines for the `mqtt` section (indented by 2), e.g. subscriptions.
     init(clientID: String = "vitalsd-test-\(UUID().uuidString.prefix(8))", logLevel: String = "warning",
-         logFormat: String = "text") throws {
+         logFormat: String = "text", mqttExtra: String = "") throws {
         broker = try Broker()
         directory = broker.directory
         httpPort = try Broker.freePort()
@@ -28,6 +29,7 @@ final class TestEnvironment: @unchecked Sendable {
               client_id: \(clientID)
               reconnect_min_seconds: 0.2
               reconnect_max_seconds: 1
+            \(mqttExtra)
             database:
               path: \(directory)/vitalsd.sqlite
             log:
