@@ -145,16 +145,19 @@ public struct CanonicalMessageDecoder: Sendable {
             throw Rejection(.missingField, "payload has neither 'readings' nor 'type'")
         }
 
+        var events: [DeviceEvent] = []
         let results = items.enumerated().map { index, item in
             Result { () throws(Rejection) -> Observation in
-                try reading(item, index: index, envelope: root, deviceID: deviceID, receivedAt: receivedAt)
+                try reading(item, index: index, envelope: root, deviceID: deviceID, receivedAt: receivedAt, events: &events)
             }
         }
-        return DecodedMessage(messageID: messageID, deviceID: deviceID, readings: results)
+        return DecodedMessage(messageID: messageID, deviceID: deviceID, readings: results, events: events)
     }
 
+    /// One reading: time, type, then the value by ``DeviceNumber`` (``SentinelRules/canonical``): a
+    /// sentinel (`"HI"`, 2047) becomes a device event and a `device_error`/`out_of_meter_range` rejection.
     private func reading(
-        _ item: JSONValue, index: Int, envelope: JSONValue, deviceID: String, receivedAt: Date
+        _ item: JSONValue, index: Int, envelope: JSONValue, deviceID: String, receivedAt: Date, events: inout [DeviceEvent]
     ) throws(Rejection) -> Observation {
         guard case .object = item else {
             throw Rejection(.malformedJSON, "reading \(index) is not an object")
@@ -169,6 +172,11 @@ public struct CanonicalMessageDecoder: Sendable {
             throw Rejection(.missingField, "reading \(index) has no 'measured_at'")
         }
         let measuredAt = try timePolicy.measurementTime(from: timeJSON, receivedAt: receivedAt)
+        if let type = VitalType(rawValue: typeName),
+           case .sentinel(let kind, let code) = try DeviceNumber.parse(value, field: "value", type: type, rules: .canonical) {
+            events.append(DeviceEvent(deviceID: deviceID, kind: kind, type: type, measuredAt: measuredAt, code: code))
+            throw DeviceNumber.rejection(kind, code: code, field: "value")
+        }
         return try Observation.make(
             deviceID: deviceID, typeName: typeName, value: value, unit: item["unit"], measuredAt: measuredAt)
     }

@@ -52,7 +52,7 @@ struct IngestTests {
             (message("g1", #"{"device_id":"g2","type":"glucose","value":90,"unit":"mg/dL","measured_at":\#(now)}"#), .deviceMismatch),
             (message("g1", #"{"type":"ketones","value":1,"unit":"mmol/L","measured_at":\#(now)}"#), .unknownType),
             (message("g1", #"{"type":"glucose","value":90,"unit":"furlongs","measured_at":\#(now)}"#), .badUnit),
-            (message("g1", #"{"type":"glucose","value":"HI","unit":"mg/dL","measured_at":\#(now)}"#), .notANumber),
+            (message("g1", #"{"type":"glucose","value":"ten","unit":"mg/dL","measured_at":\#(now)}"#), .notANumber),
             (message("g1", #"{"type":"glucose","value":110,"unit":"mmol/L","measured_at":\#(now)}"#), .implausibleValue),
             (message("g1", #"{"type":"glucose","value":90,"unit":"mg/dL","measured_at":1648731311}"#), .badTimestamp),
             (message("g1", String(repeating: " ", count: 262_145)), .tooLarge),

@@ -1,7 +1,6 @@
 import Foundation
-import VitalsDomain
 
-/// The one numeric parser of every format (failure-modes F11, F21).
+/// The one numeric parser of every format, canonical included (failure-modes F11, F21).
 ///
 /// Rules, in order:
 /// 1. A JSON number, or a string holding a plain decimal number (`"128.00"`, `" 98.6 "`; see
@@ -117,6 +116,10 @@ public struct SentinelRules: Sendable, Hashable {
         self.aboveRangeValue = aboveRangeValue
     }
 
-    /// The rules for every source: SFLOAT specials and cuff fills.
+    /// The rules for device formats: SFLOAT specials and cuff fills.
     public static let standard = SentinelRules()
+
+    /// The rules for the canonical format: SFLOAT specials, no cuff fills (a gateway that writes the
+    /// canonical format has already read the cuff's status; 255 mmHg there is a value).
+    public static let canonical = SentinelRules(cuffFills: false)
 }
