@@ -67,7 +67,8 @@ public struct FormatDecoding: Sendable {
 ///    `n`, `v`, `vs`, `vb`, `u`, `t`, `s`) → `senml`.
 /// 4. `recordType` = `egv`, or `records`/`egvs` arrays of objects with `systemTime` → `dexcom`.
 /// 5. `BPDataList`, `WeightDataList` or `BODataList` → `ihealth`.
-/// 6. `measuregrps` (at the top or in `body`) or `measures` → `withings`.
+/// 6. `measuregrps` (at the top or in `body`), `measures`, or an array whose first object has
+///    `measures` → `withings`.
 /// 7. `readingType`, or `deviceId` with `data`, or `genVer` → `telli`.
 /// 8. `deviceId` with `ts` → `bodytrace`.
 /// 9. `readings`, or `type` with `value` → `canonical`.
