@@ -115,6 +115,9 @@ struct FormatsIntegrationTests {
         #expect(rows.2 == 3)
         #expect(rows.3 == ["bodytrace", "canonical", "dexcom", "fhir", "ihealth", "senml", "telli", "tenovi", "withings"])
 
+        #expect(try db.deviceStatus(deviceID: "8600000000000").map(\.name) == ["battery_mv", "signal_dbm"])
+        #expect(Set(try db.deviceEvents().map(\.kind)) == ["device_error", "above_range"])
+
         // The daemon keeps running: a later reading is stored.
         try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(101, at: base + 60_000))
         #expect(try await eventually { try env.statistics().readings == 225 })
