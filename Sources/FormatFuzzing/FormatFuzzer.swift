@@ -38,7 +38,7 @@ public struct FuzzReport: Sendable {
 ///
 /// Invariants per payload and format: decoding returns (no crash, no hang; the slowest payload is
 /// reported); a whole-message rejection has a reason and a detail; an accepted message has at least
-/// one reading or status value; an accepted reading has a finite canonical value inside its type's
+/// one reading, status value or marker; an accepted reading has a finite canonical value inside its type's
 /// plausible range, a time from 2000-01-01 on and not past the allowed skew, and a valid device id.
 public struct FormatFuzzer: Sendable {
     public let corpus: [[UInt8]]
@@ -97,8 +97,8 @@ public struct FormatFuzzer: Sendable {
             report.decodes += 1
             do {
                 let message = try decoding.decode(root: root, format: format, context: context)
-                if message.readings.isEmpty && message.status.isEmpty {
-                    report.failures.append("input \(index) \(format.rawValue): accepted without reading or status")
+                if message.readings.isEmpty && message.status.isEmpty && message.markers.isEmpty {
+                    report.failures.append("input \(index) \(format.rawValue): accepted without reading, status or marker")
                 }
                 if let topicDevice, message.deviceID != topicDevice {
                     report.failures.append("input \(index) \(format.rawValue): device differs from the topic's")

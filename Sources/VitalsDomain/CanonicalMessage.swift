@@ -16,6 +16,8 @@ public struct DecodedMessage: Sendable {
     public var events: [DeviceEvent]
     /// The payload format it was decoded from (`senml`, `tenovi`, …), stored with each reading.
     public var format: String?
+    /// Flags sent apart from their readings (Tenovi `irregular_heartbeat`).
+    public var markers: [ReadingMarker] = []
 
     public init(
         messageID: String?, deviceID: String, readings: [Result<Observation, Rejection>],

@@ -29,6 +29,14 @@ public struct ObservationFlags: OptionSet, Sendable, Hashable {
         (.manualEntry, "manual_entry"), (.unregisteredUnit, "unregistered_unit"),
     ]
 
+    /// The flags of a stored form; unknown names are ignored.
+    public init(stored: String?) {
+        let names = Set((stored ?? "").split(separator: ",").map(String.init))
+        self = Self.names.reduce(into: ObservationFlags()) { flags, entry in
+            if names.contains(entry.1) { flags.insert(entry.0) }
+        }
+    }
+
     /// The stored form: names joined by commas (`irregular_heartbeat,from_device_memory`), or nil when empty.
     public var stored: String? {
         let list = Self.names.filter { contains($0.0) }.map(\.1)
@@ -79,6 +87,21 @@ public struct DeviceStatusValue: Sendable, Hashable {
         self.name = name
         self.value = value
         self.observedAt = observedAt
+    }
+}
+
+/// A flag a device sent apart from the reading it belongs to: Tenovi posts `irregular_heartbeat` as
+/// its own message with the blood pressure's `timestamp` (`payload-formats.md` §1.1). It flags the
+/// device's blood-pressure and pulse readings of that time, whether they arrive before or after it.
+public struct ReadingMarker: Sendable, Hashable {
+    public var deviceID: String
+    public var measuredAt: Date
+    public var flags: ObservationFlags
+
+    public init(deviceID: String, measuredAt: Date, flags: ObservationFlags) {
+        self.deviceID = deviceID
+        self.measuredAt = measuredAt
+        self.flags = flags
     }
 }
 

@@ -172,6 +172,7 @@ struct ReadingCollector {
     var readings: [Result<Observation, Rejection>] = []
     var status: [DeviceStatusValue] = []
     var events: [DeviceEvent] = []
+    var markers: [ReadingMarker] = []
 
     init(deviceID: String) { self.deviceID = deviceID }
 
@@ -212,9 +213,11 @@ struct ReadingCollector {
     }
 
     func message(id: String? = nil) throws(Rejection) -> DecodedMessage {
-        guard !readings.isEmpty || !status.isEmpty else {
+        guard !readings.isEmpty || !status.isEmpty || !markers.isEmpty else {
             throw Rejection(.missingField, "the payload holds no reading")
         }
-        return DecodedMessage(messageID: id, deviceID: deviceID, readings: readings, status: status, events: events)
+        var message = DecodedMessage(messageID: id, deviceID: deviceID, readings: readings, status: status, events: events)
+        message.markers = markers
+        return message
     }
 }

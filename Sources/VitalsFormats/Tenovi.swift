@@ -13,8 +13,8 @@ import VitalsDomain
 ///   `glucose` (mg/dL; `filter_params.alert` = `sensor_result_above_range` is an above-range event,
 ///   `measurement_location` = `control solution` is a meter check, refused as `unknown_type`).
 ///   `irregular_heartbeat` (sent only when detected) flags the blood pressure and pulse of the same
-///   `timestamp` and `measurement_index` in the message; alone it is refused (`unknown_type`): the
-///   reading it belongs to arrived in another message. `battery_percentage` and `perfusion_index` are
+///   `timestamp` and `measurement_index` in the message; alone (Tenovi's default, one metric per
+///   POST) it is a ``ReadingMarker`` that flags the device's readings of that time when stored. `battery_percentage` and `perfusion_index` are
 ///   device status. `weight` and `temperature` units are not documented by Tenovi: `bad_unit`, never
 ///   guessed. Other metrics (`steps`, `sleep`, pillbox events) are `unknown_type`.
 public struct TenoviDecoder: PayloadDecoder {
@@ -80,8 +80,15 @@ public struct TenoviDecoder: PayloadDecoder {
                     collector.add(.glucose, item["value_1"], field: "value_1", unit: "mg/dL", in: .milligramPerDecilitre, time: time)
                 }
             case "irregular_heartbeat":
-                if !groupsWithBP.contains(groupKey(item)) {
-                    collector.reject(Rejection(.unknownType, "Tenovi irregular_heartbeat without its blood pressure in the same message"))
+                // With its blood pressure in the message it is already a flag; alone it marks the
+                // readings of its time, stored before or after it.
+                if !groupsWithBP.contains(groupKey(item)), item["value_1"]?.flag ?? true {
+                    switch time {
+                    case .success(let t):
+                        collector.markers.append(ReadingMarker(deviceID: device, measuredAt: t.date, flags: .irregularHeartbeat))
+                    case .failure(let rejection):
+                        collector.reject(rejection)
+                    }
                 }
             case "battery_percentage":
                 collector.status(.batteryPercent, item["value_1"], at: at)

@@ -314,6 +314,13 @@ extension AppDatabase {
                 -- A redelivered message records its events once.
                 CREATE UNIQUE INDEX device_events_once
                     ON device_events(device_id, kind, coalesce(type, ''), coalesce(measured_at, received_at));
+                -- Flags sent apart from their readings (Tenovi irregular_heartbeat), as ObservationFlags bits.
+                CREATE TABLE reading_markers (
+                    device_id TEXT NOT NULL REFERENCES devices(id),
+                    measured_at INTEGER NOT NULL,
+                    flags INTEGER NOT NULL,
+                    PRIMARY KEY (device_id, measured_at)
+                ) WITHOUT ROWID;
                 """)
         }
         return migrator

@@ -276,6 +276,12 @@ extension AppDatabase {
                     observation = o
                 }
                 let measuredAt = epochMilliseconds(observation.measuredAt)
+                var flags = observation.flags
+                if Self.markedTypes.contains(observation.type), let marked = try Int.fetchOne(
+                    db.cachedStatement(sql: "SELECT flags FROM reading_markers WHERE device_id = ? AND measured_at = ?"),
+                    arguments: [observation.deviceID, measuredAt]) {
+                    flags.formUnion(ObservationFlags(rawValue: marked))
+                }
                 let id = try Int64.fetchOne(
                     db.cachedStatement(sql: """
                         INSERT INTO readings(device_id, patient_id, type, loinc, value, unit, canonical_value,
@@ -289,7 +295,7 @@ extension AppDatabase {
                         observation.deviceID, device.patientID, observation.type.rawValue, observation.type.loinc,
                         observation.value, observation.unit, observation.canonicalValue,
                         observation.type.canonicalUnit.rawValue, measuredAt, epochMilliseconds(message.receivedAt),
-                        observation.source.rawValue, decoded.messageID, observation.flags.stored,
+                        observation.source.rawValue, decoded.messageID, flags.stored,
                         observation.timeSource.rawValue, observation.localOffsetMinutes, observation.vendorReadingID,
                         decoded.format,
                     ])
@@ -338,11 +344,32 @@ extension AppDatabase {
         return summary
     }
 
+    /// The readings a ``ReadingMarker`` flags: blood pressure and pulse.
+    static let markedTypes: Set<VitalType> = [.systolicBP, .diastolicBP, .heartRate]
+
     /// Stores a message's device status (latest value per device and name: an older value never
-    /// replaces a newer one) and device events (once per device, kind, vital and time).
+    /// replaces a newer one), device events (once per device, kind, vital and time), and markers
+    /// (kept for readings still to come, and applied to those already stored).
     private static func storeDeviceReport(
         _ db: Database, _ decoded: DecodedMessage, receivedAt: Date, summary: inout IngestSummary
     ) throws {
+        for m in decoded.markers where m.deviceID == decoded.deviceID {
+            let at = epochMilliseconds(m.measuredAt)
+            try db.cachedStatement(sql: """
+                INSERT INTO reading_markers(device_id, measured_at, flags) VALUES (?, ?, ?)
+                ON CONFLICT(device_id, measured_at) DO UPDATE SET flags = reading_markers.flags | excluded.flags
+                """).execute(arguments: [m.deviceID, at, m.flags.rawValue])
+            let stored = try Row.fetchAll(
+                db.cachedStatement(sql: """
+                    SELECT id, flags FROM readings WHERE device_id = ? AND measured_at = ?
+                    AND type IN ('systolic_bp', 'diastolic_bp', 'heart_rate')
+                    """), arguments: [m.deviceID, at])
+            for row in stored {
+                let flags = ObservationFlags(stored: row["flags"]).union(m.flags)
+                try db.cachedStatement(sql: "UPDATE readings SET flags = ? WHERE id = ?")
+                    .execute(arguments: [flags.stored, row["id"] as Int64])
+            }
+        }
         for s in decoded.status where s.deviceID == decoded.deviceID {
             try db.cachedStatement(sql: """
                 INSERT INTO device_status(device_id, name, value, observed_at, received_at) VALUES (?, ?, ?, ?, ?)

@@ -48,7 +48,8 @@ struct VendorFormatTests {
         let weight = try decode(#"{"metric":"weight","value_1":81.2,\#(base)}"#, .tenovi)
         #expect(weight.outcomes == ["bad_unit"])
         let alone = try decode(#"{"metric":"irregular_heartbeat","value_1":1,\#(base)}"#, .tenovi)
-        #expect(alone.outcomes == ["unknown_type"])
+        #expect(alone.readings.isEmpty)
+        #expect(alone.markers == [ReadingMarker(deviceID: alone.deviceID, measuredAt: at(1_726_056_300), flags: .irregularHeartbeat)])
         let control = try decode(#"{"metric":"glucose","value_1":"120","filter_params":{"measurement_location":"control solution"},\#(base)}"#, .tenovi)
         #expect(control.outcomes == ["unknown_type"])
     }

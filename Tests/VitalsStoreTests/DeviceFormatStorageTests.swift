@@ -27,6 +27,34 @@ struct DeviceFormatStorageTests {
         #expect(rows == Array(repeating: "irregular_heartbeat,from_device_memory device -300 telli", count: 3))
     }
 
+    @Test("Tenovi's separate irregular_heartbeat flags the BP and pulse of its time, arriving before or after them")
+    func separateMarker() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        func tenovi(_ metric: String, _ v1: String, _ v2: String, _ time: String) -> IncomingMessage {
+            IncomingMessage(topic: "tenovi/c1", deviceID: "c1", payload: Array(
+                #"{"metric":"\#(metric)","hwi_device_id":"c1","value_1":\#(v1),"value_2":\#(v2),"timestamp":"\#(time)"}"#.utf8),
+                receivedAt: Date(), format: .tenovi)
+        }
+        // Marker after the readings of 10:00; before the readings of 11:00; none at 12:00.
+        _ = try await db.ingest([tenovi("blood_pressure", "150", "95", "2026-01-05T10:00:00Z"), tenovi("pulse", "80", "null", "2026-01-05T10:00:00Z")], pipeline: pipeline)
+        _ = try await db.ingest([tenovi("irregular_heartbeat", "1", "null", "2026-01-05T10:00:00Z")], pipeline: pipeline)
+        _ = try await db.ingest([tenovi("irregular_heartbeat", "1", "null", "2026-01-05T11:00:00Z")], pipeline: pipeline)
+        _ = try await db.ingest([tenovi("blood_pressure", "140", "90", "2026-01-05T11:00:00Z"), tenovi("blood_pressure", "130", "85", "2026-01-05T12:00:00Z")], pipeline: pipeline)
+        let rows = try await db.writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT type, measured_at, flags FROM readings ORDER BY measured_at, type").map {
+                "\($0["type"] as String) \(($0["measured_at"] as Int64) / 1000) \($0["flags"] as String? ?? "-")"
+            }
+        }
+        #expect(rows == [
+            "diastolic_bp 1767607200 irregular_heartbeat", "heart_rate 1767607200 irregular_heartbeat", "systolic_bp 1767607200 irregular_heartbeat",
+            "diastolic_bp 1767610800 irregular_heartbeat", "systolic_bp 1767610800 irregular_heartbeat",
+            "diastolic_bp 1767614400 -", "systolic_bp 1767614400 -",
+        ])
+        #expect(try db.statistics().deadLetters == 0)
+    }
+
     @Test("device status keeps the latest value per device; an older report does not replace it; never a reading")
     func status() async throws {
         let dir = try TemporaryDirectory()
