@@ -39,7 +39,7 @@ struct CommandLineTests {
                              format: .tenovi, matchedSubscription: true)],
             pipeline: IngestPipeline(thresholds: .clinicalDefaults))
         #expect(summary.deviceEvents == 2 && summary.deviceStatusUpdated == 1 && summary.readingsStored == 0)
-        // The commands run (their table goes to standard output, which this helper discards) …
+        // The commands run (their table goes to standard output, which `run` discards) …
         #expect(try await run(env, ["device", "status", "--device", "g1"]).code == 0)
         #expect(try await run(env, ["device", "events", "--format", "csv"]).code == 0)
         // … over these rows.
