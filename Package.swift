@@ -10,7 +10,8 @@ let package = Package(
     name: "vitalsd",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "vitalsd", targets: ["vitalsd"])
+        .executable(name: "vitalsd", targets: ["vitalsd"]),
+        .executable(name: "format-fuzz", targets: ["format-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -40,10 +41,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "VitalsDomain", swiftSettings: strict),
+        // Device and standard payload formats (SenML, FHIR, vendor webhooks): pure decoders.
+        .target(name: "VitalsFormats", dependencies: ["VitalsDomain"], swiftSettings: strict),
+        // Seeded generation and mutation of payloads, for the format-fuzz run and its test.
+        .target(name: "FormatFuzzing", dependencies: ["VitalsFormats", "VitalsDomain"], swiftSettings: strict),
+        .executableTarget(name: "format-fuzz", dependencies: ["FormatFuzzing", "VitalsDomain"], swiftSettings: strict),
         .target(
             name: "VitalsStore",
             dependencies: [
-                "VitalsDomain",
+                "VitalsDomain", "VitalsFormats",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -51,13 +57,13 @@ let package = Package(
         ),
         .target(
             name: "VitalsConfig",
-            dependencies: ["VitalsDomain", "Yams"],
+            dependencies: ["VitalsDomain", "VitalsFormats", "Yams"],
             swiftSettings: strict
         ),
         .target(
             name: "VitalsDaemon",
             dependencies: [
-                "MQTTClient", "VitalsDomain", "VitalsStore", "VitalsConfig",
+                "MQTTClient", "VitalsDomain", "VitalsStore", "VitalsConfig", "VitalsFormats",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -80,14 +86,20 @@ let package = Package(
         ),
         .testTarget(name: "VitalsDomainTests", dependencies: ["VitalsDomain"], swiftSettings: strict),
         .testTarget(
+            name: "VitalsFormatsTests",
+            dependencies: ["VitalsFormats", "VitalsDomain", "FormatFuzzing"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "VitalsStoreTests",
-            dependencies: ["VitalsStore", "VitalsDomain", "VitalsConfig", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["VitalsStore", "VitalsDomain", "VitalsConfig", "VitalsFormats", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "MQTTClient",
+                "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "VitalsFormats", "MQTTClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -1,5 +1,6 @@
 import Foundation
 import VitalsDomain
+import VitalsFormats
 import Yams
 
 /// Walks the YAML tree key by key, so that every error names the key it is about and unknown
@@ -10,7 +11,7 @@ struct ConfigurationReader {
     private static let sections: [String: Set<String>] = [
         "mqtt": ["host", "port", "client_id", "keepalive_seconds", "topics", "max_batch", "reconnect_min_seconds",
                  "reconnect_max_seconds", "username", "password_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
-                 "tls_version"],
+                 "tls_version", "subscriptions"],
         "database": ["path", "synchronous", "busy_timeout_seconds", "checkpoint_interval_seconds",
                      "dead_letter_payload_retention_days"],
         "ingest": ["max_payload_bytes", "max_future_skew_seconds"],
@@ -82,6 +83,9 @@ struct ConfigurationReader {
             } else {
                 errors.append(ConfigurationError(key: "mqtt.topics", "must be a list of topic filters"))
             }
+        }
+        if let node = values["mqtt.subscriptions"] {
+            config.mqtt.subscriptions = readSubscriptions(node, topics: config.mqtt.topics)
         }
         int(values, "mqtt.max_batch") { config.mqtt.maxBatch = $0 }
         double(values, "mqtt.reconnect_min_seconds") { config.mqtt.reconnectMinSeconds = $0 }
@@ -267,6 +271,66 @@ struct ConfigurationReader {
         set(d)
     }
 
+    /// `mqtt.subscriptions`: a list of mappings with `topic`, `format`, and optional `device_field`
+    /// and `timezone`.
+    /// Each topic must be a valid filter and appear once across `mqtt.topics` and the subscriptions.
+    private mutating func readSubscriptions(_ node: Node, topics: [String]) -> [VitalsConfiguration.Subscription] {
+        var seen = Set(topics)
+        guard let list = node.sequence else {
+            errors.append(ConfigurationError(key: "mqtt.subscriptions", "must be a list of mappings with topic and format"))
+            return []
+        }
+        var result: [VitalsConfiguration.Subscription] = []
+        let formats = MessageFormat.allCases.map(\.rawValue).joined(separator: ", ")
+        for (i, item) in list.enumerated() {
+            let key = "mqtt.subscriptions[\(i)]"
+            guard let mapping = item.mapping else {
+                errors.append(ConfigurationError(key: key, "must be a mapping with topic and format"))
+                continue
+            }
+            var topic: String?, format: MessageFormat?, deviceField: String?, timeZone: String?
+            for (k, v) in mapping {
+                let name = k.string ?? "?"
+                let value = v.scalar?.string
+                switch name {
+                case "topic": topic = value
+                case "format":
+                    format = value.flatMap(MessageFormat.init(rawValue:))
+                    if format == nil { errors.append(ConfigurationError(key: "\(key).format", "must be one of \(formats)")) }
+                case "device_field":
+                    deviceField = value
+                    if value?.isEmpty != false { errors.append(ConfigurationError(key: "\(key).device_field", "must be a non-empty member path")) }
+                case "timezone":
+                    timeZone = value
+                    if value.flatMap(TimeZone.init(identifier:)) == nil {
+                        errors.append(ConfigurationError(key: "\(key).timezone", "must be an IANA time zone such as America/Chicago"))
+                    }
+                default:
+                    errors.append(ConfigurationError(key: "\(key).\(name)", "unknown key; expected topic, format, device_field or timezone"))
+                }
+            }
+            guard let topic, !topic.isEmpty else {
+                errors.append(ConfigurationError(key: "\(key).topic", "is required"))
+                continue
+            }
+            if !seen.insert(topic).inserted {
+                errors.append(ConfigurationError(key: "\(key).topic", "'\(topic)' is subscribed twice; one filter has one format"))
+            }
+            guard let format else {
+                if mapping["format"] == nil { errors.append(ConfigurationError(key: "\(key).format", "is required: one of \(formats)")) }
+                continue
+            }
+            do throws(Rejection) {
+                _ = try SubscriptionRoute(topic: topic, format: format, deviceField: deviceField)
+            } catch {
+                errors.append(ConfigurationError(key: "\(key).topic", error.detail))
+                continue
+            }
+            result.append(.init(topic: topic, format: format, deviceField: deviceField, timeZone: timeZone))
+        }
+        return result
+    }
+
     private mutating func readThresholds(_ node: Node) -> ThresholdPolicy {
         var policy = ThresholdPolicy()
         guard let mapping = node.mapping else {
@@ -357,7 +421,7 @@ struct ConfigurationReader {
         check(c.mqtt.reconnectMinSeconds > 0, "mqtt.reconnect_min_seconds", "must be greater than 0")
         check(c.mqtt.reconnectMaxSeconds >= c.mqtt.reconnectMinSeconds, "mqtt.reconnect_max_seconds",
               "must be at least mqtt.reconnect_min_seconds")
-        check(!c.mqtt.topics.isEmpty, "mqtt.topics", "must list at least one topic filter")
+        check(!c.mqtt.allTopicFilters.isEmpty, "mqtt.topics", "must list at least one topic filter (here or in mqtt.subscriptions)")
         for (i, topic) in c.mqtt.topics.enumerated() {
             do throws(Rejection) {
                 _ = try DeviceTopicFilter(topic)

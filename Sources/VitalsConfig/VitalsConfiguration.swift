@@ -1,5 +1,6 @@
 import Foundation
 import VitalsDomain
+import VitalsFormats
 import Yams
 
 /// Everything `vitalsd` reads from its YAML file and environment. `Config/vitalsd.yaml` documents each key.
@@ -28,6 +29,45 @@ public struct VitalsConfiguration: Sendable, Hashable {
         public var tlsKeyFile: String?
         /// Lowest TLS version: `tlsv1.2` or `tlsv1.3`.
         public var tlsVersion = "tlsv1.2"
+        /// `mqtt.subscriptions`: topic filters with a payload format; ``topics`` are canonical.
+        public var subscriptions: [Subscription] = []
+
+        /// Every topic filter subscribed: ``topics``, then the subscriptions' topics.
+        public var allTopicFilters: [String] { topics + subscriptions.map(\.topic).filter { !topics.contains($0) } }
+
+        /// How each subscribed filter's messages are read, in match order: ``topics`` (canonical), then
+        /// ``subscriptions``. Call on a validated configuration.
+        /// - Throws: ``Rejection`` `bad_topic` for a filter the validation would refuse.
+        public func routes() throws(Rejection) -> [SubscriptionRoute] {
+            var routes: [SubscriptionRoute] = []
+            for topic in topics { routes.append(try SubscriptionRoute(topic: topic)) }
+            for s in subscriptions {
+                routes.append(try SubscriptionRoute(
+                    topic: s.topic, format: s.format, deviceField: s.deviceField,
+                    timeZone: s.timeZone.flatMap(TimeZone.init(identifier:))))
+            }
+            return routes
+        }
+    }
+
+    /// One entry of `mqtt.subscriptions`.
+    public struct Subscription: Sendable, Hashable {
+        /// The topic filter. With one `+` level the device id is that level; with none it is in the payload.
+        public var topic: String
+        /// The payload format (`canonical`, `senml`, `fhir`, `tenovi`, `bodytrace`, `withings`,
+        /// `dexcom`, `telli`, `ihealth`, or `auto`).
+        public var format: MessageFormat
+        /// A dotted path of the payload member that names the device, overriding the format's own.
+        public var deviceField: String?
+        /// IANA time zone for naive local times; absent: the patient's time zone.
+        public var timeZone: String?
+
+        public init(topic: String, format: MessageFormat, deviceField: String? = nil, timeZone: String? = nil) {
+            self.topic = topic
+            self.format = format
+            self.deviceField = deviceField
+            self.timeZone = timeZone
+        }
     }
 
     /// `database.*`: the SQLite file.

@@ -14,7 +14,7 @@ public enum Daemon {
     public static func mqttConfiguration(_ config: VitalsConfiguration) throws -> MQTTClientConfiguration {
         MQTTClientConfiguration(
             host: config.mqtt.host, port: config.mqtt.port, clientID: config.mqtt.clientID,
-            keepAlive: config.mqtt.keepAliveSeconds, topics: config.mqtt.topics, maxBatch: config.mqtt.maxBatch,
+            keepAlive: config.mqtt.keepAliveSeconds, topics: config.mqtt.allTopicFilters, maxBatch: config.mqtt.maxBatch,
             minReconnectDelay: config.mqtt.reconnectMinSeconds, maxReconnectDelay: config.mqtt.reconnectMaxSeconds,
             username: config.mqtt.username, password: try config.mqttPassword(), tls: tlsConfiguration(config))
     }
@@ -85,7 +85,7 @@ public enum Daemon {
     ) throws -> IngestService {
         try IngestService(
             mqtt: try mqttConfiguration(config), database: database, pipeline: pipeline(config), logger: logger,
-            metrics: metrics)
+            metrics: metrics, routes: try config.mqtt.routes())
     }
 
     /// Runs the daemon until SIGTERM or SIGINT, then shuts down within 10 s.

@@ -3,6 +3,7 @@ import Logging
 import MQTTClient
 import ServiceLifecycle
 import VitalsDomain
+import VitalsFormats
 import VitalsStore
 
 /// Counters of the running daemon, for health checks and tests.
@@ -26,8 +27,8 @@ public struct IngestCounters: Sendable, Hashable {
 public final class IngestService: Service, Sendable {
     private let mqtt: MQTTClientConfiguration
     private let database: AppDatabase
-    /// The decoder, thresholds and topic filters in force; replaced by ``reload(pipeline:topics:)``.
-    private let rules: Mutex<(pipeline: IngestPipeline, filters: [DeviceTopicFilter])>
+    /// The decoder, thresholds and subscription routes in force; replaced by ``reload(pipeline:routes:)``.
+    private let rules: Mutex<(pipeline: IngestPipeline, routes: [SubscriptionRoute])>
     private let logger: Logger
     private let state = StateBox()
     private let maxStoreAttempts: Int
@@ -38,31 +39,42 @@ public final class IngestService: Service, Sendable {
     ///   - database: where readings go.
     ///   - pipeline: decoder and thresholds.
     ///   - maxStoreAttempts: commits tried per batch before the service fails (default 6, about 30 s).
+    ///   - routes: the format and device source of each subscribed filter; nil reads every topic of
+    ///     `mqtt.topics` in the canonical format.
     /// - Throws: ``Rejection`` with reason `bad_topic` for a filter without exactly one `+`.
     public init(
         mqtt: MQTTClientConfiguration, database: AppDatabase, pipeline: IngestPipeline, logger: Logger,
-        metrics: VitalsMetrics? = nil, maxStoreAttempts: Int = 6
+        metrics: VitalsMetrics? = nil, maxStoreAttempts: Int = 6, routes: [SubscriptionRoute]? = nil
     ) throws {
         self.metrics = metrics
         self.mqtt = mqtt
         self.database = database
         self.logger = logger
         self.maxStoreAttempts = maxStoreAttempts
-        self.rules = Mutex((pipeline, try Self.filters(mqtt.topics)))
+        self.rules = Mutex((pipeline, try routes ?? Self.canonicalRoutes(mqtt.topics)))
     }
 
-    private static func filters(_ topics: [String]) throws(Rejection) -> [DeviceTopicFilter] {
-        var filters: [DeviceTopicFilter] = []
-        for topic in topics { filters.append(try DeviceTopicFilter(topic)) }
-        return filters
+    private static func canonicalRoutes(_ topics: [String]) throws(Rejection) -> [SubscriptionRoute] {
+        var routes: [SubscriptionRoute] = []
+        for topic in topics {
+            _ = try DeviceTopicFilter(topic)
+            routes.append(try SubscriptionRoute(topic: topic))
+        }
+        return routes
     }
 
     /// Puts new thresholds and topic filters in force without dropping the MQTT session: the next
     /// batch is evaluated with them, and the subscription changes on the live connection.
     /// - Throws: ``Rejection`` (`bad_topic`) for a filter without exactly one `+`; nothing changes then.
     public func reload(pipeline: IngestPipeline, topics: [String]) throws(Rejection) {
-        let filters = try Self.filters(topics)
-        rules.withLock { $0 = (pipeline, filters) }
+        try reload(pipeline: pipeline, routes: Self.canonicalRoutes(topics))
+    }
+
+    /// Like ``reload(pipeline:topics:)`` with routes that name each filter's format.
+    public func reload(pipeline: IngestPipeline, routes: [SubscriptionRoute]) throws(Rejection) {
+        var topics: [String] = []
+        for route in routes where !topics.contains(route.filter.filter) { topics.append(route.filter.filter) }
+        rules.withLock { $0 = (pipeline, routes) }
         state.subscription?.updateTopics(topics)
     }
 
@@ -90,11 +102,13 @@ public final class IngestService: Service, Sendable {
             defer { state.setSubscription(nil) }
             for await batch in subscription.deliveries.cancelOnGracefulShutdown() {
                 let receivedAt = Date()
-                let (pipeline, filters) = rules.withLock { $0 }
+                let (pipeline, routes) = rules.withLock { $0 }
                 let messages = batch.messages.map { m in
-                    IncomingMessage(
-                        topic: m.topic, deviceID: filters.lazy.compactMap { $0.deviceID(in: m.topic) }.first,
-                        payload: m.payload, receivedAt: receivedAt)
+                    let match = SubscriptionRoute.match(m.topic, in: routes)
+                    return IncomingMessage(
+                        topic: m.topic, deviceID: match?.deviceID, payload: m.payload, receivedAt: receivedAt,
+                        format: match?.route.format ?? .canonical, deviceField: match?.route.deviceField,
+                        timeZone: match?.route.timeZone, matchedSubscription: match != nil)
                 }
                 state.storeStarted()
                 let summary = try await store(messages, pipeline: pipeline)

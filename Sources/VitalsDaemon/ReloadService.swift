@@ -22,9 +22,9 @@ public struct ReloadService: Service {
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
             do {
                 let config = try VitalsConfiguration.load(path: configPath, environment: ProcessInfo.processInfo.environment)
-                try ingest.reload(pipeline: Daemon.pipeline(config), topics: config.mqtt.topics)
+                try ingest.reload(pipeline: Daemon.pipeline(config), routes: try config.mqtt.routes())
                 logger.notice("configuration reloaded", metadata: ["config.path": "\(configPath)",
-                                                                   "mqtt.topic_filters": "\(config.mqtt.topics.joined(separator: ","))"])
+                                                                   "mqtt.topic_filters": "\(config.mqtt.allTopicFilters.joined(separator: ","))"])
             } catch {
                 logger.error("configuration reload refused; the running configuration stays",
                              metadata: ["config.path": "\(configPath)", "config.errors": "\(error)"])

@@ -10,11 +10,25 @@ public struct DecodedMessage: Sendable {
     public var deviceID: String
     /// The readings in payload order.
     public var readings: [Result<Observation, Rejection>]
+    /// Device-health values (battery, signal, perfusion index): kept as device status, never readings.
+    public var status: [DeviceStatusValue]
+    /// Error codes and range markers sent in place of values; each also has a rejected reading.
+    public var events: [DeviceEvent]
+    /// The payload format it was decoded from (`senml`, `tenovi`, …), stored with each reading.
+    public var format: String?
+    /// Flags sent apart from their readings (Tenovi `irregular_heartbeat`).
+    public var markers: [ReadingMarker] = []
 
-    public init(messageID: String?, deviceID: String, readings: [Result<Observation, Rejection>]) {
+    public init(
+        messageID: String?, deviceID: String, readings: [Result<Observation, Rejection>],
+        status: [DeviceStatusValue] = [], events: [DeviceEvent] = []
+    ) {
         self.messageID = messageID
         self.deviceID = deviceID
         self.readings = readings
+        self.status = status
+        self.events = events
+        self.format = nil
     }
 }
 
@@ -53,8 +67,25 @@ public struct CanonicalMessageDecoder: Sendable {
         guard payload.count <= maxPayloadBytes else {
             throw Rejection(.tooLarge, "payload of \(payload.count) bytes exceeds limit of \(maxPayloadBytes)")
         }
+        let root = try Self.parse(payload)
+        return try decode(root: root, deviceID: deviceID, receivedAt: receivedAt)
+    }
+
+    /// The deepest nesting of arrays and objects a payload may have. The deepest real format, a FHIR
+    /// transaction Bundle, nests about 8 levels; without a bound, a few kilobytes of `[[[[…` cost
+    /// seconds to parse (the work per level grows with the depth).
+    public static let maxNestingDepth = 32
+
+    /// Checks that a payload is UTF-8 JSON, nested at most ``maxNestingDepth`` levels, in which no
+    /// object repeats a member, and parses it.
+    ///
+    /// - Throws: ``Rejection`` `invalid_utf8`, `malformed_json`.
+    public static func parse(_ payload: [UInt8]) throws(Rejection) -> JSONValue {
         guard String(validating: payload, as: UTF8.self) != nil else {
             throw Rejection(.invalidUTF8, "payload of \(payload.count) bytes is not valid UTF-8")
+        }
+        guard nestingDepth(payload) <= maxNestingDepth else {
+            throw Rejection(.malformedJSON, "payload nests arrays and objects deeper than \(maxNestingDepth) levels")
         }
         let root: JSONValue
         do {
@@ -62,11 +93,40 @@ public struct CanonicalMessageDecoder: Sendable {
         } catch {
             throw Rejection(.malformedJSON, "payload of \(payload.count) bytes is not valid JSON")
         }
-        guard case .object = root else {
-            throw Rejection(.malformedJSON, "payload is JSON but not an object")
-        }
         guard !JSONValue.hasDuplicateKey(payload) else {
             throw Rejection(.malformedJSON, "an object in the payload names the same member twice")
+        }
+        return root
+    }
+
+    /// The deepest nesting of `[` and `{` outside strings (stops counting past the limit).
+    static func nestingDepth(_ bytes: [UInt8]) -> Int {
+        var depth = 0, deepest = 0, inString = false, i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if inString {
+                if b == UInt8(ascii: "\\") { i += 1 } else if b == UInt8(ascii: "\"") { inString = false }
+            } else if b == UInt8(ascii: "\"") {
+                inString = true
+            } else if b == UInt8(ascii: "[") || b == UInt8(ascii: "{") {
+                depth += 1
+                deepest = max(deepest, depth)
+                if deepest > maxNestingDepth { return deepest }
+            } else if b == UInt8(ascii: "]") || b == UInt8(ascii: "}") {
+                depth -= 1
+            }
+            i += 1
+        }
+        return deepest
+    }
+
+    /// Decodes a payload already parsed by ``parse(_:)``.
+    ///
+    /// - Throws: ``Rejection`` `malformed_json` (not an object, `readings` not a non-empty array),
+    ///   `device_mismatch`, `missing_field`.
+    public func decode(root: JSONValue, deviceID: String, receivedAt: Date) throws(Rejection) -> DecodedMessage {
+        guard case .object = root else {
+            throw Rejection(.malformedJSON, "payload is JSON but not an object")
         }
         if let named = root["device_id"] {
             guard named.stringValue == deviceID else {
@@ -87,16 +147,19 @@ public struct CanonicalMessageDecoder: Sendable {
             throw Rejection(.missingField, "payload has neither 'readings' nor 'type'")
         }
 
+        var events: [DeviceEvent] = []
         let results = items.enumerated().map { index, item in
             Result { () throws(Rejection) -> Observation in
-                try reading(item, index: index, envelope: root, deviceID: deviceID, receivedAt: receivedAt)
+                try reading(item, index: index, envelope: root, deviceID: deviceID, receivedAt: receivedAt, events: &events)
             }
         }
-        return DecodedMessage(messageID: messageID, deviceID: deviceID, readings: results)
+        return DecodedMessage(messageID: messageID, deviceID: deviceID, readings: results, events: events)
     }
 
+    /// One reading: time, type, then the value by ``DeviceNumber`` (``SentinelRules/canonical``): a
+    /// sentinel (`"HI"`, 2047) becomes a device event and a `device_error`/`out_of_meter_range` rejection.
     private func reading(
-        _ item: JSONValue, index: Int, envelope: JSONValue, deviceID: String, receivedAt: Date
+        _ item: JSONValue, index: Int, envelope: JSONValue, deviceID: String, receivedAt: Date, events: inout [DeviceEvent]
     ) throws(Rejection) -> Observation {
         guard case .object = item else {
             throw Rejection(.malformedJSON, "reading \(index) is not an object")
@@ -111,6 +174,11 @@ public struct CanonicalMessageDecoder: Sendable {
             throw Rejection(.missingField, "reading \(index) has no 'measured_at'")
         }
         let measuredAt = try timePolicy.measurementTime(from: timeJSON, receivedAt: receivedAt)
+        if let type = VitalType(rawValue: typeName),
+           case .sentinel(let kind, let code) = try DeviceNumber.parse(value, field: "value", type: type, rules: .canonical) {
+            events.append(DeviceEvent(deviceID: deviceID, kind: kind, type: type, measuredAt: measuredAt, code: code))
+            throw DeviceNumber.rejection(kind, code: code, field: "value")
+        }
         return try Observation.make(
             deviceID: deviceID, typeName: typeName, value: value, unit: item["unit"], measuredAt: measuredAt)
     }
@@ -124,13 +192,32 @@ public struct DeviceTopicFilter: Sendable, Hashable {
     public let filter: String
     private let levels: [Substring]
 
-    /// - Throws: ``Rejection`` with reason `bad_topic` if the filter has no `+` level or more than one.
-    public init(_ filter: String) throws(Rejection) {
+    /// Whether the filter has a `+` level that names the device.
+    public var namesDevice: Bool { levels.contains("+") }
+
+    /// - Parameter deviceInTopic: true (the default) when the device id must come from the topic:
+    ///   the filter then needs exactly one `+`; false for a subscription whose device id is in the
+    ///   payload: the filter may then have no `+`, or one.
+    /// - Throws: ``Rejection`` with reason `bad_topic` if the filter has no `+` level (when required)
+    ///   or more than one.
+    public init(_ filter: String, deviceInTopic: Bool = true) throws(Rejection) {
         self.filter = filter
         self.levels = filter.split(separator: "/", omittingEmptySubsequences: false)
-        guard levels.filter({ $0 == "+" }).count == 1 else {
+        let plus = levels.filter({ $0 == "+" }).count
+        guard plus == 1 || (!deviceInTopic && plus == 0) else {
             throw Rejection(.badTopic, "topic filter '\(filter)' must have exactly one '+' level for the device id")
         }
+    }
+
+    /// True when `topic` matches the filter (MQTT matching: `+` one level, `#` the rest).
+    public func matches(_ topic: String) -> Bool {
+        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
+        for (i, level) in levels.enumerated() {
+            if level == "#" { return true }
+            guard i < parts.count else { return false }
+            if level != "+" && level != parts[i] { return false }
+        }
+        return parts.count == levels.count
     }
 
     /// The device id in `topic`, or `nil` if the topic does not match this filter.

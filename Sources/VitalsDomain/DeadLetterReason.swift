@@ -29,6 +29,14 @@ public enum DeadLetterReason: String, Sendable, CaseIterable, Codable, Hashable 
     case badTimestamp = "bad_timestamp"
     /// A reading with the same device, LOINC code and measurement time is stored with a different value.
     case conflictingDuplicate = "conflicting_duplicate"
+    /// The device sent an error code instead of a value (SFLOAT NaN 2047, `Err`, cuff 0/255);
+    /// also recorded as a device event (failure-modes F21).
+    case deviceError = "device_error"
+    /// The meter sent its "HI" or "LO" marker (or a value flagged so) instead of a measurement;
+    /// also recorded as a device event (failure-modes F21).
+    case outOfMeterRange = "out_of_meter_range"
+    /// The payload does not have the shape of the subscription's format, or `auto` recognised no format.
+    case unknownFormat = "unknown_format"
 }
 
 /// A rejection: the reason and a short description of what was wrong.

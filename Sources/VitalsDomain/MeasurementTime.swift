@@ -117,6 +117,11 @@ public struct MeasurementTimePolicy: Sendable, Hashable {
         return Date(timeIntervalSince1970: Double(seconds) + Double(nanoseconds) / 1e9)
     }
 
+    /// Days in a month of the proleptic Gregorian calendar (1–12; 0 for another month number).
+    public static func days(inMonth month: Int, of year: Int) -> Int {
+        (1...12).contains(month) ? daysInMonth(year, month) : 0
+    }
+
     /// Days in a month of the proleptic Gregorian calendar.
     static func daysInMonth(_ year: Int, _ month: Int) -> Int {
         switch month {

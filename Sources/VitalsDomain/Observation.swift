@@ -24,10 +24,20 @@ public struct Observation: Sendable, Hashable {
     public var measuredAt: Date
     /// Device-transmitted or entered by hand.
     public var source: ReadingSource
+    /// What the device said about the reading (`irregular_heartbeat`, `from_device_memory`, …).
+    public var flags: ObservationFlags
+    /// Where ``measuredAt`` came from: the device's own clock with an offset, a naive local time read
+    /// in a configured time zone, a vendor's estimate, or the receive time.
+    public var timeSource: TimeSource
+    /// The device's local UTC offset at the measurement, in minutes east of UTC, when the payload gave one.
+    public var localOffsetMinutes: Int?
+    /// The vendor's id of the reading (`recordId`, `DataID`, `grpid`, `reading_id`), kept for tracing.
+    public var vendorReadingID: String?
 
     public init(
         deviceID: String, type: VitalType, value: Double, unit: String, canonicalValue: Double,
-        measuredAt: Date, source: ReadingSource = .device
+        measuredAt: Date, source: ReadingSource = .device, flags: ObservationFlags = [],
+        timeSource: TimeSource = .device, localOffsetMinutes: Int? = nil, vendorReadingID: String? = nil
     ) {
         self.deviceID = deviceID
         self.type = type
@@ -36,6 +46,10 @@ public struct Observation: Sendable, Hashable {
         self.canonicalValue = canonicalValue
         self.measuredAt = measuredAt
         self.source = source
+        self.flags = flags
+        self.timeSource = timeSource
+        self.localOffsetMinutes = localOffsetMinutes
+        self.vendorReadingID = vendorReadingID
     }
 
     /// Builds a checked observation from the parts every format carries.
@@ -63,8 +77,27 @@ public struct Observation: Sendable, Hashable {
         guard let parsedUnit = UCUMUnit(spelling: unitText) else {
             throw Rejection(.badUnit, "unit of \(type.rawValue) is not a recognised UCUM code or spelling")
         }
-        guard let canonical = parsedUnit.convert(number, to: type.canonicalUnit) else {
-            throw Rejection(.badUnit, "unit '\(parsedUnit.rawValue)' does not measure \(type.rawValue)")
+        return try make(
+            deviceID: deviceID, type: type, value: number, unit: unitText, in: parsedUnit, measuredAt: measuredAt,
+            source: source)
+    }
+
+    /// Builds a checked observation from a number already parsed and a unit already recognised.
+    ///
+    /// - Parameters:
+    ///   - value: the value as received (e.g. `17065.3` for a SenML pressure in Pa).
+    ///   - unit: the unit text as received, stored unchanged (e.g. `Pa`, `/100`, `lbs`).
+    ///   - ucum: the UCUM unit that `value × scale` is expressed in.
+    ///   - scale: a factor the format applies before conversion (SenML `%` is a 0–1 ratio: 100). Default 1.
+    /// - Throws: ``Rejection`` `bad_unit` when `ucum` does not measure `type`, `implausible_value`
+    ///   outside ``VitalType/plausibleRange``.
+    public static func make(
+        deviceID: String, type: VitalType, value: Double, unit: String, in ucum: UCUMUnit, scale: Double = 1,
+        measuredAt: Date, source: ReadingSource = .device, flags: ObservationFlags = [],
+        timeSource: TimeSource = .device, localOffsetMinutes: Int? = nil, vendorReadingID: String? = nil
+    ) throws(Rejection) -> Observation {
+        guard value.isFinite, let canonical = ucum.convert(value * scale, to: type.canonicalUnit), canonical.isFinite else {
+            throw Rejection(.badUnit, "unit '\(ucum.rawValue)' does not measure \(type.rawValue)")
         }
         let rounded = (canonical * 1_000_000).rounded() / 1_000_000
         let range = type.plausibleRange
@@ -75,8 +108,9 @@ public struct Observation: Sendable, Hashable {
             )
         }
         return Observation(
-            deviceID: deviceID, type: type, value: number, unit: unitText, canonicalValue: rounded,
-            measuredAt: measuredAt, source: source)
+            deviceID: deviceID, type: type, value: value, unit: unit, canonicalValue: rounded,
+            measuredAt: measuredAt, source: source, flags: flags, timeSource: timeSource,
+            localOffsetMinutes: localOffsetMinutes, vendorReadingID: vendorReadingID)
     }
 
     /// Formats a number for people: no trailing zeros, at most 2 decimals (`54`, `38.5`, `2.67`).

@@ -9,9 +9,12 @@ import Foundation
 public enum UCUMUnit: String, Sendable, CaseIterable, Codable, Hashable {
     case millimetreOfMercury = "mm[Hg]"
     case kilopascal = "kPa"
+    case pascal = "Pa"
     case perMinute = "/min"
+    case perSecond = "/s"
     case milligramPerDecilitre = "mg/dL"
     case millimolePerLitre = "mmol/L"
+    case kilogramPerCubicMetre = "kg/m3"
     case kilogram = "kg"
     case gram = "g"
     case pound = "[lb_av]"
@@ -32,6 +35,9 @@ public enum UCUMUnit: String, Sendable, CaseIterable, Codable, Hashable {
         switch trimmed.lowercased() {
         case "mmhg", "mm hg", "mm[hg]": self = .millimetreOfMercury
         case "kpa": self = .kilopascal
+        case "pa": self = .pascal
+        case "1/s", "/s", "hz": self = .perSecond
+        case "kg/m3", "kg/m^3", "kg.m-3": self = .kilogramPerCubicMetre
         case "bpm", "/min", "1/min", "beats/min", "{beats}/min", "min-1": self = .perMinute
         case "mg/dl": self = .milligramPerDecilitre
         case "mmol/l": self = .millimolePerLitre
@@ -49,7 +55,8 @@ public enum UCUMUnit: String, Sendable, CaseIterable, Codable, Hashable {
     /// different things.
     ///
     /// Factors: 1 kPa = 7.50062 mmHg; glucose mg/dL = mmol/L × 18.018 (molar mass 180.16 g/mol ÷ 10,
-    /// `clinical-and-billing.md` §4.1); 1 [lb_av] = 0.45359237 kg (UCUM); °C = (°F − 32) × 5/9.
+    /// `clinical-and-billing.md` §4.1); 1 [lb_av] = 0.45359237 kg (UCUM); °C = (°F − 32) × 5/9;
+    /// 1 mmHg = 133.322 Pa; 1 kg/m³ = 100 mg/dL (RFC 8798; `payload-formats.md` §0); 1 /s = 60 /min.
     /// Every glucose conversion in vitalsd goes through this one function, so there is one factor.
     public func convert(_ value: Double, to target: UCUMUnit) -> Double? {
         if self == target { return value }
@@ -60,13 +67,16 @@ public enum UCUMUnit: String, Sendable, CaseIterable, Codable, Hashable {
     /// The factor from mmol/L to mg/dL for glucose.
     public static let glucoseMgPerDLPerMmolPerL = 18.018
 
+    /// Pascals in one millimetre of mercury (`payload-formats.md` §0).
+    public static let pascalPerMillimetreOfMercury = 133.322
+
     private enum Dimension { case pressure, rate, glucoseConcentration, mass, fraction, temperature }
 
     private var dimension: Dimension {
         switch self {
-        case .millimetreOfMercury, .kilopascal: .pressure
-        case .perMinute: .rate
-        case .milligramPerDecilitre, .millimolePerLitre: .glucoseConcentration
+        case .millimetreOfMercury, .kilopascal, .pascal: .pressure
+        case .perMinute, .perSecond: .rate
+        case .milligramPerDecilitre, .millimolePerLitre, .kilogramPerCubicMetre: .glucoseConcentration
         case .kilogram, .gram, .pound: .mass
         case .percent: .fraction
         case .celsius, .fahrenheit: .temperature
@@ -78,6 +88,9 @@ public enum UCUMUnit: String, Sendable, CaseIterable, Codable, Hashable {
         switch self {
         case .millimetreOfMercury, .perMinute, .milligramPerDecilitre, .kilogram, .percent, .celsius: v
         case .kilopascal: v * 7.50062
+        case .pascal: v / Self.pascalPerMillimetreOfMercury
+        case .perSecond: v * 60
+        case .kilogramPerCubicMetre: v * 100
         case .millimolePerLitre: v * Self.glucoseMgPerDLPerMmolPerL
         case .gram: v / 1000
         case .pound: v * 0.45359237
@@ -89,6 +102,9 @@ public enum UCUMUnit: String, Sendable, CaseIterable, Codable, Hashable {
         switch self {
         case .millimetreOfMercury, .perMinute, .milligramPerDecilitre, .kilogram, .percent, .celsius: v
         case .kilopascal: v / 7.50062
+        case .pascal: v * Self.pascalPerMillimetreOfMercury
+        case .perSecond: v / 60
+        case .kilogramPerCubicMetre: v / 100
         case .millimolePerLitre: v / Self.glucoseMgPerDLPerMmolPerL
         case .gram: v * 1000
         case .pound: v / 0.45359237

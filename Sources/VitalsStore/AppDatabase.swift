@@ -428,6 +428,48 @@ extension AppDatabase {
                 END;
                 """)
         }
+        migrator.registerMigration("v6-formats") { db in
+            // Device formats: what the device said about each reading, device status (telemetry is
+            // never a reading), and device events (error codes and range markers are never values).
+            // New columns and tables only.
+            try db.execute(sql: """
+                ALTER TABLE readings ADD COLUMN flags TEXT;
+                ALTER TABLE readings ADD COLUMN time_source TEXT NOT NULL DEFAULT 'device'
+                    CHECK (time_source IN ('device', 'device_local', 'vendor_estimate', 'received_at'));
+                ALTER TABLE readings ADD COLUMN local_offset_minutes INTEGER
+                    CHECK (local_offset_minutes IS NULL OR local_offset_minutes BETWEEN -1080 AND 1080);
+                ALTER TABLE readings ADD COLUMN vendor_reading_id TEXT;
+                ALTER TABLE readings ADD COLUMN format TEXT;
+                CREATE TABLE device_status (
+                    device_id TEXT NOT NULL REFERENCES devices(id),
+                    name TEXT NOT NULL CHECK (name IN ('battery_percent', 'battery_mv', 'signal_dbm', 'signal_bars',
+                                                       'perfusion_index', 'external_power')),
+                    value REAL NOT NULL,
+                    observed_at INTEGER NOT NULL,
+                    received_at INTEGER NOT NULL,
+                    PRIMARY KEY (device_id, name)
+                ) WITHOUT ROWID;
+                CREATE TABLE device_events (
+                    id INTEGER PRIMARY KEY,
+                    device_id TEXT NOT NULL REFERENCES devices(id),
+                    kind TEXT NOT NULL CHECK (kind IN ('device_error', 'above_range', 'below_range')),
+                    type TEXT,
+                    code TEXT NOT NULL,
+                    measured_at INTEGER,
+                    received_at INTEGER NOT NULL
+                );
+                -- A redelivered message records its events once.
+                CREATE UNIQUE INDEX device_events_once
+                    ON device_events(device_id, kind, coalesce(type, ''), coalesce(measured_at, received_at));
+                -- Flags sent apart from their readings (Tenovi irregular_heartbeat), as ObservationFlags bits.
+                CREATE TABLE reading_markers (
+                    device_id TEXT NOT NULL REFERENCES devices(id),
+                    measured_at INTEGER NOT NULL,
+                    flags INTEGER NOT NULL,
+                    PRIMARY KEY (device_id, measured_at)
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 }

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GRDB
 import VitalsDomain
+import VitalsFormats
 
 /// A message as received from the broker, before decoding.
 public struct IncomingMessage: Sendable, Hashable {
@@ -13,12 +14,29 @@ public struct IncomingMessage: Sendable, Hashable {
     public var payload: [UInt8]
     /// When vitalsd received it.
     public var receivedAt: Date
+    /// The payload format of the subscription it arrived on (`canonical` for `mqtt.topics`).
+    public var format: MessageFormat
+    /// The subscription's `device_field`: a payload member that names the device, if configured.
+    public var deviceField: String?
+    /// The subscription's `timezone` for naive local times; nil to use the patient's.
+    public var timeZone: TimeZone?
+    /// True when the topic matched a subscription. A message on a subscription whose device is in the
+    /// payload has no ``deviceID`` yet is not `bad_topic`.
+    public var matchedSubscription: Bool
 
-    public init(topic: String, deviceID: String?, payload: [UInt8], receivedAt: Date) {
+    /// - Parameter matchedSubscription: defaults to `deviceID != nil`.
+    public init(
+        topic: String, deviceID: String?, payload: [UInt8], receivedAt: Date, format: MessageFormat = .canonical,
+        deviceField: String? = nil, timeZone: TimeZone? = nil, matchedSubscription: Bool? = nil
+    ) {
         self.topic = topic
         self.deviceID = deviceID
         self.payload = payload
         self.receivedAt = receivedAt
+        self.format = format
+        self.deviceField = deviceField
+        self.timeZone = timeZone
+        self.matchedSubscription = matchedSubscription ?? (deviceID != nil)
     }
 }
 
@@ -58,6 +76,10 @@ public struct IngestSummary: Sendable, Hashable {
     public var rejections: [(deviceID: String?, topic: String, rejection: Rejection)] = []
     /// Dead letters not written again because the same message was already recorded (redelivery, retained replay).
     public var repeatedDeadLetters = 0
+    /// Device-status values written (battery, signal, perfusion index; latest per device).
+    public var deviceStatusUpdated = 0
+    /// Device events written (error codes, HI/LO markers).
+    public var deviceEvents = 0
 
     public init() {}
 
@@ -91,13 +113,13 @@ extension AppDatabase {
     /// - Throws: only database errors (disk full, I/O error, lock timeout). Then nothing of the batch
     ///   is stored, and the caller must not acknowledge it.
     public func ingest(_ messages: [IncomingMessage], pipeline: IngestPipeline) async throws -> IngestSummary {
-        let decoded = Self.decode(messages, pipeline: pipeline)
+        let decoded = decode(messages, pipeline: pipeline)
         return try await writer.write { db in try Self.store(db, decoded, pipeline: pipeline) }
     }
 
     /// The blocking form of ``ingest(_:pipeline:)``.
     public func ingestBlocking(_ messages: [IncomingMessage], pipeline: IngestPipeline) throws -> IngestSummary {
-        let decoded = Self.decode(messages, pipeline: pipeline)
+        let decoded = decode(messages, pipeline: pipeline)
         return try writer.write { db in try Self.store(db, decoded, pipeline: pipeline) }
     }
 
@@ -132,13 +154,29 @@ extension AppDatabase {
 
     private typealias Decoded = (message: IncomingMessage, result: Result<DecodedMessage, Rejection>)
 
-    private static func decode(_ messages: [IncomingMessage], pipeline: IngestPipeline) -> [Decoded] {
-        messages.map { message in
-            guard let deviceID = message.deviceID else {
+    /// Decodes each message in its subscription's format. Naive local times are read in the
+    /// subscription's `timezone`, else in the time zone of the patient the device is enrolled to.
+    private func decode(_ messages: [IncomingMessage], pipeline: IngestPipeline) -> [Decoded] {
+        let formats = FormatDecoding(canonical: pipeline.decoder)
+        let writer = self.writer
+        let patientZone: @Sendable (String) -> TimeZone? = { deviceID in
+            let name = try? writer.read { db in
+                try String.fetchOne(
+                    db, sql: "SELECT p.timezone FROM devices d JOIN patients p ON p.id = d.patient_id WHERE d.id = ?",
+                    arguments: [deviceID])
+            }
+            return name.flatMap { $0 }.flatMap(TimeZone.init(identifier:))
+        }
+        return messages.map { message in
+            guard message.deviceID != nil || message.matchedSubscription else {
                 return (message, .failure(Rejection(.badTopic, "topic matches no device topic filter")))
             }
+            let zone = message.timeZone
+            let context = DecodeContext(
+                topicDeviceID: message.deviceID, deviceField: message.deviceField, receivedAt: message.receivedAt,
+                timePolicy: pipeline.decoder.timePolicy, localTimeZone: { zone ?? patientZone($0) })
             return (message, Result { () throws(Rejection) -> DecodedMessage in
-                try pipeline.decoder.decode(payload: message.payload, deviceID: deviceID, receivedAt: message.receivedAt)
+                try formats.decode(payload: message.payload, format: message.format, context: context)
             })
         }
     }
@@ -237,11 +275,18 @@ extension AppDatabase {
                     observation = o
                 }
                 let measuredAt = epochMilliseconds(observation.measuredAt)
+                var flags = observation.flags
+                if Self.markedTypes.contains(observation.type), let marked = try Int.fetchOne(
+                    db.cachedStatement(sql: "SELECT flags FROM reading_markers WHERE device_id = ? AND measured_at = ?"),
+                    arguments: [observation.deviceID, measuredAt]) {
+                    flags.formUnion(ObservationFlags(rawValue: marked))
+                }
                 let id = try Int64.fetchOne(
                     db.cachedStatement(sql: """
                         INSERT INTO readings(device_id, patient_id, type, loinc, value, unit, canonical_value,
-                                             canonical_unit, measured_at, received_at, source, message_id)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                             canonical_unit, measured_at, received_at, source, message_id,
+                                             flags, time_source, local_offset_minutes, vendor_reading_id, format)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         ON CONFLICT(device_id, loinc, measured_at) DO NOTHING
                         RETURNING id
                         """),
@@ -249,7 +294,9 @@ extension AppDatabase {
                         observation.deviceID, device.patientID, observation.type.rawValue, observation.type.loinc,
                         observation.value, observation.unit, observation.canonicalValue,
                         observation.type.canonicalUnit.rawValue, measuredAt, epochMilliseconds(message.receivedAt),
-                        observation.source.rawValue, decoded.messageID,
+                        observation.source.rawValue, decoded.messageID, flags.stored,
+                        observation.timeSource.rawValue, observation.localOffsetMinutes, observation.vendorReadingID,
+                        decoded.format,
                     ])
                 if let id {
                     stored.append((observation, id))
@@ -267,6 +314,7 @@ extension AppDatabase {
                         index)
                 }
             }
+            try storeDeviceReport(db, decoded, receivedAt: message.receivedAt, summary: &summary)
             if let (reason, _) = overflow.max(by: { ($0.value, $1.key.rawValue) < ($1.value, $0.key.rawValue) }) {
                 let counts = overflow.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) x\($0.value)" }
                 try deadLetter(
@@ -292,5 +340,51 @@ extension AppDatabase {
             try db.execute(sql: "UPDATE counters SET value = value + ? WHERE name = 'duplicates'", arguments: [summary.duplicates])
         }
         return summary
+    }
+
+    /// The readings a ``ReadingMarker`` flags: blood pressure and pulse.
+    static let markedTypes: Set<VitalType> = [.systolicBP, .diastolicBP, .heartRate]
+
+    /// Stores a message's device status (latest value per device and name: an older value never
+    /// replaces a newer one), device events (once per device, kind, vital and time), and markers
+    /// (kept for readings still to come, and applied to those already stored).
+    private static func storeDeviceReport(
+        _ db: Database, _ decoded: DecodedMessage, receivedAt: Date, summary: inout IngestSummary
+    ) throws {
+        for m in decoded.markers where m.deviceID == decoded.deviceID {
+            let at = epochMilliseconds(m.measuredAt)
+            try db.cachedStatement(sql: """
+                INSERT INTO reading_markers(device_id, measured_at, flags) VALUES (?, ?, ?)
+                ON CONFLICT(device_id, measured_at) DO UPDATE SET flags = reading_markers.flags | excluded.flags
+                """).execute(arguments: [m.deviceID, at, m.flags.rawValue])
+            let stored = try Row.fetchAll(
+                db.cachedStatement(sql: """
+                    SELECT id, flags FROM readings WHERE device_id = ? AND measured_at = ?
+                    AND type IN ('systolic_bp', 'diastolic_bp', 'heart_rate')
+                    """), arguments: [m.deviceID, at])
+            for row in stored {
+                let flags = ObservationFlags(stored: row["flags"]).union(m.flags)
+                try db.cachedStatement(sql: "UPDATE readings SET flags = ? WHERE id = ?")
+                    .execute(arguments: [flags.stored, row["id"] as Int64])
+            }
+        }
+        for s in decoded.status where s.deviceID == decoded.deviceID {
+            try db.cachedStatement(sql: """
+                INSERT INTO device_status(device_id, name, value, observed_at, received_at) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(device_id, name) DO UPDATE SET value = excluded.value, observed_at = excluded.observed_at,
+                    received_at = excluded.received_at
+                WHERE excluded.observed_at >= device_status.observed_at
+                """).execute(arguments: [s.deviceID, s.name.rawValue, s.value, epochMilliseconds(s.observedAt),
+                                         epochMilliseconds(receivedAt)])
+            summary.deviceStatusUpdated += db.changesCount
+        }
+        for e in decoded.events where e.deviceID == decoded.deviceID {
+            try db.cachedStatement(sql: """
+                INSERT INTO device_events(device_id, kind, type, code, measured_at, received_at) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT DO NOTHING
+                """).execute(arguments: [e.deviceID, e.kind.rawValue, e.type?.rawValue, e.code,
+                                         e.measuredAt.map(epochMilliseconds), epochMilliseconds(receivedAt)])
+            summary.deviceEvents += db.changesCount
+        }
     }
 }

@@ -71,7 +71,8 @@ struct PatientCommand: ParsableCommand {
 
 struct DeviceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "device", abstract: "Register and list devices.", subcommands: [Add.self, List.self])
+        commandName: "device", abstract: "Register and list devices; show their status and events.",
+        subcommands: [Add.self, List.self, Status.self, Events.self])
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a device for a patient, or rebind it.")
@@ -100,6 +101,37 @@ struct DeviceCommand: ParsableCommand {
             let devices = try db.devices(patientID: patient)
             try emit(format, json: devices, header: ["device_id", "kind", "patient_id", "registered_at"],
                      rows: devices.map { [$0.id, $0.kind.rawValue, $0.patientID, iso($0.createdAt)] })
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the latest battery, signal and perfusion-index values (telemetry, never readings).")
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Only this device.") var device: String?
+        @Option var format: OutputFormat = .table
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let status = try db.deviceStatus(deviceID: device)
+            try emit(format, json: status, header: ["device_id", "name", "value", "observed_at"],
+                     rows: status.map { [$0.deviceID, $0.name, Observation.format($0.value), iso($0.observedAt)] })
+        }
+    }
+
+    struct Events: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show device events: error codes and HI/LO markers sent instead of values, newest first.")
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Only this device.") var device: String?
+        @Option(help: "At most this many.") var limit = 100
+        @Option var format: OutputFormat = .table
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let events = try db.deviceEvents(deviceID: device, limit: limit)
+            try emit(format, json: events, header: ["id", "device_id", "kind", "type", "code", "measured_at", "received_at"],
+                     rows: events.map { [String($0.id), $0.deviceID, $0.kind, $0.type ?? "", $0.code, iso($0.measuredAt), iso($0.receivedAt)] })
         }
     }
 }

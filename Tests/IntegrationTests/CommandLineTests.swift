@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VitalsDomain
+import VitalsFormats
 import VitalsStore
 
 /// The admin commands, run as an operator would run them.
@@ -45,5 +46,24 @@ struct CommandLineTests {
         _ = try await run(env, ["threshold", "rule", "--patient", "hf2", "--rule", "weight_gain_7d", "--clear"])
         #expect(try env.database.ruleOverrides(patientID: "hf2").isEmpty)
         #expect(try env.database.auditEntries().contains { $0.action == "rule.override" })
+    }
+
+    @Test("device status and device events list telemetry and sentinels, which are not readings")
+    func deviceStatusAndEvents() async throws {
+        let env = try TestEnvironment()
+        let payload = #"[{"metric":"blood_pressure","hwi_device_id":"g1","value_1":2047,"value_2":2047,"timestamp":"2026-01-05T10:00:00Z"},{"metric":"battery_percentage","hwi_device_id":"g1","value_1":"64","timestamp":"2026-01-05T10:00:00Z"}]"#
+        let summary = try env.database.ingestBlocking(
+            [IncomingMessage(topic: "vendors/tenovi", deviceID: nil, payload: Array(payload.utf8), receivedAt: Date(),
+                             format: .tenovi, matchedSubscription: true)],
+            pipeline: IngestPipeline(thresholds: .clinicalDefaults))
+        #expect(summary.deviceEvents == 2 && summary.deviceStatusUpdated == 1 && summary.readingsStored == 0)
+        // The commands run (their table goes to standard output, which `run` discards) …
+        #expect(try await run(env, ["device", "status", "--device", "g1"]).code == 0)
+        #expect(try await run(env, ["device", "events", "--format", "csv"]).code == 0)
+        // … over these rows.
+        let status = try env.database.deviceStatus(deviceID: "g1")
+        #expect(status.map(\.name) == ["battery_percent"] && status.map(\.value) == [64])
+        let events = try env.database.deviceEvents().map { "\($0.kind) \($0.type ?? "-") \($0.code)" }
+        #expect(Set(events) == ["device_error systolic_bp sfloat_nan", "device_error diastolic_bp sfloat_nan"])
     }
 }

@@ -17,9 +17,11 @@ final class TestEnvironment: @unchecked Sendable {
     /// The port of the daemon process's HTTP endpoints.
     let httpPort: Int
 
-    /// - Parameter extraYAML: more top-level sections for the configuration file.
+    /// - Parameters:
+    ///   - mqttExtra: more YAML lines for the `mqtt` section (indented by 2), e.g. subscriptions.
+    ///   - extraYAML: more top-level sections for the configuration file.
     init(clientID: String = "vitalsd-test-\(UUID().uuidString.prefix(8))", logLevel: String = "warning",
-         logFormat: String = "text", extraYAML: String = "") throws {
+         logFormat: String = "text", mqttExtra: String = "", extraYAML: String = "") throws {
         broker = try Broker()
         directory = broker.directory
         httpPort = try Broker.freePort()
@@ -29,6 +31,7 @@ final class TestEnvironment: @unchecked Sendable {
               client_id: \(clientID)
               reconnect_min_seconds: 0.2
               reconnect_max_seconds: 1
+            \(mqttExtra)
             database:
               path: \(directory)/vitalsd.sqlite
             log:

@@ -39,7 +39,7 @@ struct PipelineIntegrationTests {
         #expect(s.readings == bad.count)
         #expect(s.deadLettersByReason == [
             "invalid_utf8": 1, "malformed_json": 1, "missing_field": 1, "unknown_device": 1, "unknown_type": 1,
-            "bad_unit": 1, "not_a_number": 1, "implausible_value": 1, "bad_timestamp": 1, "too_large": 1,
+            "bad_unit": 1, "out_of_meter_range": 1, "implausible_value": 1, "bad_timestamp": 1, "too_large": 1,
         ])
         #expect(s.tasksOpen == 0)
         try await daemon.stop()

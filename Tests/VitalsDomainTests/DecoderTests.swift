@@ -45,12 +45,13 @@ struct DecoderTests {
               {"type": "glucose", "value": 99, "unit": "mg/dL", "measured_at": "1970-01-01T00:00:00Z"}]}
             """)
         #expect(m.readings.count == 4)
+        #expect(m.events.map(\.kind) == [.deviceError])
         #expect(m.readings.map { r -> String in
             switch r {
             case .success: "ok"
             case .failure(let e): e.reason.rawValue
             }
-        } == ["implausible_value", "ok", "unknown_type", "bad_timestamp"])
+        } == ["device_error", "ok", "unknown_type", "bad_timestamp"])
     }
 
     @Test("whole-message rejections", arguments: [

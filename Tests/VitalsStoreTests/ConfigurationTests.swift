@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VitalsConfig
 import VitalsDomain
+import VitalsFormats
 
 @Suite("configuration")
 struct ConfigurationTests {
@@ -83,6 +84,57 @@ struct ConfigurationTests {
         #expect(c.mqtt.clientID == "vitalsd-7")
         #expect(c.database.path == "/tmp/x.sqlite")
         #expect(c.mqtt.topics == ["a/+/r", "b/+/r"])
+    }
+
+    @Test("subscriptions name their format; topics stay canonical; routes match in order")
+    func subscriptions() throws {
+        let c = try VitalsConfiguration.parse(yaml: """
+            mqtt:
+              topics: [devices/+/readings]
+              subscriptions:
+                - {topic: "gateways/+/senml", format: senml}
+                - {topic: "vendors/tenovi", format: tenovi, device_field: hwi_device_id}
+                - {topic: "phones/+/fhir", format: fhir, timezone: America/Chicago}
+            """)
+        #expect(c.mqtt.subscriptions.map(\.format) == [.senml, .tenovi, .fhir])
+        #expect(c.mqtt.allTopicFilters == ["devices/+/readings", "gateways/+/senml", "vendors/tenovi", "phones/+/fhir"])
+        let routes = try c.mqtt.routes()
+        let canonical = try #require(SubscriptionRoute.match("devices/c1/readings", in: routes))
+        #expect(canonical.route.format == .canonical && canonical.deviceID == "c1")
+        let senml = try #require(SubscriptionRoute.match("gateways/gw-1/senml", in: routes))
+        #expect(senml.route.format == .senml && senml.deviceID == "gw-1")
+        let tenovi = try #require(SubscriptionRoute.match("vendors/tenovi", in: routes))
+        #expect(tenovi.deviceID == nil && tenovi.route.deviceField == "hwi_device_id")
+        #expect(try #require(SubscriptionRoute.match("phones/p/fhir", in: routes)).route.timeZone == TimeZone(identifier: "America/Chicago"))
+        #expect(SubscriptionRoute.match("elsewhere/x", in: routes) == nil)
+    }
+
+    @Test("bad subscriptions are refused, each naming its key")
+    func badSubscriptions() {
+        let yaml = """
+            mqtt:
+              subscriptions:
+                - {topic: "a/+/x", format: hl7v2}
+                - {topic: "b/+/+/x", format: senml}
+                - {topic: "c/+/x", format: fhir, timezone: Mars/Olympus}
+                - {topic: "devices/+/readings", format: senml}
+                - {topic: "d/x", format: ihealth}
+                - {topic: "e/+/x", format: telli, colour: blue}
+                - {topic: "f/+/x"}
+            """
+        do {
+            _ = try VitalsConfiguration.parse(yaml: yaml)
+            Issue.record("accepted bad subscriptions")
+        } catch let error as ConfigurationErrors {
+            let keys = Set(error.errors.map(\.key))
+            #expect(keys.isSuperset(of: [
+                "mqtt.subscriptions[0].format", "mqtt.subscriptions[1].topic", "mqtt.subscriptions[2].timezone",
+                "mqtt.subscriptions[3].topic", "mqtt.subscriptions[4].topic", "mqtt.subscriptions[5].colour",
+                "mqtt.subscriptions[6].format",
+            ]))
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
     }
 
     @Test("bad values are refused, each naming its key")

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Testing
 import VitalsDomain
+import VitalsFormats
 import VitalsStore
 
 @Suite("ingest into SQLite")
@@ -51,11 +52,16 @@ struct IngestTests {
             (message("g1", #"{"device_id":"g2","type":"glucose","value":90,"unit":"mg/dL","measured_at":\#(now)}"#), .deviceMismatch),
             (message("g1", #"{"type":"ketones","value":1,"unit":"mmol/L","measured_at":\#(now)}"#), .unknownType),
             (message("g1", #"{"type":"glucose","value":90,"unit":"furlongs","measured_at":\#(now)}"#), .badUnit),
-            (message("g1", #"{"type":"glucose","value":"HI","unit":"mg/dL","measured_at":\#(now)}"#), .notANumber),
+            (message("g1", #"{"type":"glucose","value":"ten","unit":"mg/dL","measured_at":\#(now)}"#), .notANumber),
             (message("g1", #"{"type":"glucose","value":110,"unit":"mmol/L","measured_at":\#(now)}"#), .implausibleValue),
             (message("g1", #"{"type":"glucose","value":90,"unit":"mg/dL","measured_at":1648731311}"#), .badTimestamp),
             (message("g1", String(repeating: " ", count: 262_145)), .tooLarge),
             (IncomingMessage(topic: "elsewhere/g1", deviceID: nil, payload: Array("{}".utf8), receivedAt: Date()), .badTopic),
+            (IncomingMessage(topic: "tenovi/g1", deviceID: "g1", payload: Array(#"{"metric":"glucose","value_1":2047,"timestamp":"2026-01-01T10:00:00Z"}"#.utf8),
+                             receivedAt: Date(), format: .tenovi), .deviceError),
+            (IncomingMessage(topic: "tenovi/g1", deviceID: "g1", payload: Array(#"{"metric":"glucose","value_1":"HI","timestamp":"2026-01-01T10:00:00Z"}"#.utf8),
+                             receivedAt: Date(), format: .tenovi), .outOfMeterRange),
+            (IncomingMessage(topic: "senml/g1", deviceID: "g1", payload: Array("{}".utf8), receivedAt: Date(), format: .senml), .unknownFormat),
         ]
         #expect(Set(bad.map(\.1)).count == DeadLetterReason.allCases.count - 1)  // all but conflicting_duplicate (tested above)
         for (index, (m, reason)) in bad.enumerated() {
