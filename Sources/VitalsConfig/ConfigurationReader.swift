@@ -17,7 +17,7 @@ struct ConfigurationReader {
         "ingest": ["max_payload_bytes", "max_future_skew_seconds"],
         "log": ["level", "format"],
         "http": ["enabled", "host", "port"],
-        "adherence": ["no_data_days", "check_interval_seconds"],
+        "adherence": ["no_data_days", "check_interval_seconds", "low_battery_percent"],
         "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units"],
         "thresholds": ["defaults", "programs"],
         "alerts": ["late_after_hours", "realert_after_hours", "confirmation_window_minutes", "escalation_after_minutes",
@@ -122,6 +122,11 @@ struct ConfigurationReader {
         string(values, "http.host") { config.http.host = $0 }
         int(values, "http.port") { config.http.port = $0 }
         int(values, "adherence.no_data_days") { config.adherence.noDataDays = $0 }
+        if values["adherence.low_battery_percent"]?.scalar?.string == "none" {
+            config.adherence.lowBatteryPercent = nil
+        } else {
+            double(values, "adherence.low_battery_percent") { config.adherence.lowBatteryPercent = $0 }
+        }
         double(values, "adherence.check_interval_seconds") { config.adherence.checkIntervalSeconds = $0 }
         int(values, "billing.setup_minimum_days") { config.billing.setupMinimumDays = $0 }
         optionalInt(values, "billing.max_99458_units") { config.billing.max99458Units = $0 }
@@ -452,6 +457,7 @@ struct ConfigurationReader {
         check((1...65535).contains(c.http.port), "http.port", "must be between 1 and 65535 (got \(c.http.port))")
         check(!c.http.enabled || c.http.port != c.mqtt.port || c.http.host != c.mqtt.host, "http.port", "must differ from mqtt.port")
         check((1...365).contains(c.adherence.noDataDays), "adherence.no_data_days", "must be between 1 and 365")
+        check((0...100).contains(c.adherence.lowBatteryPercent ?? 0), "adherence.low_battery_percent", "must be between 0 and 100, or none")
         check(c.adherence.checkIntervalSeconds >= 1, "adherence.check_interval_seconds", "must be at least 1 second")
         check((2...30).contains(c.billing.setupMinimumDays), "billing.setup_minimum_days", "must be between 2 and 30")
         check((c.billing.max99458Units ?? 0) >= 0, "billing.max_99458_units", "must not be negative")

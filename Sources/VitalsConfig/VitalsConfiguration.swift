@@ -95,6 +95,8 @@ public struct VitalsConfiguration: Sendable, Hashable {
     public struct Adherence: Sendable, Hashable {
         /// Days without device data before a `no_data` task.
         public var noDataDays = 3
+        /// A device whose battery is at or below this percentage gets a routine device task; nil: never.
+        public var lowBatteryPercent: Double? = 15
         /// Seconds between checks.
         public var checkIntervalSeconds = 300.0
     }

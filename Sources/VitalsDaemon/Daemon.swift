@@ -99,7 +99,7 @@ public enum Daemon {
         let ingest = try makeIngestService(config, database: database, metrics: metrics, logger: logger)
         let routine = RoutineTaskService(
             database: database, rules: config.billing, noDataDays: config.adherence.noDataDays,
-            interval: .milliseconds(Int(config.adherence.checkIntervalSeconds * 1000)), logger: logger)
+            lowBatteryPercent: config.adherence.lowBatteryPercent, interval: .milliseconds(Int(config.adherence.checkIntervalSeconds * 1000)), logger: logger)
         let targets = try deliveryTargets(config)
         // Before ingest starts: a new channel begins at the newest event, and nothing raised from
         // now on can be skipped.

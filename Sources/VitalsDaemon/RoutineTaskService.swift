@@ -11,16 +11,22 @@ public struct RoutineTaskService: Service {
     let database: AppDatabase
     let rules: BillingRules
     let noDataDays: Int
+    let lowBatteryPercent: Double?
     let interval: Duration
     let logger: Logger
 
     /// - Parameters:
     ///   - noDataDays: days of silence before a `no_data` task.
     ///   - interval: time between checks (default 5 minutes).
-    public init(database: AppDatabase, rules: BillingRules, noDataDays: Int, interval: Duration = .seconds(300), logger: Logger) {
+    ///   - lowBatteryPercent: battery level that makes a routine device task; nil: never.
+    public init(
+        database: AppDatabase, rules: BillingRules, noDataDays: Int, lowBatteryPercent: Double? = 15,
+        interval: Duration = .seconds(300), logger: Logger
+    ) {
         self.database = database
         self.rules = rules
         self.noDataDays = noDataDays
+        self.lowBatteryPercent = lowBatteryPercent
         self.interval = interval
         self.logger = logger
     }
@@ -28,11 +34,11 @@ public struct RoutineTaskService: Service {
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                let s = try database.openRoutineTasks(rules: rules, noDataDays: noDataDays)
-                if s.daysOfDataTasks + s.noDataTasks + s.silentDeviceTasks > 0 {
+                let s = try database.openRoutineTasks(rules: rules, noDataDays: noDataDays, lowBatteryPercent: lowBatteryPercent)
+                if s.daysOfDataTasks + s.noDataTasks + s.silentDeviceTasks + s.lowBatteryTasks > 0 {
                     logger.notice("routine tasks opened", metadata: [
                         "task.days_of_data": "\(s.daysOfDataTasks)", "task.no_data": "\(s.noDataTasks)",
-                        "task.silent_device": "\(s.silentDeviceTasks)"])
+                        "task.silent_device": "\(s.silentDeviceTasks)", "task.low_battery": "\(s.lowBatteryTasks)"])
                 }
             } catch {
                 logger.error("routine task check failed", metadata: ["db.error": "\(error)"])

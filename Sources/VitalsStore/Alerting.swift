@@ -17,6 +17,14 @@ struct StoredReading {
     var late: Bool
 }
 
+/// A device event recorded for the first time, waiting to become a task.
+struct DeviceProblem {
+    var patientID: String
+    var eventID: Int64
+    var event: DeviceEvent
+    var late: Bool
+}
+
 /// What the rules did to the task queue in one transaction.
 struct RuleOutcome {
     var opened: [ThresholdLevel: Int] = [:]
@@ -353,6 +361,69 @@ struct RuleEngine {
         } else {
             outcome.updated += 1
             try event(taskID, "updated", readingID: first.worst.readingID, detail: "late_data")
+        }
+    }
+
+    /// Turns a device event into a task.
+    ///
+    /// - A meter's HI or LO marker (`above_range`, `below_range`) for a known vital is a `critical`
+    ///   task of that vital's condition (glucose above the meter's range is above any limit): it joins
+    ///   an unresolved glucose-high task, raising it to `critical`, or opens one. Late, it is a `warning`.
+    /// - An error code, or a marker for an unknown vital, is a `routine` task for the device
+    ///   (`device:<id>`, `high`), one unresolved per device; repeats add occurrences.
+    mutating func raise(_ problem: DeviceProblem) throws {
+        let e = problem.event
+        let vital: String
+        let direction: ThresholdDirection
+        let priority: TaskPriority
+        let reason: String
+        if let type = e.type, e.kind != .deviceError {
+            let above = e.kind == .aboveRange
+            vital = type.taskVital
+            direction = above ? .high : .low
+            priority = problem.late ? .warning : .critical
+            reason = "\(type.displayName) \(above ? "above" : "below") the measuring range of device \(e.deviceID) "
+                + "(the device showed \(above ? "HI" : "LO") instead of a value); re-measure or check by other means"
+        } else {
+            vital = "device:\(e.deviceID)"
+            direction = .high
+            priority = .routine
+            reason = "Device \(e.deviceID) reported an error (\(e.code))\(e.type.map { " while measuring \($0.displayName.lowercased())" } ?? ""); check the device with the patient"
+        }
+        let escalation: Int64? = priority == .critical ? nowMS + Int64(pipeline.alerts.escalationAfterSeconds * 1000) : nil
+        let before = try String.fetchOne(
+            db.cachedStatement(sql: "SELECT priority FROM tasks WHERE patient_id = ? AND vital = ? AND direction = ? AND status <> 'resolved'"),
+            arguments: [problem.patientID, vital, direction.rawValue])
+        let taskID = try Int64.fetchOne(
+            db.cachedStatement(sql: """
+                INSERT INTO tasks(patient_id, kind, vital, direction, priority, status, reason, condition_key,
+                                  last_measured_at, occurrences, opened_at, updated_at, next_escalation_at)
+                VALUES (?, 'device', ?, ?, ?, 'open', ?, ?, ?, 1, ?, ?, ?)
+                ON CONFLICT(patient_id, vital, direction) WHERE status <> 'resolved' DO UPDATE SET
+                    occurrences = tasks.occurrences + 1,
+                    updated_at = excluded.updated_at,
+                    status = CASE WHEN excluded.priority = 'critical' AND tasks.priority <> 'critical'
+                                  THEN 'open' ELSE tasks.status END,
+                    reason = CASE WHEN excluded.priority = 'critical' AND tasks.priority <> 'critical'
+                                  THEN excluded.reason ELSE tasks.reason END,
+                    next_escalation_at = CASE WHEN excluded.priority = 'critical' AND tasks.priority <> 'critical'
+                                              THEN excluded.next_escalation_at ELSE tasks.next_escalation_at END,
+                    priority = CASE WHEN excluded.priority = 'critical' THEN 'critical'
+                                    WHEN excluded.priority = 'warning' AND tasks.priority = 'routine' THEN 'warning'
+                                    ELSE tasks.priority END
+                RETURNING id
+                """),
+            arguments: [
+                problem.patientID, vital, direction.rawValue, priority.rawValue, reason, "event \(problem.eventID)",
+                e.measuredAt.map(epochMilliseconds), nowMS, nowMS, escalation,
+            ])!
+        if before == nil {
+            if let level = ThresholdLevel(rawValue: priority.rawValue) { outcome.opened[level, default: 0] += 1 }
+            try event(taskID, "opened", readingID: nil, detail: e.kind.rawValue)
+        } else {
+            outcome.updated += 1
+            let raised = priority == .critical && before != TaskPriority.critical.rawValue
+            try event(taskID, raised ? "priority_raised" : "updated", readingID: nil, detail: e.kind.rawValue)
         }
     }
 

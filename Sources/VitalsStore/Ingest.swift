@@ -238,6 +238,7 @@ extension AppDatabase {
         }
 
         var toEvaluate: [StoredReading] = []
+        var deviceProblems: [DeviceProblem] = []
         for (messageIndex, (message, result)) in batch.enumerated() {
             let decoded: DecodedMessage
             switch result {
@@ -314,7 +315,11 @@ extension AppDatabase {
                         index)
                 }
             }
-            try storeDeviceReport(db, decoded, receivedAt: message.receivedAt, summary: &summary)
+            for (eventID, event) in try storeDeviceReport(db, decoded, receivedAt: message.receivedAt, summary: &summary) {
+                deviceProblems.append(DeviceProblem(
+                    patientID: device.patientID, eventID: eventID, event: event,
+                    late: event.measuredAt.map { pipeline.alerts.isLate(measuredAt: $0, receivedAt: message.receivedAt) } ?? false))
+            }
             if let (reason, _) = overflow.max(by: { ($0.value, $1.key.rawValue) < ($1.value, $0.key.rawValue) }) {
                 let counts = overflow.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) x\($0.value)" }
                 try deadLetter(
@@ -332,6 +337,7 @@ extension AppDatabase {
         }
         var engine = RuleEngine(db: db, pipeline: pipeline, now: now)
         try engine.evaluate(toEvaluate)
+        for problem in deviceProblems { try engine.raise(problem) }
         summary.tasksOpened = engine.outcome.opened
         summary.tasksUpdated = engine.outcome.updated
         summary.suppressedBreaches = engine.outcome.suppressed
@@ -348,9 +354,11 @@ extension AppDatabase {
     /// Stores a message's device status (latest value per device and name: an older value never
     /// replaces a newer one), device events (once per device, kind, vital and time), and markers
     /// (kept for readings still to come, and applied to those already stored).
+    /// - Returns: the device events recorded for the first time, with their ids.
     private static func storeDeviceReport(
         _ db: Database, _ decoded: DecodedMessage, receivedAt: Date, summary: inout IngestSummary
-    ) throws {
+    ) throws -> [(Int64, DeviceEvent)] {
+        var recorded: [(Int64, DeviceEvent)] = []
         for m in decoded.markers where m.deviceID == decoded.deviceID {
             let at = epochMilliseconds(m.measuredAt)
             try db.cachedStatement(sql: """
@@ -385,6 +393,8 @@ extension AppDatabase {
                 """).execute(arguments: [e.deviceID, e.kind.rawValue, e.type?.rawValue, e.code,
                                          e.measuredAt.map(epochMilliseconds), epochMilliseconds(receivedAt)])
             summary.deviceEvents += db.changesCount
+            if db.changesCount > 0 { recorded.append((db.lastInsertedRowID, e)) }
         }
+        return recorded
     }
 }

@@ -9,6 +9,8 @@ extension AppDatabase {
         public var noDataTasks = 0
         /// `device` tasks for one silent device of a patient whose other devices still send.
         public var silentDeviceTasks = 0
+        /// `device` tasks for a battery at or below the limit.
+        public var lowBatteryTasks = 0
         public init() {}
     }
 
@@ -24,7 +26,11 @@ extension AppDatabase {
     /// - Parameters:
     ///   - noDataDays: days of silence that make a `no_data` task (default 3).
     ///   - now: the current instant.
-    public func openRoutineTasks(rules: BillingRules, noDataDays: Int = 3, now: Date = Date()) throws -> RoutineSummary {
+    ///   - lowBatteryPercent: a device whose latest `battery_percent` status is at or below this gets
+    ///     one routine `device` task a day (`battery:<device>`) while it stays low; nil: never.
+    public func openRoutineTasks(
+        rules: BillingRules, noDataDays: Int = 3, lowBatteryPercent: Double? = 15, now: Date = Date()
+    ) throws -> RoutineSummary {
         var summary = RoutineSummary()
         let adherence = Dictionary(try adherence(rules: rules, today: now).map { ($0.patientID, $0) }, uniquingKeysWith: { a, _ in a })
         let open = try episodes().filter { $0.endDate == nil }
@@ -74,6 +80,26 @@ extension AppDatabase {
                         reason: "Device \(id) (\(kind)) has sent no data for \(Int(days)) days; the patient's other devices still send",
                         now: now) {
                         summary.silentDeviceTasks += 1
+                    }
+                }
+            }
+        }
+        if let limit = lowBatteryPercent {
+            try writer.write { db in
+                let low = try Row.fetchAll(db, sql: """
+                    SELECT s.device_id, d.patient_id, d.kind, s.value FROM device_status s JOIN devices d ON d.id = s.device_id
+                    WHERE s.name = 'battery_percent' AND s.value <= ? ORDER BY s.device_id
+                    """, arguments: [limit])
+                let day = LocalDate(now, in: TimeZone(identifier: "UTC")!)
+                for row in low {
+                    let id: String = row["device_id"]
+                    let kind: String = row["kind"]
+                    let value: Double = row["value"]
+                    if try Self.insertRoutineTask(
+                        db, patientID: row["patient_id"], kind: .device, vital: "battery:\(id)", key: "battery \(id) low on \(day)",
+                        reason: "Device \(id) (\(kind)) battery at \(Observation.format(value)) %; replace or charge it before it stops sending",
+                        now: now) {
+                        summary.lowBatteryTasks += 1
                     }
                 }
             }

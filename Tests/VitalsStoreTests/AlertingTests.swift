@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Testing
 import VitalsDomain
+import VitalsFormats
 import VitalsStore
 
 /// Systolic critical at 180 mmHg, clearing only below 170 (the F13 test input).
@@ -338,5 +339,44 @@ struct AlertingTests {
         let lows = try db.tasks(patientID: "p1")
         #expect(lows.count == 1)
         #expect(lows[0].reason == "3 Glucose readings below 80 mg/dL within 7 days; rule lows_7d: 3 Glucose readings < 80 mg/dL within 7 days")
+    }
+
+    @Test("a meter's HI is a critical task of its vital; an error code a routine device task; a repeat adds nothing")
+    func deviceProblems() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        let ms = Int64((Date().timeIntervalSince1970 - 120) * 1000)
+        let hi = message("g1", #"{"type":"glucose","value":"HI","unit":"mg/dL","measured_at":\#(ms)}"#)
+        let s = try await db.ingest([hi], pipeline: pipeline)
+        #expect(s.readingsStored == 0)
+        #expect(s.deadLetters == [.outOfMeterRange: 1])
+        var tasks = try db.tasks(patientID: "p1")
+        #expect(tasks.count == 1)
+        #expect(tasks[0].kind == .device)
+        #expect(tasks[0].vital == "glucose" && tasks[0].direction == .high && tasks[0].priority == .critical)
+        #expect(tasks[0].reason == "Glucose above the measuring range of device g1 (the device showed HI instead of a value); re-measure or check by other means")
+        // The same message again (a redelivery): one event, one task, no new occurrence.
+        _ = try await db.ingest([hi], pipeline: pipeline)
+        #expect(try db.tasks(patientID: "p1").first?.occurrences == 1)
+        // A high reading of the same condition joins that task.
+        _ = try await db.ingest([glucose(420, minutesAgo: 1)], pipeline: pipeline)
+        tasks = try db.tasks(patientID: "p1")
+        #expect(tasks.count == 1)
+        #expect(tasks[0].occurrences == 2)
+        // An error code (SFLOAT NaN, 2047) is a routine task for the device, not for the patient's glucose.
+        let err = message("g1", #"{"type":"glucose","value":2047,"unit":"mg/dL","measured_at":\#(ms + 60_000)}"#)
+        _ = try await db.ingest([err], pipeline: pipeline)
+        let device = try #require(try db.tasks(patientID: "p1").first { $0.vital == "device:g1" })
+        #expect(device.priority == .routine)
+        #expect(device.kind == .device)
+        // A Tenovi battery report of 12 %: a routine task once a day while it stays at or below 15 %.
+        let battery = #"{"metric":"battery_percentage","hwi_device_id":"g1","value_1":"12","timestamp":"2026-11-28T10:00:00Z"}"#
+        _ = try await db.ingest([IncomingMessage(topic: "vendors/tenovi", deviceID: nil, payload: Array(battery.utf8), receivedAt: Date(),
+                                                 format: .tenovi, matchedSubscription: true)], pipeline: pipeline)
+        #expect(try db.openRoutineTasks(rules: BillingRules(), lowBatteryPercent: 15).lowBatteryTasks == 1)
+        #expect(try db.openRoutineTasks(rules: BillingRules(), lowBatteryPercent: 15).lowBatteryTasks == 0)
+        let low = try #require(try db.tasks(patientID: "p1").first { $0.vital == "battery:g1" })
+        #expect(low.reason == "Device g1 (glucometer) battery at 12 %; replace or charge it before it stops sending")
     }
 }
