@@ -24,6 +24,7 @@ public struct FormatDecoding: Sendable {
         case .dexcom: DexcomDecoder()
         case .telli: TelliDecoder()
         case .ihealth: IHealthDecoder()
+        case .qube: QubeVitalDecoder()
         case .auto: nil
         }
     }
@@ -69,9 +70,10 @@ public struct FormatDecoding: Sendable {
 /// 5. `BPDataList`, `WeightDataList` or `BODataList` → `ihealth`.
 /// 6. `measuregrps` (at the top or in `body`), `measures`, or an array whose first object has
 ///    `measures` → `withings`.
-/// 7. `readingType`, or `deviceId` with `data`, or `genVer` → `telli`.
-/// 8. `deviceId` with `ts` → `bodytrace`.
-/// 9. `readings`, or `type` with `value` → `canonical`.
+/// 7. `type` = `reportAttribute` or `HB_Msg` → `qube`.
+/// 8. `readingType`, or `deviceId` with `data`, or `genVer` → `telli`.
+/// 9. `deviceId` with `ts` → `bodytrace`.
+/// 10. `readings`, or `type` with `value` → `canonical`.
 ///
 /// Nothing matched: `unknown_format`. A subscription that knows its format should name it: detection
 /// costs nothing in accuracy for these shapes, but a new vendor shape is refused rather than guessed.
@@ -96,6 +98,7 @@ public enum FormatDetector {
         }
         if o["BPDataList"] != nil || o["WeightDataList"] != nil || o["BODataList"] != nil { return .ihealth }
         if o["measuregrps"] != nil || o["body"]?["measuregrps"] != nil || o["measures"] != nil { return .withings }
+        if let type = o["type"]?.stringValue, type == "reportAttribute" || type == "HB_Msg" { return .qube }
         if o["readingType"] != nil || o["genVer"] != nil || (o["deviceId"] != nil && o["data"] != nil) { return .telli }
         if o["deviceId"] != nil && o["ts"] != nil { return .bodytrace }
         if o["readings"] != nil || (o["type"] != nil && o["value"] != nil) { return .canonical }

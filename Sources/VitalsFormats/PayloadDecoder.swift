@@ -23,6 +23,8 @@ public enum MessageFormat: String, Sendable, Hashable, CaseIterable {
     case telli
     /// iHealth Open API v2 `BPDataList`, `WeightDataList`, `BODataList`.
     case ihealth
+    /// Qube-Vital BLE gateway messages (`HB_Msg` heartbeats, `reportAttribute` readings).
+    case qube
     /// Detect the format by the rules of ``FormatDetector``.
     case auto
 }

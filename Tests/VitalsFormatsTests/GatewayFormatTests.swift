@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+import VitalsDomain
+import VitalsFormats
+
+/// Expected values are derived by hand from `payload-formats.md` §1.2, §1.8, §1.9 and §1.11 (times
+/// with `date -u -d`).
+@Suite("gateway and cloud formats")
+struct GatewayFormatTests {
+    @Test("Qube-Vital WBP_JUMPER: bp_high/bp_low mmHg, pr bpm, time in seconds, device from data.ble_mac (§1.11)")
+    func qubeBloodPressure() throws {
+        let m = try decode(try fixture("qube-bp.json"), .qube)
+        #expect(m.deviceID == "AA:BB:CC:DD:EE:03" && !m.isHeartbeat)
+        let o = m.accepted
+        #expect(o.map(\.type) == [.systolicBP, .diastolicBP, .heartRate])
+        #expect(o.map(\.value) == [120, 78, 71] && o.map(\.unit) == ["mmHg", "mmHg", "bpm"])
+        // 1739360702 = 2025-02-12T11:45:02Z; no offset is sent.
+        #expect(o.allSatisfy { $0.measuredAt == at(1_739_360_702) && $0.timeSource == .device && $0.localOffsetMinutes == nil && $0.flags.isEmpty })
+        #expect(m.status.isEmpty && m.events.isEmpty)
+    }
+
+    @Test("Qube-Vital CONTOUR, BodyScale_JUMPER, TEMO_Jumper: meal marker, Resistance and mode are not readings")
+    func qubeKinds() throws {
+        let g = try decode(try fixture("qube-glucose.json"), .qube)
+        #expect(g.deviceID == "AA:BB:CC:DD:EE:04" && g.outcomes == ["ok"])
+        #expect(g.accepted[0].type == .glucose && g.accepted[0].canonicalValue == 97 && g.accepted[0].unit == "mg/dL")
+        let w = try decode(try fixture("qube-scale.json"), .qube)
+        #expect(w.outcomes == ["ok"] && w.accepted[0].type == .bodyWeight && w.accepted[0].canonicalValue == 76.3)
+        #expect(w.accepted[0].measuredAt == at(1_739_360_902) && w.status.isEmpty)
+        let t = try decode(try fixture("qube-temperature.json"), .qube)
+        #expect(t.outcomes == ["ok"] && t.accepted[0].type == .bodyTemperature && t.accepted[0].canonicalValue == 36.88)
+        #expect(t.accepted[0].unit == "Cel")
+    }
+
+    @Test("Qube-Vital Oximeter_JUMPER: spo2 and pulse are readings, pi is device status only")
+    func qubeOximeter() throws {
+        let m = try decode(try fixture("qube-oximeter.json"), .qube)
+        #expect(m.accepted.map(\.type) == [.spo2, .heartRate] && m.accepted.map(\.canonicalValue) == [97, 70])
+        #expect(m.status == [DeviceStatusValue(deviceID: "AA:BB:CC:DD:EE:07", name: .perfusionIndex, value: 70, observedAt: at(1_739_361_102))])
+    }
+
+    @Test("Qube-Vital HB_Msg is a heartbeat: no reading, no status, no rejection, even with device_field data.ble_mac")
+    func qubeHeartbeat() throws {
+        for format in [MessageFormat.qube, .auto] {
+            let m = try decode(try fixture("qube-heartbeat.json"), format, deviceField: "data.ble_mac")
+            #expect(m.isHeartbeat && m.readings.isEmpty && m.status.isEmpty && m.events.isEmpty && m.format == "qube")
+        }
+    }
+
+    @Test("Qube-Vital personal data (citiz, names, brith, gender) appears in no reading, status, event or rejection")
+    func qubePersonalData() throws {
+        let pii = #""citiz":"0000000000001","nameEN":"Mr.#Test##Patient","nameTH":"Test Patient","brith":"25000101","gender":"1""#
+        let payloads = [
+            try String(decoding: fixture("qube-bp.json"), as: UTF8.self).replacingOccurrences(of: #""citiz":"0000000000000""#, with: #""citiz":"0000000000001""#),
+            #"{"time":1739360702,"type":"reportAttribute",\#(pii),"data":{"attribute":"WBP_JUMPER","ble_mac":"AA:BB:CC:DD:EE:03","value":{"bp_high":"Err","bp_low":78}}}"#,
+            #"{"time":1739360702,"type":"reportAttribute",\#(pii),"data":{"attribute":"ECG_JUMPER","ble_mac":"AA:BB:CC:DD:EE:03","value":{"hr":70}}}"#,
+            #"{"time":"x","type":"reportAttribute",\#(pii),"data":{"attribute":"CONTOUR","ble_mac":"AA:BB:CC:DD:EE:03","value":{"blood_glucose":97}}}"#,
+        ]
+        var outcomes: [[String]] = []
+        for json in payloads {
+            let m = try decode(json, .qube)
+            outcomes.append(m.outcomes)
+            let text = String(describing: m)
+            for field in ["0000000000001", "Test", "Patient", "25000101"] { #expect(!text.contains(field)) }
+        }
+        #expect(outcomes == [["ok", "ok", "ok"], ["device_error", "ok"], ["unknown_type"], ["bad_timestamp"]])
+        do {
+            _ = try decode(#"{"time":1739360702,"type":"reportAttribute",\#(pii),"data":{"attribute":"CONTOUR","value":{"blood_glucose":97}}}"#, .qube)
+            Issue.record("accepted without a device")
+        } catch {
+            #expect(error.reason == .missingField && !error.detail.contains("Test"))
+        }
+    }
+
+    @Test("Qube-Vital: time in milliseconds is read right; topic and ble_mac must agree; unknown type refused")
+    func qubeRules() throws {
+        let ms = #"{"time":1739360702000,"type":"reportAttribute","data":{"attribute":"CONTOUR","ble_mac":"AA:BB:CC:DD:EE:04","value":{"blood_glucose":"97"}}}"#
+        #expect(try decode(ms, .qube).accepted[0].measuredAt == at(1_739_360_702))
+        #expect(throws: Rejection(.deviceMismatch, "the device in the payload differs from the device in the topic")) {
+            try decode(ms, .qube, topicDevice: "AA:BB:CC:DD:EE:99")
+        }
+        #expect(try decode(ms, .qube, topicDevice: "AA:BB:CC:DD:EE:04").outcomes == ["ok"])
+        #expect(throws: Rejection(.unknownType, "Qube-Vital type is neither HB_Msg nor reportAttribute")) {
+            try decode(#"{"type":"setAttribute","data":{}}"#, .qube, topicDevice: "gw")
+        }
+    }
+}
