@@ -83,6 +83,22 @@ public enum DeviceTime {
             source: .deviceLocal, flags: .localTimeAssumed)
     }
 
+    /// A local date-time without offset and the device's UTC offset sent beside it (Smart Meter
+    /// `date_recorded` with `time_zone_offset`): the instant is the wall clock minus the offset, and
+    /// the offset is recorded. Without an offset it is a naive local time (``text(_:field:deviceID:context:naiveIsUTC:)``);
+    /// a string with its own RFC 3339 offset keeps that one.
+    /// - Parameter offsetSeconds: seconds east of UTC, or nil.
+    /// - Throws: ``Rejection`` `bad_timestamp`, `missing_field`.
+    public static func local(
+        _ json: JSONValue?, field: String, offsetSeconds: Int?, deviceID: String, context: DecodeContext
+    ) throws(Rejection) -> ReadingTime {
+        guard let offsetSeconds, let zone = TimeZone(secondsFromGMT: offsetSeconds), case .string(let s)? = json,
+              MeasurementTimePolicy.parseRFC3339(s) == nil, let wall = naive(s) else {
+            return try text(json, field: field, deviceID: deviceID, context: context)
+        }
+        return ReadingTime(date: try checked(try instant(wall, in: zone, field: field), context: context), offsetMinutes: offsetSeconds / 60)
+    }
+
     /// The receive time, flagged as such.
     public static func received(_ context: DecodeContext) -> ReadingTime {
         ReadingTime(date: context.receivedAt, source: .receivedAt, flags: .estimatedTime)

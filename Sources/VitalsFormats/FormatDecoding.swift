@@ -25,6 +25,7 @@ public struct FormatDecoding: Sendable {
         case .telli: TelliDecoder()
         case .ihealth: IHealthDecoder()
         case .qube: QubeVitalDecoder()
+        case .smartmeter: SmartMeterDecoder()
         case .auto: nil
         }
     }
@@ -73,7 +74,9 @@ public struct FormatDecoding: Sendable {
 /// 7. `type` = `reportAttribute` or `HB_Msg` → `qube`.
 /// 8. `readingType`, or `deviceId` with `data`, or `genVer` → `telli`.
 /// 9. `deviceId` with `ts` → `bodytrace`.
-/// 10. `readings`, or `type` with `value` → `canonical`.
+/// 10. `readings` whose first element has `reading_type`, or `reading_type` with `device_id` →
+///     `smartmeter` (canonical readings have `type`).
+/// 11. `readings`, or `type` with `value` → `canonical`.
 ///
 /// Nothing matched: `unknown_format`. A subscription that knows its format should name it: detection
 /// costs nothing in accuracy for these shapes, but a new vendor shape is refused rather than guessed.
@@ -101,6 +104,9 @@ public enum FormatDetector {
         if let type = o["type"]?.stringValue, type == "reportAttribute" || type == "HB_Msg" { return .qube }
         if o["readingType"] != nil || o["genVer"] != nil || (o["deviceId"] != nil && o["data"] != nil) { return .telli }
         if o["deviceId"] != nil && o["ts"] != nil { return .bodytrace }
+        if o["readings"]?.arrayValue?.first?["reading_type"] != nil || (o["reading_type"] != nil && o["device_id"] != nil) {
+            return .smartmeter
+        }
         if o["readings"] != nil || (o["type"] != nil && o["value"] != nil) { return .canonical }
         return nil
     }

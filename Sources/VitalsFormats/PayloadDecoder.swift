@@ -25,6 +25,8 @@ public enum MessageFormat: String, Sendable, Hashable, CaseIterable {
     case ihealth
     /// Qube-Vital BLE gateway messages (`HB_Msg` heartbeats, `reportAttribute` readings).
     case qube
+    /// Smart Meter (iGlucose, iBloodPressure, iScale, iPulseOx) readings service response.
+    case smartmeter
     /// Detect the format by the rules of ``FormatDetector``.
     case auto
 }

@@ -84,4 +84,64 @@ struct GatewayFormatTests {
             try decode(#"{"type":"setAttribute","data":{}}"#, .qube, topicDevice: "gw")
         }
     }
+
+    @Test("Smart Meter BP: date_recorded local, time_zone_offset −5.0 hours → 13:15Z, reading_id, battery as status (§1.2 example)")
+    func smartMeterBloodPressure() throws {
+        let m = try decode(try fixture("smartmeter-bp.json"), .smartmeter)
+        #expect(m.deviceID == "860000000000001")
+        let o = m.accepted
+        #expect(o.map(\.type) == [.systolicBP, .diastolicBP, .heartRate] && o.map(\.canonicalValue) == [131, 84, 72])
+        // 2023-05-01T08:15:00 at UTC−5 = 2023-05-01T13:15:00Z = 1682946900.
+        #expect(o.allSatisfy {
+            $0.measuredAt == at(1_682_946_900) && $0.localOffsetMinutes == -300 && $0.timeSource == .device && $0.flags.isEmpty
+                && $0.vendorReadingID == "900001"
+        })
+        #expect(m.status == [DeviceStatusValue(deviceID: "860000000000001", name: .batteryPercent, value: 80, observedAt: at(1_682_946_900))])
+    }
+
+    @Test("Smart Meter glucose: both units sent, the mg/dL one stored (6.0 mmol/L × 18.018 = 108.1 ≈ 108 mg/dL)")
+    func smartMeterGlucose() throws {
+        let o = try #require(try decode(try fixture("smartmeter-glucose.json"), .smartmeter).accepted.first)
+        #expect(o.type == .glucose && o.value == 108 && o.unit == "mg/dL" && o.canonicalValue == 108)
+        #expect(o.measuredAt == at(1_682_944_200) && o.vendorReadingID == "900002")
+        let mmolOnly = try decode(#"{"readings":[{"reading_id":1,"device_id":"860000000000002","reading_type":"blood_glucose","date_recorded":"2023-05-01T07:30:00","time_zone_offset":-5,"blood_glucose_mmol":6.0}]}"#, .smartmeter)
+        #expect(mmolOnly.accepted.map(\.unit) == ["mmol/L"] && close(mmolOnly.accepted[0].canonicalValue, 108.108))
+    }
+
+    @Test("Smart Meter glucose units that disagree (180 mg/dL vs 6.0 mmol/L = 108) are bad_unit; the agreeing reading is kept")
+    func smartMeterUnitsDisagree() throws {
+        let m = try decode(try fixture("smartmeter-units-disagree.json"), .smartmeter)
+        #expect(m.outcomes == ["bad_unit", "ok"])
+        // 12:10 at UTC−5 = 17:10Z = 1682961000.
+        #expect(m.accepted[0].canonicalValue == 99 && m.accepted[0].measuredAt == at(1_682_961_000))
+    }
+
+    @Test("Smart Meter weight as a float (81.6 kg; 179.9 lb agrees), offset 0.0")
+    func smartMeterWeight() throws {
+        let m = try decode(try fixture("smartmeter-weight-float.json"), .smartmeter)
+        #expect(m.outcomes == ["ok"] && m.accepted[0].canonicalValue == 81.6 && m.accepted[0].unit == "kg")
+        #expect(m.accepted[0].measuredAt == at(1_682_977_200) && m.accepted[0].localOffsetMinutes == 0)
+        let lbsOnly = try decode(#"{"readings":[{"device_id":"860000000000003","reading_type":"weight","date_recorded":"2023-05-01T21:40:00","time_zone_offset":0,"weight_lbs":179.9}]}"#, .smartmeter)
+        #expect(close(lbsOnly.accepted[0].canonicalValue, 81.601_267))
+    }
+
+    @Test("Smart Meter pulse_ox with a half-hour offset (5.5 h: 08:15 local = 02:45Z); irregular flags BP and pulse")
+    func smartMeterPulseOxAndIrregular() throws {
+        let p = try decode(try fixture("smartmeter-pulse-ox.json"), .smartmeter)
+        #expect(p.accepted.map(\.type) == [.spo2, .heartRate] && p.accepted.map(\.canonicalValue) == [97, 68])
+        #expect(p.accepted.allSatisfy { $0.measuredAt == at(1_682_909_100) && $0.localOffsetMinutes == 330 })
+        let i = try decode(try fixture("smartmeter-irregular.json"), .smartmeter)
+        #expect(i.accepted.count == 3 && i.accepted.allSatisfy { $0.flags == .irregularHeartbeat && $0.measuredAt == at(1_682_924_700) })
+    }
+
+    @Test("Smart Meter without time_zone_offset: a naive local time in the configured zone; none configured: bad_timestamp")
+    func smartMeterNaive() throws {
+        let json = #"{"readings":[{"device_id":"860000000000001","reading_type":"pulse_ox","date_recorded":"2023-05-01T08:15:00","spo2":96}]}"#
+        // 08:15 in Chicago (CDT, UTC−5) = 13:15Z.
+        let m = try decode(json, .smartmeter, zone: TimeZone(identifier: "America/Chicago"))
+        #expect(m.accepted[0].measuredAt == at(1_682_946_900) && m.accepted[0].flags == .localTimeAssumed)
+        #expect(try decode(json, .smartmeter).outcomes == ["bad_timestamp"])
+        let other = try decode(#"{"readings":[{"device_id":"a-1","reading_type":"pulse_ox","date_recorded":"2023-05-01T08:15:00","time_zone_offset":0,"spo2":96},{"device_id":"a-2","reading_type":"steps","date_recorded":"2023-05-01T08:15:00"}]}"#, .smartmeter)
+        #expect(other.outcomes == ["ok", "device_mismatch"])
+    }
 }

@@ -92,7 +92,8 @@ struct FormatSelectionTests {
         ("telli-bp.json", .telli), ("telli-weight.json", .telli), ("withings-getmeas.json", .withings),
         ("dexcom-egv.json", .dexcom), ("ihealth-bp.json", .ihealth), ("senml-strict.json", .senml),
         ("senml-real-world.json", .senml), ("fhir-phd-bundle.json", .fhir), ("canonical.json", .canonical),
-        ("qube-bp.json", .qube), ("qube-heartbeat.json", .qube),
+        ("qube-bp.json", .qube), ("qube-heartbeat.json", .qube), ("smartmeter-bp.json", .smartmeter),
+        ("smartmeter-units-disagree.json", .smartmeter),
     ])
     func detect(name: String, format: MessageFormat) throws {
         let root = try CanonicalMessageDecoder.parse(try fixture(name))
