@@ -27,6 +27,8 @@ public enum MessageFormat: String, Sendable, Hashable, CaseIterable {
     case qube
     /// Smart Meter (iGlucose, iBloodPressure, iScale, iPulseOx) readings service response.
     case smartmeter
+    /// LibreView / LibreLinkUp glucose items (`glucoseMeasurement`, `graphData`).
+    case librelinkup
     /// Detect the format by the rules of ``FormatDetector``.
     case auto
 }

@@ -144,4 +144,65 @@ struct GatewayFormatTests {
         let other = try decode(#"{"readings":[{"device_id":"a-1","reading_type":"pulse_ox","date_recorded":"2023-05-01T08:15:00","time_zone_offset":0,"spo2":96},{"device_id":"a-2","reading_type":"steps","date_recorded":"2023-05-01T08:15:00"}]}"#, .smartmeter)
         #expect(other.outcomes == ["ok", "device_mismatch"])
     }
+
+    @Test("LibreLinkUp item: FactoryTimestamp is UTC (9:23:45 PM = 21:23:45Z), Timestamp gives the offset (+120 min) (§1.8)")
+    func libreItem() throws {
+        let m = try decode(try fixture("librelinkup-item.json"), .librelinkup, topicDevice: "libre-1")
+        let o = try #require(m.accepted.first)
+        #expect(m.outcomes == ["ok"] && o.type == .glucose && o.value == 112 && o.unit == "mg/dL")
+        #expect(o.measuredAt == at(1_789_766_625) && o.localOffsetMinutes == 120 && o.timeSource == .device && o.flags.isEmpty)
+    }
+
+    @Test("LibreLinkUp graph response: graphData and the connection's glucoseMeasurement; ValueInMgPerDl though GlucoseUnits is 0")
+    func libreGraph() throws {
+        let m = try decode(try fixture("librelinkup-graph.json"), .librelinkup, topicDevice: "libre-1")
+        #expect(m.accepted.map(\.canonicalValue) == [95, 98, 101] && m.accepted.allSatisfy { $0.unit == "mg/dL" })
+        // 12:00, 12:15 and 12:30 PM UTC on 2026-09-18; local 7:00 AM etc.: UTC−5.
+        #expect(m.accepted.map(\.measuredAt) == [at(1_789_732_800), at(1_789_733_700), at(1_789_734_600)])
+        #expect(m.accepted.allSatisfy { $0.localOffsetMinutes == -300 })
+    }
+
+    @Test("LibreLinkUp FactoryTimestamp \"bad\" is bad_timestamp; 12:05 AM is 00:05; the other item is kept")
+    func libreBadTimestamp() throws {
+        let m = try decode(try fixture("librelinkup-bad-timestamp.json"), .librelinkup, topicDevice: "libre-1")
+        #expect(m.outcomes == ["bad_timestamp", "ok"])
+        #expect(m.accepted[0].measuredAt == at(1_789_689_900) && m.accepted[0].localOffsetMinutes == -300)
+        for text in ["9/18/2026 21:23:45", "13/1/2026 1:00:00 AM", "2/30/2026 1:00:00 AM", "9/18/2026 9:23:45 pm", "9/18/2026 9:23 PM",
+                     "9/18/26 9:23:45 PM", "9/18/2026 0:23:45 AM", "9/18/2026  9:23:45 PM", "9/18/2026 9:23:45 PM ", "2026-09-18T21:23:45Z"] {
+            let item = #"{"FactoryTimestamp":"\#(text)","ValueInMgPerDl":100}"#
+            #expect(try decode(item, .librelinkup, topicDevice: "libre-1").outcomes == ["bad_timestamp"], "\(text)")
+        }
+        let noon = try decode(#"{"FactoryTimestamp":"9/18/2026 12:00:00 PM","ValueInMgPerDl":100}"#, .librelinkup, topicDevice: "libre-1")
+        #expect(noon.accepted[0].measuredAt == at(1_789_732_800) && noon.accepted[0].localOffsetMinutes == nil)
+    }
+
+    @Test("LibreLinkUp GlucoseUnits 0 = mmol/L (5.6 × 18.018 = 100.9008 mg/dL); another code is bad_unit")
+    func libreUnits() throws {
+        let m = try decode(try fixture("librelinkup-mmol.json"), .librelinkup, topicDevice: "libre-1")
+        #expect(m.accepted[0].unit == "mmol/L" && m.accepted[0].value == 5.6 && close(m.accepted[0].canonicalValue, 100.9008))
+        #expect(m.accepted[0].localOffsetMinutes == 120)
+        let bad = try decode(#"{"FactoryTimestamp":"9/18/2026 12:00:00 PM","GlucoseUnits":2,"Value":5.6}"#, .librelinkup, topicDevice: "libre-1")
+        #expect(bad.outcomes == ["bad_unit"])
+    }
+
+    @Test("LibreLinkUp isHigh is the follower's alarm limit, not a meter marker: 262 mg/dL is stored, no device event")
+    func libreHigh() throws {
+        let m = try decode(try fixture("librelinkup-high.json"), .librelinkup, topicDevice: "libre-1")
+        #expect(m.outcomes == ["ok"] && m.accepted[0].canonicalValue == 262 && m.events.isEmpty)
+    }
+
+    @Test("LibreLinkUp: an error status or a region redirect has no readings; the device must come from the topic")
+    func libreShapes() throws {
+        #expect(throws: Rejection(.unknownFormat, "LibreLinkUp status is not 0: the response carries an error, not readings")) {
+            try decode(#"{"status":2,"error":{"message":"notAuthenticated"}}"#, .librelinkup, topicDevice: "libre-1")
+        }
+        #expect(throws: Rejection(.unknownFormat, "LibreLinkUp region redirect: no readings")) {
+            try decode(#"{"status":0,"data":{"redirect":true,"region":"eu2"}}"#, .librelinkup, topicDevice: "libre-1")
+        }
+        #expect(throws: Rejection(.missingField, "neither the topic nor the payload names the device")) {
+            try decode(try fixture("librelinkup-item.json"), .librelinkup)
+        }
+        #expect(throws: Rejection.self) { try SubscriptionRoute(topic: "libre/graph", format: .librelinkup) }
+        _ = try SubscriptionRoute(topic: "libre/graph", format: .librelinkup, deviceField: "data.connection.patientId")
+    }
 }

@@ -94,11 +94,12 @@ struct FormatSelectionTests {
         ("senml-real-world.json", .senml), ("fhir-phd-bundle.json", .fhir), ("canonical.json", .canonical),
         ("qube-bp.json", .qube), ("qube-heartbeat.json", .qube), ("smartmeter-bp.json", .smartmeter),
         ("smartmeter-units-disagree.json", .smartmeter),
+        ("librelinkup-item.json", .librelinkup), ("librelinkup-graph.json", .librelinkup), ("librelinkup-bad-timestamp.json", .librelinkup),
     ])
     func detect(name: String, format: MessageFormat) throws {
         let root = try CanonicalMessageDecoder.parse(try fixture(name))
         #expect(FormatDetector.detect(root) == format)
-        let m = try decode(try fixture(name), .auto, topicDevice: format == .canonical || format == .ihealth ? "dev-1" : nil)
+        let m = try decode(try fixture(name), .auto, topicDevice: [.canonical, .ihealth, .librelinkup].contains(format) ? "dev-1" : nil)
         #expect(m.format == format.rawValue)
     }
 
