@@ -56,7 +56,7 @@ public struct VitalsConfiguration: Sendable, Hashable {
         public var topic: String
         /// The payload format (`canonical`, `senml`, `fhir`, `tenovi`, `bodytrace`, `withings`,
         /// `dexcom`, `telli`, `ihealth`, `qube`, `smartmeter`,
-        /// `librelinkup`, or `auto`).
+        /// `librelinkup`, `impilo`, or `auto`).
         public var format: MessageFormat
         /// A dotted path of the payload member that names the device, overriding the format's own.
         public var deviceField: String?

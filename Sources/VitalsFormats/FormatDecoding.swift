@@ -27,6 +27,7 @@ public struct FormatDecoding: Sendable {
         case .qube: QubeVitalDecoder()
         case .smartmeter: SmartMeterDecoder()
         case .librelinkup: LibreLinkUpDecoder()
+        case .impilo: ImpiloDecoder()
         case .auto: nil
         }
     }
@@ -68,18 +69,19 @@ public struct FormatDecoding: Sendable {
 /// 2. An array whose first element has `metric` and `hwi_device_id`, or such an object → `tenovi`.
 /// 3. An array whose first element has `FactoryTimestamp`, such an object, or `glucoseMeasurement` or
 ///    `graphData` at the top, in `data` or in `data.connection` → `librelinkup`.
-/// 4. An array whose first element is an object with a SenML label (`bn`, `bt`, `bu`, `bv`, `bver`,
+/// 4. `readingTimestamp` (object, or first array element) → `impilo`.
+/// 5. An array whose first element is an object with a SenML label (`bn`, `bt`, `bu`, `bv`, `bver`,
 ///    `n`, `v`, `vs`, `vb`, `u`, `t`, `s`) → `senml`.
-/// 5. `recordType` = `egv`, or `records`/`egvs` arrays of objects with `systemTime` → `dexcom`.
-/// 6. `BPDataList`, `WeightDataList` or `BODataList` → `ihealth`.
-/// 7. `measuregrps` (at the top or in `body`), `measures`, or an array whose first object has
+/// 6. `recordType` = `egv`, or `records`/`egvs` arrays of objects with `systemTime` → `dexcom`.
+/// 7. `BPDataList`, `WeightDataList` or `BODataList` → `ihealth`.
+/// 8. `measuregrps` (at the top or in `body`), `measures`, or an array whose first object has
 ///    `measures` → `withings`.
-/// 8. `type` = `reportAttribute` or `HB_Msg` → `qube`.
-/// 9. `readingType`, or `deviceId` with `data`, or `genVer` → `telli`.
-/// 10. `deviceId` with `ts` → `bodytrace`.
-/// 11. `readings` whose first element has `reading_type`, or `reading_type` with `device_id` →
+/// 9. `type` = `reportAttribute` or `HB_Msg` → `qube`.
+/// 10. `readingType`, or `deviceId` with `data`, or `genVer` → `telli`.
+/// 11. `deviceId` with `ts` → `bodytrace`.
+/// 12. `readings` whose first element has `reading_type`, or `reading_type` with `device_id` →
 ///     `smartmeter` (canonical readings have `type`).
-/// 12. `readings`, or `type` with `value` → `canonical`.
+/// 13. `readings`, or `type` with `value` → `canonical`.
 ///
 /// Nothing matched: `unknown_format`. A subscription that knows its format should name it: detection
 /// costs nothing in accuracy for these shapes, but a new vendor shape is refused rather than guessed.
@@ -92,6 +94,7 @@ public enum FormatDetector {
             guard let first = array.first?.objectValue else { return nil }
             if first["metric"] != nil && first["hwi_device_id"] != nil { return .tenovi }
             if first["FactoryTimestamp"] != nil { return .librelinkup }
+            if first["readingTimestamp"] != nil { return .impilo }
             if !first.isEmpty && first.keys.contains(where: senmlLabels.contains) && first["metric"] == nil { return .senml }
             if first["measures"] != nil { return .withings }
             return nil
@@ -100,6 +103,7 @@ public enum FormatDetector {
         if o["resourceType"] != nil { return .fhir }
         if o["metric"] != nil && o["hwi_device_id"] != nil { return .tenovi }
         if o["FactoryTimestamp"] != nil { return .librelinkup }
+        if o["readingTimestamp"] != nil { return .impilo }
         for holder in [root, o["data"], o["data"]?["connection"]] where holder?["glucoseMeasurement"] != nil || holder?["graphData"] != nil {
             return .librelinkup
         }

@@ -205,4 +205,43 @@ struct GatewayFormatTests {
         #expect(throws: Rejection.self) { try SubscriptionRoute(topic: "libre/graph", format: .librelinkup) }
         _ = try SubscriptionRoute(topic: "libre/graph", format: .librelinkup, deviceField: "data.connection.patientId")
     }
+
+    @Test("Impilo BP: readingTimestamp UTC, deviceTimeZoneOffset −21600 s = −360 min, documented units (§1.9)")
+    func impiloBloodPressure() throws {
+        let m = try decode(try fixture("impilo-bp.json"), .impilo)
+        #expect(m.deviceID == "00000000-0000-4000-8000-000000000101")
+        let o = m.accepted
+        #expect(o.map(\.type) == [.systolicBP, .diastolicBP, .heartRate] && o.map(\.canonicalValue) == [128, 82, 70])
+        // 2026-11-20T14:05:00Z = 1795183500.
+        #expect(o.allSatisfy { $0.measuredAt == at(1_795_183_500) && $0.localOffsetMinutes == -360 && $0.source == .device && $0.flags.isEmpty })
+    }
+
+    @Test("Impilo glucose: glucoseUnit mgdl, device from deviceIdentifier, offset 19800 s = +330 min; another unit is bad_unit")
+    func impiloGlucose() throws {
+        let m = try decode(try fixture("impilo-glucose.json"), .impilo)
+        #expect(m.deviceID == "860000000000011" && m.outcomes == ["ok"])
+        #expect(m.accepted[0].type == .glucose && m.accepted[0].canonicalValue == 104 && m.accepted[0].unit == "mg/dL")
+        #expect(m.accepted[0].measuredAt == at(1_795_189_200) && m.accepted[0].localOffsetMinutes == 330)
+        let mmol = try decode(#"{"readingTimestamp":"2026-11-20T15:40:00Z","glucose":5.8,"glucoseUnit":"mmol","deviceId":"d-1"}"#, .impilo)
+        #expect(mmol.outcomes == ["bad_unit"])
+    }
+
+    @Test("Impilo manual: true is a manual reading (source manual, manual_entry), never a day of data")
+    func impiloManual() throws {
+        let m = try decode(try fixture("impilo-manual.json"), .impilo)
+        #expect(m.accepted.count == 3 && m.accepted.allSatisfy { $0.source == .manual && $0.flags == .manualEntry })
+        #expect(m.accepted.allSatisfy { $0.measuredAt == at(1_795_223_400) })
+    }
+
+    @Test("Impilo heart rate with only patientId: the device comes from the topic; without one, missing_field")
+    func impiloHeartRate() throws {
+        let m = try decode(try fixture("impilo-heart-rate.json"), .impilo, topicDevice: "hr-1")
+        #expect(m.deviceID == "hr-1" && m.accepted.map(\.type) == [.heartRate] && m.accepted[0].canonicalValue == 64)
+        #expect(m.accepted[0].measuredAt == at(1_795_176_000) && m.accepted[0].localOffsetMinutes == nil)
+        #expect(throws: Rejection(.missingField, "neither the topic nor the payload names the device")) {
+            try decode(try fixture("impilo-heart-rate.json"), .impilo)
+        }
+        let array = try decode(#"[{"readingTimestamp":"2026-11-20T12:00:00","heartRate":64,"deviceId":"d-1"},{"readingTimestamp":"2026-11-20T12:00:00Z","steps":10,"deviceId":"d-1"},{"readingTimestamp":"2026-11-20T12:00:00Z","heartRate":64,"deviceId":"d-2"}]"#, .impilo)
+        #expect(array.outcomes == ["ok", "unknown_type", "device_mismatch"] && array.accepted[0].measuredAt == at(1_795_176_000))
+    }
 }

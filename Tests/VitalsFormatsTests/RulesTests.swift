@@ -94,6 +94,7 @@ struct FormatSelectionTests {
         ("senml-real-world.json", .senml), ("fhir-phd-bundle.json", .fhir), ("canonical.json", .canonical),
         ("qube-bp.json", .qube), ("qube-heartbeat.json", .qube), ("smartmeter-bp.json", .smartmeter),
         ("smartmeter-units-disagree.json", .smartmeter),
+        ("impilo-bp.json", .impilo), ("impilo-glucose.json", .impilo),
         ("librelinkup-item.json", .librelinkup), ("librelinkup-graph.json", .librelinkup), ("librelinkup-bad-timestamp.json", .librelinkup),
     ])
     func detect(name: String, format: MessageFormat) throws {
