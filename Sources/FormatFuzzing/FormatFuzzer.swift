@@ -38,7 +38,7 @@ public struct FuzzReport: Sendable {
 ///
 /// Invariants per payload and format: decoding returns (no crash, no hang; the slowest payload is
 /// reported); a whole-message rejection has a reason and a detail; an accepted message has at least
-/// one reading, status value or marker; an accepted reading has a finite canonical value inside its type's
+/// one reading, status value or marker, or is a gateway heartbeat; an accepted reading has a finite canonical value inside its type's
 /// plausible range, a time from 2000-01-01 on and not past the allowed skew, and a valid device id.
 public struct FormatFuzzer: Sendable {
     public let corpus: [[UInt8]]
@@ -97,7 +97,7 @@ public struct FormatFuzzer: Sendable {
             report.decodes += 1
             do {
                 let message = try decoding.decode(root: root, format: format, context: context)
-                if message.readings.isEmpty && message.status.isEmpty && message.markers.isEmpty {
+                if message.readings.isEmpty && message.status.isEmpty && message.markers.isEmpty && !message.isHeartbeat {
                     report.failures.append("input \(index) \(format.rawValue): accepted without reading, status or marker")
                 }
                 if let topicDevice, message.deviceID != topicDevice {
@@ -197,6 +197,7 @@ public struct FormatFuzzer: Sendable {
         "mmHg", "mm[Hg]", "%", "/", "/100", "Pa", "kg/m3", "mmol/L", "mg/dL", "lb", "F", "C", "unknown", "beat/min",
         "urn:dev:imei:860000000000001:", "rpm/gw01/bpcuff-7/", "a/b/../c", "Device/x", "urn:uuid:", "\u{0}", "é€😀",
         String(repeating: "9", count: 400), "egv", "Observation", "Bundle", "transaction", "entered-in-error",
+        "reportAttribute", "HB_Msg", "WBP_JUMPER", "Oximeter_JUMPER",
     ]
 
     func mutateText(_ s: String, _ rng: inout SplitMix64) -> String {
@@ -245,7 +246,8 @@ public struct FormatFuzzer: Sendable {
         case 4: return .array((0..<(rng.next() % 4)).map { _ in randomValue(&rng, depth: depth + 1) })
         case 5:
             let keys = ["bn", "n", "v", "u", "t", "bt", "metric", "value_1", "timestamp", "resourceType", "code", "records",
-                        "measures", "deviceId", "ts", "data", "readingType", "BPDataList", "readings", "type", "value", "unit"]
+                        "measures", "deviceId", "ts", "data", "readingType", "BPDataList", "readings", "type", "value", "unit",
+                        "attribute", "ble_mac", "time"]
             var o: [String: JSONValue] = [:]
             for _ in 0..<(rng.next() % 5) { o[keys.randomElement(using: &rng)!] = randomValue(&rng, depth: depth + 1) }
             return .object(o)

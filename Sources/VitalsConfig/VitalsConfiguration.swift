@@ -55,7 +55,8 @@ public struct VitalsConfiguration: Sendable, Hashable {
         /// The topic filter. With one `+` level the device id is that level; with none it is in the payload.
         public var topic: String
         /// The payload format (`canonical`, `senml`, `fhir`, `tenovi`, `bodytrace`, `withings`,
-        /// `dexcom`, `telli`, `ihealth`, or `auto`).
+        /// `dexcom`, `telli`, `ihealth`, `qube`, `smartmeter`,
+        /// `librelinkup`, `impilo`, or `auto`).
         public var format: MessageFormat
         /// A dotted path of the payload member that names the device, overriding the format's own.
         public var deviceField: String?

@@ -18,6 +18,10 @@ public struct DecodedMessage: Sendable {
     public var format: String?
     /// Flags sent apart from their readings (Tenovi `irregular_heartbeat`).
     public var markers: [ReadingMarker] = []
+    /// A gateway heartbeat (Qube-Vital `HB_Msg`, `payload-formats.md` §1.11): the gateway is alive and
+    /// sent nothing to store. It is acknowledged without any row: no reading, no device status, no
+    /// dead letter (heartbeats arrive all the time, and the gateway itself is not an enrolled device).
+    public var isHeartbeat = false
 
     public init(
         messageID: String?, deviceID: String, readings: [Result<Observation, Rejection>],

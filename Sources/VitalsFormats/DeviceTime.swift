@@ -83,6 +83,22 @@ public enum DeviceTime {
             source: .deviceLocal, flags: .localTimeAssumed)
     }
 
+    /// A local date-time without offset and the device's UTC offset sent beside it (Smart Meter
+    /// `date_recorded` with `time_zone_offset`): the instant is the wall clock minus the offset, and
+    /// the offset is recorded. Without an offset it is a naive local time (``text(_:field:deviceID:context:naiveIsUTC:)``);
+    /// a string with its own RFC 3339 offset keeps that one.
+    /// - Parameter offsetSeconds: seconds east of UTC, or nil.
+    /// - Throws: ``Rejection`` `bad_timestamp`, `missing_field`.
+    public static func local(
+        _ json: JSONValue?, field: String, offsetSeconds: Int?, deviceID: String, context: DecodeContext
+    ) throws(Rejection) -> ReadingTime {
+        guard let offsetSeconds, let zone = TimeZone(secondsFromGMT: offsetSeconds), case .string(let s)? = json,
+              MeasurementTimePolicy.parseRFC3339(s) == nil, let wall = naive(s) else {
+            return try text(json, field: field, deviceID: deviceID, context: context)
+        }
+        return ReadingTime(date: try checked(try instant(wall, in: zone, field: field), context: context), offsetMinutes: offsetSeconds / 60)
+    }
+
     /// The receive time, flagged as such.
     public static func received(_ context: DecodeContext) -> ReadingTime {
         ReadingTime(date: context.receivedAt, source: .receivedAt, flags: .estimatedTime)
@@ -156,6 +172,40 @@ public enum DeviceTime {
         guard (1...12).contains(mo), d >= 1, d <= MeasurementTimePolicy.days(inMonth: mo, of: y), h <= 23, mi <= 59, sec <= 59
         else { return nil }
         return Naive(year: y, month: mo, day: d, hour: h, minute: mi, second: sec, fraction: fraction)
+    }
+
+    /// Date and time parts of the US format `M/D/YYYY h:mm:ss AM|PM` (LibreLinkUp, `payload-formats.md`
+    /// §1.8), strictly: month and day of one or two digits, a four-digit year, an hour 1–12 of one or
+    /// two digits, two-digit minutes and seconds, one space before `AM` or `PM` (upper case). 12 AM is
+    /// midnight, 12 PM noon. Anything else, an impossible date included, is nil.
+    static func usDateTime(_ s: String) -> Naive? {
+        let b = Array(s.utf8)
+        guard b.count <= 22 else { return nil }
+        var i = 0
+        func number(maxDigits: Int, exactly: Bool = false) -> Int? {
+            var v = 0, n = 0
+            while i < b.count, n < maxDigits, b[i] >= 0x30, b[i] <= 0x39 {
+                v = v * 10 + Int(b[i] - 0x30)
+                i += 1
+                n += 1
+            }
+            return n == 0 || (exactly && n != maxDigits) ? nil : v
+        }
+        func expect(_ c: UInt8) -> Bool {
+            guard i < b.count, b[i] == c else { return false }
+            i += 1
+            return true
+        }
+        guard let month = number(maxDigits: 2), expect(0x2F), let day = number(maxDigits: 2), expect(0x2F),
+              let year = number(maxDigits: 4, exactly: true), expect(0x20), let hour12 = number(maxDigits: 2), expect(0x3A),
+              let minute = number(maxDigits: 2, exactly: true), expect(0x3A), let second = number(maxDigits: 2, exactly: true),
+              expect(0x20), i + 2 == b.count, b[i] == 0x41 || b[i] == 0x50, b[i + 1] == 0x4D
+        else { return nil }
+        let pm = b[i] == 0x50
+        guard (1...12).contains(month), (1...12).contains(hour12), minute <= 59, second <= 59, day >= 1,
+              day <= MeasurementTimePolicy.days(inMonth: month, of: year) else { return nil }
+        let hour = hour12 % 12 + (pm ? 12 : 0)
+        return Naive(year: year, month: month, day: day, hour: hour, minute: minute, second: second, fraction: 0)
     }
 
     /// The instant of a naive time in a zone; a time skipped by daylight saving is refused.

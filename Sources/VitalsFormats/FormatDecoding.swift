@@ -24,6 +24,10 @@ public struct FormatDecoding: Sendable {
         case .dexcom: DexcomDecoder()
         case .telli: TelliDecoder()
         case .ihealth: IHealthDecoder()
+        case .qube: QubeVitalDecoder()
+        case .smartmeter: SmartMeterDecoder()
+        case .librelinkup: LibreLinkUpDecoder()
+        case .impilo: ImpiloDecoder()
         case .auto: nil
         }
     }
@@ -63,15 +67,21 @@ public struct FormatDecoding: Sendable {
 ///
 /// 1. `resourceType` member → `fhir`.
 /// 2. An array whose first element has `metric` and `hwi_device_id`, or such an object → `tenovi`.
-/// 3. An array whose first element is an object with a SenML label (`bn`, `bt`, `bu`, `bv`, `bver`,
+/// 3. An array whose first element has `FactoryTimestamp`, such an object, or `glucoseMeasurement` or
+///    `graphData` at the top, in `data` or in `data.connection` → `librelinkup`.
+/// 4. `readingTimestamp` (object, or first array element) → `impilo`.
+/// 5. An array whose first element is an object with a SenML label (`bn`, `bt`, `bu`, `bv`, `bver`,
 ///    `n`, `v`, `vs`, `vb`, `u`, `t`, `s`) → `senml`.
-/// 4. `recordType` = `egv`, or `records`/`egvs` arrays of objects with `systemTime` → `dexcom`.
-/// 5. `BPDataList`, `WeightDataList` or `BODataList` → `ihealth`.
-/// 6. `measuregrps` (at the top or in `body`), `measures`, or an array whose first object has
+/// 6. `recordType` = `egv`, or `records`/`egvs` arrays of objects with `systemTime` → `dexcom`.
+/// 7. `BPDataList`, `WeightDataList` or `BODataList` → `ihealth`.
+/// 8. `measuregrps` (at the top or in `body`), `measures`, or an array whose first object has
 ///    `measures` → `withings`.
-/// 7. `readingType`, or `deviceId` with `data`, or `genVer` → `telli`.
-/// 8. `deviceId` with `ts` → `bodytrace`.
-/// 9. `readings`, or `type` with `value` → `canonical`.
+/// 9. `type` = `reportAttribute` or `HB_Msg` → `qube`.
+/// 10. `readingType`, or `deviceId` with `data`, or `genVer` → `telli`.
+/// 11. `deviceId` with `ts` → `bodytrace`.
+/// 12. `readings` whose first element has `reading_type`, or `reading_type` with `device_id` →
+///     `smartmeter` (canonical readings have `type`).
+/// 13. `readings`, or `type` with `value` → `canonical`.
 ///
 /// Nothing matched: `unknown_format`. A subscription that knows its format should name it: detection
 /// costs nothing in accuracy for these shapes, but a new vendor shape is refused rather than guessed.
@@ -83,6 +93,8 @@ public enum FormatDetector {
         if let array = root.arrayValue {
             guard let first = array.first?.objectValue else { return nil }
             if first["metric"] != nil && first["hwi_device_id"] != nil { return .tenovi }
+            if first["FactoryTimestamp"] != nil { return .librelinkup }
+            if first["readingTimestamp"] != nil { return .impilo }
             if !first.isEmpty && first.keys.contains(where: senmlLabels.contains) && first["metric"] == nil { return .senml }
             if first["measures"] != nil { return .withings }
             return nil
@@ -90,14 +102,23 @@ public enum FormatDetector {
         guard let o = root.objectValue else { return nil }
         if o["resourceType"] != nil { return .fhir }
         if o["metric"] != nil && o["hwi_device_id"] != nil { return .tenovi }
+        if o["FactoryTimestamp"] != nil { return .librelinkup }
+        if o["readingTimestamp"] != nil { return .impilo }
+        for holder in [root, o["data"], o["data"]?["connection"]] where holder?["glucoseMeasurement"] != nil || holder?["graphData"] != nil {
+            return .librelinkup
+        }
         if o["recordType"]?.stringValue == "egv" { return .dexcom }
         for key in ["records", "egvs"] {
             if let first = o[key]?.arrayValue?.first?.objectValue, first["systemTime"] != nil { return .dexcom }
         }
         if o["BPDataList"] != nil || o["WeightDataList"] != nil || o["BODataList"] != nil { return .ihealth }
         if o["measuregrps"] != nil || o["body"]?["measuregrps"] != nil || o["measures"] != nil { return .withings }
+        if let type = o["type"]?.stringValue, type == "reportAttribute" || type == "HB_Msg" { return .qube }
         if o["readingType"] != nil || o["genVer"] != nil || (o["deviceId"] != nil && o["data"] != nil) { return .telli }
         if o["deviceId"] != nil && o["ts"] != nil { return .bodytrace }
+        if o["readings"]?.arrayValue?.first?["reading_type"] != nil || (o["reading_type"] != nil && o["device_id"] != nil) {
+            return .smartmeter
+        }
         if o["readings"] != nil || (o["type"] != nil && o["value"] != nil) { return .canonical }
         return nil
     }

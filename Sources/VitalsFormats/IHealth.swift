@@ -53,14 +53,7 @@ public struct IHealthDecoder: PayloadDecoder {
                 if item["HR"] != nil {
                     collector.add(.heartRate, item["HR"], field: "HR", unit: "bpm", in: .perMinute, time: time, flags: flags, vendorID: id)
                 }
-                if manual {
-                    for i in before..<collector.readings.count {
-                        if case .success(var o) = collector.readings[i] {
-                            o.source = .manual
-                            collector.readings[i] = .success(o)
-                        }
-                    }
-                }
+                if manual { collector.markManual(from: before) }
             }
         }
         guard found else { throw Rejection(.unknownFormat, "payload has no iHealth BPDataList, WeightDataList or BODataList") }

@@ -23,6 +23,14 @@ public enum MessageFormat: String, Sendable, Hashable, CaseIterable {
     case telli
     /// iHealth Open API v2 `BPDataList`, `WeightDataList`, `BODataList`.
     case ihealth
+    /// Qube-Vital BLE gateway messages (`HB_Msg` heartbeats, `reportAttribute` readings).
+    case qube
+    /// Smart Meter (iGlucose, iBloodPressure, iScale, iPulseOx) readings service response.
+    case smartmeter
+    /// LibreView / LibreLinkUp glucose items (`glucoseMeasurement`, `graphData`).
+    case librelinkup
+    /// Impilo platform blood-pressure, glucose and heart-rate records.
+    case impilo
     /// Detect the format by the rules of ``FormatDetector``.
     case auto
 }
@@ -210,6 +218,17 @@ struct ReadingCollector {
     mutating func status(_ name: DeviceStatusValue.Name, _ value: JSONValue?, scale: Double = 1, at: Date) {
         guard let value, let n = DeviceNumber.plain(value) else { return }
         status.append(DeviceStatusValue(deviceID: deviceID, name: name, value: n * scale, observedAt: at))
+    }
+
+    /// Marks the accepted readings from index `start` on as entered by hand (`source = manual`): they
+    /// never count as days of data.
+    mutating func markManual(from start: Int) {
+        for i in start..<readings.count {
+            if case .success(var o) = readings[i] {
+                o.source = .manual
+                readings[i] = .success(o)
+            }
+        }
     }
 
     func message(id: String? = nil) throws(Rejection) -> DecodedMessage {

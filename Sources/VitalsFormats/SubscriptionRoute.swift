@@ -17,11 +17,12 @@ public struct SubscriptionRoute: Sendable, Hashable {
     public let timeZone: TimeZone?
 
     /// - Throws: ``Rejection`` `bad_topic` for a filter with more than one `+`, or with none when the
-    ///   format cannot name a device in the payload (iHealth has no device id and no `device_field`).
+    ///   format cannot name a device in the payload (iHealth and LibreLinkUp have no device id) and no
+    ///   `device_field` is set.
     public init(topic: String, format: MessageFormat = .canonical, deviceField: String? = nil, timeZone: TimeZone? = nil) throws(Rejection) {
         self.filter = try DeviceTopicFilter(topic, deviceInTopic: false)
-        if !filter.namesDevice && format == .ihealth && deviceField == nil {
-            throw Rejection(.badTopic, "topic filter '\(topic)' has no '+' level, and iHealth payloads name no device: set device_field")
+        if !filter.namesDevice && (format == .ihealth || format == .librelinkup) && deviceField == nil {
+            throw Rejection(.badTopic, "topic filter '\(topic)' has no '+' level, and \(format.rawValue) payloads name no device: set device_field")
         }
         self.format = format
         self.deviceField = deviceField

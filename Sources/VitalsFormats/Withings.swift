@@ -85,10 +85,7 @@ public struct WithingsDecoder: PayloadDecoder {
                 let value = power < 0 ? mantissa / pow(10, -power) : mantissa * pow(10, power)
                 collector.add(type, .number(value), field: "value", unit: unit, in: ucum, time: time,
                               flags: manual ? .manualEntry : [], vendorID: grpid)
-                if manual, case .success(var o) = collector.readings.last {
-                    o.source = .manual
-                    collector.readings[collector.readings.count - 1] = .success(o)
-                }
+                if manual { collector.markManual(from: collector.readings.count - 1) }
             }
         }
         return try collector.message()

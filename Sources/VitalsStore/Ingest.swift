@@ -80,6 +80,8 @@ public struct IngestSummary: Sendable, Hashable {
     public var deviceStatusUpdated = 0
     /// Device events written (error codes, HI/LO markers).
     public var deviceEvents = 0
+    /// Gateway heartbeats acknowledged without a row (Qube-Vital `HB_Msg`).
+    public var heartbeats = 0
 
     public init() {}
 
@@ -247,6 +249,10 @@ extension AppDatabase {
                 continue
             case .success(let d):
                 decoded = d
+            }
+            if decoded.isHeartbeat {
+                summary.heartbeats += 1
+                continue
             }
             guard let device = try deviceContext(decoded.deviceID) else {
                 try deadLetter(messageIndex, message, Rejection(.unknownDevice, "device is not enrolled"), deviceID: decoded.deviceID)

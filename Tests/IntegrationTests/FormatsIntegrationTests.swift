@@ -21,6 +21,10 @@ struct FormatsIntegrationTests {
             - {topic: "vendors/telli/+", format: telli}
             - {topic: "vendors/ihealth/+", format: ihealth}
             - {topic: "auto/+", format: auto}
+            - {topic: "CM4_BLE_GW_TX", format: qube}
+            - {topic: "vendors/smartmeter", format: smartmeter}
+            - {topic: "vendors/libre/+", format: librelinkup}
+            - {topic: "vendors/impilo", format: impilo}
         """
 
     static func fixture(_ name: String) throws -> [UInt8] {
@@ -36,7 +40,8 @@ struct FormatsIntegrationTests {
         for (id, kind) in [("860000000000001", DeviceKind.bpCuff), ("phd-711000FEFF5F49B0.B0495F001071", .bpCuff),
                            ("00000000-0000-4000-8000-000000000001", .bpCuff), ("8600000000000", .scale),
                            ("0000000000000000000000000000000000000001", .bpCuff), ("FAKE01", .cgm),
-                           ("860000000000002", .scale), ("ih-1", .bpCuff), ("bpcuff-7", .other)] {
+                           ("860000000000002", .scale), ("ih-1", .bpCuff), ("bpcuff-7", .other),
+                           ("AA:BB:CC:DD:EE:03", .bpCuff), ("libre-1", .cgm), ("00000000-0000-4000-8000-000000000101", .bpCuff)] {
             try db.upsertDevice(Device(id: id, kind: kind, patientID: "p1"), actor: "test")
         }
         let daemon = try env.startDaemon()
@@ -45,7 +50,7 @@ struct FormatsIntegrationTests {
         defer { pub.close() }
         let base = msAgo(7200)
 
-        // One message of each format: 224 readings in all.
+        // One message of each format: 234 readings in all.
         var batch: [String] = []
         for i in 0..<200 {
             let value = i == 50 ? #""HI""# : i == 150 ? #""ten""# : "\(100 + i % 50)"
@@ -62,6 +67,12 @@ struct FormatsIntegrationTests {
             ("vendors/telli/860000000000002", try Self.fixture("telli-weight.json")),            // 1
             ("vendors/ihealth/ih-1", try Self.fixture("ihealth-bp.json")),                       // 3
             ("auto/bpcuff-7", try Self.fixture("senml-real-world.json")),                        // 6
+            ("CM4_BLE_GW_TX", try Self.fixture("qube-heartbeat.json")),                          // nothing, no dead letter
+            ("CM4_BLE_GW_TX", try Self.fixture("qube-bp.json")),                                 // 3
+            ("CM4_BLE_GW_TX", try Self.fixture("qube-heartbeat.json")),                          // nothing
+            ("vendors/smartmeter", try Self.fixture("smartmeter-units-disagree.json")),          // 1, bad_unit + battery
+            ("vendors/libre/libre-1", try Self.fixture("librelinkup-graph.json")),               // 3
+            ("vendors/impilo", try Self.fixture("impilo-manual.json")),                          // 3 manual
             ("devices/g2/readings", Array(#"{"readings":[\#(batch.joined(separator: ","))]}"#.utf8)),  // 198; HI out_of_meter_range, "ten" not_a_number
         ]
         let tenovi = #""hwi_device_id":"00000000-0000-4000-8000-000000000001","timestamp":"2024-09-12T10:00:00Z""#
@@ -89,12 +100,12 @@ struct FormatsIntegrationTests {
         ]
         for (topic, payload) in good + bad { try pub.publish(topic: topic, payload: payload) }
         try await pub.waitUntilDelivered()
-        #expect(try await eventually { try env.statistics().readings == 224 && env.statistics().deadLetters == 17 })
+        #expect(try await eventually { try env.statistics().readings == 234 && env.statistics().deadLetters == 18 })
         let s = try env.statistics()
-        #expect(s.readings == 224)
+        #expect(s.readings == 234)
         #expect(s.deadLettersByReason == [
             "unknown_type": 1, "out_of_meter_range": 3, "not_a_number": 1, "bad_timestamp": 3, "invalid_utf8": 1,
-            "malformed_json": 1, "missing_field": 1, "too_large": 1, "implausible_value": 1, "bad_unit": 1,
+            "malformed_json": 1, "missing_field": 1, "too_large": 1, "implausible_value": 1, "bad_unit": 2,
             "device_error": 2, "device_mismatch": 1,
         ])
         let rows = try await db.writer.read { db in
@@ -111,16 +122,20 @@ struct FormatsIntegrationTests {
             "8600000000000 battery_mv 5522.0",
             "8600000000000 signal_dbm -91.0",
             "860000000000001 battery_percent 80.0",
+            "860000000000002 battery_percent 74.0",
         ])
         #expect(rows.2 == 3)
-        #expect(rows.3 == ["bodytrace", "canonical", "dexcom", "fhir", "ihealth", "senml", "telli", "tenovi", "withings"])
+        #expect(rows.3 == ["bodytrace", "canonical", "dexcom", "fhir", "ihealth", "impilo", "librelinkup", "qube", "senml", "smartmeter",
+                           "telli", "tenovi", "withings"])
+        let manual = try await db.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM readings WHERE source = 'manual'")! }
+        #expect(manual == 3)
 
         #expect(try db.deviceStatus(deviceID: "8600000000000").map(\.name) == ["battery_mv", "signal_dbm"])
         #expect(Set(try db.deviceEvents().map(\.kind)) == ["device_error", "above_range"])
 
         // The daemon keeps running: a later reading is stored.
         try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(101, at: base + 60_000))
-        #expect(try await eventually { try env.statistics().readings == 225 })
+        #expect(try await eventually { try env.statistics().readings == 235 })
         #expect(daemon.service.connectionStatus.subscribed)
         try await daemon.stop()
     }

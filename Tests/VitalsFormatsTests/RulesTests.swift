@@ -92,11 +92,15 @@ struct FormatSelectionTests {
         ("telli-bp.json", .telli), ("telli-weight.json", .telli), ("withings-getmeas.json", .withings),
         ("dexcom-egv.json", .dexcom), ("ihealth-bp.json", .ihealth), ("senml-strict.json", .senml),
         ("senml-real-world.json", .senml), ("fhir-phd-bundle.json", .fhir), ("canonical.json", .canonical),
+        ("qube-bp.json", .qube), ("qube-heartbeat.json", .qube), ("smartmeter-bp.json", .smartmeter),
+        ("smartmeter-units-disagree.json", .smartmeter),
+        ("impilo-bp.json", .impilo), ("impilo-glucose.json", .impilo),
+        ("librelinkup-item.json", .librelinkup), ("librelinkup-graph.json", .librelinkup), ("librelinkup-bad-timestamp.json", .librelinkup),
     ])
     func detect(name: String, format: MessageFormat) throws {
         let root = try CanonicalMessageDecoder.parse(try fixture(name))
         #expect(FormatDetector.detect(root) == format)
-        let m = try decode(try fixture(name), .auto, topicDevice: format == .canonical || format == .ihealth ? "dev-1" : nil)
+        let m = try decode(try fixture(name), .auto, topicDevice: [.canonical, .ihealth, .librelinkup].contains(format) ? "dev-1" : nil)
         #expect(m.format == format.rawValue)
     }
 

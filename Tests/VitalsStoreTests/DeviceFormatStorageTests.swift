@@ -90,3 +90,33 @@ struct DeviceFormatStorageTests {
         #expect(try db.statistics().readings == 0)
     }
 }
+
+@Suite("gateway heartbeats and personal data in storage")
+struct GatewayStorageTests {
+    func qube(_ json: String) -> IncomingMessage {
+        IncomingMessage(topic: "CM4_BLE_GW_TX", deviceID: nil, payload: Array(json.utf8), receivedAt: Date(), format: .auto,
+                        deviceField: "data.ble_mac", matchedSubscription: true)
+    }
+
+    @Test("Qube-Vital heartbeats are acknowledged without any row; readings keep no personal data (§1.11)")
+    func heartbeatsAndPersonalData() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        let heartbeat = #"{"from":"PI_GW","to":"CLOUD","time":1714788661,"mac":"aa:bb:cc:dd:ee:01","IMEI":"860000000000009","type":"HB_Msg","data":{"msg":"Online"}}"#
+        let s = try await db.ingest(Array(repeating: qube(heartbeat), count: 5), pipeline: pipeline)
+        #expect(s.heartbeats == 5 && s.deadLetterCount == 0 && s.readingsStored == 0 && s.deviceStatusUpdated == 0)
+        let pii = #""citiz":"0000000000001","nameEN":"Mr.#Test##Patient","nameTH":"Test Patient","brith":"25000101","gender":"1""#
+        let bp = #"{"time":1739360702,"type":"reportAttribute",\#(pii),"data":{"attribute":"WBP_JUMPER","ble_mac":"c1","value":{"bp_high":120,"bp_low":"HI","pr":71}}}"#
+        let r = try await db.ingest([qube(bp)], pipeline: pipeline)
+        #expect(r.readingsStored == 2 && r.deadLetterCount == 1)
+        let text = try await db.writer.read { db in
+            try String.fetchAll(db, sql: """
+                SELECT device_id || unit || IFNULL(vendor_reading_id, '') || IFNULL(flags, '') FROM readings
+                UNION ALL SELECT IFNULL(device_id, '') || reason || detail FROM dead_letters
+                UNION ALL SELECT device_id || kind || code FROM device_events
+                """).joined(separator: " ")
+        }
+        for field in ["0000000000001", "Test", "Patient", "25000101"] { #expect(!text.contains(field)) }
+    }
+}
