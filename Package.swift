@@ -84,6 +84,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Live-latency load generator for scripts/bench; never part of the test suite.
+        .executableTarget(
+            name: "vitalsd-bench",
+            dependencies: [
+                "MQTTClient",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "VitalsDomainTests", dependencies: ["VitalsDomain"], swiftSettings: strict),
         .testTarget(
             name: "VitalsFormatsTests",

@@ -67,13 +67,14 @@ public enum Daemon {
 
     /// - Throws: ``ConfigurationErrors`` naming `database.path` when the directory is missing or the
     ///   file cannot be opened, is not a database, or fails its integrity check.
-    public static func openDatabase(_ config: VitalsConfiguration) throws -> AppDatabase {
+    /// - Parameter backgroundCheckpoints: true for the daemon, which runs a ``WALCheckpointService``.
+    public static func openDatabase(_ config: VitalsConfiguration, backgroundCheckpoints: Bool = false) throws -> AppDatabase {
         let path = config.database.path
         if let problem = databaseDirectoryProblem(config) { throw ConfigurationErrors(errors: [problem]) }
         do {
             return try AppDatabase.open(
                 path: path, synchronous: AppDatabase.Synchronous(rawValue: config.database.synchronous) ?? .full,
-                busyTimeout: config.database.busyTimeoutSeconds)
+                busyTimeout: config.database.busyTimeoutSeconds, backgroundCheckpoints: backgroundCheckpoints)
         } catch {
             throw ConfigurationErrors(errors: [ConfigurationError(key: "database.path", "cannot open \(path): \(error)")])
         }
@@ -94,7 +95,9 @@ public enum Daemon {
     /// - Parameter configPath: the file to read again on SIGHUP, if any.
     public static func run(_ config: VitalsConfiguration, configPath: String? = nil, logger: Logger) async throws {
         MosquittoLibrary.initialize()
-        let database = try openDatabase(config)
+        let database = try openDatabase(config, backgroundCheckpoints: true)
+        let checkpointer = try AppDatabase.walCheckpointer(
+            path: config.database.path, synchronous: AppDatabase.Synchronous(rawValue: config.database.synchronous) ?? .full)
         let metrics = VitalsMetrics()
         let ingest = try makeIngestService(config, database: database, metrics: metrics, logger: logger)
         let routine = RoutineTaskService(
@@ -121,6 +124,9 @@ public enum Daemon {
                 database: database, interval: .milliseconds(Int(config.database.checkpointIntervalSeconds * 1000)),
                 payloadRetentionDays: config.database.deadLetterPayloadRetentionDays, deliveryChannels: targets.channels,
                 logger: logger),
+            successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+        services.append(.init(
+            service: WALCheckpointService(checkpointer: checkpointer, logger: logger),
             successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         if let configPath {
             services.append(.init(

@@ -26,10 +26,7 @@ public struct MaintenanceService: Service {
     }
 
     public func run() async throws {
-        let interval = self.interval
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            guard !Task.isShuttingDownGracefully else { break }
+        await repeatUntilShutdown(every: interval) {
             do {
                 let pages = try database.checkpoint()
                 logger.debug("WAL checkpoint", metadata: ["db.pages": "\(pages)"])
@@ -43,5 +40,42 @@ public struct MaintenanceService: Service {
                 logger.error("database maintenance failed", metadata: ["db.error": "\(error)"])
             }
         }
+    }
+}
+
+/// Checkpoints the WAL every `interval` (default 0.5 s) from a connection of its own, so that the
+/// commits of ingest never run a checkpoint themselves (`AppDatabase.open(backgroundCheckpoints:)`).
+/// Failures are logged and retried at the next turn; the WAL then grows until one succeeds, and the
+/// truncating checkpoint of ``MaintenanceService`` still runs.
+public struct WALCheckpointService: Service {
+    let checkpointer: WALCheckpointer
+    let interval: Duration
+    let logger: Logger
+
+    public init(checkpointer: WALCheckpointer, interval: Duration = .milliseconds(500), logger: Logger) {
+        self.checkpointer = checkpointer
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await repeatUntilShutdown(every: interval) {
+            do {
+                let result = try await checkpointer.checkpoint()
+                logger.trace("passive WAL checkpoint", metadata: ["db.pages": "\(result.checkpointed)", "db.wal_pages": "\(result.walPages)"])
+            } catch {
+                logger.error("WAL checkpoint failed", metadata: ["db.error": "\(error)"])
+            }
+        }
+        try? checkpointer.close()
+    }
+}
+
+/// Runs `body` every `interval` until the service group shuts down gracefully or the task is cancelled.
+private func repeatUntilShutdown(every interval: Duration, _ body: () async -> Void) async {
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        guard !Task.isShuttingDownGracefully else { break }
+        await body()
     }
 }

@@ -57,10 +57,14 @@ struct RuleEngine {
     private var states: [String: [String: (active: Bool, since: Int64)]] = [:]
     private var freshPatients = Set<String>()
 
-    init(db: Database, pipeline: IngestPipeline, now: Date) {
+    /// The own limits of the batch's patients, read once per batch; a patient without any is absent.
+    private let overrides: [String: [ThresholdSlot: Double]]
+
+    init(db: Database, pipeline: IngestPipeline, now: Date, overrides: [String: [ThresholdSlot: Double]]) {
         self.db = db
         self.pipeline = pipeline
         self.now = now
+        self.overrides = overrides
     }
 
     private var nowMS: Int64 { epochMilliseconds(now) }
@@ -125,7 +129,7 @@ struct RuleEngine {
         for entry in entries {
             let o = entry.observation
             let at = epochMilliseconds(o.measuredAt)
-            let limits = try effectiveLimits(patient, entry.programs, o.type)
+            let limits = effectiveLimits(patient, entry.programs, o.type)
             let breach = ThresholdEvaluator.evaluate(o, against: limits)
             for direction in ThresholdDirection.allCases {
                 let rule = "limit:\(o.type.rawValue):\(direction.rawValue)"
@@ -201,10 +205,9 @@ struct RuleEngine {
 
     // MARK: Rules in force
 
-    private mutating func effectiveLimits(_ patient: String, _ programs: [Program], _ type: VitalType) throws -> ThresholdLimits {
+    private mutating func effectiveLimits(_ patient: String, _ programs: [Program], _ type: VitalType) -> ThresholdLimits {
         if let cached = limitsCache[patient]?[type] { return cached }
-        let overrides = try AppDatabase.thresholdOverrides(db, patientID: patient)
-        let limits = pipeline.thresholds.effectiveLimits(for: type, programs: programs, overrides: overrides).limits
+        let limits = pipeline.thresholds.effectiveLimits(for: type, programs: programs, overrides: overrides[patient] ?? [:]).limits
         limitsCache[patient, default: [:]][type] = limits
         return limits
     }
@@ -448,7 +451,7 @@ struct RuleEngine {
             guard !repeats.isEmpty else { continue }
             var confirmed = false
             for entry in repeats {
-                let limits = try effectiveLimits(patient, entry.programs, entry.observation.type)
+                let limits = effectiveLimits(patient, entry.programs, entry.observation.type)
                 if let b = ThresholdEvaluator.evaluate(entry.observation, against: limits), b.direction == direction, b.level == .critical {
                     confirmed = true
                 }

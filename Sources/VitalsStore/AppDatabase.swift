@@ -33,8 +33,13 @@ public struct AppDatabase: Sendable {
     ///   - path: file path; its directory must exist.
     ///   - synchronous: durability of commits (default `full`, see failure-modes F19).
     ///   - busyTimeout: seconds a write waits for another process's write lock before failing (default 10 s).
+    ///   - backgroundCheckpoints: true when the caller checkpoints the WAL itself with a
+    ///     ``WALCheckpointer`` (the daemon); commits then never run a checkpoint. Default false:
+    ///     SQLite checkpoints after a commit that leaves more than 1,000 pages in the WAL.
     /// - Throws: GRDB `DatabaseError` when the file cannot be opened or fails `PRAGMA quick_check`.
-    public static func open(path: String, synchronous: Synchronous = .full, busyTimeout: Double = 10) throws -> AppDatabase {
+    public static func open(
+        path: String, synchronous: Synchronous = .full, busyTimeout: Double = 10, backgroundCheckpoints: Bool = false
+    ) throws -> AppDatabase {
         var config = Configuration()
         config.busyMode = .timeout(busyTimeout)
         config.foreignKeysEnabled = true
@@ -42,6 +47,13 @@ public struct AppDatabase: Sendable {
             try db.execute(sql: "PRAGMA synchronous = \(synchronous == .full ? "FULL" : "NORMAL")")
             // Bound the WAL after checkpoints (failure-modes F18).
             try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
+            if backgroundCheckpoints {
+                // No checkpoint on the commit path: a checkpoint copies the WAL into the database
+                // file and fsyncs it, and run by the committing connection it stalled live ingest by
+                // tens of milliseconds (p99 60 ms against 6 ms without, BENCHMARKS.md). The caller
+                // runs a ``WALCheckpointer`` instead.
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+            }
         }
         let pool = try DatabasePool(path: path, configuration: config)
         let result = try pool.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") }

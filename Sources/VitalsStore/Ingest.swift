@@ -188,24 +188,48 @@ extension AppDatabase {
         var programs: [Program]
     }
 
+    /// Each device's patient and programs, and each patient's own limits, for every device a batch
+    /// names: three cached statements per batch, not three prepared statements per device. The ids
+    /// travel as one JSON array read with `json_each`, so the statements do not depend on the batch size.
+    private static func deviceContexts(
+        _ db: Database, _ batch: [Decoded]
+    ) throws -> (devices: [String: DeviceContext], overrides: [String: [ThresholdSlot: Double]]) {
+        var deviceIDs = Set<String>()
+        for case (_, .success(let decoded)) in batch { deviceIDs.insert(decoded.deviceID) }
+        guard !deviceIDs.isEmpty else { return ([:], [:]) }
+        var patients: [String: String] = [:]
+        let devices = try Row.fetchCursor(
+            db.cachedStatement(sql: "SELECT id, patient_id FROM devices WHERE id IN (SELECT value FROM json_each(?))"),
+            arguments: [try jsonArray(deviceIDs)])
+        while let row = try devices.next() { patients[row[0]] = row[1] }
+
+        let patientIDs = try jsonArray(Set(patients.values))
+        var programs: [String: [Program]] = [:]
+        let programRows = try Row.fetchCursor(
+            db.cachedStatement(sql: """
+                SELECT patient_id, program FROM patient_programs WHERE patient_id IN (SELECT value FROM json_each(?))
+                ORDER BY patient_id, program
+                """),
+            arguments: [patientIDs])
+        while let row = try programRows.next() {
+            if let program = Program(rawValue: row[1]) { programs[row[0], default: []].append(program) }
+        }
+        let overrides = try thresholdOverrides(db, patientIDsJSON: patientIDs)
+        return (patients.mapValues { DeviceContext(patientID: $0, programs: programs[$0] ?? []) }, overrides)
+    }
+
+    /// `ids` as a JSON array of strings, for `json_each`.
+    static func jsonArray(_ ids: Set<String>) throws -> String {
+        String(decoding: try JSONEncoder().encode(Array(ids)), as: UTF8.self)
+    }
+
     private static func store(_ db: Database, _ batch: [Decoded], pipeline: IngestPipeline) throws -> IngestSummary {
         var summary = IngestSummary()
         summary.messages = batch.count
-        var devices: [String: DeviceContext?] = [:]
+        let (devices, overrides) = try deviceContexts(db, batch)
         let now = Date()
 
-        func deviceContext(_ id: String) throws -> DeviceContext? {
-            if let cached = devices[id] { return cached }
-            let row = try Row.fetchOne(db, sql: "SELECT patient_id FROM devices WHERE id = ?", arguments: [id])
-            let context = try row.map { row -> DeviceContext in
-                let patientID: String = row["patient_id"]
-                let programs = try String.fetchAll(
-                    db, sql: "SELECT program FROM patient_programs WHERE patient_id = ?", arguments: [patientID])
-                return DeviceContext(patientID: patientID, programs: programs.compactMap(Program.init(rawValue:)))
-            }
-            devices[id] = context
-            return context
-        }
+        func deviceContext(_ id: String) -> DeviceContext? { devices[id] }
 
         var payloadIDs: [Int: Int64] = [:]
 
@@ -241,6 +265,19 @@ extension AppDatabase {
 
         var toEvaluate: [StoredReading] = []
         var deviceProblems: [DeviceProblem] = []
+        // Prepared once per batch: a per-row cache lookup hashes the whole SQL text each time.
+        let insertReading = try db.cachedStatement(sql: """
+            INSERT INTO readings(device_id, patient_id, type, loinc, value, unit, canonical_value,
+                                 canonical_unit, measured_at, received_at, source, message_id,
+                                 flags, time_source, local_offset_minutes, vendor_reading_id, format)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(device_id, loinc, measured_at) DO NOTHING
+            RETURNING id
+            """)
+        let storedValue = try db.cachedStatement(
+            sql: "SELECT canonical_value FROM readings WHERE device_id = ? AND loinc = ? AND measured_at = ?")
+        let markers = try db.cachedStatement(sql: "SELECT flags FROM reading_markers WHERE device_id = ? AND measured_at = ?")
+
         for (messageIndex, (message, result)) in batch.enumerated() {
             let decoded: DecodedMessage
             switch result {
@@ -254,7 +291,7 @@ extension AppDatabase {
                 summary.heartbeats += 1
                 continue
             }
-            guard let device = try deviceContext(decoded.deviceID) else {
+            guard let device = deviceContext(decoded.deviceID) else {
                 try deadLetter(messageIndex, message, Rejection(.unknownDevice, "device is not enrolled"), deviceID: decoded.deviceID)
                 continue
             }
@@ -284,19 +321,11 @@ extension AppDatabase {
                 let measuredAt = epochMilliseconds(observation.measuredAt)
                 var flags = observation.flags
                 if Self.markedTypes.contains(observation.type), let marked = try Int.fetchOne(
-                    db.cachedStatement(sql: "SELECT flags FROM reading_markers WHERE device_id = ? AND measured_at = ?"),
-                    arguments: [observation.deviceID, measuredAt]) {
+                    markers, arguments: [observation.deviceID, measuredAt]) {
                     flags.formUnion(ObservationFlags(rawValue: marked))
                 }
                 let id = try Int64.fetchOne(
-                    db.cachedStatement(sql: """
-                        INSERT INTO readings(device_id, patient_id, type, loinc, value, unit, canonical_value,
-                                             canonical_unit, measured_at, received_at, source, message_id,
-                                             flags, time_source, local_offset_minutes, vendor_reading_id, format)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        ON CONFLICT(device_id, loinc, measured_at) DO NOTHING
-                        RETURNING id
-                        """),
+                    insertReading,
                     arguments: [
                         observation.deviceID, device.patientID, observation.type.rawValue, observation.type.loinc,
                         observation.value, observation.unit, observation.canonicalValue,
@@ -311,7 +340,7 @@ extension AppDatabase {
                     continue
                 }
                 let existing = try Double.fetchOne(
-                    db.cachedStatement(sql: "SELECT canonical_value FROM readings WHERE device_id = ? AND loinc = ? AND measured_at = ?"),
+                    storedValue,
                     arguments: [observation.deviceID, observation.type.loinc, measuredAt])
                 if let existing, abs(existing - observation.canonicalValue) < 1e-6 {
                     summary.duplicates += 1
@@ -341,7 +370,7 @@ extension AppDatabase {
                     late: pipeline.alerts.isLate(measuredAt: observation.measuredAt, receivedAt: message.receivedAt)))
             }
         }
-        var engine = RuleEngine(db: db, pipeline: pipeline, now: now)
+        var engine = RuleEngine(db: db, pipeline: pipeline, now: now, overrides: overrides)
         try engine.evaluate(toEvaluate)
         for problem in deviceProblems { try engine.raise(problem) }
         summary.tasksOpened = engine.outcome.opened

@@ -48,6 +48,16 @@ extension AppDatabase {
         }
     }
 
+    /// Opens a ``WALCheckpointer`` on the database file at `path`.
+    /// - Throws: GRDB errors when the file cannot be opened.
+    public static func walCheckpointer(path: String, synchronous: Synchronous = .full) throws -> WALCheckpointer {
+        var config = Configuration()
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous == .full ? "FULL" : "NORMAL")")
+        }
+        return WALCheckpointer(queue: try DatabaseQueue(path: path, configuration: config))
+    }
+
     /// Deletes the raw payloads of dead letters received before `cutoff`; their reasons, topics and
     /// sizes stay. Payloads can hold PHI, so they are kept only as long as they help repair.
     /// - Returns: the number of payloads deleted.
@@ -68,4 +78,28 @@ extension AppDatabase {
             return db.changesCount
         }
     }
+}
+
+/// Copies committed WAL pages into the database file from a connection of its own, so that the
+/// connection that commits readings never pays for a checkpoint (see `AppDatabase.open`'s
+/// `backgroundCheckpoints`).
+///
+/// A passive checkpoint takes no write lock: commits go on while it runs, and it copies what it
+/// can without waiting for readers or writers. With `synchronous = FULL` it fsyncs the WAL before
+/// copying and the database file after, so a power cut never loses a committed transaction.
+public struct WALCheckpointer: Sendable {
+    let queue: DatabaseQueue
+
+    /// Runs one passive checkpoint.
+    /// - Returns: the WAL pages copied into the database file so far, and the pages in the WAL.
+    /// - Throws: GRDB errors (I/O error, disk full).
+    public func checkpoint() async throws -> (checkpointed: Int, walPages: Int) {
+        try await queue.writeWithoutTransaction { db in
+            let result = try db.checkpoint(.passive)
+            return (result.checkpointedFrameCount, result.walFrameCount)
+        }
+    }
+
+    /// Closes the connection.
+    public func close() throws { try queue.close() }
 }

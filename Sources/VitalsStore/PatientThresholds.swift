@@ -54,14 +54,23 @@ extension AppDatabase {
     }
 
     static func thresholdOverrides(_ db: Database, patientID: String) throws -> [ThresholdSlot: Double] {
-        var result: [ThresholdSlot: Double] = [:]
-        let rows = try Row.fetchAll(
-            db, sql: "SELECT type, level, direction, limit_value FROM patient_thresholds WHERE patient_id = ?",
-            arguments: [patientID])
-        for row in rows {
-            guard let type = VitalType(rawValue: row["type"]), let level = ThresholdLevel(rawValue: row["level"]),
-                  let direction = ThresholdDirection(rawValue: row["direction"]) else { continue }
-            result[ThresholdSlot(type: type, level: level, direction: direction)] = row["limit_value"]
+        try thresholdOverrides(db, patientIDsJSON: jsonArray([patientID]))[patientID] ?? [:]
+    }
+
+    /// The own limits of several patients, by patient id and slot; patients without any are absent.
+    /// - Parameter patientIDsJSON: the patient ids as a JSON array of strings.
+    static func thresholdOverrides(_ db: Database, patientIDsJSON: String) throws -> [String: [ThresholdSlot: Double]] {
+        var result: [String: [ThresholdSlot: Double]] = [:]
+        let rows = try Row.fetchCursor(
+            db.cachedStatement(sql: """
+                SELECT patient_id, type, level, direction, limit_value FROM patient_thresholds
+                WHERE patient_id IN (SELECT value FROM json_each(?))
+                """),
+            arguments: [patientIDsJSON])
+        while let row = try rows.next() {
+            guard let type = VitalType(rawValue: row[1]), let level = ThresholdLevel(rawValue: row[2]),
+                  let direction = ThresholdDirection(rawValue: row[3]) else { continue }
+            result[row[0], default: [:]][ThresholdSlot(type: type, level: level, direction: direction)] = row[4]
         }
         return result
     }

@@ -3,7 +3,7 @@ import Glibc
 
 /// A real mosquitto on a free loopback port, with persistence in a temporary directory.
 ///
-/// Uses the repository's `Config/mosquitto.conf` settings (persistence, unlimited queue, 1000 in flight)
+/// Uses the repository's `Config/mosquitto.conf` settings (persistence, unlimited queue, 5000 in flight)
 /// with the port and paths replaced.
 final class Broker: @unchecked Sendable {
     let port: Int

@@ -92,4 +92,16 @@ struct DecoderTests {
         #expect(throws: Rejection.self) { try DeviceTopicFilter("devices/#") }
         #expect(throws: Rejection.self) { try DeviceTopicFilter("a/+/+/b") }
     }
+
+    @Test("JSON kinds stay exact: a numeric string is a string, 1 is not true")
+    func jsonKinds() throws {
+        let v = try JSONDecoder().decode(JSONValue.self, from: Data(#"""
+            {"s":"1","n":1,"t":true,"f":false,"z":null,"a":[0,"x",[],{}],"o":{"k":-2.5e1}}
+            """#.utf8))
+        #expect(v == .object([
+            "s": .string("1"), "n": .number(1), "t": .bool(true), "f": .bool(false), "z": .null,
+            "a": .array([.number(0), .string("x"), .array([]), .object([:])]), "o": .object(["k": .number(-25)]),
+        ]))
+        #expect(try JSONDecoder().decode(JSONValue.self, from: Data("[true]".utf8)) == .array([.bool(true)]))
+    }
 }

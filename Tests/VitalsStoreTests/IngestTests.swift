@@ -281,4 +281,28 @@ struct HostileStorageTests {
         try db.upsertPatient(Patient(id: "ok-1", timezone: "UTC", programs: [.copd]), actor: "t")
         #expect(throws: EnrollmentError.self) { try db.upsertDevice(Device(id: id, kind: .scale, patientID: "ok-1"), actor: "t") }
     }
+
+    @Test("one batch, several patients: each reading meets its own patient's programs and limits")
+    func batchOfPatients() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        try db.upsertPatient(Patient(id: "p3", timezone: "UTC", programs: [.diabetes]), actor: "t")
+        try db.upsertDevice(Device(id: "g3", kind: .glucometer, patientID: "p3"), actor: "t")
+        // p1's own warning-low limit is 90 mg/dL; p3 keeps the diabetes default of 70 mg/dL.
+        try db.setThreshold(patientID: "p1", slot: ThresholdSlot(type: .glucose, level: .warning, direction: .low), value: 90, actor: "dr.x")
+        let ms = Int64(Date().timeIntervalSince1970 * 1000) - 60_000
+        let s = try await db.ingest([
+            glucose(85, minutesAgo: 1),
+            glucose(85, minutesAgo: 1, device: "g3"),
+            glucose(85, minutesAgo: 1, device: "nobody"),
+            // p2 (hypertension): systolic 185 mmHg is at or above the critical 180.
+            message("c1", #"{"measured_at":\#(ms),"readings":[{"type":"systolic_bp","value":185,"unit":"mm[Hg]"}]}"#),
+        ], pipeline: pipeline)
+        #expect(s.readingsStored == 3)
+        #expect(s.deadLetters == [.unknownDevice: 1])
+        #expect(s.tasksOpened == [.warning: 1, .critical: 1])
+        let tasks = try db.tasks()
+        #expect(Set(tasks.map(\.patientID)) == ["p1", "p2"])
+    }
 }

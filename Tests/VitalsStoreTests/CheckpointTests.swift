@@ -1,0 +1,38 @@
+import Foundation
+import GRDB
+import Testing
+import VitalsDomain
+import VitalsStore
+
+@Suite("WAL checkpoints off the commit path")
+struct CheckpointTests {
+    @Test("with background checkpoints commits never checkpoint; the checkpointer copies the whole WAL")
+    func background() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/vitalsd.sqlite"
+        let db = try AppDatabase.open(path: path, backgroundCheckpoints: true)
+        try db.upsertPatient(Patient(id: "p1", timezone: "UTC", programs: [.diabetes]), actor: "test")
+        try db.upsertDevice(Device(id: "g1", kind: .glucometer, patientID: "p1"), actor: "test")
+        for minutes in 1...20 {
+            _ = try await db.ingest([glucose(100, minutesAgo: Double(minutes))], pipeline: pipeline)
+        }
+        // SQLite's documented default is 1,000 pages; 0 turns automatic checkpoints off.
+        #expect(try await db.writer.write { try Int.fetchOne($0, sql: "PRAGMA wal_autocheckpoint") } == 0)
+
+        let checkpointer = try AppDatabase.walCheckpointer(path: path)
+        let result = try await checkpointer.checkpoint()
+        #expect(result.walPages > 0)
+        #expect(result.checkpointed == result.walPages)
+        try checkpointer.close()
+        #expect(try db.statistics().readings == 20)
+    }
+
+    @Test("without it, SQLite's automatic checkpoint stays on")
+    func automatic() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try AppDatabase.open(path: dir.path + "/vitalsd.sqlite")
+        #expect(try db.writer.write { try Int.fetchOne($0, sql: "PRAGMA wal_autocheckpoint") } == 1000)
+    }
+}

@@ -1,0 +1,126 @@
+# Shared by scripts/bench and scripts/faults: a loopback broker, a daemon configuration, enrollment
+# and canonical backlog files. Source it after `cd` to the repository root; set `state` (a fresh
+# directory) first. Uses bash, awk, sqlite3 and the mosquitto clients only.
+
+pids=()
+harness_cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+
+# build_vitalsd BUILD: builds the daemon (and the bench tool) and sets $vitalsd and $bin.
+build_vitalsd() {
+    swift build -c "$1" --product vitalsd
+    bin="$(swift build -c "$1" --show-bin-path)"
+    vitalsd="$bin/vitalsd"
+}
+
+# free_port: a TCP port nobody listens on, from a random start.
+free_port() {
+    local p=$((20000 + RANDOM % 20000))
+    while (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null; do p=$((p + 1)); done
+    echo $p
+}
+
+# start_broker DIR PORT: mosquitto from Config/mosquitto.conf on PORT with persistence in DIR;
+# sets $broker. The same DIR and PORT restart it with its queued messages.
+start_broker() {
+    local dir=$1 port=$2
+    mkdir -p "$dir"
+    chmod 0777 "$dir"   # mosquitto started as root drops to its own user
+    sed -e "s/^listener 1883 127.0.0.1/listener $port 127.0.0.1/" -e "s#^persistence_location .*#persistence_location $dir/#" \
+        Config/mosquitto.conf >"$dir/mosquitto.conf"
+    mosquitto -c "$dir/mosquitto.conf" 2>>"$dir/mosquitto.log" &
+    broker=$!
+    pids+=($broker)
+    local _
+    for _ in $(seq 100); do mosquitto_pub -h 127.0.0.1 -p "$port" -t harness/ping -n 2>/dev/null && return 0; sleep 0.1; done
+    echo "broker did not start on port $port" >&2
+    return 1
+}
+
+# write_config FILE PORT DB HTTP_PORT(0 = off) [LOG_LEVEL]: a daemon configuration.
+write_config() {
+    local http="enabled: false"
+    [[ $4 != 0 ]] && http="port: $4"
+    cat >"$1" <<YAML
+mqtt:
+  port: $2
+  client_id: vitalsd-harness
+  max_batch: 1000
+database:
+  path: $3
+http:
+  $http
+log:
+  level: ${5:-info}
+YAML
+}
+
+# enroll CONFIG PATIENTS: patients bench-p1..N (program diabetes), each with device bench-dN.
+enroll() {
+    local csv
+    csv=$(mktemp "$state/enrollment.XXXXXX")
+    awk -v n="$2" 'BEGIN { print "patient_id,program,timezone,device_id,device_kind"
+        for (i = 1; i <= n; i++) printf "bench-p%d,diabetes,America/Chicago,bench-d%d,glucometer\n", i, i }' >"$csv"
+    "$vitalsd" import --config "$1" "$csv" --by bench >/dev/null
+}
+
+# backlog_csv FILE COUNT DEVICES DAYS_AGO: COUNT glucose readings spread over devices bench-d1..N, one
+# second apart from DAYS_AGO days ago; about 5 % breach the diabetes thresholds (< 70 or >= 250 mg/dL).
+backlog_csv() {
+    local t0=$(( $(date +%s) - $4 * 86400 ))
+    awk -v n="$2" -v p="$3" -v t0="$t0" 'BEGIN {
+        srand(42)
+        print "device_id,measured_at,type,value,unit"
+        for (i = 0; i < n; i++) {
+            d = i % p + 1
+            v = 80 + int(rand() * 90)
+            if (rand() < 0.05) v = (rand() < 0.5) ? 50 + int(rand() * 15) : 260 + int(rand() * 100)
+            printf "bench-d%d,%s,glucose,%d,mg/dL\n", d, strftime("%Y-%m-%dT%H:%M:%SZ", t0 + i, 1), v
+        }
+    }' >"$1"
+}
+
+# create_session CONFIG LOG: runs the daemon until it has subscribed once, so that the broker queues
+# messages for its persistent session while it is stopped.
+create_session() {
+    "$vitalsd" run --config "$1" 2>>"$2" &
+    local d=$! _
+    for _ in $(seq 200); do (( $(subscribes "$2") > 0 )) && break; sleep 0.05; done
+    kill -TERM "$d"
+    wait "$d" || true
+}
+
+# subscribes LOG: how many times the daemon logged a completed SUBSCRIBE (text or JSON log format).
+subscribes() { grep -cE '\] subscribed$|"message":"subscribed"' "$1" || true; }
+
+# wait_subscribed LOG N: waits until the daemon log holds N "subscribed" lines (30 s at most).
+wait_subscribed() {
+    local _
+    for _ in $(seq 600); do
+        (( $(subscribes "$1") >= $2 )) && return 0
+        sleep 0.05
+    done
+    echo "daemon did not subscribe (log: $1)" >&2
+    return 1
+}
+
+readings() { sqlite3 "$1" "SELECT count(*) FROM readings" 2>/dev/null || echo 0; }
+counter() { sqlite3 "$1" "SELECT value FROM counters WHERE name = '$2'" 2>/dev/null || echo 0; }
+
+# wait_readings DB N SECONDS: until DB holds N readings, or SECONDS pass with no new reading.
+wait_readings() {
+    local last=-1 idle=0 n
+    while :; do
+        n=$(readings "$1")
+        (( n >= $2 )) && return 0
+        if (( n == last )); then idle=$((idle + 1)); else idle=0; last=$n; fi
+        (( idle >= $3 * 10 )) && return 1
+        sleep 0.1
+    done
+}
+
+now() { date +%s.%N; }
+elapsed() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.2f", e - s }'; }
