@@ -153,7 +153,7 @@ struct ConfigurationReader {
             config.alerts.defaultRules = readRules(node, key: "alerts.rules")
         }
         if let node = alertRuleNodes["programs"] {
-            config.alerts.programRules = [:]
+            // A program listed here gets exactly these rules; a program not listed keeps its built-in ones.
             if let programs = node.mapping {
                 for (pk, pv) in programs {
                     let key = "alerts.programs.\(pk.string ?? "?")"
@@ -336,8 +336,11 @@ struct ConfigurationReader {
         return result
     }
 
+    /// Reads `thresholds` over the built-in values (``ThresholdPolicy/clinicalDefaults``): each limit
+    /// named replaces the built-in one, `none` removes it, and every limit not named keeps its
+    /// built-in value, so that adding one limit can never silently drop the others.
     private mutating func readThresholds(_ node: Node) -> ThresholdPolicy {
-        var policy = ThresholdPolicy()
+        var policy = ThresholdPolicy.clinicalDefaults
         guard let mapping = node.mapping else {
             errors.append(ConfigurationError(key: "thresholds", "must be a mapping with 'defaults' and 'programs'"))
             return policy
@@ -345,7 +348,7 @@ struct ConfigurationReader {
         for (k, v) in mapping {
             switch k.string {
             case "defaults":
-                policy.defaults = readLimitsByType(v, key: "thresholds.defaults")
+                policy.defaults = readLimitsByType(v, key: "thresholds.defaults", over: policy.defaults)
             case "programs":
                 guard let programs = v.mapping else {
                     errors.append(ConfigurationError(key: "thresholds.programs", "must be a mapping by program"))
@@ -358,7 +361,7 @@ struct ConfigurationReader {
                             key: key, "unknown program; expected one of \(Program.allCases.map(\.rawValue).joined(separator: ", "))"))
                         continue
                     }
-                    policy.programs[program] = readLimitsByType(pv, key: key)
+                    policy.programs[program] = readLimitsByType(pv, key: key, over: policy.programs[program] ?? [:])
                 }
             default:
                 errors.append(ConfigurationError(key: "thresholds.\(k.string ?? "?")", "unknown key"))
@@ -367,8 +370,10 @@ struct ConfigurationReader {
         return policy
     }
 
-    private mutating func readLimitsByType(_ node: Node, key: String) -> [VitalType: ThresholdLimits] {
-        var result: [VitalType: ThresholdLimits] = [:]
+    private mutating func readLimitsByType(
+        _ node: Node, key: String, over base: [VitalType: ThresholdLimits]
+    ) -> [VitalType: ThresholdLimits] {
+        var result = base
         guard let mapping = node.mapping else {
             errors.append(ConfigurationError(key: key, "must be a mapping by vital type"))
             return result
@@ -384,15 +389,20 @@ struct ConfigurationReader {
                 errors.append(ConfigurationError(key: typeKey, "must be a mapping of limits"))
                 continue
             }
-            var l = ThresholdLimits()
+            var l = base[type] ?? ThresholdLimits()
             for (lk, lv) in limits {
                 let limitKey = "\(typeKey).\(lk.string ?? "?")"
                 switch lk.string {
                 case "source":
                     l.source = lv.string
                 case "critical_high", "warning_high", "warning_low", "critical_low", "recovery_high", "recovery_low":
-                    guard let s = lv.scalar?.string, let d = Double(s), d.isFinite else {
-                        errors.append(ConfigurationError(key: limitKey, "must be a number in \(type.canonicalUnit.rawValue)"))
+                    let d: Double?
+                    if lv.scalar?.string == "none" {
+                        d = nil
+                    } else if let s = lv.scalar?.string, let value = Double(s), value.isFinite {
+                        d = value
+                    } else {
+                        errors.append(ConfigurationError(key: limitKey, "must be a number in \(type.canonicalUnit.rawValue), or none"))
                         continue
                     }
                     switch lk.string {

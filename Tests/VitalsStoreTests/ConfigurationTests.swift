@@ -18,6 +18,28 @@ struct ConfigurationTests {
         #expect(c.delivery.mqttEnabled && c.delivery.mqttTopic == "alerts/{patient_id}/tasks" && c.delivery.webhookURL == nil)
     }
 
+    @Test("a thresholds section changes only the limits it names; none removes one")
+    func thresholdsMergeOverDefaults() throws {
+        // One heart-rate limit must not drop the blood-pressure and glucose red flags.
+        let c = try VitalsConfiguration.parse(yaml: """
+            thresholds:
+              defaults:
+                heart_rate: {critical_high: 130}
+                glucose: {critical_high: none, warning_high: 300}
+              programs:
+                copd:
+                  spo2: {critical_low: 87}
+            """)
+        let builtIn = ThresholdPolicy.clinicalDefaults
+        #expect(c.thresholds.defaults[.heartRate] == ThresholdLimits(criticalHigh: 130))
+        #expect(c.thresholds.defaults[.systolicBP] == builtIn.defaults[.systolicBP])
+        #expect(c.thresholds.defaults[.diastolicBP] == builtIn.defaults[.diastolicBP])
+        let glucose = try #require(c.thresholds.defaults[.glucose])
+        #expect(glucose.criticalHigh == nil && glucose.warningHigh == 300 && glucose.criticalLow == 54 && glucose.warningLow == 70)
+        #expect(c.thresholds.programs[.copd]?[.spo2]?.criticalLow == 87)
+        #expect(c.thresholds.defaults[.spo2] == builtIn.defaults[.spo2])
+    }
+
     @Test("alert rules, timers and delivery are read and checked")
     func alerts() throws {
         let secret = NSTemporaryDirectory() + "vitalsd-secret-\(UUID().uuidString)"
@@ -38,7 +60,7 @@ struct ConfigurationTests {
               webhook_secret_file: \(secret)
             thresholds:
               defaults:
-                systolic_bp: {critical_high: 180, recovery_high: 170}
+                systolic_bp: {critical_high: 180, warning_high: none, recovery_high: 170}
             """)
         #expect(c.alerts.lateAfterSeconds == 43_200)
         #expect(c.alerts.escalationAfterSeconds == 1_200)
@@ -46,7 +68,8 @@ struct ConfigurationTests {
         #expect(c.alerts.defaultRules == [TrendRule(id: "sbp_mean_7d", kind: .average, type: .systolicBP, direction: .high,
                                                     windowSeconds: 604_800, bound: 150, minimumCount: 3)])
         #expect(c.alerts.programRules[.diabetes]?.first?.level == .critical)
-        #expect(c.alerts.programRules[.heartFailure] == nil)  // a programs section replaces the built-in one
+        // A program not listed keeps its built-in rules.
+        #expect(c.alerts.programRules[.heartFailure] == AlertPolicy.heartFailureWeightRules)
         #expect(c.thresholds.defaults[.systolicBP]?.recoveryHigh == 170)
         #expect(try c.webhookSecret() == "s3cret")
         do {
