@@ -26,14 +26,19 @@ public struct AlertTimerService: Service {
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                let s = try database.runAlertTimers(policy: policy)
-                metrics?.recordEscalations(s.escalated, waiting: try database.escalationCounts().waiting)
+                let (database, policy) = (self.database, self.policy)
+                let (s, waiting) = try await cancelWhenGracefulShutdown {
+                    try await offPool { (try database.runAlertTimers(policy: policy), try database.escalationCounts().waiting) }
+                }
+                metrics?.recordEscalations(s.escalated, waiting: waiting)
                 if s.escalated > 0 {
                     logger.warning("critical tasks escalated: not acknowledged in time", metadata: ["task.escalated": "\(s.escalated)"])
                 }
                 if s.notRepeated > 0 {
                     logger.info("confirmation windows ended without a re-measurement", metadata: ["task.not_repeated": "\(s.notRepeated)"])
                 }
+            } catch is CancellationError {
+                break
             } catch {
                 logger.error("alert timer run failed", metadata: ["db.error": "\(error)"])
             }

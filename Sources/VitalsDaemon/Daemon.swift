@@ -149,8 +149,11 @@ public enum Daemon {
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
+        // After 8 s the services are cancelled. No deadline after that: a cancelled service returns at
+        // once except an ingest commit already waiting for another process's lock, which ends within
+        // the busy timeout (nothing of it is acknowledged). A deadline would trap instead.
         groupConfig.maximumGracefulShutdownDuration = .seconds(8)
-        groupConfig.maximumCancellationDuration = .seconds(1)
+        groupConfig.maximumCancellationDuration = nil
         logger.info(
             "vitalsd starting",
             metadata: ["libmosquitto": "\(MosquittoLibrary.version)", "db.path": "\(config.database.path)"])

@@ -38,7 +38,8 @@ public enum HTTPEndpoints {
             "ok\n"
         }
         router.get("readyz") { _, _ -> Response in
-            let problems = readinessProblems(ingest: ingest, databasePath: databasePath)
+            // The write probe may wait 0.5 s for a lock: off the cooperative pool.
+            let problems = try await offPool { readinessProblems(ingest: ingest, databasePath: databasePath) }
             let body = problems.isEmpty ? "ready\n" : problems.joined(separator: "\n") + "\n"
             return Response(
                 status: problems.isEmpty ? .ok : .serviceUnavailable,

@@ -111,7 +111,13 @@ public final class IngestService: Service, Sendable {
                         timeZone: match?.route.timeZone, matchedSubscription: match != nil)
                 }
                 state.storeStarted()
-                let summary = try await store(messages, pipeline: pipeline)
+                guard let summary = try await store(messages, pipeline: pipeline) else {
+                    // Shutting down while the database refuses the batch: leave it unacknowledged;
+                    // the broker delivers it again after restart.
+                    logger.notice("stopping with an uncommitted batch; the broker will deliver it again",
+                                  metadata: ["ingest.batch_size": "\(messages.count)"])
+                    break
+                }
                 state.storeFinished()
                 batch.acknowledge()
                 metrics?.record(summary, messages: batch.messages, committedAt: .now)
@@ -122,7 +128,8 @@ public final class IngestService: Service, Sendable {
     }
 
     /// Commits a batch, retrying database errors with a doubling delay (0.5, 1, 2, 4, 8 s).
-    private func store(_ messages: [IncomingMessage], pipeline: IngestPipeline) async throws -> IngestSummary {
+    /// - Returns: nil when a graceful shutdown began while the batch could not be committed.
+    private func store(_ messages: [IncomingMessage], pipeline: IngestPipeline) async throws -> IngestSummary? {
         var delay = 0.5
         var attempt = 1
         while true {
@@ -134,7 +141,10 @@ public final class IngestService: Service, Sendable {
                     metadata: ["ingest.batch_size": "\(messages.count)", "ingest.attempt": "\(attempt)",
                                "db.error": "\(error)"])
                 guard attempt < maxStoreAttempts else { throw error }
-                try await Task.sleep(for: .seconds(delay))
+                if Task.isShuttingDownGracefully { return nil }
+                let wait = delay
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(wait)) }
+                if Task.isShuttingDownGracefully { return nil }
                 delay *= 2
                 attempt += 1
             }

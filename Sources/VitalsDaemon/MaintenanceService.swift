@@ -27,15 +27,22 @@ public struct MaintenanceService: Service {
 
     public func run() async throws {
         await repeatUntilShutdown(every: interval) {
+            let (database, days, channels) = (self.database, self.payloadRetentionDays, self.deliveryChannels)
             do {
-                let pages = try database.checkpoint()
-                logger.debug("WAL checkpoint", metadata: ["db.pages": "\(pages)"])
-                if let days = payloadRetentionDays {
-                    let purged = try database.purgeDeadLetterPayloads(before: Date().addingTimeInterval(-Double(days) * 86_400))
-                    if purged > 0 { logger.info("dead-letter payloads purged", metadata: ["db.payloads": "\(purged)"]) }
+                let (pages, purged, delivered) = try await cancelWhenGracefulShutdown {
+                    try await offPool {
+                        let pages = try database.checkpoint()
+                        let purged = try days.map {
+                            try database.purgeDeadLetterPayloads(before: Date().addingTimeInterval(-Double($0) * 86_400))
+                        } ?? 0
+                        return (pages, purged, try database.purgeDeliveredEvents(channels: channels, olderThanDays: 30))
+                    }
                 }
-                let delivered = try database.purgeDeliveredEvents(channels: deliveryChannels, olderThanDays: 30)
+                logger.debug("WAL checkpoint", metadata: ["db.pages": "\(pages)"])
+                if purged > 0 { logger.info("dead-letter payloads purged", metadata: ["db.payloads": "\(purged)"]) }
                 if delivered > 0 { logger.debug("delivered outbox rows purged", metadata: ["db.outbox": "\(delivered)"]) }
+            } catch is CancellationError {
+                return
             } catch {
                 logger.error("database maintenance failed", metadata: ["db.error": "\(error)"])
             }

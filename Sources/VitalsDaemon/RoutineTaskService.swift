@@ -34,12 +34,19 @@ public struct RoutineTaskService: Service {
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                let s = try database.openRoutineTasks(rules: rules, noDataDays: noDataDays, lowBatteryPercent: lowBatteryPercent)
+                let (database, rules, noDataDays, lowBatteryPercent) = (self.database, self.rules, self.noDataDays, self.lowBatteryPercent)
+                let s = try await cancelWhenGracefulShutdown {
+                    try await offPool {
+                        try database.openRoutineTasks(rules: rules, noDataDays: noDataDays, lowBatteryPercent: lowBatteryPercent)
+                    }
+                }
                 if s.daysOfDataTasks + s.noDataTasks + s.silentDeviceTasks + s.lowBatteryTasks > 0 {
                     logger.notice("routine tasks opened", metadata: [
                         "task.days_of_data": "\(s.daysOfDataTasks)", "task.no_data": "\(s.noDataTasks)",
                         "task.silent_device": "\(s.silentDeviceTasks)", "task.low_battery": "\(s.lowBatteryTasks)"])
                 }
+            } catch is CancellationError {
+                break
             } catch {
                 logger.error("routine task check failed", metadata: ["db.error": "\(error)"])
             }

@@ -92,24 +92,34 @@ public struct TaskEventDelivery: Service {
     }
 
     /// Runs one channel: fetch pending events, send them, move the cursor; back off on failure.
+    /// Database calls run off the cooperative pool (``offPool(_:)``): another process holding the
+    /// write lock must not stall the HTTP endpoints.
     private func loop(channel: String, batch: Int, send: ([OutboxEvent]) async throws -> Void) async {
+        let database = self.database
         var wait = 1.0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var pause = targets.pollInterval
             do {
-                let events = try database.pendingEvents(channel: channel, limit: batch)
+                let events = try await cancelWhenGracefulShutdown {
+                    try await offPool { try database.pendingEvents(channel: channel, limit: batch) }
+                }
                 if !events.isEmpty {
                     try await send(events)
-                    try database.markDelivered(channel: channel, through: events.last!.id)
-                    metrics?.recordDelivery(channel: channel, delivered: events.count, failed: false,
-                                            backlog: try? database.outboxBacklog(channel: channel))
+                    let last = events.last!.id
+                    let left = try await offPool {
+                        try database.markDelivered(channel: channel, through: last)
+                        return try database.outboxBacklog(channel: channel)
+                    }
+                    metrics?.recordDelivery(channel: channel, delivered: events.count, failed: false, backlog: left)
                     wait = 1
                     continue
                 }
                 metrics?.recordDelivery(channel: channel, delivered: 0, failed: false, backlog: 0)
+            } catch is CancellationError {
+                return
             } catch {
-                metrics?.recordDelivery(channel: channel, delivered: 0, failed: true,
-                                        backlog: try? database.outboxBacklog(channel: channel))
+                let left = try? await offPool { try database.outboxBacklog(channel: channel) }
+                metrics?.recordDelivery(channel: channel, delivered: 0, failed: true, backlog: left)
                 logger.warning("task event delivery failed; will retry", metadata: [
                     "delivery.channel": "\(channel)", "delivery.retry_seconds": "\(Int(wait))", "error": "\(error)"])
                 pause = .milliseconds(Int(wait * 1000))
@@ -162,7 +172,8 @@ public struct TaskEventDelivery: Service {
                 guard (200..<300).contains(status) else {
                     throw DeliveryError(description: "webhook answered HTTP \(status) to event \(e.id)")
                 }
-                try database.markDelivered(channel: "webhook", through: e.id)
+                let (database, id) = (self.database, e.id)
+                try await offPool { try database.markDelivered(channel: "webhook", through: id) }
             }
         }
     }

@@ -28,8 +28,13 @@ extension AppDatabase {
     ///   - channel: `mqtt` or `webhook`.
     ///   - limit: most events returned.
     public func pendingEvents(channel: String, limit: Int) throws -> [OutboxEvent] {
-        try writer.write { db in
-            let cursor = try Self.cursor(db, channel: channel)
+        let known = try writer.read { db in
+            try Int64.fetchOne(db, sql: "SELECT last_event_id FROM delivery_cursors WHERE channel = ?", arguments: [channel])
+        }
+        if known == nil { try openDeliveryChannel(channel) }
+        return try writer.read { db in
+            let cursor = try Int64.fetchOne(
+                db, sql: "SELECT last_event_id FROM delivery_cursors WHERE channel = ?", arguments: [channel]) ?? 0
             return try Row.fetchAll(
                 db, sql: "SELECT id, patient_id, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?", arguments: [cursor, limit]
             ).map { OutboxEvent(id: $0["id"], patientID: $0["patient_id"], body: $0["body"]) }

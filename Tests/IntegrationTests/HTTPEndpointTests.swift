@@ -97,4 +97,47 @@ struct HTTPEndpointTests {
         #expect(await daemon.waitForExit(seconds: 10))
         #expect(daemon.exitCode == 0)
     }
+
+    @Test("SIGTERM while another process holds the write lock: /healthz stays fast, exit 0 within 10 s, nothing lost")
+    func shutdownUnderHeldLock() async throws {
+        let env = try TestEnvironment()
+        let daemon = try env.startProcess()
+        defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
+        let port = env.httpPort
+        #expect(await eventually(15) { httpGet(port: port, "/readyz")?.status == 200 })
+        let pub = try env.publisher()
+        defer { pub.close() }
+        let first = msAgo(60)
+        #expect(await publishUntilStored(pub, env, payload: glucoseJSON(100, at: first)))
+
+        // Another process-level connection holds the lock for 20 s, longer than the busy timeout.
+        let locker = try DatabaseQueue(path: env.config.database.path)
+        let holding = Task {
+            try await locker.writeWithoutTransaction { db in
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                Thread.sleep(forTimeInterval: 20)
+                try db.execute(sql: "ROLLBACK")
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(101, at: first + 1_000))
+        try await pub.waitUntilDelivered()
+        try await Task.sleep(for: .seconds(2))
+        // The timer and delivery services wait for the lock off the cooperative pool: the endpoints answer.
+        let start = Date()
+        #expect(httpGet(port: port, "/healthz")?.status == 200)
+        #expect(httpGet(port: port, "/metrics")?.status == 200)
+        #expect(Date().timeIntervalSince(start) < 1)
+
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitForExit(seconds: 10.5))
+        #expect(daemon.exitCode == 0)
+        try await holding.value
+        // The uncommitted reading was never acknowledged: the broker delivers it again.
+        let again = try env.startProcess()
+        defer { if again.isRunning { again.signal(SIGKILL); again.waitBlocking() } }
+        #expect(await eventually(15) { (try? env.statistics().readings) == 2 })
+        again.signal(SIGTERM)
+        #expect(await again.waitForExit(seconds: 10))
+    }
 }

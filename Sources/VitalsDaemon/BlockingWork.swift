@@ -1,0 +1,72 @@
+import Dispatch
+import Synchronization
+
+/// Runs blocking work (a synchronous SQLite call that may wait up to the busy timeout for another
+/// process's lock) on a Dispatch thread, off Swift's cooperative pool.
+///
+/// The pool has one thread per core. Timer services that waited for a held database lock on it used
+/// up both threads of a 2-core machine, and `/healthz` then took 9 s to answer. Cancelling the
+/// awaiting task (graceful shutdown) returns at once with `CancellationError`; the abandoned call
+/// finishes on its own thread and its result is dropped.
+/// - Throws: what `body` throws, or `CancellationError`.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    let pending = PendingResult<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            pending.set(continuation)
+            if Task.isCancelled {
+                pending.resume(.failure(CancellationError()))
+                return
+            }
+            DispatchQueue.global(qos: .utility).async {
+                pending.resume(Result { try body() })
+            }
+        }
+    } onCancel: {
+        pending.resume(.failure(CancellationError()))
+    }
+}
+
+/// A continuation resumed once, by whichever comes first: the work or the cancellation.
+private final class PendingResult<T: Sendable>: Sendable {
+    private enum State: Sendable {
+        case empty
+        case waiting(CheckedContinuation<T, any Error>)
+        case early(Result<T, any Error>)
+        case done
+    }
+
+    private let state = Mutex<State>(.empty)
+
+    func set(_ c: CheckedContinuation<T, any Error>) {
+        let result: Result<T, any Error>? = state.withLock { s in
+            switch s {
+            case .early(let r):
+                s = .done
+                return r
+            case .empty:
+                s = .waiting(c)
+                return nil
+            case .waiting, .done:
+                return nil
+            }
+        }
+        if let result { c.resume(with: result) }
+    }
+
+    func resume(_ result: Result<T, any Error>) {
+        let c: CheckedContinuation<T, any Error>? = state.withLock { s in
+            switch s {
+            case .waiting(let c):
+                s = .done
+                return c
+            case .empty:
+                s = .early(result)
+                return nil
+            case .early, .done:
+                return nil
+            }
+        }
+        c?.resume(with: result)
+    }
+}
