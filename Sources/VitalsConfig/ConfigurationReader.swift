@@ -498,8 +498,13 @@ struct ConfigurationReader {
             check(c.delivery.webhookSecretFile != nil, "delivery.webhook_secret_file",
                   "is required with delivery.webhook_url: every request is signed with HMAC-SHA256")
         }
-        if let path = c.delivery.webhookSecretFile, !FileManager.default.isReadableFile(atPath: path) {
-            errors.append(ConfigurationError(key: "delivery.webhook_secret_file", "file \(path) does not exist or is not readable"))
+        if let path = c.delivery.webhookSecretFile {
+            if !FileManager.default.isReadableFile(atPath: path) {
+                errors.append(ConfigurationError(key: "delivery.webhook_secret_file", "file \(path) does not exist or is not readable"))
+            } else {
+                // The same reading as at start-up, so that `config check` refuses what `run` would.
+                do { _ = try c.webhookSecret() } catch let error as ConfigurationError { errors.append(error) } catch {}
+            }
         }
         check(c.delivery.webhookTimeoutSeconds > 0, "delivery.webhook_timeout_seconds", "must be greater than 0")
         check(c.delivery.retryMaxSeconds >= 1, "delivery.retry_max_seconds", "must be at least 1 second")

@@ -170,6 +170,13 @@ extension AppDatabase {
             return name.flatMap { $0 }.flatMap(TimeZone.init(identifier:))
         }
         return messages.map { message in
+            if let id = message.deviceID, (try? EnrollmentIdentifier.validate(id, "device")) == nil {
+                // Never an id: not stored, not logged (a topic level can carry any text, even a name).
+                var unnamed = message
+                unnamed.deviceID = nil
+                return (unnamed, .failure(Rejection(
+                    .badTopic, "the topic's device level is not 1-128 characters from A-Z a-z 0-9 . _ : @ -")))
+            }
             guard message.deviceID != nil || message.matchedSubscription else {
                 return (message, .failure(Rejection(.badTopic, "topic matches no device topic filter")))
             }

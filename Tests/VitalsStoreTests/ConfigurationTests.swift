@@ -72,6 +72,13 @@ struct ConfigurationTests {
         #expect(c.alerts.programRules[.heartFailure] == AlertPolicy.heartFailureWeightRules)
         #expect(c.thresholds.defaults[.systolicBP]?.recoveryHigh == 170)
         #expect(try c.webhookSecret() == "s3cret")
+        // An empty secret file is refused by the check, as the daemon would refuse it.
+        let empty = NSTemporaryDirectory() + "vitalsd-empty-\(UUID().uuidString)"
+        try "\n".write(toFile: empty, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: empty) }
+        #expect(throws: ConfigurationErrors.self) {
+            try VitalsConfiguration.parse(yaml: "delivery:\n  webhook_url: https://x.example/e\n  webhook_secret_file: \(empty)\n")
+        }
         do {
             _ = try VitalsConfiguration.parse(yaml: """
                 alerts:

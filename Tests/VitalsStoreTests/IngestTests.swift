@@ -305,4 +305,19 @@ struct HostileStorageTests {
         let tasks = try db.tasks()
         #expect(Set(tasks.map(\.patientID)) == ["p1", "p2"])
     }
+
+    @Test("a topic level that is not a device id is a bad_topic dead letter, and the text is kept nowhere but the payload row")
+    func topicDeviceIDValidated() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        let s = try await db.ingest([message("Jane Doe MRN 12345", #"{"type":"heart_rate","value":70,"unit":"/min","measured_at":1795871400000}"#),
+                                     message(String(repeating: "x", count: 300), #"{"type":"heart_rate","value":70,"unit":"/min","measured_at":1795871400000}"#)],
+                                    pipeline: pipeline)
+        #expect(s.deadLetters == [.badTopic: 2])
+        #expect(s.rejections.allSatisfy { $0.deviceID == nil })
+        let letters = try db.deadLetters(reason: "bad_topic")
+        #expect(letters.count == 2)
+        #expect(letters.allSatisfy { $0.deviceID == nil })
+    }
 }
