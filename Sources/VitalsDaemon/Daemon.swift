@@ -130,7 +130,7 @@ public enum Daemon {
             successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         if let configPath {
             services.append(.init(
-                service: ReloadService(configPath: configPath, ingest: ingest, logger: logger),
+                service: ReloadService(configPath: configPath, ingest: ingest, started: config, logger: logger),
                 successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         if config.http.enabled {

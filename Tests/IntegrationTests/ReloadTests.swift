@@ -3,6 +3,8 @@ import Glibc
 import MQTTClient
 import Testing
 import VitalsConfig
+import VitalsDaemon
+import VitalsDomain
 import VitalsStore
 
 @Suite("configuration reload", .serialized)
@@ -43,5 +45,19 @@ struct ReloadTests {
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(seconds: 10))
         #expect(daemon.exitCode == 0)
+    }
+
+    @Test("a reload names the changed settings that wait for a restart, and only those")
+    func restartNeeded() throws {
+        let old = try VitalsConfiguration.parse(yaml: "mqtt:\n  port: 1883\n  topics: [devices/+/readings]\n")
+        var new = old
+        new.mqtt.topics = ["devices/+/readings", "gateways/+/up"]
+        new.thresholds.defaults[.heartRate] = ThresholdLimits(criticalHigh: 130)
+        #expect(ReloadService.needingRestart(from: old, to: new).isEmpty)
+        new.mqtt.port = 1884
+        new.http.port = 9999
+        new.alerts.escalationAfterSeconds = 600
+        #expect(ReloadService.needingRestart(from: old, to: new)
+                == ["mqtt (other than topics and subscriptions)", "http", "alerts escalation and check interval"])
     }
 }
