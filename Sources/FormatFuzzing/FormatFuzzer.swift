@@ -39,7 +39,7 @@ public struct FuzzReport: Sendable {
 /// Invariants per payload and format: decoding returns (no crash, no hang; the slowest payload is
 /// reported); a whole-message rejection has a reason and a detail; an accepted message has at least
 /// one reading, status value or marker, or is a gateway heartbeat; an accepted reading has a finite canonical value inside its type's
-/// plausible range, a time from 2000-01-01 on and not past the allowed skew, and a valid device id.
+/// plausible range, a time from 2000-01-02 on and not past the allowed skew, and a valid device id.
 public struct FormatFuzzer: Sendable {
     public let corpus: [[UInt8]]
     let roots: [JSONValue]
@@ -125,8 +125,8 @@ public struct FormatFuzzer: Sendable {
     static func problem(_ o: Observation, receivedAt: Date) -> String? {
         if !o.canonicalValue.isFinite || !o.type.plausibleRange.contains(o.canonicalValue) { return "canonical value out of range" }
         if !o.value.isFinite { return "value not finite" }
-        // The canonical format accepts 2000-01-01 on; the other formats refuse that day as well (DeviceTime).
-        if o.measuredAt < Date(timeIntervalSince1970: 946_684_800) { return "time before 2000-01-01" }
+        // Every format refuses 2000-01-01, the reset day of unset device clocks.
+        if o.measuredAt < Date(timeIntervalSince1970: 946_771_200) { return "time before 2000-01-02" }
         if o.measuredAt.timeIntervalSince(receivedAt) > 600 { return "time in the future" }
         if !DeviceIdentifier.isValid(o.deviceID) { return "invalid device id" }
         return nil

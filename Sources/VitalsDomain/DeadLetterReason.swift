@@ -25,7 +25,7 @@ public enum DeadLetterReason: String, Sendable, CaseIterable, Codable, Hashable 
     case notANumber = "not_a_number"
     /// The value, in the canonical unit, is outside ``VitalType/plausibleRange``.
     case implausibleValue = "implausible_value"
-    /// `measured_at` is unparseable, before 2000-01-01, or more than the allowed skew in the future.
+    /// `measured_at` is unparseable, before 2000-01-02 (unset clocks start at 2000-01-01), or more than the allowed skew in the future.
     case badTimestamp = "bad_timestamp"
     /// A reading with the same device, LOINC code and measurement time is stored with a different value.
     case conflictingDuplicate = "conflicting_duplicate"

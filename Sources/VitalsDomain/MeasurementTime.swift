@@ -9,15 +9,16 @@ import Foundation
 /// - a JSON integer of epoch **milliseconds** (`1764335400000`). Epoch seconds read as milliseconds
 ///   land in January 1970 and are rejected by the lower bound, never stored.
 ///
-/// A time is plausible when it is not before 2000-01-01T00:00:00Z (unset device clocks) and not
+/// A time is plausible when it is not before 2000-01-02T00:00:00Z (2000-01-01 is the day unset device
+/// clocks start from, `failure-modes.md` F22) and not
 /// more than `maxFutureSkew` seconds after the time vitalsd received the message.
 public struct MeasurementTimePolicy: Sendable, Hashable {
     /// How far in the future, in seconds, a measurement may be relative to receipt. Default 600 s.
     public var maxFutureSkew: TimeInterval
-    /// The earliest accepted measurement time. Default 2000-01-01T00:00:00Z.
+    /// The earliest accepted measurement time. Default 2000-01-02T00:00:00Z.
     public var earliest: Date
 
-    public init(maxFutureSkew: TimeInterval = 600, earliest: Date = Date(timeIntervalSince1970: 946_684_800)) {
+    public init(maxFutureSkew: TimeInterval = 600, earliest: Date = Date(timeIntervalSince1970: 946_771_200)) {
         self.maxFutureSkew = maxFutureSkew
         self.earliest = earliest
     }
@@ -53,7 +54,7 @@ public struct MeasurementTimePolicy: Sendable, Hashable {
     /// - Throws: ``Rejection`` with reason `bad_timestamp`.
     public func check(_ date: Date, receivedAt: Date) throws(Rejection) {
         if date < earliest {
-            throw Rejection(.badTimestamp, "measured_at is before 2000-01-01 (device clock unset, or seconds sent as milliseconds)")
+            throw Rejection(.badTimestamp, "measured_at is before 2000-01-02 (device clock unset, or seconds sent as milliseconds)")
         }
         if date.timeIntervalSince(receivedAt) > maxFutureSkew {
             throw Rejection(.badTimestamp, "measured_at is more than \(Int(maxFutureSkew)) s in the future")

@@ -91,7 +91,7 @@ struct MeasurementTimeTests {
     @Test("epoch milliseconds; seconds-as-milliseconds land in 1970 and are refused (F9)")
     func epoch() throws {
         #expect(try policy.measurementTime(from: .number(1_795_871_400_000), receivedAt: received).timeIntervalSince1970 == 1_795_871_400)
-        #expect(throws: Rejection(.badTimestamp, "measured_at is before 2000-01-01 (device clock unset, or seconds sent as milliseconds)")) {
+        #expect(throws: Rejection(.badTimestamp, "measured_at is before 2000-01-02 (device clock unset, or seconds sent as milliseconds)")) {
             try policy.measurementTime(from: .number(1_648_731_311), receivedAt: received)
         }
     }
@@ -100,6 +100,7 @@ struct MeasurementTimeTests {
     func refused() {
         let bad: [JSONValue] = [
             .number(0), .number(946_684_799_000), .number(-617_292_592_000), .string("1970-01-01T00:00:00Z"),
+            .number(946_684_800_000), .string("2000-01-01T23:59:59Z"),  // the reset day of unset clocks
             .string("2026-11-28T13:20:01Z"),  // 10 min 1 s ahead of receipt
             .string("2026-11-28T07:10:00"),  // no offset
             .string("yesterday"), .number(1.5), .bool(true),
@@ -107,8 +108,8 @@ struct MeasurementTimeTests {
         for value in bad {
             #expect(throws: Rejection.self, "\(value)") { try policy.measurementTime(from: value, receivedAt: received) }
         }
-        // 2000-01-01T00:00:00Z itself and 10 min ahead are accepted; 3 min of drift is fine.
-        #expect((try? policy.measurementTime(from: .number(946_684_800_000), receivedAt: received)) != nil)
+        // 2000-01-02T00:00:00Z and 10 min ahead are accepted; 3 min of drift is fine.
+        #expect((try? policy.measurementTime(from: .number(946_771_200_000), receivedAt: received)) != nil)
         #expect((try? policy.measurementTime(from: .string("2026-11-28T13:20:00Z"), receivedAt: received)) != nil)
         #expect((try? policy.measurementTime(from: .string("2026-11-28T13:13:00Z"), receivedAt: received)) != nil)
     }
