@@ -58,27 +58,29 @@ log:
 YAML
 }
 
-# enroll CONFIG PATIENTS: patients bench-p1..N (program diabetes), each with device bench-dN.
+# enroll CONFIG PATIENTS [PREFIX]: patients PREFIX-p1..N (program diabetes, default prefix bench), each
+# with device PREFIX-dN.
 enroll() {
-    local csv
+    local csv prefix=${3:-bench}
     csv=$(mktemp "$state/enrollment.XXXXXX")
-    awk -v n="$2" 'BEGIN { print "patient_id,program,timezone,device_id,device_kind"
-        for (i = 1; i <= n; i++) printf "bench-p%d,diabetes,America/Chicago,bench-d%d,glucometer\n", i, i }' >"$csv"
+    awk -v n="$2" -v x="$prefix" 'BEGIN { print "patient_id,program,timezone,device_id,device_kind"
+        for (i = 1; i <= n; i++) printf "%s-p%d,diabetes,America/Chicago,%s-d%d,glucometer\n", x, i, x, i }' >"$csv"
     "$vitalsd" import --config "$1" "$csv" --by bench >/dev/null
 }
 
-# backlog_csv FILE COUNT DEVICES DAYS_AGO: COUNT glucose readings spread over devices bench-d1..N, one
-# second apart from DAYS_AGO days ago; about 5 % breach the diabetes thresholds (< 70 or >= 250 mg/dL).
+# backlog_csv FILE COUNT DEVICES DAYS_AGO [PREFIX]: COUNT glucose readings spread over devices
+# PREFIX-d1..N (default bench), one second apart from DAYS_AGO days ago; about 5 % breach the
+# diabetes thresholds (< 70 or >= 250 mg/dL).
 backlog_csv() {
     local t0=$(( $(date +%s) - $4 * 86400 ))
-    awk -v n="$2" -v p="$3" -v t0="$t0" 'BEGIN {
+    awk -v n="$2" -v p="$3" -v t0="$t0" -v x="${5:-bench}" 'BEGIN {
         srand(42)
         print "device_id,measured_at,type,value,unit"
         for (i = 0; i < n; i++) {
             d = i % p + 1
             v = 80 + int(rand() * 90)
             if (rand() < 0.05) v = (rand() < 0.5) ? 50 + int(rand() * 15) : 260 + int(rand() * 100)
-            printf "bench-d%d,%s,glucose,%d,mg/dL\n", d, strftime("%Y-%m-%dT%H:%M:%SZ", t0 + i, 1), v
+            printf "%s-d%d,%s,glucose,%d,mg/dL\n", x, d, strftime("%Y-%m-%dT%H:%M:%SZ", t0 + i, 1), v
         }
     }' >"$1"
 }
