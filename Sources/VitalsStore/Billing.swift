@@ -87,12 +87,18 @@ public struct BillingError: Error, Sendable, CustomStringConvertible {
 extension AppDatabase {
     // MARK: Episodes
 
-    /// Starts an RPM episode.
-    /// - Throws: ``BillingError`` when the patient is unknown or already has an open episode.
+    /// Starts an RPM episode on its consent date.
+    /// - Throws: ``BillingError`` when the patient is unknown, already has an open episode, or the date
+    ///   is after today in the patient's time zone (consent cannot be given in the future).
     @discardableResult
-    public func startEpisode(patientID: String, startDate: LocalDate, practitioner: String, actor: String) throws -> Episode {
+    public func startEpisode(
+        patientID: String, startDate: LocalDate, practitioner: String, actor: String, now: Date = Date()
+    ) throws -> Episode {
         try writer.write { db in
-            guard try Self.fetchPatient(db, id: patientID) != nil else { throw BillingError("patient \(patientID) is not enrolled") }
+            guard let patient = try Self.fetchPatient(db, id: patientID) else { throw BillingError("patient \(patientID) is not enrolled") }
+            if let zone = TimeZone(identifier: patient.timezone), startDate > LocalDate(now, in: zone) {
+                throw BillingError("an episode starts on the consent date, which cannot be after today (\(LocalDate(now, in: zone)) in \(patient.timezone))")
+            }
             if try Int.fetchOne(db, sql: "SELECT 1 FROM episodes WHERE patient_id = ? AND end_date IS NULL", arguments: [patientID]) != nil {
                 throw BillingError("patient \(patientID) already has an open episode; end it first")
             }
@@ -148,6 +154,11 @@ extension AppDatabase {
     static func logTime(_ db: Database, _ entry: NewTimeEntry) throws -> Int64 {
         guard try fetchPatient(db, id: entry.patientID) != nil else { throw BillingError("patient \(entry.patientID) is not enrolled") }
         guard (1...600).contains(entry.minutes) else { throw BillingError("minutes must be between 1 and 600") }
+        // Time is logged for work done: a time in the future (beyond clock skew) is a typo that would
+        // count toward a month not yet begun.
+        guard entry.performedAt <= Date().addingTimeInterval(600) else {
+            throw BillingError("the time entry is in the future; log time for work already done")
+        }
         try db.execute(
             sql: """
                 INSERT INTO time_entries(patient_id, program, minutes, performed_at, performed_by, activity, interactive,

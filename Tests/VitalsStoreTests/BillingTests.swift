@@ -204,4 +204,22 @@ struct MaintenanceTests {
         #expect(audit.map(\.action) == ["patient.create", "device.create", "patient.create", "device.create"])
         #expect(audit.allSatisfy { $0.actor == "test" })
     }
+
+    @Test("an episode cannot start after today, nor time be logged for the future")
+    func noFutureBillingEvidence() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try farPatient(dir)
+        try db.endEpisode(patientID: "pp", endDate: LocalDate("2026-03-31")!, actor: "t")
+        // 2026-11-29T05:00Z is still 2026-11-28 in Pago Pago (UTC−11): the 29th is tomorrow there.
+        let now = MeasurementTimePolicy.parseRFC3339("2026-11-29T05:00:00Z")!
+        #expect(throws: BillingError.self) {
+            try db.startEpisode(patientID: "pp", startDate: LocalDate("2026-11-29")!, practitioner: "Dr. Ng", actor: "t", now: now)
+        }
+        _ = try db.startEpisode(patientID: "pp", startDate: LocalDate("2026-11-28")!, practitioner: "Dr. Ng", actor: "t", now: now)
+        #expect(throws: BillingError.self) {
+            try db.logTime(NewTimeEntry(patientID: "pp", minutes: 5, performedAt: Date().addingTimeInterval(3_600),
+                                        performedBy: "nurse", activity: "call"))
+        }
+    }
 }
