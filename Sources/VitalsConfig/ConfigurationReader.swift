@@ -482,11 +482,10 @@ struct ConfigurationReader {
         check(c.alerts.escalationRepeatSeconds.allSatisfy { $0 >= 60 }, "alerts.escalation_repeat_minutes",
               "each interval must be at least 1 minute")
         check(c.alertCheckIntervalSeconds >= 1, "alerts.check_interval_seconds", "must be at least 1 second")
-        var ruleIDs = Set<String>()
-        for rule in c.alerts.defaultRules + c.alerts.programRules.values.flatMap({ $0 }) where !ruleIDs.insert(rule.id).inserted {
-            // The same rule may appear under several programs only if it is the same rule.
-            let all = (c.alerts.defaultRules + c.alerts.programRules.values.flatMap { $0 }).filter { $0.id == rule.id }
-            if Set(all).count > 1 { errors.append(ConfigurationError(key: "alerts", "rule id '\(rule.id)' names two different rules")) }
+        // The same rule may appear under several programs only if it is the same rule.
+        let byID = Dictionary(grouping: c.alerts.defaultRules + c.alerts.programRules.values.joined(), by: \.id)
+        for (id, rules) in byID.sorted(by: { $0.key < $1.key }) where Set(rules).count > 1 {
+            errors.append(ConfigurationError(key: "alerts", "rule id '\(id)' names two different rules"))
         }
         if c.delivery.mqttEnabled {
             check(!c.delivery.mqttTopic.contains("#") && !c.delivery.mqttTopic.contains("+"), "delivery.mqtt_topic",

@@ -24,11 +24,11 @@ public struct AlertTimerService: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        let (database, policy) = (self.database, self.policy)
+        await repeatUntilShutdown(every: interval, immediately: true) {
             do {
-                let (database, policy) = (self.database, self.policy)
-                let (s, waiting) = try await cancelWhenGracefulShutdown {
-                    try await offPool { (try database.runAlertTimers(policy: policy), try database.escalationCounts().waiting) }
+                let (s, waiting) = try await databaseWork {
+                    (try database.runAlertTimers(policy: policy), try database.escalationCounts().waiting)
                 }
                 metrics?.recordEscalations(s.escalated, waiting: waiting)
                 if s.escalated > 0 {
@@ -38,12 +38,10 @@ public struct AlertTimerService: Service {
                     logger.info("confirmation windows ended without a re-measurement", metadata: ["task.not_repeated": "\(s.notRepeated)"])
                 }
             } catch is CancellationError {
-                break
+                // Shutting down.
             } catch {
                 logger.error("alert timer run failed", metadata: ["db.error": "\(error)"])
             }
-            let interval = self.interval
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
 }

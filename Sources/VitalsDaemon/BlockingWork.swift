@@ -1,4 +1,5 @@
 import Dispatch
+import ServiceLifecycle
 import Synchronization
 
 /// Runs blocking work (a synchronous SQLite call that may wait up to the busy timeout for another
@@ -24,6 +25,26 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
         }
     } onCancel: {
         pending.resume(.failure(CancellationError()))
+    }
+}
+
+/// Blocking database work of a timer service: off the cooperative pool, and abandoned at once
+/// (`CancellationError`) when a graceful shutdown begins.
+func databaseWork<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await cancelWhenGracefulShutdown { try await offPool(body) }
+}
+
+/// Runs `body` every `interval` until a graceful shutdown begins, first at once when `immediately`
+/// is true, otherwise after the first interval. The wait ends early on shutdown.
+func repeatUntilShutdown(every interval: Duration, immediately: Bool = false, _ body: () async -> Void) async {
+    var first = immediately
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        if !first {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            guard !Task.isShuttingDownGracefully && !Task.isCancelled else { break }
+        }
+        first = false
+        await body()
     }
 }
 

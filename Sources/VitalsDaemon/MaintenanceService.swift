@@ -29,20 +29,18 @@ public struct MaintenanceService: Service {
         await repeatUntilShutdown(every: interval) {
             let (database, days, channels) = (self.database, self.payloadRetentionDays, self.deliveryChannels)
             do {
-                let (pages, purged, delivered) = try await cancelWhenGracefulShutdown {
-                    try await offPool {
-                        let pages = try database.checkpoint()
-                        let purged = try days.map {
-                            try database.purgeDeadLetterPayloads(before: Date().addingTimeInterval(-Double($0) * 86_400))
-                        } ?? 0
-                        return (pages, purged, try database.purgeDeliveredEvents(channels: channels, olderThanDays: 30))
-                    }
+                let (pages, purged, delivered) = try await databaseWork {
+                    let pages = try database.checkpoint()
+                    let purged = try days.map {
+                        try database.purgeDeadLetterPayloads(before: Date().addingTimeInterval(-Double($0) * 86_400))
+                    } ?? 0
+                    return (pages, purged, try database.purgeDeliveredEvents(channels: channels, olderThanDays: 30))
                 }
                 logger.debug("WAL checkpoint", metadata: ["db.pages": "\(pages)"])
                 if purged > 0 { logger.info("dead-letter payloads purged", metadata: ["db.payloads": "\(purged)"]) }
                 if delivered > 0 { logger.debug("delivered outbox rows purged", metadata: ["db.outbox": "\(delivered)"]) }
             } catch is CancellationError {
-                return
+                // Shutting down.
             } catch {
                 logger.error("database maintenance failed", metadata: ["db.error": "\(error)"])
             }
@@ -79,10 +77,3 @@ public struct WALCheckpointService: Service {
 }
 
 /// Runs `body` every `interval` until the service group shuts down gracefully or the task is cancelled.
-private func repeatUntilShutdown(every interval: Duration, _ body: () async -> Void) async {
-    while !Task.isShuttingDownGracefully && !Task.isCancelled {
-        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-        guard !Task.isShuttingDownGracefully else { break }
-        await body()
-    }
-}

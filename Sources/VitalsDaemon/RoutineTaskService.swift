@@ -32,13 +32,11 @@ public struct RoutineTaskService: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        let (database, rules, noDataDays, lowBatteryPercent) = (self.database, self.rules, self.noDataDays, self.lowBatteryPercent)
+        await repeatUntilShutdown(every: interval, immediately: true) {
             do {
-                let (database, rules, noDataDays, lowBatteryPercent) = (self.database, self.rules, self.noDataDays, self.lowBatteryPercent)
-                let s = try await cancelWhenGracefulShutdown {
-                    try await offPool {
-                        try database.openRoutineTasks(rules: rules, noDataDays: noDataDays, lowBatteryPercent: lowBatteryPercent)
-                    }
+                let s = try await databaseWork {
+                    try database.openRoutineTasks(rules: rules, noDataDays: noDataDays, lowBatteryPercent: lowBatteryPercent)
                 }
                 if s.daysOfDataTasks + s.noDataTasks + s.silentDeviceTasks + s.lowBatteryTasks > 0 {
                     logger.notice("routine tasks opened", metadata: [
@@ -46,13 +44,10 @@ public struct RoutineTaskService: Service {
                         "task.silent_device": "\(s.silentDeviceTasks)", "task.low_battery": "\(s.lowBatteryTasks)"])
                 }
             } catch is CancellationError {
-                break
+                // Shutting down.
             } catch {
                 logger.error("routine task check failed", metadata: ["db.error": "\(error)"])
             }
-            // Sleep, but wake at once on graceful shutdown.
-            let interval = self.interval
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
 }

@@ -100,9 +100,7 @@ public struct TaskEventDelivery: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var pause = targets.pollInterval
             do {
-                let events = try await cancelWhenGracefulShutdown {
-                    try await offPool { try database.pendingEvents(channel: channel, limit: batch) }
-                }
+                let events = try await databaseWork { try database.pendingEvents(channel: channel, limit: batch) }
                 if !events.isEmpty {
                     try await send(events)
                     let last = events.last!.id

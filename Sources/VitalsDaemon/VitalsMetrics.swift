@@ -67,16 +67,17 @@ public final class VitalsMetrics: Sendable {
         late = Metrics.Counter(label: "vitalsd_late_breaches_total", factory: factory)
         escalated = Metrics.Counter(label: "vitalsd_tasks_escalated_total", factory: factory)
         awaitingAcknowledgement = Metrics.Gauge(label: "vitalsd_tasks_awaiting_acknowledgement", factory: factory)
-        let channels = ["mqtt", "webhook"]
-        backlog = Dictionary(uniqueKeysWithValues: channels.map {
-            ($0, Metrics.Gauge(label: "vitalsd_outbox_backlog", dimensions: [("channel", $0)], factory: factory))
-        })
-        delivered = Dictionary(uniqueKeysWithValues: channels.map {
-            ($0, Metrics.Counter(label: "vitalsd_task_events_delivered_total", dimensions: [("channel", $0)], factory: factory))
-        })
-        deliveryFailures = Dictionary(uniqueKeysWithValues: channels.map {
-            ($0, Metrics.Counter(label: "vitalsd_delivery_failures_total", dimensions: [("channel", $0)], factory: factory))
-        })
+        /// One metric per delivery channel, labelled `channel`.
+        func perChannel<M>(_ make: (String) -> M) -> [String: M] {
+            Dictionary(uniqueKeysWithValues: ["mqtt", "webhook"].map { ($0, make($0)) })
+        }
+        backlog = perChannel { Metrics.Gauge(label: "vitalsd_outbox_backlog", dimensions: [("channel", $0)], factory: factory) }
+        delivered = perChannel {
+            Metrics.Counter(label: "vitalsd_task_events_delivered_total", dimensions: [("channel", $0)], factory: factory)
+        }
+        deliveryFailures = perChannel {
+            Metrics.Counter(label: "vitalsd_delivery_failures_total", dimensions: [("channel", $0)], factory: factory)
+        }
     }
 
     /// Records a run of the alert timers: tasks escalated, and open critical tasks still waiting.

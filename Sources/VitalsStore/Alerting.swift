@@ -56,6 +56,17 @@ struct RuleEngine {
     private var rulesCache: [String: [TrendRule]] = [:]
     private var states: [String: [String: (active: Bool, since: Int64)]] = [:]
     private var freshPatients = Set<String>()
+    /// Each patient's tasks waiting for a re-measurement, read once per batch and kept up to date by
+    /// this engine (nothing else changes them inside the transaction).
+    private var pendingConfirmations: [String: [PendingConfirmation]] = [:]
+
+    private struct PendingConfirmation {
+        var taskID: Int64
+        var vital: String
+        var direction: ThresholdDirection
+        /// Epoch milliseconds.
+        var due: Int64
+    }
 
     /// The own limits of the batch's patients, read once per batch; a patient without any is absent.
     private let overrides: [String: [ThresholdSlot: Double]]
@@ -196,10 +207,8 @@ struct RuleEngine {
         states[patient]![rule] = (false, at)
         try db.cachedStatement(sql: "UPDATE alert_states SET active = 0, since = ? WHERE patient_id = ? AND rule = ?")
             .execute(arguments: [at, patient, rule])
-        if let taskID = try Int64.fetchOne(
-            db.cachedStatement(sql: "SELECT id FROM tasks WHERE patient_id = ? AND vital = ? AND direction = ? AND status <> 'resolved'"),
-            arguments: [condition.patientID, condition.vital, condition.direction.rawValue]) {
-            try event(taskID, "recovered", readingID: readingID, detail: rule)
+        if let task = try unresolvedTask(condition.patientID, vital: condition.vital, direction: condition.direction) {
+            try event(task.id, "recovered", readingID: readingID, detail: rule)
         }
     }
 
@@ -245,9 +254,7 @@ struct RuleEngine {
 
     private mutating func apply(_ group: Group) throws {
         let c = group.condition
-        let unresolved = try String.fetchOne(
-            db.cachedStatement(sql: "SELECT priority FROM tasks WHERE patient_id = ? AND vital = ? AND direction = ? AND status <> 'resolved'"),
-            arguments: [c.patientID, c.vital, c.direction.rawValue])
+        let unresolved = try unresolvedTask(c.patientID, vital: c.vital, direction: c.direction)?.priority
         if unresolved == nil && !group.newlyActive {
             let last = try Row.fetchOne(
                 db.cachedStatement(sql: """
@@ -317,6 +324,12 @@ struct RuleEngine {
                 critical ? Confirmation.pending.rawValue : nil, confirmationDue,
             ])!
         let taskID: Int64 = row["id"]
+        if let due = confirmationDue, before == nil || before == ThresholdLevel.warning.rawValue {
+            // The upsert has just made this task wait for a re-measurement.
+            pendingConfirmations[c.patientID]?.removeAll { $0.taskID == taskID }
+            pendingConfirmations[c.patientID]?.append(
+                PendingConfirmation(taskID: taskID, vital: c.vital, direction: c.direction, due: due))
+        }
         let event: String
         if before == nil {
             event = "opened"
@@ -336,9 +349,7 @@ struct RuleEngine {
         let hours = Observation.format(pipeline.alerts.lateAfterSeconds / 3_600)
         let first = groups[0]
         let reason = "Readings received more than \(hours) h after they were measured breached rules; review them. First: \(first.reason)"
-        let before = try Int64.fetchOne(
-            db.cachedStatement(sql: "SELECT id FROM tasks WHERE patient_id = ? AND vital = 'late_data' AND direction = 'high' AND status <> 'resolved'"),
-            arguments: [patient])
+        let before = try unresolvedTask(patient, vital: "late_data", direction: .high)
         let row = try Row.fetchOne(
             db.cachedStatement(sql: """
                 INSERT INTO tasks(patient_id, kind, vital, direction, priority, status, reason, first_reading_id,
@@ -394,9 +405,7 @@ struct RuleEngine {
             reason = "Device \(e.deviceID) reported an error (\(e.code))\(e.type.map { " while measuring \($0.displayName.lowercased())" } ?? ""); check the device with the patient"
         }
         let escalation: Int64? = priority == .critical ? nowMS + Int64(pipeline.alerts.escalationAfterSeconds * 1000) : nil
-        let before = try String.fetchOne(
-            db.cachedStatement(sql: "SELECT priority FROM tasks WHERE patient_id = ? AND vital = ? AND direction = ? AND status <> 'resolved'"),
-            arguments: [problem.patientID, vital, direction.rawValue])
+        let before = try unresolvedTask(problem.patientID, vital: vital, direction: direction)?.priority
         let taskID = try Int64.fetchOne(
             db.cachedStatement(sql: """
                 INSERT INTO tasks(patient_id, kind, vital, direction, priority, status, reason, condition_key,
@@ -433,17 +442,22 @@ struct RuleEngine {
     /// Settles the patient's pending confirmations that these readings fall within: a
     /// re-measurement still at the critical level confirms, one below it does not.
     private mutating func checkConfirmations(_ patient: String, _ entries: [StoredReading]) throws {
-        let pending = try Row.fetchAll(
-            db.cachedStatement(sql: """
-                SELECT id, vital, direction, confirmation_due_at FROM tasks WHERE patient_id = ? AND confirmation = 'pending'
-                """),
-            arguments: [patient])
-        guard !pending.isEmpty else { return }
+        if pendingConfirmations[patient] == nil {
+            pendingConfirmations[patient] = try Row.fetchAll(
+                db.cachedStatement(sql: """
+                    SELECT id, vital, direction, confirmation_due_at FROM tasks WHERE patient_id = ? AND confirmation = 'pending'
+                    """),
+                arguments: [patient]
+            ).compactMap { row in
+                ThresholdDirection(rawValue: row["direction"]).map {
+                    PendingConfirmation(taskID: row["id"], vital: row["vital"], direction: $0, due: row["confirmation_due_at"])
+                }
+            }
+        }
+        guard let pending = pendingConfirmations[patient], !pending.isEmpty else { return }
         let window = Int64(pipeline.alerts.confirmationWindowSeconds * 1000)
         for task in pending {
-            let due: Int64 = task["confirmation_due_at"]
-            let vital: String = task["vital"]
-            guard let direction = ThresholdDirection(rawValue: task["direction"]) else { continue }
+            let (due, vital, direction) = (task.due, task.vital, task.direction)
             let repeats = entries.filter {
                 let at = epochMilliseconds($0.observation.measuredAt)
                 return $0.observation.type.taskVital == vital && at > due - window && at <= due
@@ -457,12 +471,25 @@ struct RuleEngine {
                 }
             }
             let result: Confirmation = confirmed ? .confirmed : .notConfirmed
-            let taskID: Int64 = task["id"]
+            let taskID = task.taskID
+            pendingConfirmations[patient]?.removeAll { $0.taskID == taskID }
             try db.cachedStatement(sql: """
                 UPDATE tasks SET confirmation = ?, confirmation_due_at = NULL, updated_at = ? WHERE id = ?
                 """).execute(arguments: [result.rawValue, nowMS, taskID])
             try event(taskID, "confirmation", readingID: repeats[0].readingID, detail: result.rawValue)
         }
+    }
+
+    /// The unresolved task of a condition (at most one, by `tasks_one_unresolved_per_condition`).
+    private func unresolvedTask(
+        _ patient: String, vital: String, direction: ThresholdDirection
+    ) throws -> (id: Int64, priority: String)? {
+        try Row.fetchOne(
+            db.cachedStatement(sql: """
+                SELECT id, priority FROM tasks WHERE patient_id = ? AND vital = ? AND direction = ? AND status <> 'resolved'
+                """),
+            arguments: [patient, vital, direction.rawValue]
+        ).map { ($0["id"], $0["priority"]) }
     }
 
     private func event(_ taskID: Int64, _ name: String, readingID: Int64?, detail: String?) throws {

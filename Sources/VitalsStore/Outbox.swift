@@ -28,17 +28,17 @@ extension AppDatabase {
     ///   - channel: `mqtt` or `webhook`.
     ///   - limit: most events returned.
     public func pendingEvents(channel: String, limit: Int) throws -> [OutboxEvent] {
-        let known = try writer.read { db in
-            try Int64.fetchOne(db, sql: "SELECT last_event_id FROM delivery_cursors WHERE channel = ?", arguments: [channel])
-        }
-        if known == nil { try openDeliveryChannel(channel) }
-        return try writer.read { db in
-            let cursor = try Int64.fetchOne(
-                db, sql: "SELECT last_event_id FROM delivery_cursors WHERE channel = ?", arguments: [channel]) ?? 0
+        // A read, as the delivery loop polls: the write that creates a cursor happens once per channel.
+        func afterCursor(_ db: Database) throws -> [OutboxEvent]? {
+            guard let cursor = try Int64.fetchOne(
+                db, sql: "SELECT last_event_id FROM delivery_cursors WHERE channel = ?", arguments: [channel]) else { return nil }
             return try Row.fetchAll(
                 db, sql: "SELECT id, patient_id, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?", arguments: [cursor, limit]
             ).map { OutboxEvent(id: $0["id"], patientID: $0["patient_id"], body: $0["body"]) }
         }
+        if let events = try writer.read(afterCursor) { return events }
+        try openDeliveryChannel(channel)
+        return try writer.read(afterCursor) ?? []
     }
 
     /// Starts a delivery channel at the newest event, unless it has a cursor already. Call it before
