@@ -1,0 +1,4 @@
+import JWTKit
+import GRDB
+import Hummingbird
+import VitalsFHIR
