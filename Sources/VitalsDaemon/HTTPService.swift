@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import MQTTClient
 import ServiceLifecycle
+import VitalsFHIRServer
 import VitalsStore
 
 /// The operations endpoints, on 127.0.0.1 by default:
@@ -30,10 +31,13 @@ public enum HTTPEndpoints {
     }
 
     /// The Hummingbird application serving the endpoints; a `Service` for the service group.
+    /// - Parameter fhir: the FHIR API and token endpoint, served here when `fhir.enabled` is true.
     public static func application(
-        host: String, port: Int, ingest: IngestService, metrics: VitalsMetrics, databasePath: String, logger: Logger
+        host: String, port: Int, ingest: IngestService, metrics: VitalsMetrics, databasePath: String, fhir: FHIRAPI? = nil,
+        logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router()
+        fhir?.addRoutes(to: router)
         router.get("healthz") { _, _ in
             "ok\n"
         }
