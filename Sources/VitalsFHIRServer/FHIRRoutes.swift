@@ -99,8 +99,10 @@ public struct FHIRAPI: Sendable {
             }
         }
         for method in [HTTPRequest.Method.post, .put, .patch, .delete] {
-            router.on("\(Self.basePath)/**", method: method) { _, _ -> Response in
-                api.outcome(FHIRError(status: 405, code: "not-supported", "this server is read-only: GET only (see /fhir/r4/metadata)"))
+            for path in ["\(Self.basePath)", "\(Self.basePath)/:type", "\(Self.basePath)/:type/:id"] {
+                router.on(RouterPath(path), method: method) { _, _ -> Response in
+                    api.outcome(FHIRError(status: 405, code: "not-supported", "this server is read-only: GET only (see /fhir/r4/metadata)"))
+                }
             }
         }
     }
