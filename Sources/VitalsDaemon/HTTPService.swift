@@ -10,7 +10,9 @@ import VitalsStore
 /// - `GET /healthz`: 200 while the process serves requests;
 /// - `GET /readyz`: 200 when the broker connection is up and subscribed, the database takes a write
 ///   lock within 0.5 s, and no commit has waited longer than 5 s; otherwise 503 with the reasons;
-/// - `GET /metrics`: ``VitalsMetrics`` in the Prometheus text format.
+/// - `GET /metrics`: ``VitalsMetrics`` in the Prometheus text format;
+/// - with `fhir.enabled`, the FHIR API and SMART token endpoint (``FHIRAPI``, registered with
+///   `addRoutes(to:)` so that the routes can move to another listener).
 public enum HTTPEndpoints {
     /// Why the daemon is not ready, or an empty list when it is.
     public static func readinessProblems(ingest: IngestService, databasePath: String) -> [String] {
