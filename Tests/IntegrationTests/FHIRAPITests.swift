@@ -1,5 +1,9 @@
 import Foundation
 import Glibc
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Synchronization
 import MQTTClient
 import Testing
 import VitalsDomain
@@ -334,3 +338,66 @@ struct FHIRAPITests {
     }
 }
 
+
+/// Serves a JWK Set at /jwks.json with a Cache-Control max-age, and counts the fetches.
+final class JWKSServer: Sendable {
+    let port: Int
+    let jwks = Mutex<String>("")
+    let fetches = Mutex(0)
+    private let server = LoopbackServer()
+
+    init(port: Int) { self.port = port }
+
+    var url: String { "http://127.0.0.1:\(port)/jwks.json" }
+
+    func start() {
+        let router = Router()
+        router.get("jwks.json") { _, _ -> Response in
+            self.fetches.withLock { $0 += 1 }
+            return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "max-age=60"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: self.jwks.withLock { $0 })))
+        }
+        server.start(router, port: port)
+    }
+
+    func stop() async { await server.stop() }
+}
+
+@Suite("SMART clients registered with a JWK Set URL", .serialized)
+struct JWKSURLTests {
+    @Test("the JWK Set URL is fetched once within its max-age and again for a new kid (key rotation); a retired key is refused")
+    func jwksURL() async throws {
+        let port = try Broker.freePort()
+        let env = try TestEnvironment(httpPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
+        let daemon = try env.startProcess()
+        defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
+        #expect(await eventually(15) { httpGet(port: port, "/readyz")?.status == 200 })
+        let server = JWKSServer(port: try Broker.freePort())
+        let first = try TestKey("ES384", kid: "rot-1", directory: env.directory)
+        server.jwks.withLock { $0 = (try? first.jwks()) ?? "" }
+        server.start()
+        let client = try FHIRStore(database: env.database).addClient(
+            name: "EHR", jwks: nil, jwksURL: server.url, scopes: ["system/Observation.rs"], actor: "test")
+        func token(_ key: TestKey) async throws -> HTTPAnswer {
+            try await tokenRequest(env.tokenURL, assertion: try await signAssertion(
+                key, clientID: client.id, aud: env.tokenURL, exp: Int64(Date().timeIntervalSince1970) + 240), scope: "system/Observation.rs")
+        }
+        #expect(try await token(first).status == 200)
+        #expect(try await token(first).status == 200)
+        #expect(server.fetches.withLock { $0 } == 1)  // cached for its max-age
+        // The client rotates to a new key: an unknown kid fetches the set again (after 10 s at most once).
+        let second = try TestKey("ES384", kid: "rot-2", directory: env.directory)
+        server.jwks.withLock { $0 = (try? second.jwks()) ?? "" }
+        #expect(try await token(second).status == 401)  // within 10 s of the last fetch: the cached set is used
+        try await Task.sleep(for: .seconds(10.5))
+        #expect(try await token(second).status == 200)
+        #expect(server.fetches.withLock { $0 } == 2)
+        await server.stop()
+        // The retired key is not in the current set: invalid_client.
+        let answer = try await token(first)
+        #expect(answer.status == 401)
+        #expect(answer.json["error"] as? String == "invalid_client")
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitForExit(seconds: 10))
+    }
+}

@@ -30,7 +30,7 @@ final class EHRReceiver: Sendable {
     let jwks: String
     let clientID: String
     let state = Mutex<State>(State())
-    private let group: Mutex<(ServiceGroup, Task<Void, any Error>)?> = Mutex(nil)
+    private let server = LoopbackServer()
 
     init(port: Int, jwks: String, clientID: String) {
         self.port = port
@@ -92,18 +92,10 @@ final class EHRReceiver: Sendable {
             return Response(status: .ok, headers: [.contentType: "application/fhir+json"], body: ResponseBody(byteBuffer: ByteBuffer(
                 string: #"{"resourceType":"Bundle","type":"transaction-response"}"#)))
         }
-        var logger = Logger(label: "ehr-receiver")
-        logger.logLevel = .error
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
-        let g = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        group.withLock { $0 = (g, Task { try await g.run() }) }
+        server.start(router, port: port)
     }
 
-    func stop() async {
-        guard let (g, task) = group.withLock({ $0 }) else { return }
-        await g.triggerGracefulShutdown()
-        _ = try? await task.value
-    }
+    func stop() async { await server.stop() }
 }
 
 @Suite("FHIR push to an EHR through a real broker and daemon", .serialized)

@@ -2,7 +2,11 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import Hummingbird
 import JWTKit
+import Logging
+import ServiceLifecycle
+import Synchronization
 import Testing
 import VitalsFHIRServer
 import VitalsStore
@@ -194,5 +198,24 @@ extension TestEnvironment {
             throw TestFailure("token refused: \(answer.status) \(String(decoding: answer.body, as: UTF8.self))")
         }
         return token
+    }
+}
+
+/// A Hummingbird application on 127.0.0.1, run in this process until stopped: the tests' receivers.
+final class LoopbackServer: Sendable {
+    private let group: Mutex<(ServiceGroup, Task<Void, any Error>)?> = Mutex(nil)
+
+    func start(_ router: Router<BasicRequestContext>, port: Int) {
+        var logger = Logger(label: "test-server")
+        logger.logLevel = .error
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
+        let g = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        group.withLock { $0 = (g, Task { try await g.run() }) }
+    }
+
+    func stop() async {
+        guard let (g, task) = group.withLock({ $0 }) else { return }
+        await g.triggerGracefulShutdown()
+        _ = try? await task.value
     }
 }
