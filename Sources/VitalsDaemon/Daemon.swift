@@ -162,7 +162,9 @@ public enum Daemon {
         ]
         if let fhirPush {
             services.append(.init(
-                service: FHIRPushDelivery(store: try FHIRStore(database: database), settings: fhirPush, mapping: fhirMapping(config), logger: logger),
+                service: FHIRPushDelivery(
+                    store: try FHIRStore(database: database), settings: fhirPush, mapping: fhirMapping(config), logger: logger,
+                    report: { metrics.recordDelivery(channel: FHIRPushDelivery.channel, delivered: $0, failed: $1, backlog: $2) }),
                 successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         services.append(.init(

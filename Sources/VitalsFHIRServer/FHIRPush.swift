@@ -165,14 +165,19 @@ public struct FHIRPushDelivery: Service {
     let mapper: FHIRMapper
     let logger: Logger
     let pollInterval: Duration
+    let report: @Sendable (_ delivered: Int, _ failed: Bool, _ backlog: Int?) -> Void
 
+    /// - Parameter report: called after each round: Observations delivered, whether it failed, and
+    ///   the readings still waiting (for the delivery metrics).
     public init(store: FHIRStore, settings: FHIRPushSettings, mapping: FHIRMappingSettings, logger: Logger,
-                pollInterval: Duration = .milliseconds(250)) {
+                pollInterval: Duration = .milliseconds(250),
+                report: @escaping @Sendable (_ delivered: Int, _ failed: Bool, _ backlog: Int?) -> Void = { _, _, _ in }) {
         self.store = store
         self.settings = settings
         self.mapper = FHIRMapper(settings: mapping)
         self.logger = logger
         self.pollInterval = pollInterval
+        self.report = report
     }
 
     public func run() async throws {
@@ -188,13 +193,19 @@ public struct FHIRPushDelivery: Service {
             do {
                 if let batch = try await Self.offPool({ try store.pendingObservations(channel: channel, limit: limit) }) {
                     if !batch.observations.isEmpty { try await send(batch.observations, credentials: credentials, session: session) }
-                    try await Self.offPool { try store.markPushed(channel: channel, through: batch.through) }
+                    let left = try await Self.offPool {
+                        try store.markPushed(channel: channel, through: batch.through)
+                        return try store.pushBacklog(channel: channel)
+                    }
+                    report(batch.observations.count, false, left)
                     wait = 1
                     continue
                 }
+                report(0, false, 0)
             } catch is CancellationError {
                 return
             } catch {
+                report(0, true, try? await Self.offPool { try store.pushBacklog(channel: channel) })
                 logger.warning("FHIR push failed; will retry", metadata: [
                     "delivery.channel": "\(channel)", "delivery.retry_seconds": "\(Int(wait))", "error": "\(error)"])
                 pause = .milliseconds(Int(wait * 1000))

@@ -167,6 +167,10 @@ struct FHIRPushTests {
         #expect(state.refusals.isEmpty)
         #expect(state.tokensIssued >= 1)
         #expect(try FHIRStore(database: env.database).pushBacklog(channel: "fhir") == 0)
+        let exposition = try #require(httpGet(port: env.httpPort, "/metrics")).body
+        #expect(metric(exposition, #"vitalsd_outbox_backlog{channel="fhir"}"#) == 0)
+        #expect(metric(exposition, #"vitalsd_task_events_delivered_total{channel="fhir"}"#) == 9)  // since the restart: all 9
+        #expect((metric(exposition, #"vitalsd_delivery_failures_total{channel="fhir"}"#) ?? 0) >= 1)
 
         // What was sent: transactions of conditional creates, references by identifier, late and manual tagged.
         let bundles = state.bundles.compactMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
