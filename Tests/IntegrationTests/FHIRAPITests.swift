@@ -376,6 +376,7 @@ struct JWKSURLTests {
         let first = try TestKey("ES384", kid: "rot-1", directory: env.directory)
         server.jwks.withLock { $0 = (try? first.jwks()) ?? "" }
         server.start()
+        #expect(await eventually(10) { Broker.canConnect(port: server.port) })  // listening before the first token request
         let client = try FHIRStore(database: env.database).addClient(
             name: "EHR", jwks: nil, jwksURL: server.url, scopes: ["system/Observation.rs"], actor: "test")
         func token(_ key: TestKey) async throws -> HTTPAnswer {
