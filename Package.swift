@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
     ],
     targets: [
         // The C library, through Debian's libmosquitto-dev. Only MQTTClient imports it.
@@ -55,6 +56,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // FHIR R4 resources from stored rows, search parameters and SMART scopes: pure, no I/O.
+        .target(name: "VitalsFHIR", dependencies: ["VitalsDomain"], swiftSettings: strict),
+        // The FHIR API (routes, SMART Backend Services tokens, access log) and the FHIR push channel.
+        .target(
+            name: "VitalsFHIRServer",
+            dependencies: [
+                "VitalsFHIR", "VitalsDomain", "VitalsStore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "VitalsConfig",
             dependencies: ["VitalsDomain", "VitalsFormats", "Yams"],
@@ -63,7 +80,7 @@ let package = Package(
         .target(
             name: "VitalsDaemon",
             dependencies: [
-                "MQTTClient", "VitalsDomain", "VitalsStore", "VitalsConfig", "VitalsFormats",
+                "MQTTClient", "VitalsDomain", "VitalsStore", "VitalsConfig", "VitalsFormats", "VitalsFHIRServer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -78,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "vitalsd",
             dependencies: [
-                "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "MQTTClient",
+                "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "MQTTClient", "VitalsFHIRServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -95,6 +112,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "VitalsDomainTests", dependencies: ["VitalsDomain"], swiftSettings: strict),
+        .testTarget(name: "VitalsFHIRTests", dependencies: ["VitalsFHIR", "VitalsDomain"], swiftSettings: strict),
         .testTarget(
             name: "VitalsFormatsTests",
             dependencies: ["VitalsFormats", "VitalsDomain", "FormatFuzzing"],
@@ -110,11 +128,13 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "VitalsFormats", "MQTTClient",
+                "VitalsFHIR", "VitalsFHIRServer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: strict
         ),

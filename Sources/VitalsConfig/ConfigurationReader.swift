@@ -23,13 +23,17 @@ struct ConfigurationReader {
         "alerts": ["late_after_hours", "realert_after_hours", "confirmation_window_minutes", "escalation_after_minutes",
                    "escalation_repeat_minutes", "check_interval_seconds", "rules", "programs"],
         "delivery": ["mqtt_enabled", "mqtt_topic", "webhook_url", "webhook_secret_file", "webhook_timeout_seconds",
-                     "retry_max_seconds"],
+                     "retry_max_seconds", "fhir"],
+        "fhir": ["enabled", "public_base_url", "default_count", "max_count", "token_lifetime_seconds", "jwks_timeout_seconds",
+                 "jwks_cache_seconds", "patient_identifier_system", "device_identifier_system", "observation_identifier_system",
+                 "task_identifier_system"],
     ]
 
     mutating func read(_ root: Node?, into config: inout VitalsConfiguration, environment: [String: String]) {
         var values: [String: Node] = [:]
         var thresholdsNode: Node?
         var alertRuleNodes: [String: Node] = [:]
+        var fhirPushNode: Node?
         if let root {
             guard let mapping = root.mapping else {
                 errors.append(ConfigurationError(key: "(file)", "top level must be a mapping of sections"))
@@ -54,6 +58,10 @@ struct ConfigurationReader {
                     let key = "\(section).\(ik.string ?? "?")"
                     guard let name = ik.string, allowed.contains(name) else {
                         errors.append(ConfigurationError(key: key, "unknown key"))
+                        continue
+                    }
+                    if section == "delivery" && name == "fhir" {
+                        fhirPushNode = iv
                         continue
                     }
                     if section == "alerts" && (name == "rules" || name == "programs") {
@@ -180,6 +188,66 @@ struct ConfigurationReader {
         string(values, "delivery.webhook_secret_file") { config.delivery.webhookSecretFile = $0 }
         double(values, "delivery.webhook_timeout_seconds") { config.delivery.webhookTimeoutSeconds = $0 }
         double(values, "delivery.retry_max_seconds") { config.delivery.retryMaxSeconds = $0 }
+        if let node = fhirPushNode, node.null == nil {
+            config.delivery.fhir = readFHIRPush(node)
+        }
+        if let node = values["fhir.enabled"] {
+            switch node.scalar?.string {
+            case "true", "yes", "on": config.fhir.enabled = true
+            case "false", "no", "off": config.fhir.enabled = false
+            default: errors.append(ConfigurationError(key: "fhir.enabled", "must be true or false"))
+            }
+        }
+        string(values, "fhir.public_base_url") { config.fhir.publicBaseURL = $0 }
+        int(values, "fhir.default_count") { config.fhir.defaultCount = $0 }
+        int(values, "fhir.max_count") { config.fhir.maxCount = $0 }
+        double(values, "fhir.token_lifetime_seconds") { config.fhir.tokenLifetimeSeconds = $0 }
+        double(values, "fhir.jwks_timeout_seconds") { config.fhir.jwksTimeoutSeconds = $0 }
+        double(values, "fhir.jwks_cache_seconds") { config.fhir.jwksCacheSeconds = $0 }
+        string(values, "fhir.patient_identifier_system") { config.fhir.patientIdentifierSystem = $0 }
+        string(values, "fhir.device_identifier_system") { config.fhir.deviceIdentifierSystem = $0 }
+        string(values, "fhir.observation_identifier_system") { config.fhir.observationIdentifierSystem = $0 }
+        string(values, "fhir.task_identifier_system") { config.fhir.taskIdentifierSystem = $0 }
+    }
+
+    /// `delivery.fhir`: a mapping of base_url, token_url, client_id, private_key_file (required),
+    /// algorithm, key_id, scope, timeout_seconds and bundle_max_entries.
+    private mutating func readFHIRPush(_ node: Node) -> VitalsConfiguration.FHIRPush? {
+        guard let mapping = node.mapping else {
+            errors.append(ConfigurationError(key: "delivery.fhir", "must be a mapping"))
+            return nil
+        }
+        var push = VitalsConfiguration.FHIRPush()
+        var seen: Set<String> = []
+        for (k, v) in mapping {
+            let name = k.string ?? "?"
+            let key = "delivery.fhir.\(name)"
+            seen.insert(name)
+            guard let text = v.scalar?.string, !text.isEmpty else {
+                errors.append(ConfigurationError(key: key, "must be a non-empty value"))
+                continue
+            }
+            switch name {
+            case "base_url": push.baseURL = text
+            case "token_url": push.tokenURL = text
+            case "client_id": push.clientID = text
+            case "private_key_file": push.privateKeyFile = text
+            case "algorithm": push.algorithm = text
+            case "key_id": push.keyID = text
+            case "scope": push.scope = text
+            case "timeout_seconds":
+                if let d = Double(text), d > 0 { push.timeoutSeconds = d } else { errors.append(ConfigurationError(key: key, "must be a number above 0")) }
+            case "bundle_max_entries":
+                if let n = Int(text), (1...1000).contains(n) { push.bundleMaxEntries = n } else { errors.append(ConfigurationError(key: key, "must be between 1 and 1000")) }
+            default:
+                errors.append(ConfigurationError(
+                    key: key, "unknown key; expected base_url, token_url, client_id, private_key_file, algorithm, key_id, scope, timeout_seconds or bundle_max_entries"))
+            }
+        }
+        for required in ["base_url", "token_url", "client_id", "private_key_file"] where !seen.contains(required) {
+            errors.append(ConfigurationError(key: "delivery.fhir.\(required)", "is required"))
+        }
+        return push
     }
 
     /// Reads a list of trend rules: each a mapping of id, kind, type, direction, window_hours, bound,
@@ -505,6 +573,26 @@ struct ConfigurationReader {
                 do { _ = try c.webhookSecret() } catch let error as ConfigurationError { errors.append(error) } catch {}
             }
         }
+        if let push = c.delivery.fhir {
+            for (key, url) in [("delivery.fhir.base_url", push.baseURL), ("delivery.fhir.token_url", push.tokenURL)] where !url.isEmpty {
+                let parsed = URL(string: url)
+                check(parsed?.scheme == "https" || parsed?.scheme == "http", key, "must be an http:// or https:// URL")
+            }
+            check(["ES384", "RS384"].contains(push.algorithm), "delivery.fhir.algorithm", "must be ES384 or RS384")
+            if !push.privateKeyFile.isEmpty {
+                check(FileManager.default.isReadableFile(atPath: push.privateKeyFile), "delivery.fhir.private_key_file",
+                      "file \(push.privateKeyFile) does not exist or is not readable")
+            }
+        }
+        let publicURL = URL(string: c.fhir.publicBaseURL)
+        check((publicURL?.scheme == "https" || publicURL?.scheme == "http") && !c.fhir.publicBaseURL.hasSuffix("/"),
+              "fhir.public_base_url", "must be an http:// or https:// URL without a trailing slash")
+        check((1...1000).contains(c.fhir.maxCount), "fhir.max_count", "must be between 1 and 1000")
+        check((1...c.fhir.maxCount).contains(c.fhir.defaultCount), "fhir.default_count", "must be between 1 and fhir.max_count")
+        check((1...300).contains(c.fhir.tokenLifetimeSeconds), "fhir.token_lifetime_seconds",
+              "must be between 1 and 300 (SMART: tokens live at most five minutes)")
+        check(c.fhir.jwksTimeoutSeconds > 0, "fhir.jwks_timeout_seconds", "must be greater than 0")
+        check(c.fhir.jwksCacheSeconds >= 0, "fhir.jwks_cache_seconds", "must not be negative")
         check(c.delivery.webhookTimeoutSeconds > 0, "delivery.webhook_timeout_seconds", "must be greater than 0")
         check(c.delivery.retryMaxSeconds >= 1, "delivery.retry_max_seconds", "must be at least 1 second")
         validateThresholds(c.thresholds.defaults, key: "thresholds.defaults")

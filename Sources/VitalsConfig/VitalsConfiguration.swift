@@ -149,9 +149,59 @@ public struct VitalsConfiguration: Sendable, Hashable {
         public var webhookTimeoutSeconds = 10.0
         /// Longest wait between delivery retries, in seconds (the wait doubles from 1 s up to it).
         public var retryMaxSeconds = 60.0
+        /// `delivery.fhir`: push every new reading to an EHR's FHIR server; nil when not configured.
+        public var fhir: FHIRPush?
         public init() {}
     }
     public var delivery = Delivery()
+
+    /// `delivery.fhir.*`: the FHIR push channel.
+    public struct FHIRPush: Sendable, Hashable {
+        /// The EHR's FHIR base URL (transaction Bundles are POSTed there).
+        public var baseURL = ""
+        /// The EHR's SMART token endpoint.
+        public var tokenURL = ""
+        /// The client id the EHR assigned to vitalsd.
+        public var clientID = ""
+        /// PEM file of vitalsd's private key; its public JWK Set is registered with the EHR.
+        public var privateKeyFile = ""
+        /// `ES384` (P-384 key) or `RS384` (RSA key).
+        public var algorithm = "ES384"
+        /// The `kid` of the key in the registered JWK Set.
+        public var keyID = "vitalsd-1"
+        /// Scopes requested with each token.
+        public var scope = "system/Observation.write"
+        /// Seconds before a request is given up and retried.
+        public var timeoutSeconds = 10.0
+        /// Observations per transaction Bundle (1-1000).
+        public var bundleMaxEntries = 50
+        public init() {}
+    }
+
+    /// `fhir.*`: the FHIR R4 read API and SMART Backend Services token endpoint.
+    public struct FHIR: Sendable, Hashable {
+        /// Serve `/fhir/r4`, `/auth/token` and `/.well-known/smart-configuration` on the HTTP listener.
+        public var enabled = false
+        /// The URL clients reach vitalsd under, without a trailing slash: links, `fullUrl`s and the
+        /// token endpoint's `aud` are built from it.
+        public var publicBaseURL = "http://127.0.0.1:9464"
+        /// Entries per search page without `_count`.
+        public var defaultCount = 100
+        /// Largest page (`_count` above it is lowered).
+        public var maxCount = 1000
+        /// Seconds a bearer token lives (SMART: at most 300).
+        public var tokenLifetimeSeconds = 300.0
+        /// Seconds to wait for a client's JWK Set URL.
+        public var jwksTimeoutSeconds = 5.0
+        /// Longest seconds a fetched JWK Set is reused (a shorter Cache-Control max-age wins).
+        public var jwksCacheSeconds = 300.0
+        public var patientIdentifierSystem = "urn:vitalsd:patient"
+        public var deviceIdentifierSystem = "urn:vitalsd:device"
+        public var observationIdentifierSystem = "urn:vitalsd:observation"
+        public var taskIdentifierSystem = "urn:vitalsd:task"
+        public init() {}
+    }
+    public var fhir = FHIR()
 
     public init() {}
 
@@ -192,6 +242,8 @@ public struct VitalsConfiguration: Sendable, Hashable {
         ("delivery.mqtt_topic", "VITALSD_DELIVERY_MQTT_TOPIC"),
         ("delivery.webhook_url", "VITALSD_DELIVERY_WEBHOOK_URL"),
         ("delivery.webhook_secret_file", "VITALSD_DELIVERY_WEBHOOK_SECRET_FILE"),
+        ("fhir.enabled", "VITALSD_FHIR_ENABLED"),
+        ("fhir.public_base_url", "VITALSD_FHIR_PUBLIC_BASE_URL"),
     ]
 }
 
@@ -254,6 +306,16 @@ extension VitalsConfiguration {
             throw ConfigurationError(key: "mqtt.password_file", "cannot read \(file)")
         }
         return text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
+    }
+
+    /// The PEM text of `delivery.fhir.private_key_file`, or nil without a FHIR push channel.
+    /// - Throws: ``ConfigurationError`` when the file cannot be read.
+    public func fhirPushKey() throws -> String? {
+        guard let push = delivery.fhir else { return nil }
+        guard let data = FileManager.default.contents(atPath: push.privateKeyFile), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationError(key: "delivery.fhir.private_key_file", "cannot read \(push.privateKeyFile)")
+        }
+        return text
     }
 
     /// The webhook signing secret, read from ``Delivery/webhookSecretFile`` (first line, trimmed), or

@@ -5,6 +5,8 @@ import ServiceLifecycle
 import UnixSignals
 import VitalsConfig
 import VitalsDomain
+import VitalsFHIR
+import VitalsFHIRServer
 import VitalsStore
 
 /// Builds and runs the daemon from a configuration: the composition root, callable from tests.
@@ -52,6 +54,43 @@ public enum Daemon {
             mqtt: publisher, mqttTopic: config.delivery.mqttTopic, webhookURL: config.delivery.webhookURL.flatMap(URL.init(string:)),
             webhookSignature: try config.webhookSecret().map(WebhookSignature.init(secret:)),
             webhookTimeout: config.delivery.webhookTimeoutSeconds, retryMax: config.delivery.retryMaxSeconds)
+    }
+
+    /// The FHIR mapping settings of a configuration.
+    public static func fhirMapping(_ config: VitalsConfiguration) -> FHIRMappingSettings {
+        FHIRMappingSettings(
+            baseURL: config.fhir.publicBaseURL + FHIRAPI.basePath, patientIdentifierSystem: config.fhir.patientIdentifierSystem,
+            deviceIdentifierSystem: config.fhir.deviceIdentifierSystem,
+            observationIdentifierSystem: config.fhir.observationIdentifierSystem,
+            taskIdentifierSystem: config.fhir.taskIdentifierSystem,
+            lateAfterMilliseconds: Int64(config.alerts.lateAfterSeconds * 1000))
+    }
+
+    /// The FHIR API of a configuration, or nil when `fhir.enabled` is false.
+    /// - Throws: GRDB errors.
+    public static func fhirAPI(_ config: VitalsConfiguration, database: AppDatabase, logger: Logger) throws -> FHIRAPI? {
+        guard config.fhir.enabled else { return nil }
+        let store = try FHIRStore(database: database)
+        let settings = FHIRAPISettings(
+            publicBaseURL: config.fhir.publicBaseURL, defaultCount: config.fhir.defaultCount, maxCount: config.fhir.maxCount)
+        let authorizer = SMARTAuthorizer(
+            store: store,
+            settings: SMARTSettings(
+                tokenURL: settings.tokenURL, tokenLifetime: config.fhir.tokenLifetimeSeconds,
+                jwksTimeout: config.fhir.jwksTimeoutSeconds, jwksCacheSeconds: config.fhir.jwksCacheSeconds),
+            logger: logger)
+        return FHIRAPI(store: store, authorizer: authorizer, mapping: fhirMapping(config), settings: settings, logger: logger)
+    }
+
+    /// The FHIR push channel's settings, or nil when `delivery.fhir` is not configured.
+    /// - Throws: ``ConfigurationError`` when the private key file cannot be read.
+    public static func fhirPushSettings(_ config: VitalsConfiguration) throws -> FHIRPushSettings? {
+        guard let push = config.delivery.fhir, let pem = try config.fhirPushKey(),
+              let base = URL(string: push.baseURL), let token = URL(string: push.tokenURL) else { return nil }
+        return FHIRPushSettings(
+            baseURL: base, tokenURL: token, clientID: push.clientID, privateKeyPEM: pem, algorithm: push.algorithm,
+            keyID: push.keyID, scope: push.scope, timeout: push.timeoutSeconds, maxEntries: push.bundleMaxEntries,
+            retryMax: config.delivery.retryMaxSeconds)
     }
 
     /// Opens the database a configuration names.
@@ -107,6 +146,8 @@ public enum Daemon {
         // Before ingest starts: a new channel begins at the newest event, and nothing raised from
         // now on can be skipped.
         for channel in targets.channels { try database.openDeliveryChannel(channel) }
+        let fhirPush = try fhirPushSettings(config)
+        if fhirPush != nil { try FHIRStore(database: database).openReadingChannel(FHIRPushDelivery.channel) }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ingest, successTerminationBehavior: .gracefullyShutdownGroup,
                   failureTerminationBehavior: .gracefullyShutdownGroup),
@@ -119,6 +160,13 @@ public enum Daemon {
             .init(service: TaskEventDelivery(database: database, targets: targets, metrics: metrics, logger: logger),
                   successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup),
         ]
+        if let fhirPush {
+            services.append(.init(
+                service: FHIRPushDelivery(
+                    store: try FHIRStore(database: database), settings: fhirPush, mapping: fhirMapping(config), logger: logger,
+                    report: { metrics.recordDelivery(channel: FHIRPushDelivery.channel, delivered: $0, failed: $1, backlog: $2) }),
+                successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
         services.append(.init(
             service: MaintenanceService(
                 database: database, interval: .milliseconds(Int(config.database.checkpointIntervalSeconds * 1000)),
@@ -137,7 +185,7 @@ public enum Daemon {
             services.append(.init(
                 service: HTTPEndpoints.application(
                     host: config.http.host, port: config.http.port, ingest: ingest, metrics: metrics,
-                    databasePath: config.database.path, logger: logger),
+                    databasePath: config.database.path, fhir: try fhirAPI(config, database: database, logger: logger), logger: logger),
                 successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         // Last, so that it is the first told to shut down and sends STOPPING=1 at once.

@@ -7,7 +7,7 @@ import VitalsDomain
 
 /// Reloads the configuration on SIGHUP: thresholds and topic filters take effect without dropping
 /// the MQTT session. A configuration that fails validation is refused with its errors, and the
-/// running one stays. Other keys (broker connection, database, HTTP, delivery, adherence and the
+/// running one stays. Other keys (broker connection, database, HTTP, FHIR, delivery, adherence and the
 /// alert timers) need a restart: a reload that changes them says so in a warning naming them.
 public struct ReloadService: Service {
     let configPath: String
@@ -33,6 +33,7 @@ public struct ReloadService: Service {
         if old.http != new.http { changed.append("http") }
         if old.log != new.log { changed.append("log") }
         if old.delivery != new.delivery { changed.append("delivery") }
+        if old.fhir != new.fhir { changed.append("fhir") }
         if old.adherence != new.adherence || old.billing != new.billing { changed.append("adherence/billing (routine tasks)") }
         if old.alerts.escalationAfterSeconds != new.alerts.escalationAfterSeconds
             || old.alerts.escalationRepeatSeconds != new.alerts.escalationRepeatSeconds

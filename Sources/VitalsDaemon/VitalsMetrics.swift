@@ -18,7 +18,8 @@ import VitalsStore
 /// - `vitalsd_tasks_escalated_total`, `vitalsd_tasks_awaiting_acknowledgement` (open critical tasks on
 ///   an escalation clock);
 /// - `vitalsd_outbox_backlog{channel}` (task events not yet delivered), `vitalsd_task_events_delivered_total{channel}`,
-///   `vitalsd_delivery_failures_total{channel}` for the channels `mqtt` and `webhook`;
+///   `vitalsd_delivery_failures_total{channel}` for the channels `mqtt` and `webhook`, and for `fhir`
+///   (the FHIR push channel: readings waiting, Observations delivered);
 /// - `vitalsd_ingest_latency_seconds`: from the moment the network loop read a message to the commit
 ///   of its batch (a histogram, one observation per message).
 public final class VitalsMetrics: Sendable {
@@ -69,7 +70,7 @@ public final class VitalsMetrics: Sendable {
         awaitingAcknowledgement = Metrics.Gauge(label: "vitalsd_tasks_awaiting_acknowledgement", factory: factory)
         /// One metric per delivery channel, labelled `channel`.
         func perChannel<M>(_ make: (String) -> M) -> [String: M] {
-            Dictionary(uniqueKeysWithValues: ["mqtt", "webhook"].map { ($0, make($0)) })
+            Dictionary(uniqueKeysWithValues: ["mqtt", "webhook", "fhir"].map { ($0, make($0)) })
         }
         backlog = perChannel { Metrics.Gauge(label: "vitalsd_outbox_backlog", dimensions: [("channel", $0)], factory: factory) }
         delivered = perChannel {
@@ -87,7 +88,7 @@ public final class VitalsMetrics: Sendable {
     }
 
     /// Records a delivery round of a channel: events delivered, or a failure, and the backlog left.
-    func recordDelivery(channel: String, delivered count: Int, failed: Bool, backlog left: Int?) {
+    public func recordDelivery(channel: String, delivered count: Int, failed: Bool, backlog left: Int?) {
         if count > 0 { delivered[channel]?.increment(by: count) }
         if failed { deliveryFailures[channel]?.increment() }
         if let left { backlog[channel]?.record(left) }

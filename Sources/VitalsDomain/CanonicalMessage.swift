@@ -183,8 +183,12 @@ public struct CanonicalMessageDecoder: Sendable {
             events.append(DeviceEvent(deviceID: deviceID, kind: kind, type: type, measuredAt: measuredAt, code: code))
             throw DeviceNumber.rejection(kind, code: code, field: "value")
         }
-        return try Observation.make(
+        var observation = try Observation.make(
             deviceID: deviceID, typeName: typeName, value: value, unit: item["unit"], measuredAt: measuredAt)
+        // The sender's offset is kept, so that the reading can be shown at the device's local time
+        // (FHIR effectiveDateTime).
+        observation.localOffsetMinutes = MeasurementTimePolicy.offsetMinutes(of: timeJSON)
+        return observation
     }
 }
 

@@ -61,6 +61,18 @@ public struct MeasurementTimePolicy: Sendable, Hashable {
         }
     }
 
+    /// The UTC offset an RFC 3339 `measured_at` was written with, in minutes east of UTC (`-06:00` → -360,
+    /// `Z` → 0), or nil for an epoch number or text that ``parseRFC3339(_:)`` refuses.
+    public static func offsetMinutes(of json: JSONValue) -> Int? {
+        guard case .string(let text) = json, parseRFC3339(text) != nil else { return nil }
+        let b = Array(text.utf8)
+        if b.last == 0x5A || b.last == 0x7A { return 0 }
+        let tail = b.suffix(6)
+        let hours = Int(tail[tail.startIndex + 1] - 0x30) * 10 + Int(tail[tail.startIndex + 2] - 0x30)
+        let minutes = Int(tail[tail.startIndex + 4] - 0x30) * 10 + Int(tail[tail.startIndex + 5] - 0x30)
+        return (hours * 60 + minutes) * (tail.first == 0x2D ? -1 : 1)
+    }
+
     /// Parses an RFC 3339 date-time, strictly: `YYYY-MM-DDThh:mm:ss[.fraction](Z|±hh:mm)`.
     ///
     /// Every field is range-checked, so an impossible time is refused instead of rolled over:

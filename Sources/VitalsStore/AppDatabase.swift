@@ -482,6 +482,65 @@ extension AppDatabase {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("access log") { db in
+            // Who read what (HIPAA 45 CFR 164.312(b)): FHIR reads and searches, token issues and
+            // refusals, and the workspace's sign-ins and views. Ids and parameter names only, never values.
+            try db.execute(sql: """
+                CREATE TABLE access_log (
+                    id INTEGER PRIMARY KEY,
+                    at INTEGER NOT NULL /* epoch ms */,
+                    actor TEXT NOT NULL /* user name, or "client:<client id>" */,
+                    action TEXT NOT NULL /* e.g. "fhir.read", "fhir.search", "token.issued", "token.refused" */,
+                    target_type TEXT NOT NULL,
+                    target_id TEXT,
+                    detail TEXT
+                );
+                CREATE INDEX access_log_at ON access_log(at);
+                CREATE TRIGGER access_log_append_only_update BEFORE UPDATE ON access_log
+                    BEGIN SELECT RAISE(ABORT, 'access_log is append-only'); END;
+                CREATE TRIGGER access_log_append_only_delete BEFORE DELETE ON access_log
+                    BEGIN SELECT RAISE(ABORT, 'access_log is append-only'); END;
+                """)
+        }
+        migrator.registerMigration("fhir clients, tokens and push cursor") { db in
+            // SMART Backend Services: registered clients with their JWK Set (inline or by URL) and
+            // pre-authorised scopes; assertion ids seen, until they expire (replay refusal); bearer
+            // tokens stored as SHA-256 hashes with expiry and scopes, so that several nodes can share
+            // them. The FHIR push channel's cursor is a reading id, apart from the task-event cursors.
+            try db.execute(sql: """
+                CREATE TABLE smart_clients (
+                    id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 128),
+                    name TEXT NOT NULL CHECK (length(name) > 0),
+                    jwks TEXT CHECK (jwks IS NULL OR json_valid(jwks)),
+                    jwks_url TEXT,
+                    scopes TEXT NOT NULL CHECK (length(scopes) > 0),
+                    enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+                    created_at INTEGER NOT NULL,
+                    created_by TEXT NOT NULL,
+                    CHECK ((jwks IS NULL) <> (jwks_url IS NULL))
+                );
+                CREATE TABLE smart_assertion_ids (
+                    client_id TEXT NOT NULL REFERENCES smart_clients(id),
+                    jti TEXT NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    PRIMARY KEY (client_id, jti)
+                ) WITHOUT ROWID;
+                CREATE INDEX smart_assertion_ids_expiry ON smart_assertion_ids(expires_at);
+                CREATE TABLE access_tokens (
+                    token_sha256 BLOB PRIMARY KEY NOT NULL CHECK (length(token_sha256) = 32),
+                    client_id TEXT NOT NULL REFERENCES smart_clients(id),
+                    scopes TEXT NOT NULL,
+                    issued_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL CHECK (expires_at > issued_at)
+                ) WITHOUT ROWID;
+                CREATE INDEX access_tokens_expiry ON access_tokens(expires_at);
+                CREATE TABLE reading_delivery_cursors (
+                    channel TEXT PRIMARY KEY NOT NULL,
+                    last_reading_id INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 }

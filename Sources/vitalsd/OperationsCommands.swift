@@ -9,11 +9,18 @@ struct AuditCommand: ParsableCommand {
         commandName: "audit", abstract: "The append-only audit trail (HIPAA 45 CFR 164.312(b)).", subcommands: [List.self])
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Changes to patients, devices, thresholds, tasks, episodes and time entries.")
+        static let configuration = CommandConfiguration(
+            abstract: "Changes to patients, devices, thresholds, tasks, episodes and time entries; with --access, who read what.")
         @OptionGroup var options: GlobalOptions
         @Option(help: "Only entries at or after this time (RFC 3339 or YYYY-MM-DD, UTC).") var since: String?
         @Option var limit: Int = 1000
         @Option var format: OutputFormat = .table
+        @Flag(help: "The access log: FHIR reads and searches, tokens issued and refused.") var access = false
+        @Option(help: "With --access: only this actor (a user name, or client:<client id>).") var actor: String?
+
+        func validate() throws {
+            if actor != nil && !access { throw ValidationError("--actor needs --access") }
+        }
 
         func run() throws {
             let (_, db) = try options.database()
@@ -23,6 +30,13 @@ struct AuditCommand: ParsableCommand {
                     throw ValidationError("--since must be RFC 3339 or YYYY-MM-DD")
                 }
                 return instant
+            }
+            if access {
+                let entries = try db.accessEntries(actor: actor, since: start, limit: limit)
+                try emit(format, json: entries, header: ["id", "at", "actor", "action", "target", "detail"],
+                         rows: entries.map { [String($0.id), iso($0.at), $0.actor, $0.action,
+                                              "\($0.targetType) \($0.targetID ?? "")", $0.detail ?? ""] })
+                return
             }
             let entries = try db.auditEntries(since: start, limit: limit)
             try emit(format, json: entries, header: ["id", "at", "actor", "action", "target", "detail"],

@@ -13,7 +13,7 @@ struct VitalsCommand: AsyncParsableCommand {
         abstract: "Remote patient monitoring ingestion daemon: device readings from MQTT into the care manager's task queue.",
         subcommands: [
             Run.self, PatientCommand.self, DeviceCommand.self, ThresholdCommand.self, Import.self, TaskCommand.self,
-            EpisodeCommand.self, TimeCommand.self, ReportCommand.self, ReadingCommand.self, AuditCommand.self, DatabaseCommand.self,
+            EpisodeCommand.self, TimeCommand.self, ReportCommand.self, ReadingCommand.self, AuditCommand.self, ClientCommand.self, DatabaseCommand.self,
             Stats.self, DeadLetterCommand.self, ReplayCommand.self, ConfigCommand.self,
         ])
 

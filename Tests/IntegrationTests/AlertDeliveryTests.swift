@@ -20,7 +20,7 @@ final class WebhookReceiver: Sendable {
 
     let port: Int
     let requests = Mutex<[Request]>([])
-    private let group: Mutex<(ServiceGroup, Task<Void, any Error>)?> = Mutex(nil)
+    private let server = LoopbackServer()
 
     init(port: Int) { self.port = port }
 
@@ -35,18 +35,10 @@ final class WebhookReceiver: Sendable {
             self.requests.withLock { $0.append(r) }
             return .noContent
         }
-        var logger = Logger(label: "webhook-receiver")
-        logger.logLevel = .error
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
-        let g = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        group.withLock { $0 = (g, Task { try await g.run() }) }
+        server.start(router, port: port)
     }
 
-    func stop() async {
-        guard let (g, task) = group.withLock({ $0 }) else { return }
-        await g.triggerGracefulShutdown()
-        _ = try? await task.value
-    }
+    func stop() async { await server.stop() }
 }
 
 @Suite("alerts through a real broker: trends, silence, delivery", .serialized)

@@ -20,11 +20,13 @@ final class TestEnvironment: @unchecked Sendable {
     /// - Parameters:
     ///   - mqttExtra: more YAML lines for the `mqtt` section (indented by 2), e.g. subscriptions.
     ///   - extraYAML: more top-level sections for the configuration file.
+    ///   - httpPort: the daemon's HTTP port, when the configuration needs it (FHIR public URL); default a free one.
     init(clientID: String = "vitalsd-test-\(UUID().uuidString.prefix(8))", logLevel: String = "warning",
-         logFormat: String = "text", mqttExtra: String = "", extraYAML: String = "") throws {
+         logFormat: String = "text", httpPort: Int? = nil, mqttExtra: String = "", extraYAML: String = "") throws {
         broker = try Broker()
         directory = broker.directory
-        httpPort = try Broker.freePort()
+        let port = try httpPort ?? Broker.freePort()
+        self.httpPort = port
         let yaml = """
             mqtt:
               port: \(broker.port)
@@ -38,7 +40,7 @@ final class TestEnvironment: @unchecked Sendable {
               level: \(logLevel)
               format: \(logFormat)
             http:
-              port: \(httpPort)
+              port: \(port)
             \(extraYAML)
             """
         configPath = directory + "/vitalsd.yaml"

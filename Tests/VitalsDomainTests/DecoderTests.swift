@@ -24,6 +24,8 @@ struct DecoderTests {
         #expect(obs.map(\.type.loinc) == ["8480-6", "8462-4", "8867-4"])
         #expect(obs.map(\.canonicalValue) == [182, 96, 77])
         #expect(obs.allSatisfy { $0.measuredAt.timeIntervalSince1970 == 1_795_871_400 })
+        // The sender's offset is kept for display at the device's local time (FHIR effectiveDateTime).
+        #expect(obs.allSatisfy { $0.localOffsetMinutes == -360 })
     }
 
     @Test("a flat reading; numeric strings accepted")
@@ -33,6 +35,7 @@ struct DecoderTests {
         #expect(o.type.loinc == "41653-7")
         #expect(o.canonicalValue == 52)
         #expect(o.deviceID == "g-1")
+        #expect(o.localOffsetMinutes == nil)  // epoch milliseconds carry no offset
     }
 
     @Test("a bad reading is rejected alone; its siblings stay")

@@ -16,6 +16,51 @@ struct ConfigurationTests {
         #expect(c.thresholds == ThresholdPolicy.clinicalDefaults)
         #expect(c.alerts == AlertPolicy.clinicalDefaults)
         #expect(c.delivery.mqttEnabled && c.delivery.mqttTopic == "alerts/{patient_id}/tasks" && c.delivery.webhookURL == nil)
+        #expect(c.fhir == VitalsConfiguration.FHIR() && c.delivery.fhir == nil)
+    }
+
+    @Test("fhir and delivery.fhir are read and checked, each problem naming its key")
+    func fhir() throws {
+        let key = NSTemporaryDirectory() + "vitalsd-key-\(UUID().uuidString).pem"
+        try "-----BEGIN PRIVATE KEY-----\n".write(toFile: key, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: key) }
+        let c = try VitalsConfiguration.parse(yaml: """
+            fhir:
+              enabled: true
+              public_base_url: https://rpm.example.org
+              max_count: 500
+              patient_identifier_system: urn:oid:2.16.840.1.113883.19.5
+            delivery:
+              fhir:
+                base_url: https://ehr.example.org/fhir/r4
+                token_url: https://ehr.example.org/token
+                client_id: vitalsd
+                private_key_file: \(key)
+                algorithm: RS384
+            """, environment: ["VITALSD_FHIR_PUBLIC_BASE_URL": "https://rpm2.example.org"])
+        #expect(c.fhir.enabled && c.fhir.publicBaseURL == "https://rpm2.example.org" && c.fhir.maxCount == 500)
+        #expect(c.fhir.patientIdentifierSystem == "urn:oid:2.16.840.1.113883.19.5")
+        #expect(c.delivery.fhir?.algorithm == "RS384" && c.delivery.fhir?.scope == "system/Observation.write")
+        #expect(c.delivery.fhir?.bundleMaxEntries == 50)
+        do {
+            _ = try VitalsConfiguration.parse(yaml: """
+                fhir:
+                  public_base_url: https://rpm.example.org/
+                  token_lifetime_seconds: 3600
+                  colour: blue
+                delivery:
+                  fhir:
+                    base_url: ftp://ehr
+                    algorithm: HS256
+                    bundle_max_entries: 0
+                """)
+            Issue.record("accepted")
+        } catch let e as ConfigurationErrors {
+            let keys = Set(e.errors.map(\.key))
+            #expect(keys == ["fhir.public_base_url", "fhir.token_lifetime_seconds", "fhir.colour", "delivery.fhir.base_url",
+                             "delivery.fhir.algorithm", "delivery.fhir.bundle_max_entries", "delivery.fhir.token_url",
+                             "delivery.fhir.client_id", "delivery.fhir.private_key_file"])
+        }
     }
 
     @Test("a thresholds section changes only the limits it names; none removes one")

@@ -1,0 +1,73 @@
+import Foundation
+import GRDB
+
+/// One entry of the access log: who read what, and every token issued or refused.
+public struct AccessEntry: Sendable, Hashable, Codable {
+    public var id: Int64
+    public var at: Date
+    /// A user name, or `client:<client id>` for a FHIR client.
+    public var actor: String
+    /// `fhir.read`, `fhir.search`, `fhir.forbidden`, `token.issued`, `token.refused`, …
+    public var action: String
+    /// A resource type (`Observation`), `token`, or what the workspace reads.
+    public var targetType: String
+    public var targetID: String?
+    /// Parameter names, scopes, reasons: never PHI values.
+    public var detail: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, at, actor, action, detail
+        case targetType = "target_type"
+        case targetID = "target_id"
+    }
+}
+
+extension AppDatabase {
+    /// Appends one entry to the access log (append-only: the table refuses updates and deletes).
+    ///
+    /// - Parameters:
+    ///   - actor: a user name, or `client:<client id>`.
+    ///   - action: e.g. `fhir.read`, `fhir.search`, `token.issued`, `token.refused`.
+    ///   - targetType: e.g. `Observation`, `Patient`, `token`.
+    ///   - targetID: the id read, when one resource was.
+    ///   - detail: ids and parameter names only; never a stored value, name or birth date.
+    ///   - at: when; default now.
+    /// - Throws: GRDB errors (disk full, lock timeout).
+    public func recordAccess(
+        actor: String, action: String, targetType: String, targetID: String? = nil, detail: String? = nil, at: Date = Date()
+    ) async throws {
+        try await writer.write { db in
+            try Self.recordAccess(db, actor: actor, action: action, targetType: targetType, targetID: targetID, detail: detail, at: at)
+        }
+    }
+
+    /// The same, inside a transaction the caller holds.
+    public static func recordAccess(
+        _ db: Database, actor: String, action: String, targetType: String, targetID: String? = nil, detail: String? = nil,
+        at: Date = Date()
+    ) throws {
+        try db.execute(
+            sql: "INSERT INTO access_log(at, actor, action, target_type, target_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            arguments: [epochMilliseconds(at), actor, action, targetType, targetID, detail])
+    }
+
+    /// Access-log entries, oldest first.
+    /// - Parameters:
+    ///   - actor: only this actor's entries (`client:<id>` or a user name).
+    ///   - since: only entries at or after this instant.
+    public func accessEntries(actor: String? = nil, since: Date? = nil, limit: Int = 1000) throws -> [AccessEntry] {
+        try writer.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM access_log WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR at >= ?2)
+                    ORDER BY id LIMIT ?3
+                    """,
+                arguments: [actor, since.map(epochMilliseconds), limit]
+            ).map { r in
+                AccessEntry(id: r["id"], at: dateFromEpochMilliseconds(r["at"]), actor: r["actor"], action: r["action"],
+                            targetType: r["target_type"], targetID: r["target_id"], detail: r["detail"])
+            }
+        }
+    }
+}
