@@ -6,6 +6,7 @@ import UnixSignals
 import VitalsConfig
 import VitalsDomain
 import VitalsStore
+import VitalsWeb
 
 /// Builds and runs the daemon from a configuration: the composition root, callable from tests.
 public enum Daemon {
@@ -138,6 +139,12 @@ public enum Daemon {
                 service: HTTPEndpoints.application(
                     host: config.http.host, port: config.http.port, ingest: ingest, metrics: metrics,
                     databasePath: config.database.path, logger: logger),
+                successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        if config.web.enabled {
+            // The user-facing listener. Other route groups of it (an API) are passed here as `routeGroups`.
+            services.append(.init(
+                service: try Workspace.application(configuration: config, database: database, logger: logger, routeGroups: []),
                 successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         // Last, so that it is the first told to shut down and sends STOPPING=1 at once.
