@@ -64,7 +64,8 @@ enum Assets {
         header.top nav.main a[aria-current] { border-bottom: 2px solid #93c5fd; }
         header.top .who { margin-left: auto; display: flex; align-items: center; gap: .6rem; }
         header.top .role { color: #94a3b8; font-size: .85rem; }
-        form.inline { display: inline; margin: 0; }
+        form.inline { display: inline-flex; align-items: flex-end; gap: .5rem; margin: 0 .8rem .6rem 0; }
+        header.top form.inline { margin: 0; }
         button.link { background: none; border: 1px solid #475569; color: #e2e8f0; border-radius: 4px; padding: .2rem .6rem; cursor: pointer; font: inherit; }
 
         .tabs { display: flex; align-items: flex-end; gap: .25rem; border-bottom: 1px solid var(--line); margin-bottom: .6rem; }

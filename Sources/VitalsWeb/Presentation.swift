@@ -43,6 +43,17 @@ struct TaskPresentation {
         }
     }
 
+    /// The re-measurement state as the task page says it.
+    static func remeasurement(_ c: Confirmation?) -> String? {
+        switch c {
+        case .pending: "pending: a re-measurement within 15 minutes will confirm or not"
+        case .confirmed: "confirmed: the re-measurement was still critical"
+        case .notConfirmed: "not confirmed: the re-measurement was below the critical limit"
+        case .notRepeated: "not repeated within 15 minutes"
+        case nil: nil
+        }
+    }
+
     static func confirmation(_ c: Confirmation?) -> String? {
         switch c {
         case .pending: "re-measurement pending"
@@ -135,8 +146,10 @@ struct TaskPresentation {
         let l = task.kind == .threshold ? limit(type) : nil
         let label = "\(type.displayName), last \(Int(window.seconds / 86_400)) days"
             + (l.map { ", limit \(Observation.format($0)) \(type.canonicalUnit.display)" } ?? "")
-        return Sparkline.svg(buckets, count: window.buckets, limit: l, label: label, low: task.direction == .low,
-                             width: width, height: height)
+        let readingTask = task.kind == .threshold || task.kind == .trend
+        return Sparkline.svg(buckets, count: window.buckets, limit: l, label: label,
+                             gap: max(1, Int(Double(window.buckets) * 86_400 / window.seconds)),
+                             mark: readingTask ? task.direction : nil, width: width, height: height)
     }
 
     /// The row of the worklist table.

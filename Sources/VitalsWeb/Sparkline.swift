@@ -14,10 +14,12 @@ enum Sparkline {
     ///   - count: buckets across the window.
     ///   - limit: the limit to draw, in the type's canonical unit.
     ///   - label: what a screen reader says (type, window, limit).
-    ///   - low: the task is about low values: the latest bucket's minimum is marked, else its maximum.
+    ///   - gap: buckets without readings after which the line breaks (a day's worth: silence shows,
+    ///     twice-daily readings still make a line).
+    ///   - mark: mark the latest bucket's minimum (`.low`) or maximum (`.high`), or nothing.
     ///   - width, height: CSS pixels; the drawing scales to them.
     static func svg(
-        _ buckets: [SparklineBucket], count: Int, limit: Double?, label: String, low lowSide: Bool = false,
+        _ buckets: [SparklineBucket], count: Int, limit: Double?, label: String, gap: Int, mark: ThresholdDirection?,
         width: Int = 112, height: Int = 28
     ) -> String? {
         guard !buckets.isEmpty, count > 0 else { return nil }
@@ -37,7 +39,7 @@ enum Sparkline {
         var traces: [[String]] = []
         var previous: Int?
         for b in buckets.sorted(by: { $0.index < $1.index }) {
-            if previous.map({ b.index - $0 > 1 }) ?? true { traces.append([]) }
+            if previous.map({ b.index - $0 > gap }) ?? true { traces.append([]) }
             traces[traces.count - 1].append("\(x(b.index)),\(y(b.maximum))")
             if b.minimum != b.maximum { traces[traces.count - 1].append("\(x(b.index)),\(y(b.minimum))") }
             previous = b.index
@@ -54,8 +56,8 @@ enum Sparkline {
                 svg += "<polyline class=\"trace\" points=\"\(trace.joined(separator: " "))\"/>"
             }
         }
-        if let last = buckets.max(by: { $0.index < $1.index }) {
-            svg += "<circle class=\"last\" cx=\"\(x(last.index))\" cy=\"\(y(lowSide ? last.minimum : last.maximum))\" r=\"2\"/>"
+        if let mark, let last = buckets.max(by: { $0.index < $1.index }) {
+            svg += "<circle class=\"last\" cx=\"\(x(last.index))\" cy=\"\(y(mark == .low ? last.minimum : last.maximum))\" r=\"2\"/>"
         }
         return svg + "</svg>"
     }

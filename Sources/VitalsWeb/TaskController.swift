@@ -78,6 +78,8 @@ struct TaskController {
         }
         if let at = task.resolvedAt { values["resolved"] = "\(workspace.pages.local(at)) by \(who(task.resolvedBy))" }
         if let d = task.disposition { values["disposition"] = d.label }
+        values.removeValue(forKey: "confirmation")
+        if let text = TaskPresentation.remeasurement(task.confirmation) { values["confirmation"] = text }
         if let flash { values["flash"] = flash }
         if let error { values["error"] = error }
 

@@ -87,7 +87,7 @@ enum Templates {
         <span class="critical-summary{{#openCritical}} alarm{{/openCritical}}" id="critical-count">{{criticalText}}</span>
         </nav>
         <table class="worklist">
-        <thead><tr><th>Priority</th><th>Patient</th><th>Condition</th><th>Latest · limit</th><th>Last 14 days</th><th class="num">Times</th><th>Status</th><th>Escalation</th><th>Owner</th><th>Opened</th></tr></thead>
+        <thead><tr><th>Priority</th><th>Patient</th><th>Condition</th><th>Latest · limit</th><th>Last 14 days</th><th class="num" title="Occurrences: readings that breached while the task was unresolved">Times</th><th>Status</th><th>Escalation</th><th>Owner</th><th>Opened</th></tr></thead>
         <tbody>
         {{#rows}}
         <tr data-task="{{id}}" data-version="{{version}}" class="row p-{{priority}}{{#escalated}} escalated{{/escalated}}">
