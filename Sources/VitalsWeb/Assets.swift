@@ -93,7 +93,7 @@ enum Assets {
         tr.row.selected { outline: 2px solid var(--accent); outline-offset: -2px; }
         tr.row.fresh { animation: fresh 3s ease-out; }
         @keyframes fresh { from { background: #fef0c7; } to { background: transparent; } }
-        td.escalation { white-space: nowrap; }
+        td.escalation, td.nowrap { white-space: nowrap; }
         td.escalation.due, tr.escalated td.escalation { color: var(--crit); font-weight: 600; }
 
         .prio { display: inline-block; padding: .1rem .5rem; border-radius: 4px; font-size: .8rem; font-weight: 700; }

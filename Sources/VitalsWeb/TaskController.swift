@@ -66,7 +66,7 @@ struct TaskController {
         values["reason"] = task.reason
         values["sparkline"] = presentation.sparkline(width: 336, height: 72) ?? ""
         values["owner"] = who(task.owner)
-        values["careManager"] = who(patient?.careManager)
+        values["careManager"] = patient?.careManager.map(who) ?? "none"
         values["programs"] = (patient?.programs ?? []).map(\.rawValue).joined(separator: ", ")
         if let birth = patient?.birthDate { values["birth"] = Self.birthText(birth, now: now, zone: workspace.pages.timeZone) }
         if let phone = patient?.phone {

@@ -100,7 +100,7 @@ enum Templates {
           <td>{{statusLabel}}{{#confirmation}}<div class="sub">{{.}}</div>{{/confirmation}}</td>
           <td class="escalation{{#escalationDue}} due{{/escalationDue}}">{{escalation}}</td>
           <td>{{owner}}</td>
-          <td><time datetime="{{openedISO}}" title="{{openedLocal}}">{{openedAgo}}</time></td>
+          <td class="nowrap"><time datetime="{{openedISO}}" title="{{openedLocal}}">{{openedAgo}}</time></td>
         </tr>
         {{/rows}}
         {{^rows}}<tr><td colspan="10" class="empty">{{emptyText}}</td></tr>{{/rows}}

@@ -278,7 +278,12 @@ class CareManagerShift(unittest.TestCase):
         WebDriverWait(d, DEADLINE).until(lambda d: text in d.find_element(By.CSS_SELECTOR, css).text)
 
     def screenshot(self, d, name):
+        """A PNG of the whole page (the window fitted to its height), for the README."""
         os.makedirs(SCREENSHOTS, exist_ok=True)
+        size = d.get_window_size()
+        content = d.execute_script("return Math.ceil(document.querySelector('main').getBoundingClientRect().bottom + scrollY)")
+        chrome = size["height"] - d.execute_script("return innerHeight")
+        d.set_window_size(size["width"], content + chrome)
         d.save_screenshot(os.path.join(SCREENSHOTS, name))
 
     def test_shift(self):
@@ -327,7 +332,6 @@ class CareManagerShift(unittest.TestCase):
         ana.find_element(By.CSS_SELECTOR, "#acknowledge button[type=submit]").click()
         self.wait_text(ana, "#flash", "Acknowledged.")
         self.assertEqual(ana.find_element(By.ID, "status").text, "Acknowledged")
-        ana.set_window_size(1280, 1180)
         self.screenshot(ana, "task.png")
 
         form = ana.find_element(By.ID, "resolve")
@@ -380,7 +384,6 @@ class CareManagerShift(unittest.TestCase):
                             if "HI" not in r.find_element(By.CSS_SELECTOR, "td.value").text))
         self.assertIn("device problem", ana.find_element(By.TAG_NAME, "tbody").text)
         ana.find_element(By.CSS_SELECTOR, "body").send_keys("j")
-        ana.set_window_size(1280, 470)
         self.screenshot(ana, "worklist.png")
 
     def test_signed_out_pages_redirect(self):

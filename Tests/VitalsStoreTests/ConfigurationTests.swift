@@ -40,6 +40,35 @@ struct ConfigurationTests {
         #expect(c.thresholds.defaults[.spo2] == builtIn.defaults[.spo2])
     }
 
+    @Test("web: off by default; plain HTTP off loopback is refused unless a TLS proxy is in front")
+    func web() throws {
+        let shipped = try VitalsConfiguration.load(path: Self.shipped, environment: [:])
+        #expect(!shipped.web.enabled && shipped.web.host == "127.0.0.1" && shipped.web.sessionIdleMinutes == 15)
+        #expect(!shipped.web.secureCookies)
+        func problems(_ yaml: String, _ env: [String: String] = [:]) -> [String] {
+            do {
+                _ = try VitalsConfiguration.parse(yaml: yaml, environment: env)
+                return []
+            } catch let error as ConfigurationErrors {
+                return error.errors.map(\.key)
+            } catch {
+                return ["?"]
+            }
+        }
+        #expect(problems("web:\n  enabled: true\n  host: 0.0.0.0\n") == ["web.host"])
+        #expect(problems("web:\n  enabled: true\n", ["VITALSD_WEB_HOST": "10.1.2.3"]) == ["web.host"])
+        #expect(problems("web:\n  enabled: true\n  host: 0.0.0.0\n  behind_tls_proxy: true\n").isEmpty)
+        #expect(problems("web:\n  enabled: true\n  host: 127.0.0.2\n").isEmpty)
+        #expect(problems("web:\n  enabled: false\n  host: 0.0.0.0\n").isEmpty)
+        #expect(problems("web:\n  tls_cert_file: /no/such.crt\n").sorted() == ["web.tls_cert_file", "web.tls_key_file"])
+        #expect(problems("web:\n  session_idle_minutes: 0\n  page_size: 5\n  display_timezone: Mars/Base\n").sorted()
+                == ["web.display_timezone", "web.page_size", "web.session_idle_minutes"])
+        #expect(problems("web:\n  enabled: true\n  port: 9464\n") == ["web.port"])
+        #expect(problems("web:\n  sesion_idle_minutes: 5\n") == ["web.sesion_idle_minutes"])
+        let proxied = try VitalsConfiguration.parse(yaml: "web:\n  behind_tls_proxy: true\n  session_idle_minutes: 10\n")
+        #expect(proxied.web.secureCookies && proxied.web.sessionIdleMinutes == 10)
+    }
+
     @Test("alert rules, timers and delivery are read and checked")
     func alerts() throws {
         let secret = NSTemporaryDirectory() + "vitalsd-secret-\(UUID().uuidString)"
