@@ -222,35 +222,43 @@ extension AppDatabase {
     ///   The write happens at most every 30 s per session.
     public func session(tokenHash: Data, lifetime: SessionLifetime, now: Date, touch: Bool) async throws -> Result<WebSession, SessionEndError> {
         let ms = epochMilliseconds(now)
-        return try await writer.write { db in
-            guard let row = try Row.fetchOne(
+        // Most requests only read: the write lock (shared with ingest) is taken only to end or extend a session.
+        let found = try await writer.read { db in
+            try Row.fetchOne(
                 db,
                 sql: """
                     SELECT s.csrf_token, s.created_at, s.last_seen_at, s.expires_at, u.*
                     FROM web_sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?
                     """,
                 arguments: [tokenHash])
-            else { return .failure(SessionEndError(end: .unknown, username: nil)) }
-            let user = WorkspaceUser(row: row)
-            let lastSeen: Int64 = row["last_seen_at"]
-            let end: SessionEnd? = user.disabled ? .disabled
-                : ms >= row["expires_at"] as Int64 ? .expired
-                : ms - lastSeen >= Int64(lifetime.idleSeconds * 1000) ? .idle : nil
-            if let end {
+        }
+        guard let row = found else { return .failure(SessionEndError(end: .unknown, username: nil)) }
+        let user = WorkspaceUser(row: row)
+        let lastSeen: Int64 = row["last_seen_at"]
+        let expiresAt: Int64 = row["expires_at"]
+        let end: SessionEnd? = user.disabled ? .disabled
+            : ms >= expiresAt ? .expired
+            : ms - lastSeen >= Int64(lifetime.idleSeconds * 1000) ? .idle : nil
+        if let end {
+            try await writer.write { db in
                 try db.execute(sql: "DELETE FROM web_sessions WHERE token_hash = ?", arguments: [tokenHash])
+                guard db.changesCount > 0 else { return }
                 try Self.audit(db, actor: user.username, action: "session.end", targetType: "user", targetID: user.username,
                                detail: end.rawValue, at: now)
-                return .failure(SessionEndError(end: end, username: user.username))
             }
-            var seen = lastSeen
-            if touch && ms - lastSeen >= 30_000 {
-                try db.execute(sql: "UPDATE web_sessions SET last_seen_at = ? WHERE token_hash = ?", arguments: [ms, tokenHash])
-                seen = ms
-            }
-            return .success(WebSession(
-                user: user, csrfToken: row["csrf_token"], createdAt: dateFromEpochMilliseconds(row["created_at"]),
-                lastSeenAt: dateFromEpochMilliseconds(seen), expiresAt: dateFromEpochMilliseconds(row["expires_at"])))
+            return .failure(SessionEndError(end: end, username: user.username))
         }
+        var seen = lastSeen
+        if touch && ms - lastSeen >= 30_000 {
+            try await writer.write { db in
+                try db.execute(sql: "UPDATE web_sessions SET last_seen_at = max(last_seen_at, ?) WHERE token_hash = ?",
+                               arguments: [ms, tokenHash])
+            }
+            seen = ms
+        }
+        return .success(WebSession(
+            user: user, csrfToken: row["csrf_token"], createdAt: dateFromEpochMilliseconds(row["created_at"]),
+            lastSeenAt: dateFromEpochMilliseconds(seen), expiresAt: dateFromEpochMilliseconds(expiresAt)))
     }
 
     /// Ends a session (sign-out). Audited under the session's user.

@@ -96,7 +96,7 @@ struct TaskPresentation {
             guard !readings.isEmpty, let unit = types.first?.canonicalUnit.display else { return ("—", "") }
             let value = readings.map { Observation.format($0.value) }.joined(separator: "/") + " " + unit
             if task.kind == .trend { return (value, "trend: " + Self.short(task.reason)) }
-            let limits = types.map { limit($0).map(Observation.format) ?? "–" }
+            let limits = readings.map { limit($0.type).map(Observation.format) ?? "–" }
             return (value, "\(level.rawValue) \(op) \(limits.joined(separator: "/"))")
         case .device where !types.isEmpty:
             return (task.direction == .high ? "HI" : "LO", "beyond the meter's range")

@@ -94,6 +94,27 @@ struct WorkspaceTests {
         }
     }
 
+    @Test("a row shows the latest value against the limit in force: the patient's own, else the program's")
+    func valueAgainstLimit() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        _ = try await server.database.ingest([crisis()], pipeline: pipeline)
+        let ana = try #require(try await server.signIn("ana").cookie)
+        var body = try await server.get("/worklist", cookie: ana).body
+        // AHA hypertensive crisis: systolic ≥ 180 or diastolic ≥ 120 (the built-in critical limits).
+        #expect(body.contains("185/125 mmHg") && body.contains("critical ≥ 180/120"))
+        // A clinician's own limit for this patient wins; a systolic-only reading shows only its limit.
+        try server.database.setThreshold(patientID: "p2", slot: ThresholdSlot(type: .systolicBP, level: .critical, direction: .high),
+                                         value: 170, actor: "dr.ng")
+        let ms = Int64((Date().timeIntervalSince1970 - 30) * 1000)
+        _ = try await server.database.ingest([IncomingMessage(
+            topic: "devices/c1/readings", deviceID: "c1",
+            payload: Array(#"{"type":"systolic_bp","value":172,"unit":"mmHg","measured_at":\#(ms)}"#.utf8), receivedAt: Date())],
+            pipeline: pipeline)
+        body = try await server.get("/worklist", cookie: ana).body
+        #expect(body.contains("172 mmHg") && body.contains("critical ≥ 170<"))
+    }
+
     @Test("every response carries the CSP without unsafe-inline, no framing, no referrer, no sniffing; pages are not stored")
     func headers() async throws {
         let server = try await WorkspaceServer()
