@@ -230,12 +230,15 @@ extension AppDatabase {
                     SELECT s.csrf_token, s.created_at, s.last_seen_at, s.expires_at, u.*
                     FROM web_sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?
                     """,
-                arguments: [tokenHash])
+                arguments: [tokenHash]
+            ).map { row -> (user: WorkspaceUser, csrf: String, created: Int64, lastSeen: Int64, expires: Int64) in
+                (WorkspaceUser(row: row), row["csrf_token"], row["created_at"], row["last_seen_at"], row["expires_at"])
+            }
         }
-        guard let row = found else { return .failure(SessionEndError(end: .unknown, username: nil)) }
-        let user = WorkspaceUser(row: row)
-        let lastSeen: Int64 = row["last_seen_at"]
-        let expiresAt: Int64 = row["expires_at"]
+        guard let found else { return .failure(SessionEndError(end: .unknown, username: nil)) }
+        let user = found.user
+        let lastSeen = found.lastSeen
+        let expiresAt = found.expires
         let end: SessionEnd? = user.disabled ? .disabled
             : ms >= expiresAt ? .expired
             : ms - lastSeen >= Int64(lifetime.idleSeconds * 1000) ? .idle : nil
@@ -257,7 +260,7 @@ extension AppDatabase {
             seen = ms
         }
         return .success(WebSession(
-            user: user, csrfToken: row["csrf_token"], createdAt: dateFromEpochMilliseconds(row["created_at"]),
+            user: user, csrfToken: found.csrf, createdAt: dateFromEpochMilliseconds(found.created),
             lastSeenAt: dateFromEpochMilliseconds(seen), expiresAt: dateFromEpochMilliseconds(expiresAt)))
     }
 

@@ -229,9 +229,9 @@ extension AppDatabase {
                     ORDER BY bucket
                     """,
                 arguments: [patientsJSON, start, span, window.buckets, try jsonArray(types)]) {
-                guard let type = VitalType(rawValue: row["type"]) else { continue }
-                history[row["patient_id"], default: [:]][type, default: []].append(
-                    SparklineBucket(index: row["bucket"], minimum: row["low"], maximum: row["high"]))
+                // By position: thousands of rows, and a lookup by name costs more than the query.
+                guard let type = VitalType(rawValue: row[1]) else { continue }
+                history[row[0], default: [:]][type, default: []].append(SparklineBucket(index: row[2], minimum: row[3], maximum: row[4]))
             }
         }
 

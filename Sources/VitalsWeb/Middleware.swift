@@ -16,6 +16,13 @@ struct SecurityHeadersMiddleware: RouterMiddleware {
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
         + "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+    /// The paths of the workspace's own routes (other route groups must not use them).
+    static let workspacePaths = ["/signin", "/signout", "/worklist", "/tasks", "/patients", "/events", "/static"]
+
+    static func isWorkspacePath(_ path: String) -> Bool {
+        path == "/" || workspacePaths.contains { path == $0 || path.hasPrefix($0 + "/") }
+    }
+
     /// Add `Strict-Transport-Security` (the browser reaches the listener over HTTPS).
     let strictTransport: Bool
     let pages: Pages
@@ -26,7 +33,10 @@ struct SecurityHeadersMiddleware: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch let error as any HTTPResponseError {
-            response = pages.errorResponse(status: error.status, message: (error as? HTTPError)?.body)
+            // The workspace's errors are pages; another route group's (an API's) keep their own form.
+            response = Self.isWorkspacePath(request.uri.path)
+                ? pages.errorResponse(status: error.status, message: (error as? HTTPError)?.body)
+                : try error.response(from: request, context: context)
         } catch {
             // Log the kind of failure and the route, never the request's content.
             logger.error("workspace request failed", metadata: [
@@ -81,7 +91,9 @@ struct SessionMiddleware: RouterMiddleware {
             }
             let form = try await FormBody.read(request, context: context)
             guard let csrf = form["csrf"], SessionToken.equal(csrf, session.csrfToken) else {
-                throw HTTPError(.forbidden, message: "This form has expired or did not come from this workspace. Go back, reload the page and try again.")
+                throw HTTPError(
+                    .forbidden,
+                    message: "This form has expired or did not come from this workspace. Go back, reload the page and try again.")
             }
             context.form = form
         }

@@ -40,7 +40,9 @@ struct PatientController {
                          flash: request.uri.queryParameters.get("done") == "saved" ? "Saved." : nil)
     }
 
-    func render(_ id: String, context: Context, flash: String? = nil, error: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
+    func render(
+        _ id: String, context: Context, flash: String? = nil, error: String? = nil, status: HTTPResponse.Status = .ok
+    ) async throws -> Response {
         let user = try context.user()
         let db = workspace.database
         guard let patient = try await db.patientRecord(id: id) else { throw HTTPError(.notFound) }

@@ -126,7 +126,8 @@ struct TaskPresentation {
         let devices = entry.deviceProblems - (task.kind == .device ? 1 : 0)
         if devices > 0 {
             result.append(["kind": "device", "label": devices == 1 ? "device problem" : "\(devices) device problems",
-                           "help": "Unresolved device tasks for this patient: an error code, a low battery, a silent device or a value beyond the meter's range."])
+                           "help": "Unresolved device tasks for this patient: an error code, a low battery, a silent device "
+                               + "or a value beyond the meter's range."])
         }
         return result
     }

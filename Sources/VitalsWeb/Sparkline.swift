@@ -44,7 +44,8 @@ enum Sparkline {
             if b.minimum != b.maximum { traces[traces.count - 1].append("\(x(b.index)),\(y(b.minimum))") }
             previous = b.index
         }
-        var svg = "<svg class=\"sparkline\" viewBox=\"0 0 \(width) \(height)\" width=\"\(width)\" height=\"\(height)\" role=\"img\" aria-label=\"\(label)\">"
+        var svg = "<svg class=\"sparkline\" viewBox=\"0 0 \(width) \(height)\" width=\"\(width)\" height=\"\(height)\" "
+            + "role=\"img\" aria-label=\"\(label)\">"
         if let limit {
             svg += "<line class=\"limit\" x1=\"0\" x2=\"\(width)\" y1=\"\(y(limit))\" y2=\"\(y(limit))\"/>"
         }

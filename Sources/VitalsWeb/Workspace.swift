@@ -36,9 +36,11 @@ public struct WorkspaceRequestContext: RequestContext {
 }
 
 /// Routes that another part of vitalsd serves on the same user-facing listener (e.g. an API), with
-/// their own authentication. They get the listener's security headers; the workspace's sign-in does
-/// not apply to them. They must not use the paths of the workspace (`/`, `/signin`, `/signout`,
-/// `/worklist`, `/tasks`, `/patients`, `/events`, `/static`).
+/// their own authentication. They get the listener's security headers, and their thrown errors keep
+/// their own form (the workspace's become pages); the workspace's sign-in does not apply to them. A
+/// group needing its own context uses `router.group(_:context:)` with a `ChildRequestContext`. They
+/// must not use the paths of the workspace (`/`, `/signin`, `/signout`, `/worklist`, `/tasks`,
+/// `/patients`, `/events`, `/static`).
 public protocol WorkspaceRouteGroup: Sendable {
     /// Registers the group's routes.
     func addRoutes(to router: Router<WorkspaceRequestContext>)
