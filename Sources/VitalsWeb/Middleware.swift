@@ -7,7 +7,7 @@ import VitalsStore
 /// Security headers on every response of the user-facing listener, errors included (OWASP ASVS 4.0
 /// V14.4): a Content-Security-Policy that allows scripts, styles and images from vitalsd only (no
 /// inline script), no framing, no referrer, no MIME sniffing, and `Cache-Control: no-store` unless
-/// a route set its own (pages carry PHI).
+/// a route set its own (pages carry PHI); and `Server-Timing` with the time the response took to build.
 struct SecurityHeadersMiddleware: RouterMiddleware {
     typealias Context = WorkspaceRequestContext
 
@@ -29,6 +29,7 @@ struct SecurityHeadersMiddleware: RouterMiddleware {
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
         var response: Response
         do {
             response = try await next(request, context)
@@ -51,6 +52,10 @@ struct SecurityHeadersMiddleware: RouterMiddleware {
         response.headers[.crossOriginOpenerPolicy] = "same-origin"
         if response.headers[.cacheControl] == nil { response.headers[.cacheControl] = "no-store" }
         if strictTransport { response.headers[.strictTransportSecurity] = "max-age=31536000" }
+        // Time to build the response (not to send a streamed body), for scripts/bench-workspace.
+        let elapsed = ContinuousClock.now - start
+        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        response.headers[.serverTiming] = "app;dur=" + String(format: "%.1f", ms)
         return response
     }
 }
@@ -153,4 +158,5 @@ extension HTTPField.Name {
     static let crossOriginOpenerPolicy = Self("Cross-Origin-Opener-Policy")!
     static let xFrameOptions = Self("X-Frame-Options")!
     static let referrerPolicy = Self("Referrer-Policy")!
+    static let serverTiming = Self("Server-Timing")!
 }
