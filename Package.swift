@@ -25,6 +25,11 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        // Already in the graph through Hummingbird; named for NIOThreadPool and the TLS configuration.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // The C library, through Debian's libmosquitto-dev. Only MQTTClient imports it.
@@ -77,10 +82,31 @@ let package = Package(
             dependencies: ["VitalsDomain", "VitalsFormats", "Yams"],
             swiftSettings: strict
         ),
+        // The care manager's workspace: sign-in, sessions, the worklist and task pages, served over
+        // HTTP(S) by Hummingbird with server-rendered Mustache templates.
+        .target(
+            name: "VitalsWeb",
+            dependencies: [
+                "VitalsDomain", "VitalsStore", "VitalsConfig",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "VitalsDaemon",
             dependencies: [
-                "MQTTClient", "VitalsDomain", "VitalsStore", "VitalsConfig", "VitalsFormats", "VitalsFHIRServer",
+                "MQTTClient", "VitalsDomain", "VitalsStore", "VitalsConfig", "VitalsFormats", "VitalsFHIRServer", "VitalsWeb",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -95,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "vitalsd",
             dependencies: [
-                "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "MQTTClient", "VitalsFHIRServer",
+                "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "MQTTClient", "VitalsFHIRServer", "VitalsWeb",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -128,11 +154,12 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "VitalsFormats", "MQTTClient",
-                "VitalsFHIR", "VitalsFHIRServer",
+                "VitalsFHIR", "VitalsFHIRServer", "VitalsWeb",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],

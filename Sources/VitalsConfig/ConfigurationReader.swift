@@ -17,6 +17,8 @@ struct ConfigurationReader {
         "ingest": ["max_payload_bytes", "max_future_skew_seconds"],
         "log": ["level", "format"],
         "http": ["enabled", "host", "port"],
+        "web": ["enabled", "host", "port", "tls_cert_file", "tls_key_file", "behind_tls_proxy", "session_idle_minutes",
+                "session_max_hours", "display_timezone", "page_size"],
         "adherence": ["no_data_days", "check_interval_seconds", "low_battery_percent"],
         "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units"],
         "thresholds": ["defaults", "programs"],
@@ -120,15 +122,19 @@ struct ConfigurationReader {
                 errors.append(ConfigurationError(key: "billing.device_period_anchor", "must be rolling_30_days or calendar_month"))
             }
         }
-        if let node = values["http.enabled"] {
-            switch node.scalar?.string {
-            case "true", "yes", "on": config.http.enabled = true
-            case "false", "no", "off": config.http.enabled = false
-            default: errors.append(ConfigurationError(key: "http.enabled", "must be true or false"))
-            }
-        }
+        bool(values, "http.enabled") { config.http.enabled = $0 }
         string(values, "http.host") { config.http.host = $0 }
         int(values, "http.port") { config.http.port = $0 }
+        bool(values, "web.enabled") { config.web.enabled = $0 }
+        string(values, "web.host") { config.web.host = $0 }
+        int(values, "web.port") { config.web.port = $0 }
+        string(values, "web.tls_cert_file") { config.web.tlsCertFile = $0 }
+        string(values, "web.tls_key_file") { config.web.tlsKeyFile = $0 }
+        bool(values, "web.behind_tls_proxy") { config.web.behindTLSProxy = $0 }
+        double(values, "web.session_idle_minutes") { config.web.sessionIdleMinutes = $0 }
+        double(values, "web.session_max_hours") { config.web.sessionMaxHours = $0 }
+        string(values, "web.display_timezone") { config.web.displayTimezone = $0 }
+        int(values, "web.page_size") { config.web.pageSize = $0 }
         int(values, "adherence.no_data_days") { config.adherence.noDataDays = $0 }
         if values["adherence.low_battery_percent"]?.scalar?.string == "none" {
             config.adherence.lowBatteryPercent = nil
@@ -176,13 +182,7 @@ struct ConfigurationReader {
                 errors.append(ConfigurationError(key: "alerts.programs", "must be a mapping by program"))
             }
         }
-        if let node = values["delivery.mqtt_enabled"] {
-            switch node.scalar?.string {
-            case "true", "yes", "on": config.delivery.mqttEnabled = true
-            case "false", "no", "off": config.delivery.mqttEnabled = false
-            default: errors.append(ConfigurationError(key: "delivery.mqtt_enabled", "must be true or false"))
-            }
-        }
+        bool(values, "delivery.mqtt_enabled") { config.delivery.mqttEnabled = $0 }
         string(values, "delivery.mqtt_topic") { config.delivery.mqttTopic = $0 }
         string(values, "delivery.webhook_url") { config.delivery.webhookURL = $0 }
         string(values, "delivery.webhook_secret_file") { config.delivery.webhookSecretFile = $0 }
@@ -314,6 +314,15 @@ struct ConfigurationReader {
             return
         }
         set(s)
+    }
+
+    private mutating func bool(_ values: [String: Node], _ key: String, _ set: (Bool) -> Void) {
+        guard let node = values[key] else { return }
+        switch node.scalar?.string {
+        case "true", "yes", "on": set(true)
+        case "false", "no", "off": set(false)
+        default: errors.append(ConfigurationError(key: key, "must be true or false"))
+        }
     }
 
     private mutating func int(_ values: [String: Node], _ key: String, _ set: (Int) -> Void) {
@@ -534,6 +543,7 @@ struct ConfigurationReader {
         check(c.ingest.maxFutureSkewSeconds >= 0, "ingest.max_future_skew_seconds", "must not be negative")
         check((1...65535).contains(c.http.port), "http.port", "must be between 1 and 65535 (got \(c.http.port))")
         check(!c.http.enabled || c.http.port != c.mqtt.port || c.http.host != c.mqtt.host, "http.port", "must differ from mqtt.port")
+        validateWeb(c)
         check((1...365).contains(c.adherence.noDataDays), "adherence.no_data_days", "must be between 1 and 365")
         check((0...100).contains(c.adherence.lowBatteryPercent ?? 0), "adherence.low_battery_percent", "must be between 0 and 100, or none")
         check(c.adherence.checkIntervalSeconds >= 1, "adherence.check_interval_seconds", "must be at least 1 second")
@@ -584,6 +594,8 @@ struct ConfigurationReader {
                       "file \(push.privateKeyFile) does not exist or is not readable")
             }
         }
+        check(!c.fhir.enabled || c.web.enabled, "fhir.enabled",
+              "the FHIR API is served on the web listener: set web.enabled: true (and TLS for a non-loopback web.host)")
         let publicURL = URL(string: c.fhir.publicBaseURL)
         check((publicURL?.scheme == "https" || publicURL?.scheme == "http") && !c.fhir.publicBaseURL.hasSuffix("/"),
               "fhir.public_base_url", "must be an http:// or https:// URL without a trailing slash")
@@ -599,6 +611,35 @@ struct ConfigurationReader {
         for (program, limits) in c.thresholds.programs {
             validateThresholds(limits, key: "thresholds.programs.\(program.rawValue)")
         }
+    }
+
+    /// The workspace listener: a port of its own, TLS files that exist and go together, and never plain
+    /// HTTP on an address other than loopback unless a TLS proxy is in front (PHI crosses this listener).
+    mutating func validateWeb(_ c: VitalsConfiguration) {
+        let w = c.web
+        func check(_ ok: Bool, _ key: String, _ message: String) {
+            if !ok { errors.append(ConfigurationError(key: key, message)) }
+        }
+        check((1...65535).contains(w.port), "web.port", "must be between 1 and 65535 (got \(w.port))")
+        if w.enabled {
+            check(!c.http.enabled || w.port != c.http.port, "web.port", "must differ from http.port")
+            check(w.port != c.mqtt.port || !["127.0.0.1", "localhost"].contains(c.mqtt.host), "web.port", "must differ from mqtt.port")
+        }
+        for (key, path) in [("web.tls_cert_file", w.tlsCertFile), ("web.tls_key_file", w.tlsKeyFile)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) {
+                errors.append(ConfigurationError(key: key, "file \(path) does not exist or is not readable"))
+            }
+        }
+        check((w.tlsCertFile == nil) == (w.tlsKeyFile == nil), w.tlsCertFile == nil ? "web.tls_cert_file" : "web.tls_key_file",
+              "web.tls_cert_file and web.tls_key_file go together")
+        check(!w.enabled || w.isLoopback || w.tlsCertFile != nil || w.behindTLSProxy, "web.host",
+              "refusing to serve the workspace on \(w.host) without TLS: set web.tls_cert_file and web.tls_key_file, "
+                  + "or web.behind_tls_proxy: true when a TLS proxy in front forwards to this address")
+        check((1...1440).contains(w.sessionIdleMinutes), "web.session_idle_minutes", "must be between 1 and 1440 minutes")
+        check(w.sessionMaxHours * 60 >= w.sessionIdleMinutes && w.sessionMaxHours <= 168, "web.session_max_hours",
+              "must be at least web.session_idle_minutes and at most 168 hours")
+        check(TimeZone(identifier: w.displayTimezone) != nil, "web.display_timezone", "must be an IANA time zone such as America/Chicago")
+        check((10...200).contains(w.pageSize), "web.page_size", "must be between 10 and 200")
     }
 
     /// Limits must be ordered: critical_low ≤ warning_low < warning_high ≤ critical_high, and inside

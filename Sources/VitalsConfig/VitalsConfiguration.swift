@@ -111,6 +111,36 @@ public struct VitalsConfiguration: Sendable, Hashable {
         public var port = 9464
     }
 
+    /// `web.*`: the care manager's workspace (sign-in, worklist, task pages), a listener of its own.
+    public struct Web: Sendable, Hashable {
+        /// Serve the workspace at all.
+        public var enabled = false
+        /// Address to bind. An address other than loopback needs TLS (``tlsCertFile``) or ``behindTLSProxy``.
+        public var host = "127.0.0.1"
+        public var port = 8080
+        /// PEM certificate chain and private key; setting them serves HTTPS (TLS 1.2 or later).
+        public var tlsCertFile: String?
+        public var tlsKeyFile: String?
+        /// A reverse proxy in front terminates TLS: cookies are then `Secure` as under TLS.
+        public var behindTLSProxy = false
+        /// Minutes without activity after which a session ends (HIPAA §164.312(a)(2)(iii) automatic logoff).
+        public var sessionIdleMinutes = 15.0
+        /// Hours after sign-in after which a session ends however active it is.
+        public var sessionMaxHours = 12.0
+        /// IANA time zone in which the workspace shows times.
+        public var displayTimezone = "UTC"
+        /// Worklist rows per page (10–200).
+        public var pageSize = 50
+
+        /// Cookies are `Secure` (and use the `__Host-` prefix): the browser reaches the workspace over HTTPS.
+        public var secureCookies: Bool { tlsCertFile != nil || behindTLSProxy }
+
+        /// Whether ``host`` names the loopback interface.
+        public var isLoopback: Bool {
+            host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        }
+    }
+
     /// `log.*`.
     public struct Log: Sendable, Hashable {
         /// `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`.
@@ -127,6 +157,7 @@ public struct VitalsConfiguration: Sendable, Hashable {
     public var log = Log()
     public var adherence = Adherence()
     public var http = HTTP()
+    public var web = Web()
     /// `thresholds.*`: program defaults; ``ThresholdPolicy/clinicalDefaults`` when the section is absent.
     public var thresholds = ThresholdPolicy.clinicalDefaults
     /// `alerts.*`: trend rules, late data, re-alerting, confirmation and escalation.
@@ -180,11 +211,12 @@ public struct VitalsConfiguration: Sendable, Hashable {
 
     /// `fhir.*`: the FHIR R4 read API and SMART Backend Services token endpoint.
     public struct FHIR: Sendable, Hashable {
-        /// Serve `/fhir/r4`, `/auth/token` and `/.well-known/smart-configuration` on the HTTP listener.
+        /// Serve `/fhir/r4`, `/auth/token` and `/.well-known/smart-configuration` on the web listener
+        /// (`web.*`, which must be enabled; TLS as the workspace has it).
         public var enabled = false
         /// The URL clients reach vitalsd under, without a trailing slash: links, `fullUrl`s and the
         /// token endpoint's `aud` are built from it.
-        public var publicBaseURL = "http://127.0.0.1:9464"
+        public var publicBaseURL = "http://127.0.0.1:8080"
         /// Entries per search page without `_count`.
         public var defaultCount = 100
         /// Largest page (`_count` above it is lowered).
@@ -231,6 +263,11 @@ public struct VitalsConfiguration: Sendable, Hashable {
         ("http.enabled", "VITALSD_HTTP_ENABLED"),
         ("http.host", "VITALSD_HTTP_HOST"),
         ("http.port", "VITALSD_HTTP_PORT"),
+        ("web.enabled", "VITALSD_WEB_ENABLED"),
+        ("web.host", "VITALSD_WEB_HOST"),
+        ("web.port", "VITALSD_WEB_PORT"),
+        ("web.tls_cert_file", "VITALSD_WEB_TLS_CERT_FILE"),
+        ("web.tls_key_file", "VITALSD_WEB_TLS_KEY_FILE"),
         ("adherence.no_data_days", "VITALSD_ADHERENCE_NO_DATA_DAYS"),
         ("adherence.check_interval_seconds", "VITALSD_ADHERENCE_CHECK_INTERVAL_SECONDS"),
         ("billing.device_period_anchor", "VITALSD_BILLING_DEVICE_PERIOD_ANCHOR"),

@@ -26,11 +26,13 @@ func readCSV(path: String, required: [String]) throws -> [[String: String]] {
     return csv.rows
 }
 
-/// The enrollment file of `vitalsd import`: `patient_id,program,timezone,device_id[,device_kind]`.
+/// The enrollment file of `vitalsd import`: `patient_id,program,timezone,device_id` and the optional
+/// columns `device_kind`, `name`, `birth_date`, `phone`, `care_manager`.
 ///
 /// One row per patient device; a patient in several programs may be listed once per program
 /// (programs are merged). `device_id` may be empty for a patient without a device yet;
-/// `device_kind` defaults to `other`.
+/// `device_kind` defaults to `other`. An empty name, birth date, phone or care manager cell leaves the
+/// stored value as it is.
 public enum EnrollmentCSV {
     /// Parses the file.
     /// - Throws: ``CSVFileError`` naming the line (1 is the header) and the field at fault.
@@ -59,8 +61,10 @@ public enum EnrollmentCSV {
             guard let kind = kindText.isEmpty ? .other : DeviceKind(rawValue: kindText) else {
                 throw CSVFileError("\(path):\(line): device_kind '\(kindText)' is not one of \(DeviceKind.allCases.map(\.rawValue).joined(separator: ", "))")
             }
+            func optional(_ name: String) -> String? { field(name).isEmpty ? nil : field(name) }
             return AppDatabase.ImportRow(
-                patient: Patient(id: patientID, timezone: timezone, programs: programs),
+                patient: Patient(id: patientID, timezone: timezone, programs: programs, name: optional("name"),
+                                 birthDate: optional("birth_date"), phone: optional("phone"), careManager: optional("care_manager")),
                 device: deviceID.isEmpty ? nil : Device(id: deviceID, kind: kind, patientID: patientID))
         }
     }

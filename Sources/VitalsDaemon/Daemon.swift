@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import Logging
 import MQTTClient
 import ServiceLifecycle
@@ -8,6 +9,7 @@ import VitalsDomain
 import VitalsFHIR
 import VitalsFHIRServer
 import VitalsStore
+import VitalsWeb
 
 /// Builds and runs the daemon from a configuration: the composition root, callable from tests.
 public enum Daemon {
@@ -185,7 +187,14 @@ public enum Daemon {
             services.append(.init(
                 service: HTTPEndpoints.application(
                     host: config.http.host, port: config.http.port, ingest: ingest, metrics: metrics,
-                    databasePath: config.database.path, fhir: try fhirAPI(config, database: database, logger: logger), logger: logger),
+                    databasePath: config.database.path, logger: logger),
+                successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        if config.web.enabled {
+            // The user-facing listener: the workspace, and the FHIR API with its token endpoint.
+            let fhir: [any WorkspaceRouteGroup] = try fhirAPI(config, database: database, logger: logger).map { [FHIRRouteGroup(api: $0)] } ?? []
+            services.append(.init(
+                service: try Workspace.application(configuration: config, database: database, logger: logger, routeGroups: fhir),
                 successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         // Last, so that it is the first told to shut down and sends STOPPING=1 at once.
@@ -208,5 +217,15 @@ public enum Daemon {
         try await ServiceGroup(configuration: groupConfig).run()
         try database.close()
         logger.info("vitalsd stopped")
+    }
+}
+
+/// The FHIR API and SMART token endpoint as a route group of the web listener, which gives them TLS
+/// and the security headers; they keep their own authorization (bearer tokens) and error form.
+struct FHIRRouteGroup: WorkspaceRouteGroup {
+    let api: FHIRAPI
+
+    func addRoutes(to router: Router<WorkspaceRequestContext>) {
+        api.addRoutes(to: router)
     }
 }

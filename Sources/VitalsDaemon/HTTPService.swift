@@ -3,16 +3,15 @@ import Hummingbird
 import Logging
 import MQTTClient
 import ServiceLifecycle
-import VitalsFHIRServer
 import VitalsStore
 
 /// The operations endpoints, on 127.0.0.1 by default:
 /// - `GET /healthz`: 200 while the process serves requests;
 /// - `GET /readyz`: 200 when the broker connection is up and subscribed, the database takes a write
 ///   lock within 0.5 s, and no commit has waited longer than 5 s; otherwise 503 with the reasons;
-/// - `GET /metrics`: ``VitalsMetrics`` in the Prometheus text format;
-/// - with `fhir.enabled`, the FHIR API and SMART token endpoint (``FHIRAPI``, registered with
-///   `addRoutes(to:)` so that the routes can move to another listener).
+/// - `GET /metrics`: ``VitalsMetrics`` in the Prometheus text format.
+///
+/// The workspace and the FHIR API are served on the web listener (`web.*`), not here.
 public enum HTTPEndpoints {
     /// Why the daemon is not ready, or an empty list when it is.
     public static func readinessProblems(ingest: IngestService, databasePath: String) -> [String] {
@@ -33,13 +32,10 @@ public enum HTTPEndpoints {
     }
 
     /// The Hummingbird application serving the endpoints; a `Service` for the service group.
-    /// - Parameter fhir: the FHIR API and token endpoint, served here when `fhir.enabled` is true.
     public static func application(
-        host: String, port: Int, ingest: IngestService, metrics: VitalsMetrics, databasePath: String, fhir: FHIRAPI? = nil,
-        logger: Logger
+        host: String, port: Int, ingest: IngestService, metrics: VitalsMetrics, databasePath: String, logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router()
-        fhir?.addRoutes(to: router)
         router.get("healthz") { _, _ in
             "ok\n"
         }

@@ -162,19 +162,15 @@ public struct FHIRMapper: Sendable {
     // MARK: Patient, Device
 
     /// The Patient: id, identifier (the enrolled id under ``FHIRMappingSettings/patientIdentifierSystem``),
-    /// `active`, and name and birth date when the schema records them.
+    /// `active`, and name (as `HumanName.text`), phone and birth date when enrolled.
     public func patient(_ p: StoredPatient) -> FHIRJSON {
         var o = FHIRObject()
         o["resourceType"] = "Patient"
         o["id"] = .string(p.id)
         o["identifier"] = [["system": .string(settings.patientIdentifierSystem), "value": .string(p.id)]]
         o["active"] = true
-        if p.familyName != nil || p.givenName != nil {
-            var name = FHIRObject()
-            if let family = p.familyName { name["family"] = .string(family) }
-            if let given = p.givenName { name["given"] = [.string(given)] }
-            o["name"] = [.object(name)]
-        }
+        if let name = p.name { o["name"] = [["text": .string(name)]] }
+        if let phone = p.phone { o["telecom"] = [["system": "phone", "value": .string(phone)]] }
         if let birthDate = p.birthDate { o["birthDate"] = .string(birthDate) }
         return .object(o)
     }

@@ -71,22 +71,22 @@ public struct StoredPatient: Sendable, Hashable {
     public var timezone: String
     /// Epoch milliseconds of enrolment.
     public var createdAt: Int64
-    /// Family and given names, when the schema has them.
-    public var familyName: String?
-    public var givenName: String?
-    /// `YYYY-MM-DD`, when the schema has it.
+    /// The name as the care team enrolled it (one text, as the workspace keeps it), if recorded.
+    public var name: String?
+    /// `YYYY-MM-DD`, if recorded.
     public var birthDate: String?
+    /// A phone number to call the patient on, if recorded.
+    public var phone: String?
 
     public init(
-        id: String, timezone: String, createdAt: Int64, familyName: String? = nil, givenName: String? = nil,
-        birthDate: String? = nil
+        id: String, timezone: String, createdAt: Int64, name: String? = nil, birthDate: String? = nil, phone: String? = nil
     ) {
         self.id = id
         self.timezone = timezone
         self.createdAt = createdAt
-        self.familyName = familyName
-        self.givenName = givenName
+        self.name = name
         self.birthDate = birthDate
+        self.phone = phone
     }
 }
 

@@ -12,16 +12,10 @@ import VitalsStore
 /// reading row mapping, ``observationSource(_:)``: schema changes follow there.
 public struct FHIRStore: Sendable {
     public let database: AppDatabase
-    /// Optional columns found at start: `patients.family_name`, `given_name`, `birth_date`, `tasks.owner`.
-    let patientColumns: Set<String>
-    let taskColumns: Set<String>
 
-    /// - Throws: GRDB errors.
+    /// - Throws: nothing today; kept throwing so that opening can check the schema later.
     public init(database: AppDatabase) throws {
         self.database = database
-        (patientColumns, taskColumns) = try database.writer.read { db in
-            (Set(try db.columns(in: "patients").map(\.name)), Set(try db.columns(in: "tasks").map(\.name)))
-        }
     }
 
     // MARK: Observations
@@ -174,9 +168,7 @@ public struct FHIRStore: Sendable {
     func storedPatient(_ row: Row) -> StoredPatient {
         StoredPatient(
             id: row["id"], timezone: row["timezone"], createdAt: row["created_at"],
-            familyName: patientColumns.contains("family_name") ? row["family_name"] : nil,
-            givenName: patientColumns.contains("given_name") ? row["given_name"] : nil,
-            birthDate: patientColumns.contains("birth_date") ? row["birth_date"] : nil)
+            name: row["name"], birthDate: row["birth_date"], phone: row["phone"])
     }
 
     /// Patients by id, in id order, after `_page`.
@@ -245,7 +237,7 @@ public struct FHIRStore: Sendable {
             priority: row["priority"], status: row["status"], reason: row["reason"], occurrences: row["occurrences"],
             openedAt: row["opened_at"], updatedAt: row["updated_at"], resolvedAt: row["resolved_at"], note: row["note"],
             escalationLevel: row["escalation_level"], confirmation: row["confirmation"], dataStale: row["data_stale"],
-            owner: taskColumns.contains("owner") ? row["owner"] : nil,
+            owner: row["owner"],
             focusObservationID: try first.flatMap { try Self.observationID(db, readingID: $0) },
             latestObservationID: try last.flatMap { try Self.observationID(db, readingID: $0) })
     }

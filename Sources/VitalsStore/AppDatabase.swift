@@ -541,6 +541,88 @@ extension AppDatabase {
                 );
                 """)
         }
+        migrator.registerMigration("task notes") { db in
+            // The notes of a task, oldest first: an append-only history (a second note never replaces the first).
+            try db.execute(sql: """
+                CREATE TABLE task_notes (
+                    id INTEGER PRIMARY KEY,
+                    task_id INTEGER NOT NULL REFERENCES tasks(id),
+                    at INTEGER NOT NULL,
+                    author TEXT NOT NULL CHECK (length(author) > 0),
+                    text TEXT NOT NULL CHECK (length(text) > 0)
+                );
+                CREATE INDEX task_notes_task ON task_notes(task_id, id);
+                CREATE TRIGGER task_notes_append_only_update BEFORE UPDATE ON task_notes
+                    BEGIN SELECT RAISE(ABORT, 'task_notes is append-only'); END;
+                CREATE TRIGGER task_notes_append_only_delete BEFORE DELETE ON task_notes
+                    BEGIN SELECT RAISE(ABORT, 'task_notes is append-only'); END;
+                """)
+        }
+        migrator.registerMigration("v7 users, sessions and caseloads") { db in
+            // Workspace users and their server-side sessions; a care manager per patient (the caseload),
+            // an owner, a version and a disposition per task; the patient's name, date of birth and
+            // phone (PHI: shown in the workspace, never logged). New tables and columns only.
+            try db.execute(sql: """
+                CREATE TABLE users (
+                    id INTEGER PRIMARY KEY,
+                    username TEXT NOT NULL UNIQUE
+                        CHECK (length(username) BETWEEN 1 AND 64 AND username NOT GLOB '*[^a-z0-9._@-]*'),
+                    display_name TEXT NOT NULL CHECK (length(display_name) BETWEEN 1 AND 200),
+                    role TEXT NOT NULL CHECK (role IN ('care_manager', 'clinician', 'admin')),
+                    password_hash TEXT NOT NULL CHECK (password_hash GLOB '$2[aby]$[0-9][0-9]$*'),
+                    disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+                    created_at INTEGER NOT NULL,
+                    password_changed_at INTEGER NOT NULL
+                );
+                -- A signed-in browser. The cookie holds a random session id; only its SHA-256 is stored,
+                -- so a copy of the database signs nobody in.
+                CREATE TABLE web_sessions (
+                    token_hash BLOB PRIMARY KEY CHECK (length(token_hash) = 32),
+                    user_id INTEGER NOT NULL REFERENCES users(id),
+                    csrf_token TEXT NOT NULL CHECK (length(csrf_token) >= 32),
+                    created_at INTEGER NOT NULL,
+                    last_seen_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX web_sessions_user ON web_sessions(user_id);
+                -- Failed sign-ins since the last success, per user name typed (known or not), for lockout.
+                CREATE TABLE sign_in_failures (
+                    username TEXT PRIMARY KEY,
+                    failures INTEGER NOT NULL CHECK (failures >= 1),
+                    last_failure_at INTEGER NOT NULL,
+                    locked_until INTEGER
+                ) WITHOUT ROWID;
+
+                ALTER TABLE patients ADD COLUMN name TEXT CHECK (name IS NULL OR length(name) BETWEEN 1 AND 200);
+                ALTER TABLE patients ADD COLUMN birth_date TEXT
+                    CHECK (birth_date IS NULL OR birth_date GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]');
+                ALTER TABLE patients ADD COLUMN phone TEXT CHECK (phone IS NULL OR length(phone) BETWEEN 1 AND 40);
+                ALTER TABLE patients ADD COLUMN care_manager TEXT REFERENCES users(username);
+                CREATE INDEX patients_care_manager ON patients(care_manager);
+
+                ALTER TABLE tasks ADD COLUMN owner TEXT REFERENCES users(username);
+                -- Changes whenever the owner or the status changes: claim and assign compare and set it.
+                ALTER TABLE tasks ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+                ALTER TABLE tasks ADD COLUMN disposition TEXT CHECK (disposition IS NULL OR disposition IN (
+                    'contacted_patient', 'advised_emergency_care', 'notified_provider',
+                    'medication_adjusted_by_provider', 'device_problem', 'not_actionable'));
+                CREATE INDEX tasks_owner ON tasks(owner, status);
+
+                -- A new task goes to the patient's care manager (unless disabled); without one it waits unassigned.
+                CREATE TRIGGER tasks_owner_from_care_manager AFTER INSERT ON tasks
+                    WHEN NEW.owner IS NULL AND (SELECT care_manager FROM patients WHERE id = NEW.patient_id) IS NOT NULL
+                BEGIN
+                    UPDATE tasks SET owner = (SELECT u.username FROM patients p JOIN users u ON u.username = p.care_manager
+                                              WHERE p.id = NEW.patient_id AND u.disabled = 0)
+                    WHERE id = NEW.id;
+                END;
+                CREATE TRIGGER tasks_version AFTER UPDATE OF owner, status ON tasks
+                    WHEN (NEW.owner IS NOT OLD.owner OR NEW.status IS NOT OLD.status) AND NEW.version = OLD.version
+                BEGIN
+                    UPDATE tasks SET version = OLD.version + 1 WHERE id = NEW.id;
+                END;
+                """)
+        }
         return migrator
     }
 }

@@ -53,6 +53,18 @@ public struct TimeEntry: Sendable, Hashable, Codable {
     public var isValid: Bool { voidsEntryID == nil && !voided }
 }
 
+extension TimeEntry {
+    /// A `time_entries` row with a `voided` column.
+    init(row r: Row) {
+        self.init(
+            id: r["id"], patientID: r["patient_id"], program: CareProgram(rawValue: r["program"]) ?? .rpm,
+            minutes: r["minutes"], performedAt: dateFromEpochMilliseconds(r["performed_at"]),
+            performedBy: r["performed_by"], activity: r["activity"], interactive: r["interactive"],
+            modality: (r["modality"] as String?).flatMap(InteractionModality.init), taskID: r["task_id"],
+            voidsEntryID: r["voids_entry_id"], voidReason: r["void_reason"], voided: r["voided"])
+    }
+}
+
 /// A new time entry.
 public struct NewTimeEntry: Sendable, Hashable {
     public var patientID: String
@@ -215,14 +227,21 @@ extension AppDatabase {
                     ORDER BY e.performed_at, e.id
                     """,
                 arguments: [patientID, from.map(epochMilliseconds), to.map(epochMilliseconds)]
-            ).map { r in
-                TimeEntry(
-                    id: r["id"], patientID: r["patient_id"], program: CareProgram(rawValue: r["program"]) ?? .rpm,
-                    minutes: r["minutes"], performedAt: dateFromEpochMilliseconds(r["performed_at"]),
-                    performedBy: r["performed_by"], activity: r["activity"], interactive: r["interactive"],
-                    modality: (r["modality"] as String?).flatMap(InteractionModality.init), taskID: r["task_id"],
-                    voidsEntryID: r["voids_entry_id"], voidReason: r["void_reason"], voided: r["voided"])
-            }
+            ).map(TimeEntry.init(row:))
+        }
+    }
+
+    /// The time entries logged against a task, oldest first, with their voided state.
+    public func timeEntries(taskID: Int64) async throws -> [TimeEntry] {
+        try await writer.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT e.*, EXISTS (SELECT 1 FROM time_entries v WHERE v.voids_entry_id = e.id) AS voided
+                    FROM time_entries e WHERE e.task_id = ? ORDER BY e.performed_at, e.id
+                    """,
+                arguments: [taskID]
+            ).map(TimeEntry.init(row:))
         }
     }
 

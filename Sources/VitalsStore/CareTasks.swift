@@ -66,6 +66,13 @@ public struct CareTask: Sendable, Hashable, Codable {
     public var confirmation: Confirmation?
     /// The patient's devices went silent while the task was unresolved: its readings are stale.
     public var dataStale: Bool
+    /// The user name of who has the task (claimed, assigned, or the patient's care manager when it
+    /// opened); nil: unassigned.
+    public var owner: String?
+    /// Rises whenever the owner or the status changes; claim and assign compare and set it.
+    public var version: Int
+    /// Why a resolved task was closed (``TaskDisposition``), when resolved in the workspace.
+    public var disposition: TaskDisposition?
 
     enum CodingKeys: String, CodingKey {
         case id, kind, vital, direction, priority, status, reason, occurrences, note
@@ -82,6 +89,7 @@ public struct CareTask: Sendable, Hashable, Codable {
         case escalatedAt = "escalated_at"
         case confirmation
         case dataStale = "data_stale"
+        case owner, version, disposition
     }
 
     init(row: Row) {
@@ -107,6 +115,9 @@ public struct CareTask: Sendable, Hashable, Codable {
         escalatedAt = (row["escalated_at"] as Int64?).map(dateFromEpochMilliseconds)
         confirmation = (row["confirmation"] as String?).flatMap(Confirmation.init(rawValue:))
         dataStale = row["data_stale"]
+        owner = row["owner"]
+        version = row["version"]
+        disposition = (row["disposition"] as String?).flatMap(TaskDisposition.init(rawValue:))
     }
 }
 
@@ -177,39 +188,51 @@ extension AppDatabase {
         id: Int64, from allowed: Set<TaskStatus>, to target: TaskStatus, actor: String, note: String?, time: NewTimeEntry?,
         at: Date
     ) throws -> CareTask {
-        guard !actor.trimmingCharacters(in: .whitespaces).isEmpty else { throw TaskError("--by must name a person") }
-        return try writer.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]) else {
-                throw TaskError("task \(id) does not exist")
-            }
-            let current = CareTask(row: row)
-            guard allowed.contains(current.status) else {
-                throw TaskError("task \(id) is \(current.status.rawValue); cannot mark it \(target.rawValue)")
-            }
-            let ms = epochMilliseconds(at)
-            switch target {
-            case .acknowledged:
-                try db.execute(
-                    sql: "UPDATE tasks SET status = 'acknowledged', acknowledged_at = ?, acknowledged_by = ?, updated_at = ?, note = coalesce(?, note), next_escalation_at = NULL WHERE id = ?",
-                    arguments: [ms, actor, ms, note, id])
-            case .resolved:
-                try db.execute(
-                    sql: "UPDATE tasks SET status = 'resolved', resolved_at = ?, resolved_by = ?, updated_at = ?, note = coalesce(?, note), next_escalation_at = NULL WHERE id = ?",
-                    arguments: [ms, actor, ms, note, id])
-            case .open:
-                break
-            }
-            try db.execute(
-                sql: "INSERT INTO task_events(task_id, at, event, actor, detail) VALUES (?, ?, ?, ?, ?)",
-                arguments: [id, ms, target.rawValue, actor, note])
-            try Self.audit(db, actor: actor, action: "task.\(target.rawValue)", targetType: "task", targetID: String(id),
-                           detail: "\(current.status.rawValue) -> \(target.rawValue)", at: at)
-            if var time {
-                time.patientID = current.patientID
-                time.taskID = id
-                _ = try Self.logTime(db, time)
-            }
-            return CareTask(row: try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id])!)
+        try writer.write { db in
+            try Self.transition(db, id: id, from: allowed, to: target, actor: actor, note: note, time: time, at: at)
         }
+    }
+
+    /// Acknowledges or resolves a task inside the caller's transaction; a note is also appended to the
+    /// task's notes.
+    static func transition(
+        _ db: Database, id: Int64, from allowed: Set<TaskStatus>, to target: TaskStatus, actor: String, note: String?,
+        time: NewTimeEntry?, at: Date
+    ) throws -> CareTask {
+        guard !actor.trimmingCharacters(in: .whitespaces).isEmpty else { throw TaskError("--by must name a person") }
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]) else {
+            throw TaskError("task \(id) does not exist")
+        }
+        let current = CareTask(row: row)
+        guard allowed.contains(current.status) else {
+            throw TaskError("task \(id) is \(current.status.rawValue); cannot mark it \(target.rawValue)")
+        }
+        let ms = epochMilliseconds(at)
+        switch target {
+        case .acknowledged:
+            try db.execute(
+                sql: "UPDATE tasks SET status = 'acknowledged', acknowledged_at = ?, acknowledged_by = ?, updated_at = ?, note = coalesce(?, note), next_escalation_at = NULL WHERE id = ?",
+                arguments: [ms, actor, ms, note, id])
+        case .resolved:
+            try db.execute(
+                sql: "UPDATE tasks SET status = 'resolved', resolved_at = ?, resolved_by = ?, updated_at = ?, note = coalesce(?, note), next_escalation_at = NULL WHERE id = ?",
+                arguments: [ms, actor, ms, note, id])
+        case .open:
+            break
+        }
+        try db.execute(
+            sql: "INSERT INTO task_events(task_id, at, event, actor, detail) VALUES (?, ?, ?, ?, ?)",
+            arguments: [id, ms, target.rawValue, actor, note])
+        try Self.audit(db, actor: actor, action: "task.\(target.rawValue)", targetType: "task", targetID: String(id),
+                       detail: "\(current.status.rawValue) -> \(target.rawValue)", at: at)
+        if let note, !note.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            try Self.appendNote(db, taskID: id, author: actor, text: note, at: at)
+        }
+        if var time {
+            time.patientID = current.patientID
+            time.taskID = id
+            _ = try Self.logTime(db, time)
+        }
+        return CareTask(row: try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id])!)
     }
 }

@@ -12,12 +12,34 @@ public struct Patient: Sendable, Hashable, Codable {
     public var programs: [Program]
     /// When enrolled in vitalsd.
     public var createdAt: Date
+    /// Name, date of birth (`YYYY-MM-DD`) and phone number, for the care manager who calls the patient.
+    /// PHI: shown in the workspace, never logged. In ``AppDatabase/upsertPatient(_:actor:)`` nil keeps
+    /// the stored value.
+    public var name: String?
+    public var birthDate: String?
+    public var phone: String?
+    /// The user name of the patient's care manager: their caseload. New tasks go to them.
+    public var careManager: String?
 
-    public init(id: String, timezone: String, programs: [Program], createdAt: Date = Date()) {
+    public init(
+        id: String, timezone: String, programs: [Program], createdAt: Date = Date(), name: String? = nil,
+        birthDate: String? = nil, phone: String? = nil, careManager: String? = nil
+    ) {
         self.id = id
         self.timezone = timezone
         self.programs = programs
         self.createdAt = createdAt
+        self.name = name
+        self.birthDate = birthDate
+        self.phone = phone
+        self.careManager = careManager
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, timezone, programs, name, phone
+        case createdAt = "created_at"
+        case birthDate = "birth_date"
+        case careManager = "care_manager"
     }
 }
 
@@ -80,14 +102,24 @@ public enum EnrollmentIdentifier {
     }
 }
 
+extension Patient {
+    init(row: Row, programs: [Program]) {
+        self.init(
+            id: row["id"], timezone: row["timezone"], programs: programs, createdAt: dateFromEpochMilliseconds(row["created_at"]),
+            name: row["name"], birthDate: row["birth_date"], phone: row["phone"], careManager: row["care_manager"])
+    }
+}
+
 extension AppDatabase {
-    /// Adds a patient, or updates the time zone and programs of an existing one.
+    /// Adds a patient, or updates the time zone and programs of an existing one, and the name, date of
+    /// birth, phone and care manager the patient value names (nil keeps what is stored).
     ///
     /// - Parameters:
     ///   - patient: the patient; `timezone` must be a known IANA zone.
     ///   - actor: who made the change, for the audit trail.
     /// - Returns: whether the row was created, changed or already so.
-    /// - Throws: ``EnrollmentError`` for an unknown time zone or an empty program list.
+    /// - Throws: ``EnrollmentError`` for an unknown time zone, an empty program list, or contact details
+    ///   or a care manager that ``PatientDetails`` refuses.
     @discardableResult
     public func upsertPatient(_ patient: Patient, actor: String) throws -> EnrollmentChange {
         try EnrollmentIdentifier.validate(patient.id, "patient")
@@ -103,14 +135,16 @@ extension AppDatabase {
     static func upsertPatient(_ db: Database, _ patient: Patient, actor: String) throws -> EnrollmentChange {
         let programs = Set(patient.programs)
         let existing = try fetchPatient(db, id: patient.id)
+        let details = try existing.map { try setPatientDetails(db, patient, existing: $0, actor: actor) } ?? false
         if let existing {
-            if existing.timezone == patient.timezone && Set(existing.programs) == programs { return .unchanged }
+            if existing.timezone == patient.timezone && Set(existing.programs) == programs { return details ? .updated : .unchanged }
             try db.execute(sql: "UPDATE patients SET timezone = ? WHERE id = ?", arguments: [patient.timezone, patient.id])
             try db.execute(sql: "DELETE FROM patient_programs WHERE patient_id = ?", arguments: [patient.id])
         } else {
             try db.execute(
                 sql: "INSERT INTO patients(id, timezone, created_at) VALUES (?, ?, ?)",
                 arguments: [patient.id, patient.timezone, epochMilliseconds(patient.createdAt)])
+            _ = try setPatientDetails(db, patient, existing: fetchPatient(db, id: patient.id), actor: actor)
         }
         for program in programs.sorted(by: { $0.rawValue < $1.rawValue }) {
             try db.execute(
@@ -197,6 +231,10 @@ extension AppDatabase {
                     throw EnrollmentError("patient \(row.patient.id) has two time zones in the file")
                 }
                 p.programs = Array(Set(p.programs + row.patient.programs))
+                p.name = p.name ?? row.patient.name
+                p.birthDate = p.birthDate ?? row.patient.birthDate
+                p.phone = p.phone ?? row.patient.phone
+                p.careManager = p.careManager ?? row.patient.careManager
                 merged[row.patient.id] = p
             } else {
                 merged[row.patient.id] = row.patient
@@ -231,12 +269,9 @@ extension AppDatabase {
     /// Every patient, by id.
     public func patients() throws -> [Patient] {
         try writer.read { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT id, timezone, created_at FROM patients ORDER BY id")
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM patients ORDER BY id")
             let programs = try Self.programsByPatient(db)
-            return rows.map { row in
-                Patient(id: row["id"], timezone: row["timezone"], programs: programs[row["id"]] ?? [],
-                        createdAt: dateFromEpochMilliseconds(row["created_at"]))
-            }
+            return rows.map { row in Patient(row: row, programs: programs[row["id"]] ?? []) }
         }
     }
 
@@ -255,12 +290,10 @@ extension AppDatabase {
     }
 
     static func fetchPatient(_ db: Database, id: String) throws -> Patient? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT id, timezone, created_at FROM patients WHERE id = ?", arguments: [id])
-        else { return nil }
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM patients WHERE id = ?", arguments: [id]) else { return nil }
         let programs = try String.fetchAll(
             db, sql: "SELECT program FROM patient_programs WHERE patient_id = ? ORDER BY program", arguments: [id])
-        return Patient(id: row["id"], timezone: row["timezone"], programs: programs.compactMap(Program.init(rawValue:)),
-                       createdAt: dateFromEpochMilliseconds(row["created_at"]))
+        return Patient(row: row, programs: programs.compactMap(Program.init(rawValue:)))
     }
 
     static func programsByPatient(_ db: Database) throws -> [String: [Program]] {

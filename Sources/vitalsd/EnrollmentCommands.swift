@@ -14,21 +14,49 @@ extension TaskStatus: ExpressibleByArgument {}
 
 struct PatientCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "patient", abstract: "Enroll and list patients.", subcommands: [Add.self, List.self, Show.self])
+        commandName: "patient", abstract: "Enroll and list patients; caseloads.",
+        subcommands: [Add.self, List.self, Show.self, Assign.self])
 
     struct Add: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Enroll a patient, or update their time zone and programs.")
+        static let configuration = CommandConfiguration(
+            abstract: "Enroll a patient, or update their time zone, programs and the details given.")
         @OptionGroup var options: GlobalOptions
         @Option(help: "External patient id.") var id: String
         @Option(help: "IANA time zone, e.g. America/Chicago.") var timezone: String
         @Option(name: .customLong("program"), help: "Program (repeat for several): \(Program.allCases.map(\.rawValue).joined(separator: ", ")).")
         var programs: [Program]
+        @Option(help: "Name, as the care manager reads it (PHI: shown in the workspace, never logged).") var name: String?
+        @Option(help: "Date of birth, YYYY-MM-DD.") var birthDate: String?
+        @Option(help: "Phone number to call the patient.") var phone: String?
+        @Option(help: "User name of the patient's care manager: new tasks go to them.") var careManager: String?
         @Option(help: "Who makes the change (default: the invoking user).") var by: String?
 
         func run() throws {
             let (_, db) = try options.database()
-            let change = try db.upsertPatient(Patient(id: id, timezone: timezone, programs: programs), actor: actor(by))
+            let patient = Patient(id: id, timezone: timezone, programs: programs, name: name, birthDate: birthDate, phone: phone,
+                                  careManager: careManager)
+            let change = try db.upsertPatient(patient, actor: actor(by))
             print("patient \(id): \(change.rawValue)")
+        }
+    }
+
+    struct Assign: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put a patient in a care manager's caseload: tasks opened from then on go to them.")
+        @OptionGroup var options: GlobalOptions
+        @Option var patient: String
+        @Option(help: "User name of the care manager (role care_manager or admin).") var careManager: String?
+        @Flag(help: "Take the patient out of any caseload: new tasks wait in Unassigned.") var none = false
+        @Option(help: "Who makes the change (default: the invoking user).") var by: String?
+
+        func validate() throws {
+            guard (careManager != nil) != none else { throw ValidationError("give --care-manager USER or --none") }
+        }
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let changed = try db.assignCareManager(patientID: patient, username: careManager, actor: actor(by))
+            print("patient \(patient): care manager \(careManager.map(Username.normalized) ?? "none")\(changed ? "" : " (unchanged)")")
         }
     }
 
@@ -40,8 +68,10 @@ struct PatientCommand: ParsableCommand {
         func run() throws {
             let (_, db) = try options.database()
             let patients = try db.patients()
-            try emit(format, json: patients, header: ["patient_id", "timezone", "programs", "enrolled_at"],
-                     rows: patients.map { [$0.id, $0.timezone, $0.programs.map(\.rawValue).joined(separator: ";"), iso($0.createdAt)] })
+            try emit(format, json: patients, header: ["patient_id", "timezone", "programs", "care_manager", "enrolled_at"],
+                     rows: patients.map {
+                         [$0.id, $0.timezone, $0.programs.map(\.rawValue).joined(separator: ";"), $0.careManager ?? "", iso($0.createdAt)]
+                     })
         }
     }
 
@@ -54,6 +84,10 @@ struct PatientCommand: ParsableCommand {
             let (config, db) = try options.database()
             guard let p = try db.patient(id: id) else { throw ValidationError("patient \(id) is not enrolled") }
             print("patient:   \(p.id)")
+            if let name = p.name { print("name:      \(name)") }
+            if let birth = p.birthDate { print("born:      \(birth)") }
+            if let phone = p.phone { print("phone:     \(phone)") }
+            print("care manager: \(p.careManager ?? "none")")
             print("timezone:  \(p.timezone)")
             print("programs:  \(p.programs.map(\.rawValue).joined(separator: ", "))")
             print("enrolled:  \(iso(p.createdAt))")
@@ -280,7 +314,7 @@ struct ThresholdCommand: ParsableCommand {
 
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Enroll patients and devices from CSV: patient_id,program,timezone,device_id[,device_kind]. Idempotent.")
+        abstract: "Enroll patients and devices from CSV: patient_id,program,timezone,device_id[,device_kind,name,birth_date,phone,care_manager]. Idempotent.")
     @OptionGroup var options: GlobalOptions
     @Argument(help: "CSV file.") var file: String
     @Flag(help: "Allow rows that move an existing device to another patient.") var reassign = false

@@ -56,7 +56,9 @@ struct TaskCommand: ParsableCommand {
             if t.escalationLevel > 0 { print("escalated:    level \(t.escalationLevel), last \(iso(t.escalatedAt))") }
             if t.dataStale { print("data:         stale (no device data since the task's readings)") }
             if let by = t.acknowledgedBy { print("acknowledged: \(iso(t.acknowledgedAt)) by \(by)") }
+            print("owner:        \(t.owner ?? "unassigned")")
             if let by = t.resolvedBy { print("resolved:     \(iso(t.resolvedAt)) by \(by)") }
+            if let d = t.disposition { print("disposition:  \(d.rawValue)") }
             if let note = t.note { print("note:         \(note)") }
             print("history:")
             for e in events { print("  \(iso(e.at))  \(e.event)  \(e.actor)\(e.detail.map { "  \($0)" } ?? "")") }

@@ -14,7 +14,7 @@ struct VitalsCommand: AsyncParsableCommand {
         subcommands: [
             Run.self, PatientCommand.self, DeviceCommand.self, ThresholdCommand.self, Import.self, TaskCommand.self,
             EpisodeCommand.self, TimeCommand.self, ReportCommand.self, ReadingCommand.self, AuditCommand.self, ClientCommand.self, DatabaseCommand.self,
-            Stats.self, DeadLetterCommand.self, ReplayCommand.self, ConfigCommand.self,
+            Stats.self, DeadLetterCommand.self, ReplayCommand.self, ConfigCommand.self, UserCommand.self,
         ])
 
     static func main() async {

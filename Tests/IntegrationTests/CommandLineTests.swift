@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VitalsDomain
 import VitalsFormats
+import HummingbirdBcrypt
 import VitalsStore
 
 /// The admin commands, run as an operator would run them.
@@ -46,6 +47,41 @@ struct CommandLineTests {
         _ = try await run(env, ["threshold", "rule", "--patient", "hf2", "--rule", "weight_gain_7d", "--clear"])
         #expect(try env.database.ruleOverrides(patientID: "hf2").isEmpty)
         #expect(try env.database.auditEntries().contains { $0.action == "rule.override" })
+    }
+
+    @Test("users: the password comes from a file, never an argument; disable ends sessions and releases tasks")
+    func users() async throws {
+        let env = try TestEnvironment()
+        let file = env.directory + "/password"
+        try "correct horse battery 9\nsecond line ignored\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let added = try await run(env, ["user", "add", "--username", "Ana", "--name", "Ana Ruiz, RN", "--role", "care_manager",
+                                        "--password-file", file, "--by", "admin"])
+        #expect(added.code == 0)
+        let short = env.directory + "/short"
+        try "hunter2\n".write(toFile: short, atomically: true, encoding: .utf8)
+        let refused = try await run(env, ["user", "add", "--username", "bo", "--name", "Bo", "--role", "clinician", "--password-file", short])
+        #expect(refused.code != 0 && refused.output.contains("at least 12 characters"))
+        #expect(try await run(env, ["user", "add", "--username", "bo", "--name", "Bo", "--role", "clinician", "--password", "x"]).code != 0)
+        let hash = try #require(try await env.database.credentials(username: "ana")?.passwordHash)
+        #expect(hash.hasPrefix("$2b$12$"))
+        #expect(Bcrypt.verify("correct horse battery 9", hash: hash))
+
+        #expect(try await run(env, ["patient", "assign", "--patient", "p1", "--care-manager", "ana", "--by", "admin"]).code == 0)
+        #expect(try env.database.patient(id: "p1")?.careManager == "ana")
+        _ = try await env.database.ingest([IncomingMessage(
+            topic: "devices/g1/readings", deviceID: "g1",
+            payload: Array(#"{"type":"glucose","value":45,"unit":"mg/dL","measured_at":\#(Int64(Date().timeIntervalSince1970 * 1000) - 60_000)}"#.utf8),
+            receivedAt: Date())], pipeline: IngestPipeline(thresholds: .clinicalDefaults))
+        #expect(try env.database.tasks().first?.owner == "ana")
+        #expect(try await run(env, ["user", "disable", "ana", "--by", "admin"]).code == 0)
+        #expect(try env.database.tasks().first?.owner == nil)
+        #expect(try env.database.user(username: "ana")?.disabled == true)
+        let reset = try await run(env, ["user", "reset-password", "ana", "--password-file", file])
+        #expect(reset.code == 0)
+        let actions = try env.database.auditEntries().map(\.action)
+        #expect(actions.contains("user.create") && actions.contains("patient.assign") && actions.contains("user.disable")
+                && actions.contains("user.reset_password"))
+        #expect(!(try env.database.auditEntries().contains { ($0.detail ?? "").contains("horse") }))
     }
 
     @Test("device status and device events list telemetry and sentinels, which are not readings")

@@ -32,11 +32,15 @@ struct FHIRAPITests {
     @Test("readings published through the broker come back as valid FHIR: BP panel, heart rate, glucose, Patient, Device, Task, errors")
     func endToEnd() async throws {
         let port = try Broker.freePort()
-        let env = try TestEnvironment(httpPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
+        let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         try env.database.upsertDevice(Device(id: "c1", kind: .bpCuff, patientID: "p1"), actor: "test")
+        try env.database.upsertPatient(
+            Patient(id: "p1", timezone: "America/Chicago", programs: [.diabetes], name: "Ada Example", birthDate: "1948-02-29",
+                    phone: "+1 555 0100"),
+            actor: "test")
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        #expect(await eventually(15) { httpGet(port: port, "/readyz")?.status == 200 })
+        #expect(await eventually(15) { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
 
         // A cuff reading at the patient's local time (UTC-06:00), a critical glucose and one in mmol/L.
         let bpInstant = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 3_600).rounded(.down))
@@ -129,6 +133,10 @@ struct FHIRAPITests {
         let patient = try await request("GET", "\(env.fhirBase)/Patient/p1", headers: auth)
         #expect(patient.status == 200)
         #expect(value(patient.json, "identifier", 0, "value") as? String == "p1")
+        #expect(value(patient.json, "name", 0, "text") as? String == "Ada Example")
+        #expect(value(patient.json, "birthDate") as? String == "1948-02-29")
+        #expect(value(patient.json, "telecom", 0, "system") as? String == "phone")
+        #expect(value(patient.json, "telecom", 0, "value") as? String == "+1 555 0100")
         let byIdentifier = try await request("GET", "\(env.fhirBase)/Patient?identifier=urn:vitalsd:patient%7Cp1", headers: auth)
         #expect(resources(byIdentifier.json).count == 1)
         let device = try await request("GET", "\(env.fhirBase)/Device/c1", headers: auth)
@@ -195,10 +203,10 @@ struct FHIRAPITests {
     @Test("paging over 1,050 Observations returns each exactly once, also while readings arrive between pages")
     func paging() async throws {
         let port = try Broker.freePort()
-        let env = try TestEnvironment(httpPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
+        let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        #expect(await eventually(15) { httpGet(port: port, "/readyz")?.status == 200 })
+        #expect(await eventually(15) { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let pub = try env.publisher()
         defer { pub.close() }
         // One CGM upload of 1,050 readings a minute apart, all within the last 18 hours.
@@ -247,10 +255,10 @@ struct FHIRAPITests {
     @Test("tokens: a foreign key, an expired or replayed assertion, a wrong audience, excess scope and a missing scope are refused")
     func refusals() async throws {
         let port = try Broker.freePort()
-        let env = try TestEnvironment(httpPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
+        let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        #expect(await eventually(15) { httpGet(port: port, "/readyz")?.status == 200 })
+        #expect(await eventually(15) { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let client = try env.registerClient(scopes: ["system/Observation.rs", "system/Patient.read"])
         let now = Int64(Date().timeIntervalSince1970)
 
@@ -368,10 +376,10 @@ struct JWKSURLTests {
     @Test("the JWK Set URL is fetched once within its max-age and again for a new kid (key rotation); a retired key is refused")
     func jwksURL() async throws {
         let port = try Broker.freePort()
-        let env = try TestEnvironment(httpPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
+        let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        #expect(await eventually(15) { httpGet(port: port, "/readyz")?.status == 200 })
+        #expect(await eventually(15) { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let server = JWKSServer(port: try Broker.freePort())
         let first = try TestKey("ES384", kid: "rot-1", directory: env.directory)
         server.jwks.withLock { $0 = (try? first.jwks()) ?? "" }

@@ -170,17 +170,20 @@ struct RegisteredClient {
 }
 
 extension TestEnvironment {
-    /// The YAML that turns the FHIR API on for this environment's HTTP port.
+    /// The YAML that turns the FHIR API on, served on the web listener at `port`.
     static func fhirYAML(port: Int) -> String {
         """
+        web:
+          enabled: true
+          port: \(port)
         fhir:
           enabled: true
           public_base_url: http://127.0.0.1:\(port)
         """
     }
 
-    var fhirBase: String { "http://127.0.0.1:\(httpPort)/fhir/r4" }
-    var tokenURL: String { "http://127.0.0.1:\(httpPort)/auth/token" }
+    var fhirBase: String { "http://127.0.0.1:\(webPort)/fhir/r4" }
+    var tokenURL: String { "http://127.0.0.1:\(webPort)/auth/token" }
 
     /// Registers a client with an inline JWK Set of a new key.
     func registerClient(scopes: [String], algorithm: String = "ES384") throws -> RegisteredClient {

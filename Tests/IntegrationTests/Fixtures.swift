@@ -16,17 +16,21 @@ final class TestEnvironment: @unchecked Sendable {
     let database: AppDatabase
     /// The port of the daemon process's HTTP endpoints.
     let httpPort: Int
+    /// The port of the daemon's web listener (workspace and FHIR API), when the configuration turns it on.
+    let webPort: Int
 
     /// - Parameters:
     ///   - mqttExtra: more YAML lines for the `mqtt` section (indented by 2), e.g. subscriptions.
     ///   - extraYAML: more top-level sections for the configuration file.
-    ///   - httpPort: the daemon's HTTP port, when the configuration needs it (FHIR public URL); default a free one.
+    ///   - httpPort: the daemon's HTTP port; default a free one.
+    ///   - webPort: the web listener's port, when the configuration needs it (FHIR public URL); default a free one.
     init(clientID: String = "vitalsd-test-\(UUID().uuidString.prefix(8))", logLevel: String = "warning",
-         logFormat: String = "text", httpPort: Int? = nil, mqttExtra: String = "", extraYAML: String = "") throws {
+         logFormat: String = "text", httpPort: Int? = nil, webPort: Int? = nil, mqttExtra: String = "", extraYAML: String = "") throws {
         broker = try Broker()
         directory = broker.directory
         let port = try httpPort ?? Broker.freePort()
         self.httpPort = port
+        self.webPort = try webPort ?? Broker.freePort()
         let yaml = """
             mqtt:
               port: \(broker.port)

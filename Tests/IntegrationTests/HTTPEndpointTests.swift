@@ -8,22 +8,7 @@ import VitalsStore
 
 /// `GET path` on 127.0.0.1:`port` over a plain socket. Returns (status, body), or nil when nothing listens.
 func httpGet(port: Int, _ path: String) -> (status: Int, body: String)? {
-    guard let fd = connectLoopback(port: port) else { return nil }
-    defer { close(fd) }
-    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-    var response: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let n = recv(fd, &buffer, buffer.count, 0)
-        if n <= 0 { break }
-        response += buffer[0..<n]
-    }
-    let text = String(decoding: response, as: UTF8.self)
-    guard let statusLine = text.split(separator: "\r\n").first, statusLine.split(separator: " ").count >= 2,
-          let status = Int(statusLine.split(separator: " ")[1]) else { return nil }
-    let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
-    return (status, body)
+    (try? blockingRequest(port: port, "GET", path, headers: [:], body: nil)).map { ($0.status, $0.body) }
 }
 
 /// The value of a metric line such as `vitalsd_readings_stored_total 3`.

@@ -25,6 +25,8 @@ struct ConfigurationTests {
         try "-----BEGIN PRIVATE KEY-----\n".write(toFile: key, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: key) }
         let c = try VitalsConfiguration.parse(yaml: """
+            web:
+              enabled: true
             fhir:
               enabled: true
               public_base_url: https://rpm.example.org
@@ -45,6 +47,7 @@ struct ConfigurationTests {
         do {
             _ = try VitalsConfiguration.parse(yaml: """
                 fhir:
+                  enabled: true
                   public_base_url: https://rpm.example.org/
                   token_lifetime_seconds: 3600
                   colour: blue
@@ -57,7 +60,7 @@ struct ConfigurationTests {
             Issue.record("accepted")
         } catch let e as ConfigurationErrors {
             let keys = Set(e.errors.map(\.key))
-            #expect(keys == ["fhir.public_base_url", "fhir.token_lifetime_seconds", "fhir.colour", "delivery.fhir.base_url",
+            #expect(keys == ["fhir.enabled", "fhir.public_base_url", "fhir.token_lifetime_seconds", "fhir.colour", "delivery.fhir.base_url",
                              "delivery.fhir.algorithm", "delivery.fhir.bundle_max_entries", "delivery.fhir.token_url",
                              "delivery.fhir.client_id", "delivery.fhir.private_key_file"])
         }
@@ -83,6 +86,35 @@ struct ConfigurationTests {
         #expect(glucose.criticalHigh == nil && glucose.warningHigh == 300 && glucose.criticalLow == 54 && glucose.warningLow == 70)
         #expect(c.thresholds.programs[.copd]?[.spo2]?.criticalLow == 87)
         #expect(c.thresholds.defaults[.spo2] == builtIn.defaults[.spo2])
+    }
+
+    @Test("web: off by default; plain HTTP off loopback is refused unless a TLS proxy is in front")
+    func web() throws {
+        let shipped = try VitalsConfiguration.load(path: Self.shipped, environment: [:])
+        #expect(!shipped.web.enabled && shipped.web.host == "127.0.0.1" && shipped.web.sessionIdleMinutes == 15)
+        #expect(!shipped.web.secureCookies)
+        func problems(_ yaml: String, _ env: [String: String] = [:]) -> [String] {
+            do {
+                _ = try VitalsConfiguration.parse(yaml: yaml, environment: env)
+                return []
+            } catch let error as ConfigurationErrors {
+                return error.errors.map(\.key)
+            } catch {
+                return ["?"]
+            }
+        }
+        #expect(problems("web:\n  enabled: true\n  host: 0.0.0.0\n") == ["web.host"])
+        #expect(problems("web:\n  enabled: true\n", ["VITALSD_WEB_HOST": "10.1.2.3"]) == ["web.host"])
+        #expect(problems("web:\n  enabled: true\n  host: 0.0.0.0\n  behind_tls_proxy: true\n").isEmpty)
+        #expect(problems("web:\n  enabled: true\n  host: 127.0.0.2\n").isEmpty)
+        #expect(problems("web:\n  enabled: false\n  host: 0.0.0.0\n").isEmpty)
+        #expect(problems("web:\n  tls_cert_file: /no/such.crt\n").sorted() == ["web.tls_cert_file", "web.tls_key_file"])
+        #expect(problems("web:\n  session_idle_minutes: 0\n  page_size: 5\n  display_timezone: Mars/Base\n").sorted()
+                == ["web.display_timezone", "web.page_size", "web.session_idle_minutes"])
+        #expect(problems("web:\n  enabled: true\n  port: 9464\n") == ["web.port"])
+        #expect(problems("web:\n  sesion_idle_minutes: 5\n") == ["web.sesion_idle_minutes"])
+        let proxied = try VitalsConfiguration.parse(yaml: "web:\n  behind_tls_proxy: true\n  session_idle_minutes: 10\n")
+        #expect(proxied.web.secureCookies && proxied.web.sessionIdleMinutes == 10)
     }
 
     @Test("alert rules, timers and delivery are read and checked")

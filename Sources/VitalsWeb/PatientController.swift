@@ -1,0 +1,99 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import VitalsDomain
+import VitalsStore
+
+/// Patients and caseloads: the list (mine, without a care manager, all), a patient's page, and the form
+/// that changes their name, date of birth, phone and care manager (care managers and admins).
+struct PatientController {
+    typealias Context = WorkspaceRequestContext
+    let workspace: Workspace
+
+    func addRoutes(to group: RouterGroup<Context>) {
+        group.get("patients", use: list)
+        group.get("patients/:id", use: show)
+        group.post("patients/:id", use: update)
+    }
+
+    @Sendable func list(_ request: Request, context: Context) async throws -> Response {
+        let user = try context.user()
+        let show = request.uri.queryParameters.get("show") ?? (user.role == .careManager ? "mine" : "all")
+        let entries = try await workspace.database.caseload(
+            careManager: show == "mine" ? user.username : nil, unassignedOnly: show == "unassigned")
+        var values = workspace.pageValues(context, title: "Patients", nav: "patients")
+        values["filters"] = [("mine", "My caseload"), ("unassigned", "Without a care manager"), ("all", "All patients")].map {
+            ["id": $0.0, "label": $0.1, "current": $0.0 == show] as [String: Any]
+        }
+        values["rows"] = entries.map { e -> [String: Any] in
+            [
+                "id": e.patient.id, "name": e.patient.name ?? e.patient.id, "birth": e.patient.birthDate ?? "", "phone": e.patient.phone ?? "",
+                "careManager": e.careManagerName ?? e.patient.careManager ?? "—",
+                "programs": e.patient.programs.map(\.rawValue).joined(separator: ", "), "openTasks": e.unresolvedTasks,
+            ]
+        }
+        return workspace.pages.render("patients", values)
+    }
+
+    @Sendable func show(_ request: Request, context: Context) async throws -> Response {
+        try await render(context.parameters.get("id") ?? "", context: context,
+                         flash: request.uri.queryParameters.get("done") == "saved" ? "Saved." : nil)
+    }
+
+    func render(
+        _ id: String, context: Context, flash: String? = nil, error: String? = nil, status: HTTPResponse.Status = .ok
+    ) async throws -> Response {
+        let user = try context.user()
+        let db = workspace.database
+        guard let patient = try await db.patientRecord(id: id) else { throw HTTPError(.notFound) }
+        async let usersLookup = db.activeUsers()
+        async let tasksLookup = db.caseloadTasks(patientID: id)
+        let (users, tasks) = try await (usersLookup, tasksLookup)
+        let names = Dictionary(users.map { ($0.username, $0.displayName) }, uniquingKeysWith: { a, _ in a })
+        var values = workspace.pageValues(context, title: patient.name ?? patient.id, nav: "patients")
+        values["id"] = patient.id
+        values["name"] = patient.name ?? patient.id
+        if let birth = patient.birthDate { values["birth"] = TaskController.birthText(birth, now: workspace.clock(), zone: workspace.pages.timeZone) }
+        if let phone = patient.phone { values["phone"] = phone }
+        values["careManager"] = patient.careManager.map { names[$0] ?? $0 } ?? "—"
+        values["programs"] = patient.programs.map(\.rawValue).joined(separator: ", ")
+        values["timezone"] = patient.timezone
+        values["tasks"] = tasks.map { t -> [String: Any] in
+            [
+                "id": t.id, "priority": t.priority.rawValue, "priorityLabel": TaskPresentation.priorityLabel(t.priority),
+                "condition": TaskPresentation.condition(vital: t.vital, direction: t.direction),
+                "statusLabel": TaskPresentation.statusLabel(t.status), "owner": t.owner.map { names[$0] ?? $0 } ?? "Unassigned",
+            ]
+        }
+        values["canEdit"] = user.role.managesCaseloads
+        values["nameValue"] = patient.name ?? ""
+        values["birthValue"] = patient.birthDate ?? ""
+        values["phoneValue"] = patient.phone ?? ""
+        values["managers"] = [["username": "", "name": "None", "selected": patient.careManager == nil] as [String: Any]]
+            + users.filter(\.role.managesCaseloads).map {
+                ["username": $0.username, "name": $0.displayName, "selected": $0.username == patient.careManager] as [String: Any]
+            }
+        if let flash { values["flash"] = flash }
+        if let error { values["error"] = error }
+        return workspace.pages.render("patient", values, status: status)
+    }
+
+    @Sendable func update(_ request: Request, context: Context) async throws -> Response {
+        let user = try context.user()
+        guard user.role.managesCaseloads else { throw HTTPError(.forbidden, message: "Only care managers and admins change patient details.") }
+        let id = context.parameters.get("id") ?? ""
+        func field(_ name: String) -> String? {
+            context.form[name].flatMap { $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? nil : $0 }
+        }
+        do {
+            try await workspace.database.updatePatientDetails(
+                patientID: id, name: field("name"), birthDate: field("birth_date"), phone: field("phone"),
+                careManager: field("care_manager"), actor: user.username, at: workspace.clock())
+        } catch let error as EnrollmentError {
+            if try await workspace.database.patientRecord(id: id) == nil { throw HTTPError(.notFound) }
+            return try await render(id, context: context, error: error.description.prefixCapitalized + ". Nothing was changed.",
+                                    status: .badRequest)
+        }
+        return .redirect(to: "/patients/\(id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id)?done=saved", type: .normal)
+    }
+}

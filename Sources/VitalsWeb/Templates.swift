@@ -1,0 +1,279 @@
+// The workspace's Mustache templates, compiled into the binary so that an installed vitalsd finds
+// them without a resources folder. `{{name}}` escapes & < > " ' (swift-mustache's HTML content type);
+// the only unescaped values (`{{{…}}}`) are SVG drawn by ``Sparkline`` from numbers.
+
+enum Templates {
+    static let all: [String: String] = [
+        "head": head, "foot": foot, "signin": signIn, "worklist": worklist, "worklist-body": worklistBody,
+        "worklist-fragment": worklistFragment,
+        "task": task, "time-fields": timeFields, "patient": patient, "patients": patients, "error": error,
+    ]
+
+    static let head = """
+        <!doctype html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>{{title}}</title>
+        <link rel="stylesheet" href="/static/app.css">
+        <link rel="icon" href="/static/icon.svg" type="image/svg+xml">
+        <script src="/static/app.js" defer></script>
+        </head>
+        <body data-title="{{title}}"{{#live}} data-live="{{live}}"{{/live}}>
+        {{#user}}
+        <header class="top">
+          <a class="brand" href="/worklist">vitalsd</a>
+          <nav class="main">
+            <a href="/worklist"{{#navWorklist}} aria-current="page"{{/navWorklist}}>Worklist</a>
+            <a href="/patients"{{#navPatients}} aria-current="page"{{/navPatients}}>Patients</a>
+          </nav>
+          <div class="who">
+            <span class="name">{{displayName}}</span> <span class="role">{{roleLabel}}</span>
+            <form method="post" action="/signout" class="inline">
+              <input type="hidden" name="csrf" value="{{csrf}}">
+              <button type="submit" class="link" id="sign-out">Sign out</button>
+            </form>
+          </div>
+        </header>
+        {{/user}}
+        <main>
+        """
+
+    static let foot = """
+        </main>
+        </body>
+        </html>
+        """
+
+    static let signIn = """
+        {{> head}}
+        <section class="signin">
+          <h1>vitalsd</h1>
+          <p class="lede">Care manager's workspace</p>
+          {{#notice}}<p class="flash ok" role="status">{{.}}</p>{{/notice}}
+          {{#error}}<p class="flash error" role="alert">{{.}}</p>{{/error}}
+          <form method="post" action="/signin">
+            <input type="hidden" name="csrf" value="{{csrf}}">
+            <input type="hidden" name="next" value="{{next}}">
+            <label>User name <input name="username" id="username" autocomplete="username" autocapitalize="none" required value="{{username}}" autofocus></label>
+            <label>Password <input name="password" id="password" type="password" autocomplete="current-password" required></label>
+            <button type="submit" class="primary" id="sign-in">Sign in</button>
+          </form>
+          <p class="fine">You are signed out after {{idleMinutes}} minutes without activity.</p>
+        </section>
+        {{> foot}}
+        """
+
+    static let worklist = """
+        {{> head}}
+        <section id="worklist" data-critical="{{openCritical}}" data-cursor="{{cursor}}">
+        {{> worklist-body}}
+        </section>
+        <p class="fine keys">Keys: <kbd>1</kbd>–<kbd>5</kbd> tabs, <kbd>j</kbd>/<kbd>k</kbd> move, <kbd>Enter</kbd> open. The list updates by itself.</p>
+        {{> foot}}
+        """
+
+    /// The worklist section alone, for live updates.
+    static let worklistFragment = """
+        <section id="worklist" data-critical="{{openCritical}}" data-cursor="{{cursor}}">
+        {{> worklist-body}}
+        </section>
+        """
+
+    static let worklistBody = """
+        <nav class="tabs" aria-label="Worklist tabs">
+        {{#tabs}}<a href="/worklist?tab={{id}}" class="tab{{#current}} current{{/current}}" data-key="{{key}}" id="tab-{{id}}"{{#current}} aria-current="page"{{/current}}>{{label}}{{#hasCount}} <span class="count">{{count}}</span>{{/hasCount}}</a>{{/tabs}}
+        <span class="critical-summary{{#openCritical}} alarm{{/openCritical}}" id="critical-count">{{criticalText}}</span>
+        </nav>
+        <table class="worklist">
+        <thead><tr><th>Priority</th><th>Patient</th><th>Condition</th><th>Latest · limit</th><th>Last 14 days</th><th class="num" title="Occurrences: readings that breached while the task was unresolved">Times</th><th>Status</th><th>Escalation</th><th>Owner</th><th>Opened</th></tr></thead>
+        <tbody>
+        {{#rows}}
+        <tr data-task="{{id}}" data-version="{{version}}" class="row p-{{priority}}{{#escalated}} escalated{{/escalated}}">
+          <td><span class="prio prio-{{priority}}">{{priorityLabel}}</span></td>
+          <td class="patient"><a href="/tasks/{{id}}" class="open-task">{{patientName}}</a><div class="sub">{{patientID}}</div></td>
+          <td>{{condition}}{{#badges}} <span class="badge badge-{{kind}}" title="{{help}}">{{label}}</span>{{/badges}}</td>
+          <td class="value">{{value}}<div class="sub">{{limit}}</div></td>
+          <td class="spark">{{{sparkline}}}</td>
+          <td class="num">{{occurrences}}</td>
+          <td>{{statusLabel}}{{#confirmation}}<div class="sub">{{.}}</div>{{/confirmation}}</td>
+          <td class="escalation{{#escalationDue}} due{{/escalationDue}}">{{escalation}}</td>
+          <td>{{owner}}</td>
+          <td class="nowrap"><time datetime="{{openedISO}}" title="{{openedLocal}}">{{openedAgo}}</time></td>
+        </tr>
+        {{/rows}}
+        {{^rows}}<tr><td colspan="10" class="empty">{{emptyText}}</td></tr>{{/rows}}
+        </tbody>
+        </table>
+        {{#pager}}<nav class="pager">{{#previous}}<a href="{{.}}">← Previous</a>{{/previous}} <span>Page {{page}} of {{pages}} · {{total}} tasks</span> {{#next}}<a href="{{.}}">Next →</a>{{/next}}</nav>{{/pager}}
+        """
+
+    static let timeFields = """
+        <fieldset class="time">
+          <legend>Time spent (optional)</legend>
+          <label>Minutes <input type="number" name="minutes" min="1" max="600" inputmode="numeric"></label>
+          <label>Program <select name="program"><option value="rpm">RPM</option><option value="ccm">CCM</option></select></label>
+          <label class="wide">Activity <input name="activity" maxlength="200" placeholder="e.g. phone call about the reading"></label>
+          <label class="check"><input type="checkbox" name="interactive" value="yes"> Real-time interactive communication</label>
+          <label>How <select name="modality"><option value="">—</option><option value="audio">Audio call</option><option value="video">Video call</option><option value="sync_message">Two-way messaging</option></select></label>
+        </fieldset>
+        """
+
+    static let task = """
+        {{> head}}
+        <p class="crumbs"><a href="/worklist">← Worklist</a></p>
+        {{#flash}}<p class="flash ok" role="status" id="flash">{{.}}</p>{{/flash}}
+        {{#error}}<p class="flash error" role="alert" id="error">{{.}}</p>{{/error}}
+        <article class="task p-{{priority}}" id="task" data-task="{{id}}" data-version="{{version}}">
+          <header class="task-head">
+            <span class="prio prio-{{priority}}">{{priorityLabel}}</span>
+            <h1>{{condition}}</h1>
+            <span class="status status-{{status}}" id="status">{{statusLabel}}</span>
+            {{#badges}}<span class="badge badge-{{kind}}" title="{{help}}">{{label}}</span> {{/badges}}
+          </header>
+          <section class="patient-card">
+            <h2><a href="/patients/{{patientID}}">{{patientName}}</a> <span class="sub">{{patientID}}</span></h2>
+            <dl class="inline">
+              {{#birth}}<dt>Born</dt><dd>{{.}}</dd>{{/birth}}
+              {{#phone}}<dt>Phone</dt><dd><a href="tel:{{phoneLink}}">{{.}}</a></dd>{{/phone}}
+              <dt>Care manager</dt><dd>{{careManager}}</dd>
+              <dt>Programs</dt><dd>{{programs}}</dd>
+            </dl>
+          </section>
+          <section class="facts">
+            <div class="latest"><div class="big">{{value}}</div><div class="sub">{{limit}}</div>{{{sparkline}}}</div>
+            <dl>
+              <dt>Reason</dt><dd>{{reason}}</dd>
+              <dt>Occurrences</dt><dd>{{occurrences}}</dd>
+              {{#confirmation}}<dt>Re-measurement</dt><dd>{{.}}</dd>{{/confirmation}}
+              <dt>Escalation</dt><dd>{{escalation}}</dd>
+              <dt>Owner</dt><dd id="owner">{{owner}}</dd>
+              <dt>Opened</dt><dd>{{openedLocal}} ({{openedAgo}})</dd>
+              {{#acknowledged}}<dt>Acknowledged</dt><dd>{{.}}</dd>{{/acknowledged}}
+              {{#resolved}}<dt>Resolved</dt><dd>{{.}}</dd>{{/resolved}}
+              {{#disposition}}<dt>Disposition</dt><dd id="disposition">{{.}}</dd>{{/disposition}}
+            </dl>
+          </section>
+          <section class="actions">
+            <h2>Actions</h2>
+            {{#canClaim}}
+            <form method="post" action="/tasks/{{id}}/claim" id="claim" class="inline">
+              <input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="version" value="{{version}}">
+              <button type="submit" class="primary">Claim</button>
+            </form>
+            {{/canClaim}}
+            {{#canAssign}}
+            <form method="post" action="/tasks/{{id}}/assign" id="assign" class="inline">
+              <input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="version" value="{{version}}">
+              <label>Assign to <select name="owner">{{#assignees}}<option value="{{username}}"{{#selected}} selected{{/selected}}>{{name}}</option>{{/assignees}}</select></label>
+              <button type="submit">Assign</button>
+            </form>
+            {{/canAssign}}
+            {{#canAcknowledge}}
+            <form method="post" action="/tasks/{{id}}/acknowledge" id="acknowledge" class="block">
+              <input type="hidden" name="csrf" value="{{csrf}}">
+              <h3>Acknowledge</h3>
+              <label class="wide">Note (optional) <textarea name="note" rows="2" maxlength="5000"></textarea></label>
+              {{> time-fields}}
+              <button type="submit" class="primary">Acknowledge</button>
+            </form>
+            {{/canAcknowledge}}
+            {{#canResolve}}
+            <form method="post" action="/tasks/{{id}}/resolve" id="resolve" class="block">
+              <input type="hidden" name="csrf" value="{{csrf}}">
+              <h3>Resolve</h3>
+              <label>Disposition <select name="disposition" required><option value="">Choose…</option>{{#dispositions}}<option value="{{value}}">{{label}}</option>{{/dispositions}}</select></label>
+              <label class="wide">Note <textarea name="note" rows="3" maxlength="5000" required></textarea></label>
+              {{> time-fields}}
+              <button type="submit" class="primary">Resolve</button>
+            </form>
+            {{/canResolve}}
+            {{#canReopen}}
+            <form method="post" action="/tasks/{{id}}/reopen" id="reopen" class="block">
+              <input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="version" value="{{version}}">
+              <h3>Reopen</h3>
+              <label class="wide">Why <textarea name="note" rows="2" maxlength="5000" required></textarea></label>
+              <button type="submit">Reopen</button>
+            </form>
+            {{/canReopen}}
+            <form method="post" action="/tasks/{{id}}/notes" id="note" class="block">
+              <input type="hidden" name="csrf" value="{{csrf}}">
+              <h3>Add a note</h3>
+              <label class="wide">Note <textarea name="note" rows="2" maxlength="5000" required></textarea></label>
+              <button type="submit">Add note</button>
+            </form>
+          </section>
+          <section class="history">
+            <h2>History</h2>
+            <ol class="timeline" id="history">
+            {{#history}}<li class="h-{{kind}}"><time datetime="{{iso}}">{{when}}</time> <span class="who">{{who}}</span> <span class="what">{{what}}</span>{{#text}}<blockquote>{{.}}</blockquote>{{/text}}</li>{{/history}}
+            </ol>
+          </section>
+          <section class="time-log">
+            <h2>Time logged on this task</h2>
+            {{#timeEntries}}<p>{{.}}</p>{{/timeEntries}}
+            {{^timeEntries}}<p class="fine">None yet.</p>{{/timeEntries}}
+          </section>
+        </article>
+        {{> foot}}
+        """
+
+    static let patient = """
+        {{> head}}
+        <p class="crumbs"><a href="/patients">← Patients</a></p>
+        {{#flash}}<p class="flash ok" role="status">{{.}}</p>{{/flash}}
+        {{#error}}<p class="flash error" role="alert">{{.}}</p>{{/error}}
+        <section class="patient-page">
+          <h1>{{name}} <span class="sub">{{id}}</span></h1>
+          <dl class="inline">
+            {{#birth}}<dt>Born</dt><dd>{{.}}</dd>{{/birth}}
+            {{#phone}}<dt>Phone</dt><dd>{{.}}</dd>{{/phone}}
+            <dt>Care manager</dt><dd>{{careManager}}</dd>
+            <dt>Programs</dt><dd>{{programs}}</dd>
+            <dt>Time zone</dt><dd>{{timezone}}</dd>
+          </dl>
+          <h2>Unresolved tasks</h2>
+          <ul class="tasks">
+          {{#tasks}}<li><span class="prio prio-{{priority}}">{{priorityLabel}}</span> <a href="/tasks/{{id}}">{{condition}}</a> · {{statusLabel}} · {{owner}}</li>{{/tasks}}
+          {{^tasks}}<li class="fine">None.</li>{{/tasks}}
+          </ul>
+          {{#canEdit}}
+          <form method="post" action="/patients/{{id}}" id="patient-details" class="block">
+            <input type="hidden" name="csrf" value="{{csrf}}">
+            <h2>Contact details and care manager</h2>
+            <label class="wide">Name <input name="name" maxlength="200" value="{{nameValue}}"></label>
+            <label>Date of birth <input name="birth_date" type="date" value="{{birthValue}}"></label>
+            <label>Phone <input name="phone" type="tel" maxlength="40" value="{{phoneValue}}"></label>
+            <label>Care manager <select name="care_manager">{{#managers}}<option value="{{username}}"{{#selected}} selected{{/selected}}>{{name}}</option>{{/managers}}</select></label>
+            <button type="submit" class="primary">Save</button>
+          </form>
+          {{/canEdit}}
+        </section>
+        {{> foot}}
+        """
+
+    static let patients = """
+        {{> head}}
+        <h1>Patients</h1>
+        <nav class="tabs">{{#filters}}<a href="/patients?show={{id}}" class="tab{{#current}} current{{/current}}">{{label}}</a>{{/filters}}</nav>
+        <table class="patients">
+        <thead><tr><th>Patient</th><th>Born</th><th>Phone</th><th>Care manager</th><th>Programs</th><th class="num">Unresolved tasks</th></tr></thead>
+        <tbody>
+        {{#rows}}<tr><td><a href="/patients/{{id}}">{{name}}</a><div class="sub">{{id}}</div></td><td>{{birth}}</td><td>{{phone}}</td><td>{{careManager}}</td><td>{{programs}}</td><td class="num">{{openTasks}}</td></tr>{{/rows}}
+        {{^rows}}<tr><td colspan="6" class="empty">No patients here.</td></tr>{{/rows}}
+        </tbody>
+        </table>
+        {{> foot}}
+        """
+
+    static let error = """
+        {{> head}}
+        <section class="error-page">
+          <h1>{{heading}}</h1>
+          <p>{{message}}</p>
+          <p><a href="/worklist">Back to the worklist</a></p>
+        </section>
+        {{> foot}}
+        """
+}

@@ -1,0 +1,283 @@
+import Foundation
+import GRDB
+import Testing
+import VitalsDomain
+import VitalsStore
+import VitalsWeb
+
+/// A BP of 185/125 mmHg from cuff `c1`, measured a minute ago.
+private func crisis() -> IncomingMessage {
+    let ms = Int64((Date().timeIntervalSince1970 - 60) * 1000)
+    return IncomingMessage(
+        topic: "devices/c1/readings", deviceID: "c1",
+        payload: Array(#"{"measured_at":\#(ms),"readings":[{"type":"systolic_bp","value":185,"unit":"mmHg"},{"type":"diastolic_bp","value":125,"unit":"mmHg"}]}"#.utf8),
+        receivedAt: Date())
+}
+
+private let pipeline = IngestPipeline(thresholds: .clinicalDefaults)
+
+@Suite("the workspace over HTTP: sessions, CSRF, escaping, headers", .serialized)
+struct WorkspaceTests {
+    @Test("every page and action without a session redirects to sign-in or answers 401, and changes nothing")
+    func signedOut() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        _ = try await server.database.ingest([crisis()], pipeline: pipeline)
+        let task = try #require(try server.database.tasks().first)
+        for path in ["/", "/worklist", "/worklist?tab=team", "/tasks/\(task.id)", "/patients", "/patients/p2"] {
+            let r = try await server.get(path)
+            #expect(r.status == 303, "GET \(path)")
+            #expect(r.location?.hasPrefix("/signin") == true, "GET \(path)")
+        }
+        for path in ["/worklist/rows", "/events"] {
+            #expect(try await server.get(path).status == 401, "GET \(path)")
+        }
+        // A made-up session id is no session either.
+        #expect(try await server.get("/worklist", cookie: "vitalsd_session=" + String(repeating: "A", count: 43)).status == 303)
+        for action in ["claim", "assign", "acknowledge", "resolve", "reopen", "notes"] {
+            let r = try await server.post("/tasks/\(task.id)/\(action)", form: [
+                "version": String(task.version), "owner": "bo", "disposition": "not_actionable", "note": "x",
+            ])
+            #expect(r.status == 303 && r.location?.hasPrefix("/signin") == true, "POST \(action)")
+        }
+        #expect(try await server.post("/patients/p2", form: ["name": "Changed"]).status == 303)
+        #expect(try await server.post("/signout", form: [:]).status == 303)
+        let after = try #require(try server.database.tasks().first)
+        #expect(after.status == .open && after.version == task.version && after.owner == "ana")
+        #expect(try server.database.patient(id: "p2")?.name == nil)
+        #expect(try await server.database.taskNotes(taskID: task.id).isEmpty)
+    }
+
+    @Test("a form post without its CSRF token, or with another session's, is refused with 403")
+    func csrf() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        _ = try await server.database.ingest([crisis()], pipeline: pipeline)
+        let task = try #require(try server.database.tasks().first)
+        let ana = try #require(try await server.signIn("ana").cookie)
+        let bo = try #require(try await server.signIn("bo").cookie)
+        let boPage = try await server.get("/tasks/\(task.id)", cookie: bo)
+        let boToken = try #require(boPage.field("csrf"))
+        let form = ["version": String(task.version)]
+        #expect(try await server.post("/tasks/\(task.id)/claim", cookie: ana, form: form).status == 403)
+        #expect(try await server.post("/tasks/\(task.id)/claim", cookie: ana, form: form.merging(["csrf": boToken]) { $1 }).status == 403)
+        #expect(try await server.post("/tasks/\(task.id)/notes", cookie: ana, form: ["note": "x", "csrf": ""]).status == 403)
+        // The sign-in form has its own token, tied to a cookie.
+        let signIn = try await server.post("/signin", form: ["username": "ana", "password": WorkspaceServer.passwords["ana"]!])
+        #expect(signIn.status == 403)
+        #expect(try server.database.tasks().first?.owner == "ana")
+        #expect(try server.database.tasks().first?.version == task.version)
+        // With the token, it works.
+        let anaPage = try await server.get("/tasks/\(task.id)", cookie: ana)
+        let ok = try await server.post("/tasks/\(task.id)/notes", cookie: ana, form: ["note": "Called.", "csrf": anaPage.field("csrf") ?? ""])
+        #expect(ok.status == 303)
+        #expect(try await server.database.taskNotes(taskID: task.id).map(\.text) == ["Called."])
+    }
+
+    @Test("a patient name and a note holding markup render as text, on the worklist and the task page")
+    func escaping() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        let hostile = "<script>alert(1)</script>\"><img src=x onerror=alert(2)>"
+        try server.database.upsertPatient(
+            Patient(id: "p2", timezone: "America/Chicago", programs: [.hypertension], name: hostile), actor: "test")
+        _ = try await server.database.ingest([crisis()], pipeline: pipeline)
+        let task = try #require(try server.database.tasks().first)
+        try await server.database.addTaskNote(taskID: task.id, author: "ana", text: hostile, at: Date())
+        let ana = try #require(try await server.signIn("ana").cookie)
+        for path in ["/worklist", "/worklist/rows", "/tasks/\(task.id)", "/patients/p2", "/patients?show=all"] {
+            let body = try await server.get(path, cookie: ana).body
+            #expect(!body.contains("<script>alert"), "\(path)")
+            #expect(!body.contains("<img src=x"), "\(path)")
+            #expect(!body.contains("\"><img"), "\(path)")
+            #expect(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&gt;&lt;img src=x onerror=alert(2)&gt;"), "\(path)")
+        }
+    }
+
+    @Test("a row shows the latest value against the limit in force: the patient's own, else the program's")
+    func valueAgainstLimit() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        _ = try await server.database.ingest([crisis()], pipeline: pipeline)
+        let ana = try #require(try await server.signIn("ana").cookie)
+        var body = try await server.get("/worklist", cookie: ana).body
+        // AHA hypertensive crisis: systolic ≥ 180 or diastolic ≥ 120 (the built-in critical limits).
+        #expect(body.contains("185/125 mmHg") && body.contains("critical ≥ 180/120"))
+        // A clinician's own limit for this patient wins; a systolic-only reading shows only its limit.
+        try server.database.setThreshold(patientID: "p2", slot: ThresholdSlot(type: .systolicBP, level: .critical, direction: .high),
+                                         value: 170, actor: "dr.ng")
+        let ms = Int64((Date().timeIntervalSince1970 - 30) * 1000)
+        _ = try await server.database.ingest([IncomingMessage(
+            topic: "devices/c1/readings", deviceID: "c1",
+            payload: Array(#"{"type":"systolic_bp","value":172,"unit":"mmHg","measured_at":\#(ms)}"#.utf8), receivedAt: Date())],
+            pipeline: pipeline)
+        body = try await server.get("/worklist", cookie: ana).body
+        #expect(body.contains("172 mmHg") && body.contains("critical ≥ 170<"))
+    }
+
+    @Test("every response carries the CSP without unsafe-inline, no framing, no referrer, no sniffing; pages are not stored")
+    func headers() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        let ana = try #require(try await server.signIn("ana").cookie)
+        for (path, cookie) in [("/signin", nil), ("/worklist", ana), ("/static/app.js", nil), ("/no/such/page", ana), ("/worklist", nil)] {
+            let r = try await server.get(path, cookie: cookie)
+            let csp = try #require(r.header("content-security-policy"), "\(path)")
+            #expect(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "\(path)")
+            #expect(csp.contains("frame-ancestors 'none'"), "\(path)")
+            #expect(r.header("x-frame-options") == "DENY", "\(path)")
+            #expect(r.header("x-content-type-options") == "nosniff", "\(path)")
+            #expect(r.header("referrer-policy") == "no-referrer", "\(path)")
+        }
+        #expect(try await server.get("/worklist", cookie: ana).header("cache-control") == "no-store")
+        #expect(try await server.get("/no/such/page", cookie: ana).status == 404)
+        // No inline script anywhere: the only script is the file.
+        let page = try await server.get("/worklist", cookie: ana).body
+        #expect(page.components(separatedBy: "<script").count == 2 && page.contains("<script src=\"/static/app.js\" defer></script>"))
+    }
+
+    @Test("the session cookie is HttpOnly and SameSite=Strict, a new one at each sign-in; sign-out ends the session")
+    func cookies() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        let first = try await server.signIn("ana")
+        #expect(first.reply.status == 303 && first.reply.location == "/worklist")
+        let set = try #require(first.reply.setCookies.first { $0.hasPrefix("vitalsd_session=") })
+        let attributes = set.components(separatedBy: "; ")
+        #expect(attributes.contains("HttpOnly") && attributes.contains("SameSite=Strict") && attributes.contains("Path=/"))
+        #expect(!attributes.contains("Secure"))  // plain HTTP on loopback
+        let cookie = try #require(first.cookie)
+        let second = try #require(try await server.signIn("ana").cookie)
+        #expect(second != cookie)
+        // Only the hash of a session id is stored.
+        let stored = try await server.database.writer.read { db in try Data.fetchAll(db, sql: "SELECT token_hash FROM web_sessions") }
+        let token = String(cookie.dropFirst("vitalsd_session=".count))
+        #expect(stored.count == 2 && !stored.contains(Data(token.utf8)))
+        let page = try await server.get("/worklist", cookie: cookie)
+        #expect(page.status == 200)
+        let out = try await server.post("/signout", cookie: cookie, form: ["csrf": page.field("csrf") ?? ""])
+        #expect(out.status == 303 && out.location == "/signin?signedout=1")
+        #expect(try await server.get("/worklist", cookie: cookie).status == 303)
+        #expect(try await server.get("/worklist", cookie: second).status == 200)
+        let actions = try server.database.auditEntries().filter { $0.actor == "ana" }.map(\.action)
+        #expect(actions == ["sign_in", "sign_in", "sign_out"])
+    }
+
+    @Test("under TLS the cookie is Secure with the __Host- prefix, and HSTS is sent")
+    func tlsCookies() async throws {
+        let certificates = try TestCertificates()
+        let (_, cert, key) = try certificates.brokerCertificate("web", altNames: "IP:127.0.0.1")
+        let server = try await WorkspaceServer(tls: (cert, key))
+        defer { Task { await server.stop() } }
+        let output = try await curl(["-sk", "-D", "-", "-o", "/dev/null", "https://127.0.0.1:\(server.port)/signin"])
+        let cookie = try #require(output.components(separatedBy: "\r\n").first { $0.lowercased().hasPrefix("set-cookie:") })
+        #expect(cookie.contains("__Host-vitalsd_signin="))
+        #expect(cookie.contains("; Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"))
+        #expect(output.lowercased().contains("strict-transport-security: max-age=31536000"))
+        // Signing in over TLS sets the session cookie the same way.
+        let jar = certificates.directory + "/jar"
+        let form = try await curl(["-sk", "-c", jar, "https://127.0.0.1:\(server.port)/signin"])
+        let csrf = try #require(HTTPReply(status: 200, headers: [], body: form).field("csrf"))
+        let signIn = try await curl([
+            "-sk", "-b", jar, "-D", "-", "-o", "/dev/null", "--data-urlencode", "csrf=\(csrf)", "--data-urlencode", "username=ana",
+            "--data-urlencode", "password=\(WorkspaceServer.passwords["ana"]!)", "https://127.0.0.1:\(server.port)/signin",
+        ])
+        let session = try #require(signIn.components(separatedBy: "\r\n").first { $0.lowercased().hasPrefix("set-cookie: __host-vitalsd_session=") })
+        #expect(session.contains("; Secure") && session.contains("HttpOnly") && session.contains("SameSite=Strict"))
+    }
+
+    @Test("the sixth wrong password within a minute is refused even when correct")
+    func lockout() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        for i in 1...5 {
+            let r = try await server.signIn("ana", password: "wrong password \(i)")
+            #expect(r.cookie == nil)
+            #expect(r.reply.status == (i < 5 ? 401 : 429))
+        }
+        let sixth = try await server.signIn("ana")
+        #expect(sixth.reply.status == 429)
+        #expect(sixth.cookie == nil)
+        #expect(sixth.reply.body.contains("Too many failed sign-ins"))
+        // Another user is not affected; after the lock, the right password works.
+        #expect(try await server.signIn("bo").cookie != nil)
+        server.clock.advance(61)
+        #expect(try await server.signIn("ana").cookie != nil)
+        let audit = try server.database.auditEntries().filter { $0.actor == "ana" }.map(\.action)
+        #expect(audit == Array(repeating: "sign_in.failed", count: 5) + ["sign_in.refused", "sign_in"])
+        #expect(!(try server.database.auditEntries().contains { ($0.detail ?? "").contains("wrong password 1") || ($0.detail ?? "").contains("horse") }))
+    }
+
+    @Test("after 15 idle minutes a page redirects to sign-in saying why")
+    func idle() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        let ana = try #require(try await server.signIn("ana").cookie)
+        server.clock.advance(14 * 60)
+        #expect(try await server.get("/worklist", cookie: ana).status == 200)
+        server.clock.advance(14 * 60)
+        #expect(try await server.get("/worklist/rows", cookie: ana).status == 200)
+        server.clock.advance(60 + 1)  // 15 minutes after the last page, the background request did not count
+        let r = try await server.get("/worklist", cookie: ana)
+        #expect(r.status == 303 && r.location?.contains("ended=idle") == true)
+    }
+
+    @Test("of two claims on the same page, one wins; the other sees who has the task")
+    func claimConflict() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        try server.database.assignCareManager(patientID: "p2", username: nil, actor: "test")
+        _ = try await server.database.ingest([crisis()], pipeline: pipeline)
+        let task = try #require(try server.database.tasks().first)
+        #expect(task.owner == nil)
+        let ana = try #require(try await server.signIn("ana").cookie)
+        let bo = try #require(try await server.signIn("bo").cookie)
+        let anaPage = try await server.get("/tasks/\(task.id)", cookie: ana)
+        let boPage = try await server.get("/tasks/\(task.id)", cookie: bo)
+        let won = try await server.post("/tasks/\(task.id)/claim", cookie: ana,
+                                         form: ["csrf": anaPage.field("csrf")!, "version": anaPage.field("version")!])
+        #expect(won.status == 303 && won.location == "/tasks/\(task.id)?done=claim")
+        let lost = try await server.post("/tasks/\(task.id)/claim", cookie: bo,
+                                          form: ["csrf": boPage.field("csrf")!, "version": boPage.field("version")!])
+        #expect(lost.status == 409)
+        #expect(lost.body.contains("Already claimed by Ana Ruiz"))
+        #expect(try server.database.tasks().first?.owner == "ana")
+        // Acknowledge and resolve with a disposition, a note and 12 interactive minutes.
+        let page = try await server.get("/tasks/\(task.id)", cookie: ana)
+        let ack = try await server.post("/tasks/\(task.id)/acknowledge", cookie: ana, form: ["csrf": page.field("csrf")!])
+        #expect(ack.status == 303)
+        let missing = try await server.post("/tasks/\(task.id)/resolve", cookie: ana, form: ["csrf": page.field("csrf")!, "note": "x"])
+        #expect(missing.status == 400 && missing.body.contains("Choose a disposition"))
+        let resolved = try await server.post("/tasks/\(task.id)/resolve", cookie: ana, form: [
+            "csrf": page.field("csrf")!, "disposition": "contacted_patient", "note": "Advised rest; recheck in 1 h.",
+            "minutes": "12", "program": "rpm", "interactive": "yes", "modality": "audio",
+        ])
+        #expect(resolved.status == 303)
+        let final = try #require(try server.database.tasks().first)
+        #expect(final.status == .resolved && final.resolvedBy == "ana" && final.disposition == .contactedPatient)
+        let time = try await server.database.timeEntries(taskID: task.id)
+        #expect(time.map(\.minutes) == [12] && time[0].interactive && time[0].modality == .audio && time[0].performedBy == "ana")
+        let shown = try await server.get("/tasks/\(task.id)", cookie: ana).body
+        #expect(shown.contains("Contacted patient") && shown.contains("Advised rest; recheck in 1 h.") && shown.contains("12 min RPM"))
+    }
+}
+
+/// Runs curl and returns its standard output.
+func curl(_ arguments: [String]) async throws -> String {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+                process.arguments = ["--max-time", "30"] + arguments
+                let pipe = Pipe()
+                process.standardOutput = pipe
+                try process.run()
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                guard process.terminationStatus == 0 else { throw TestFailure("curl \(arguments) exited \(process.terminationStatus)") }
+                return String(decoding: data, as: UTF8.self)
+            })
+        }
+    }
+}
