@@ -41,6 +41,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "VitalsDomain", swiftSettings: strict),
+        // The clinical rules as pure functions: readings, state, policy and a time in, task changes out.
+        .target(name: "VitalsAlerting", dependencies: ["VitalsDomain"], swiftSettings: strict),
         // Device and standard payload formats (SenML, FHIR, vendor webhooks): pure decoders.
         .target(name: "VitalsFormats", dependencies: ["VitalsDomain"], swiftSettings: strict),
         // Seeded generation and mutation of payloads, for the format-fuzz run and its test.
@@ -49,7 +51,7 @@ let package = Package(
         .target(
             name: "VitalsStore",
             dependencies: [
-                "VitalsDomain", "VitalsFormats",
+                "VitalsDomain", "VitalsFormats", "VitalsAlerting",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -63,7 +65,7 @@ let package = Package(
         .target(
             name: "VitalsDaemon",
             dependencies: [
-                "MQTTClient", "VitalsDomain", "VitalsStore", "VitalsConfig", "VitalsFormats",
+                "MQTTClient", "VitalsDomain", "VitalsStore", "VitalsConfig", "VitalsFormats", "VitalsAlerting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -95,6 +97,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "VitalsDomainTests", dependencies: ["VitalsDomain"], swiftSettings: strict),
+        .testTarget(name: "VitalsAlertingTests", dependencies: ["VitalsAlerting", "VitalsDomain"], swiftSettings: strict),
         .testTarget(
             name: "VitalsFormatsTests",
             dependencies: ["VitalsFormats", "VitalsDomain", "FormatFuzzing"],
@@ -103,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VitalsStoreTests",
-            dependencies: ["VitalsStore", "VitalsDomain", "VitalsConfig", "VitalsFormats", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["VitalsStore", "VitalsDomain", "VitalsConfig", "VitalsFormats", "VitalsAlerting", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -92,22 +92,20 @@ public struct TaskEventDelivery: Service {
     }
 
     /// Runs one channel: fetch pending events, send them, move the cursor; back off on failure.
-    /// Database calls run off the cooperative pool (``offPool(_:)``): another process holding the
-    /// write lock must not stall the HTTP endpoints.
+    /// Database calls use the database's async API, off the cooperative pool: another process
+    /// holding the write lock must not stall the HTTP endpoints.
     private func loop(channel: String, batch: Int, send: ([OutboxEvent]) async throws -> Void) async {
         let database = self.database
         var wait = 1.0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var pause = targets.pollInterval
             do {
-                let events = try await databaseWork { try database.pendingEvents(channel: channel, limit: batch) }
+                let events = try await databaseWork { try await database.pendingEvents(channel: channel, limit: batch) }
                 if !events.isEmpty {
                     try await send(events)
                     let last = events.last!.id
-                    let left = try await offPool {
-                        try database.markDelivered(channel: channel, through: last)
-                        return try database.outboxBacklog(channel: channel)
-                    }
+                    try await database.markDelivered(channel: channel, through: last)
+                    let left = try await database.outboxBacklog(channel: channel)
                     metrics?.recordDelivery(channel: channel, delivered: events.count, failed: false, backlog: left)
                     wait = 1
                     continue
@@ -116,7 +114,7 @@ public struct TaskEventDelivery: Service {
             } catch is CancellationError {
                 return
             } catch {
-                let left = try? await offPool { try database.outboxBacklog(channel: channel) }
+                let left = try? await database.outboxBacklog(channel: channel)
                 metrics?.recordDelivery(channel: channel, delivered: 0, failed: true, backlog: left)
                 logger.warning("task event delivery failed; will retry", metadata: [
                     "delivery.channel": "\(channel)", "delivery.retry_seconds": "\(Int(wait))", "error": "\(error)"])
@@ -171,7 +169,7 @@ public struct TaskEventDelivery: Service {
                     throw DeliveryError(description: "webhook answered HTTP \(status) to event \(e.id)")
                 }
                 let (database, id) = (self.database, e.id)
-                try await offPool { try database.markDelivered(channel: "webhook", through: id) }
+                try await database.markDelivered(channel: "webhook", through: id)
             }
         }
     }

@@ -177,11 +177,28 @@ public struct CanonicalMessageDecoder: Sendable {
         guard let timeJSON = item["measured_at"] ?? envelope["measured_at"] else {
             throw Rejection(.missingField, "reading \(index) has no 'measured_at'")
         }
-        let measuredAt = try timePolicy.measurementTime(from: timeJSON, receivedAt: receivedAt)
+        let measuredAt = try timePolicy.parse(timeJSON)
+        let clockProblem: Rejection?
+        do throws(Rejection) {
+            try timePolicy.check(measuredAt, receivedAt: receivedAt)
+            clockProblem = nil
+        } catch {
+            clockProblem = error
+        }
         if let type = VitalType(rawValue: typeName),
            case .sentinel(let kind, let code) = try DeviceNumber.parse(value, field: "value", type: type, rules: .canonical) {
+            if let clockProblem { throw clockProblem }
             events.append(DeviceEvent(deviceID: deviceID, kind: kind, type: type, measuredAt: measuredAt, code: code))
             throw DeviceNumber.rejection(kind, code: code, field: "value")
+        }
+        if var clockProblem {
+            // The time is wrong, not the value: keep the value (timed by receipt) for a device task.
+            var received = try Observation.make(
+                deviceID: deviceID, typeName: typeName, value: value, unit: item["unit"], measuredAt: receivedAt)
+            received.timeSource = .receivedAt
+            received.flags.insert(.estimatedTime)
+            clockProblem.clockObservation = received
+            throw clockProblem
         }
         return try Observation.make(
             deviceID: deviceID, typeName: typeName, value: value, unit: item["unit"], measuredAt: measuredAt)

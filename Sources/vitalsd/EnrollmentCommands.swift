@@ -81,11 +81,26 @@ struct DeviceCommand: ParsableCommand {
         @Option(help: "Patient the device belongs to.") var patient: String
         @Option(help: "Kind: \(DeviceKind.allCases.map(\.rawValue).joined(separator: ", ")).") var kind: DeviceKind = .other
         @Flag(help: "Move the device from the patient it belongs to now.") var reassign = false
+        @Option(help: "With --reassign: when the device changed hands, RFC 3339 with an offset (default: now). Readings measured before it stay with the previous patient.")
+        var at: String?
+        @Option(help: "For a new device: when it was handed to the patient, RFC 3339 with an offset. Readings measured before it are before_binding dead letters (default: none are).")
+        var from: String?
         @Option(help: "Who makes the change (default: the invoking user).") var by: String?
+
+        func validate() throws {
+            if at != nil && !reassign { throw ValidationError("--at goes with --reassign") }
+            for (name, value) in [("--at", at), ("--from", from)] {
+                if let value, MeasurementTimePolicy.parseRFC3339(value) == nil {
+                    throw ValidationError("\(name) must be RFC 3339 with a UTC offset, e.g. 2026-03-01T08:00:00-06:00")
+                }
+            }
+        }
 
         func run() throws {
             let (_, db) = try options.database()
-            let change = try db.upsertDevice(Device(id: id, kind: kind, patientID: patient), actor: actor(by), reassign: reassign)
+            let change = try db.upsertDevice(
+                Device(id: id, kind: kind, patientID: patient), actor: actor(by), reassign: reassign,
+                at: at.flatMap(MeasurementTimePolicy.parseRFC3339) ?? Date(), from: from.flatMap(MeasurementTimePolicy.parseRFC3339))
             print("device \(id): \(change.rawValue)")
         }
     }

@@ -167,7 +167,7 @@ struct AlertDeliveryTests {
         daemon.signal(SIGHUP)
         try await Task.sleep(for: .seconds(2))
         #expect(try history() == before)
-        #expect(await eventually(5) { (try? env.database.outboxBacklog(channel: "mqtt")) == 0 })
+        #expect(await eventually(5) { (try? await env.database.outboxBacklog(channel: "mqtt")) == 0 })
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(seconds: 10))
     }
@@ -208,7 +208,7 @@ struct AlertDeliveryTests {
         // The 300 mg/dL, 10 min after the critical 45, is its re-measurement (not confirmed) and
         // clears the low condition (recovered): opened, confirmation, recovered, opened (high),
         // acknowledged, updated (310), resolved.
-        #expect(try env.database.outboxBacklog(channel: "webhook") == 7)
+        #expect(try await env.database.outboxBacklog(channel: "webhook") == 7)
 
         try await Task.sleep(for: .seconds(max(0, outage - Date().timeIntervalSince(started))))
         let receiver = WebhookReceiver(port: hookPort)
@@ -235,7 +235,7 @@ struct AlertDeliveryTests {
                 for: Data("\(timestamp).".utf8) + r.body, using: SymmetricKey(data: Data("hook-secret-7".utf8)))
             #expect(r.signature == "sha256=" + mac.map { String(format: "%02x", $0) }.joined())
         }
-        #expect(try env.database.outboxBacklog(channel: "webhook") == 0)
+        #expect(try await env.database.outboxBacklog(channel: "webhook") == 0)
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(seconds: 10))
         await receiver.stop()

@@ -152,7 +152,7 @@ struct AlertingTests {
                                 practitioner: "Dr. A", actor: "test")
         _ = try await db.ingest([bp(185, 125, at: day0)], pipeline: pipeline)
         let high = try #require(try db.tasks().first)
-        let s = try db.openRoutineTasks(rules: BillingRules(), noDataDays: 1, now: Date())
+        let s = try await db.openRoutineTasks(rules: BillingRules(), noDataDays: 1, now: Date())
         #expect(s.noDataTasks == 1)
         let after = try #require(try db.task(id: high.id))
         #expect(after.task.status == .open)
@@ -187,8 +187,8 @@ struct AlertingTests {
         _ = try await db.ingest([bp(120, 80, at: t0.addingTimeInterval(1_500))], pipeline: pipeline)
         _ = try await db.ingest([bp(181, 90, at: t0.addingTimeInterval(1_800))], pipeline: pipeline)
         let third = try #require(try db.tasks(status: .open).first)
-        #expect(try db.runAlertTimers(policy: pipeline.alerts, now: t0.addingTimeInterval(1_800 + 899)).notRepeated == 0)
-        #expect(try db.runAlertTimers(policy: pipeline.alerts, now: t0.addingTimeInterval(1_800 + 901)).notRepeated == 1)
+        #expect(try await db.runAlertTimers(policy: pipeline.alerts, now: t0.addingTimeInterval(1_800 + 899)).notRepeated == 0)
+        #expect(try await db.runAlertTimers(policy: pipeline.alerts, now: t0.addingTimeInterval(1_800 + 901)).notRepeated == 1)
         #expect(try db.task(id: third.id)?.task.confirmation == .notRepeated)
     }
 
@@ -202,22 +202,22 @@ struct AlertingTests {
         _ = try await db.ingest([glucose(65, minutesAgo: 0.5, device: "g1")], pipeline: pipeline)
         let task = try #require(try db.tasks().first { $0.priority == .critical })
         let policy = pipeline.alerts
-        func run(_ minutes: Double) throws -> Int {
-            try db.runAlertTimers(policy: policy, now: opened.addingTimeInterval(minutes * 60)).escalated
+        func run(_ minutes: Double) async throws -> Int {
+            try await db.runAlertTimers(policy: policy, now: opened.addingTimeInterval(minutes * 60)).escalated
         }
-        #expect(try run(29) == 0)
-        #expect(try run(31) == 1)
-        #expect(try run(31) == 0)  // a repeated run, as after a restart, does not escalate again
-        #expect(try run(60) == 0)
-        #expect(try run(62) == 1)
+        #expect(try await run(29) == 0)
+        #expect(try await run(31) == 1)
+        #expect(try await run(31) == 0)  // a repeated run, as after a restart, does not escalate again
+        #expect(try await run(60) == 0)
+        #expect(try await run(62) == 1)
         #expect(try db.task(id: task.id)?.task.escalationLevel == 2)
         _ = try db.acknowledgeTask(id: task.id, by: "nurse.a")
-        #expect(try run(200) == 0)
+        #expect(try await run(200) == 0)
         let events = try #require(try db.task(id: task.id)).events.map(\.event)
         #expect(events.filter { $0 == "escalated" }.count == 2)
         // A warning task never escalates.
         _ = try await db.ingest([glucose(300, minutesAgo: 0.2)], pipeline: pipeline)
-        #expect(try run(1_000) == 0)
+        #expect(try await run(1_000) == 0)
     }
 
     @Test("heart failure: 2.5 kg over 5 days with a missed day opens one weight-gain task")
@@ -256,7 +256,7 @@ struct AlertingTests {
         _ = try await db.ingest([bp(185, 125, at: Date().addingTimeInterval(-60))], pipeline: pipeline)
         let task = try #require(try db.tasks().first)
         _ = try db.acknowledgeTask(id: task.id, by: "nurse.a")
-        let events = try db.pendingEvents(channel: "mqtt", limit: 10)
+        let events = try await db.pendingEvents(channel: "mqtt", limit: 10)
         #expect(events.count == 2)
         #expect(events.allSatisfy { $0.patientID == "p2" })
         let first = try #require(try JSONSerialization.jsonObject(with: Data(events[0].body.utf8)) as? [String: Any])
@@ -272,14 +272,14 @@ struct AlertingTests {
         let second = try #require(try JSONSerialization.jsonObject(with: Data(events[1].body.utf8)) as? [String: Any])
         #expect((second["task"] as? [String: Any])?["fhir_status"] as? String == "accepted")
         #expect(second["actor"] as? String == "nurse.a")
-        try db.markDelivered(channel: "mqtt", through: events[0].id)
-        #expect(try db.outboxBacklog(channel: "mqtt") == 1)
-        try db.markDelivered(channel: "mqtt", through: events[1].id)
-        try db.markDelivered(channel: "mqtt", through: events[0].id)  // never moves back
-        #expect(try db.pendingEvents(channel: "mqtt", limit: 10).isEmpty)
+        try await db.markDelivered(channel: "mqtt", through: events[0].id)
+        #expect(try await db.outboxBacklog(channel: "mqtt") == 1)
+        try await db.markDelivered(channel: "mqtt", through: events[1].id)
+        try await db.markDelivered(channel: "mqtt", through: events[0].id)  // never moves back
+        #expect(try await db.pendingEvents(channel: "mqtt", limit: 10).isEmpty)
         // A channel opened later starts at the newest event: no replay of history.
         try db.openDeliveryChannel("webhook")
-        #expect(try db.pendingEvents(channel: "webhook", limit: 10).isEmpty)
+        #expect(try await db.pendingEvents(channel: "webhook", limit: 10).isEmpty)
         // Delivered copies go after 30 days; the task events stay.
         #expect(try db.purgeDeliveredEvents(channels: ["mqtt", "webhook"], olderThanDays: 30) == 0)
         #expect(try db.purgeDeliveredEvents(channels: ["mqtt", "webhook"], olderThanDays: 30, now: Date().addingTimeInterval(31 * 86_400)) == 2)
@@ -300,14 +300,14 @@ struct AlertingTests {
         _ = try await db.ingest([message("s2", #"{"type":"body_weight","value":80,"unit":"kg","measured_at":\#(scaleMS)}"#,
                                          receivedAt: now.addingTimeInterval(-5 * 86_400 + 60)),
                                  bp(120, 80, at: now.addingTimeInterval(-3_600))], pipeline: pipeline)
-        let s = try db.openRoutineTasks(rules: BillingRules(), noDataDays: 3, now: now)
+        let s = try await db.openRoutineTasks(rules: BillingRules(), noDataDays: 3, now: now)
         #expect(s.noDataTasks == 0)
         #expect(s.silentDeviceTasks == 1)
         let task = try #require(try db.tasks(patientID: "p2").first)
         #expect(task.kind == .device)
         #expect(task.priority == .routine)
         #expect(task.reason == "Device s2 (scale) has sent no data for 5 days; the patient's other devices still send")
-        #expect(try db.openRoutineTasks(rules: BillingRules(), noDataDays: 3, now: now.addingTimeInterval(3_600)).silentDeviceTasks == 0)
+        #expect(try await db.openRoutineTasks(rules: BillingRules(), noDataDays: 3, now: now.addingTimeInterval(3_600)).silentDeviceTasks == 0)
     }
 
     @Test("average and count rules open tasks through ingest, merged with the condition's limits")
@@ -374,8 +374,8 @@ struct AlertingTests {
         let battery = #"{"metric":"battery_percentage","hwi_device_id":"g1","value_1":"12","timestamp":"2026-11-28T10:00:00Z"}"#
         _ = try await db.ingest([IncomingMessage(topic: "vendors/tenovi", deviceID: nil, payload: Array(battery.utf8), receivedAt: Date(),
                                                  format: .tenovi, matchedSubscription: true)], pipeline: pipeline)
-        #expect(try db.openRoutineTasks(rules: BillingRules(), lowBatteryPercent: 15).lowBatteryTasks == 1)
-        #expect(try db.openRoutineTasks(rules: BillingRules(), lowBatteryPercent: 15).lowBatteryTasks == 0)
+        #expect(try await db.openRoutineTasks(rules: BillingRules(), lowBatteryPercent: 15, now: Date()).lowBatteryTasks == 1)
+        #expect(try await db.openRoutineTasks(rules: BillingRules(), lowBatteryPercent: 15, now: Date()).lowBatteryTasks == 0)
         let low = try #require(try db.tasks(patientID: "p1").first { $0.vital == "battery:g1" })
         #expect(low.reason == "Device g1 (glucometer) battery at 12 %; replace or charge it before it stops sending")
     }

@@ -1,0 +1,255 @@
+import Foundation
+import GRDB
+import VitalsDomain
+
+/// The one writer of `tasks`, `task_events`, `task_notes` and `outbox`.
+///
+/// Every change to the task queue, whether the rules (ingest, timers) or a person (acknowledge,
+/// resolve, note) decided it, arrives here as a ``TaskChange`` and is applied in the caller's
+/// transaction. The writer decides nothing: it inserts or updates the row with the task's next value,
+/// appends the event and its outbox copy (the JSON of the README's "Task events", built here), and
+/// appends the note. The partial unique indexes (one unresolved task per condition, one task per
+/// timer key) stay as the safety net: a change that would break them fails the transaction.
+extension AppDatabase {
+    /// Applies task changes in order inside a write transaction.
+    ///
+    /// - Returns: the row id of each task the changes name, new ones included.
+    /// - Throws: ``TaskError`` `conflict` when an update was decided from a version of the task that
+    ///   is no longer the stored one (another writer changed it first), `not_found` for an unknown
+    ///   task; database errors (a broken partial unique index, disk full).
+    @discardableResult
+    static func apply(_ db: Database, _ changes: [TaskChange]) throws -> [TaskRef: Int64] {
+        var ids: [TaskRef: Int64] = [:]
+        func id(_ ref: TaskRef) throws -> Int64 {
+            if case .stored(let id) = ref { return id }
+            guard let id = ids[ref] else { throw TaskError(.notFound, "a change names a task not opened before it") }
+            return id
+        }
+        for change in changes {
+            switch change {
+            case .open(let task, let event):
+                var t = task
+                try db.cachedStatement(sql: """
+                    INSERT INTO tasks(patient_id, kind, vital, direction, priority, status, reason, condition_key,
+                                      first_reading_id, last_reading_id, last_measured_at, latest_summary,
+                                      worst_reading_id, worst_summary, worst_measured_at, worst_severity, worst_level,
+                                      occurrences, opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at,
+                                      resolved_by, escalation_level, escalated_at, next_escalation_at, confirmation,
+                                      confirmation_due_at, data_stale, suppressed_breaches, last_suppressed_at, version)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """).execute(arguments: StatementArguments(Self.columns(task)) + [max(task.version, 1)])
+                t.id = db.lastInsertedRowID
+                t.version = max(task.version, 1)
+                ids[change.ref] = t.id
+                try appendEvent(db, t, event)
+            case .update(let ref, let task, let event):
+                var t = task
+                t.id = try id(ref)
+                try db.cachedStatement(sql: """
+                    UPDATE tasks SET patient_id = ?, kind = ?, vital = ?, direction = ?, priority = ?, status = ?, reason = ?,
+                        condition_key = ?, first_reading_id = ?, last_reading_id = ?, last_measured_at = ?, latest_summary = ?,
+                        worst_reading_id = ?, worst_summary = ?, worst_measured_at = ?, worst_severity = ?, worst_level = ?,
+                        occurrences = ?, opened_at = ?, updated_at = ?, acknowledged_at = ?, acknowledged_by = ?,
+                        resolved_at = ?, resolved_by = ?, escalation_level = ?, escalated_at = ?, next_escalation_at = ?,
+                        confirmation = ?, confirmation_due_at = ?, data_stale = ?, suppressed_breaches = ?,
+                        last_suppressed_at = ?, version = ?
+                    WHERE id = ? AND version = ?
+                    """).execute(arguments: StatementArguments(Self.columns(t)) + [t.version, t.id, t.version - 1])
+                guard db.changesCount == 1 else {
+                    let exists = try Int.fetchOne(db, sql: "SELECT 1 FROM tasks WHERE id = ?", arguments: [t.id]) != nil
+                    throw exists ? TaskError(.conflict, "task \(t.id) was changed by someone else; look at it again")
+                        : TaskError(.notFound, "task \(t.id) does not exist")
+                }
+                ids[ref] = t.id
+                if let event { try appendEvent(db, t, event) }
+            case .note(let ref, let note):
+                let taskID = try id(ref)
+                try db.cachedStatement(sql: "INSERT INTO task_notes(task_id, at, author, text) VALUES (?, ?, ?, ?)")
+                    .execute(arguments: [taskID, epochMilliseconds(note.at), note.author, note.text])
+            }
+        }
+        return ids
+    }
+
+    /// The columns of a task row in the order of the INSERT and UPDATE above (without version and id).
+    private static func columns(_ t: CareTask) -> [(any DatabaseValueConvertible)?] {
+        let ms: (Date?) -> Int64? = { $0.map(epochMilliseconds) }
+        return [
+            t.patientID, t.kind.rawValue, t.vital, t.direction.rawValue, t.priority.rawValue, t.status.rawValue, t.reason,
+            t.conditionKey, t.firstReadingID, t.latest?.readingID, ms(t.latest?.measuredAt), t.latest?.summary,
+            t.worst?.readingID, t.worst?.summary, ms(t.worst?.measuredAt), t.worst?.severity, t.worst?.level?.rawValue,
+            t.occurrences, ms(t.openedAt), ms(t.updatedAt), ms(t.acknowledgedAt), t.acknowledgedBy, ms(t.resolvedAt),
+            t.resolvedBy, t.escalationLevel, ms(t.escalatedAt), ms(t.nextEscalationAt), t.confirmation?.rawValue,
+            ms(t.confirmationDueAt), t.dataStale, t.suppressedBreaches, ms(t.lastSuppressedAt),
+        ]
+    }
+
+    /// Appends a task event and its outbox copy: the task as it is after the change.
+    private static func appendEvent(_ db: Database, _ task: CareTask, _ event: TaskEventRecord) throws {
+        let at = epochMilliseconds(event.at)
+        try db.cachedStatement(sql: "INSERT INTO task_events(task_id, at, event, actor, reading_id, detail) VALUES (?, ?, ?, ?, ?, ?)")
+            .execute(arguments: [task.id, at, event.kind.rawValue, event.actor, event.readingID, event.detail])
+        let eventID = db.lastInsertedRowID
+        try db.cachedStatement(sql: "INSERT INTO outbox(id, task_id, patient_id, created_at, body) VALUES (?, ?, ?, ?, ?)")
+            .execute(arguments: [eventID, task.id, task.patientID, at, outboxBody(eventID: eventID, task: task, event: event)])
+    }
+
+    /// The delivered form of a task event (README, "Task events"): FHIR R4 Task vocabulary where it
+    /// fits, times in UTC with milliseconds, the task's latest and worst readings with their
+    /// measurement times. Carries values, so it is PHI for the receiving system.
+    static func outboxBody(eventID: Int64, task t: CareTask, event: TaskEventRecord) -> String {
+        var json = JSONWriter()
+        json.begin()
+        json.field("event_id", "task-event-\(eventID)")
+        json.field("event", event.kind.rawValue)
+        json.field("at", isoMilliseconds(event.at))
+        json.field("actor", event.actor)
+        json.field("detail", event.detail)
+        json.key("task")
+        json.begin()
+        json.field("id", t.id)
+        json.field("patient_id", t.patientID)
+        json.field("kind", t.kind.rawValue)
+        json.field("condition", t.vital)
+        json.field("direction", t.direction.rawValue)
+        json.field("priority", t.priority.rawValue)
+        json.field("fhir_priority", t.priority.fhirPriority)
+        json.field("status", t.status.rawValue)
+        json.field("fhir_status", t.status.fhirStatus)
+        json.field("reason", t.reason)
+        json.field("occurrences", Int64(t.occurrences))
+        json.field("escalation_level", Int64(t.escalationLevel))
+        json.field("confirmation", t.confirmation?.rawValue)
+        json.field("data_stale", t.dataStale)
+        json.field("opened_at", isoMilliseconds(t.openedAt))
+        json.field("acknowledged_by", t.acknowledgedBy)
+        json.field("resolved_by", t.resolvedBy)
+        for (name, reading) in [("latest", t.latest), ("worst", t.worst)] {
+            json.key(name)
+            if let reading {
+                json.begin()
+                json.field("reading_id", reading.readingID)
+                json.field("summary", reading.summary)
+                json.field("measured_at", isoMilliseconds(reading.measuredAt))
+                json.end()
+            } else {
+                json.null()
+            }
+        }
+        json.field("suppressed_breaches", Int64(t.suppressedBreaches))
+        json.field("version", Int64(t.version))
+        json.end()
+        json.end()
+        return json.text
+    }
+
+    /// `2026-11-28T13:10:05.120Z`.
+    static func isoMilliseconds(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
+    /// The task with `id` in this transaction, or nil.
+    static func fetchTask(_ db: Database, id: Int64) throws -> CareTask? {
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM tasks WHERE id = ?"), arguments: [id]).map(CareTask.init(row:))
+    }
+}
+
+extension CareTask {
+    /// A task from its row.
+    init(row: Row) {
+        func date(_ column: String) -> Date? { (row[column] as Int64?).map(dateFromEpochMilliseconds) }
+        self.init(
+            patientID: row["patient_id"], kind: TaskKind(rawValue: row["kind"]) ?? .threshold, vital: row["vital"],
+            direction: ThresholdDirection(rawValue: row["direction"]) ?? .high,
+            priority: TaskPriority(rawValue: row["priority"]) ?? .critical, reason: row["reason"],
+            now: dateFromEpochMilliseconds(row["opened_at"]), conditionKey: row["condition_key"])
+        id = row["id"]
+        status = TaskStatus(rawValue: row["status"]) ?? .open
+        firstReadingID = row["first_reading_id"]
+        if let at = date("last_measured_at") {
+            latest = TaskReading(readingID: row["last_reading_id"], summary: row["latest_summary"] ?? "", measuredAt: at, severity: 0)
+        }
+        if let at = date("worst_measured_at") {
+            worst = TaskReading(
+                readingID: row["worst_reading_id"], summary: row["worst_summary"] ?? "", measuredAt: at,
+                severity: row["worst_severity"] ?? 0, level: (row["worst_level"] as String?).flatMap(ThresholdLevel.init(rawValue:)))
+        }
+        occurrences = row["occurrences"]
+        updatedAt = dateFromEpochMilliseconds(row["updated_at"])
+        acknowledgedAt = date("acknowledged_at")
+        acknowledgedBy = row["acknowledged_by"]
+        resolvedAt = date("resolved_at")
+        resolvedBy = row["resolved_by"]
+        escalationLevel = row["escalation_level"]
+        escalatedAt = date("escalated_at")
+        nextEscalationAt = date("next_escalation_at")
+        confirmation = (row["confirmation"] as String?).flatMap(Confirmation.init(rawValue:))
+        confirmationDueAt = date("confirmation_due_at")
+        dataStale = row["data_stale"]
+        suppressedBreaches = row["suppressed_breaches"]
+        lastSuppressedAt = date("last_suppressed_at")
+        version = row["version"]
+    }
+}
+
+/// A small JSON writer for the outbox bodies: objects, strings, integers, booleans and null,
+/// escaped per RFC 8259. Faster than an encoder, and with a fixed member order.
+struct JSONWriter {
+    private(set) var text = ""
+    /// Whether the object being written has no member yet, innermost last.
+    private var empty: [Bool] = []
+
+    /// Starts an object; its members follow (``key(_:)``, the `field` methods), then ``end()``.
+    mutating func begin() {
+        text += "{"
+        empty.append(true)
+    }
+
+    /// Ends the innermost object.
+    mutating func end() {
+        empty.removeLast()
+        text += "}"
+    }
+
+    /// Starts a member; its value follows (``begin()`` or ``null()``).
+    mutating func key(_ name: String) {
+        if empty[empty.count - 1] { empty[empty.count - 1] = false } else { text += "," }
+        string(name)
+        text += ":"
+    }
+
+    mutating func null() { text += "null" }
+
+    mutating func field(_ name: String, _ value: String?) {
+        key(name)
+        if let value { string(value) } else { null() }
+    }
+
+    mutating func field(_ name: String, _ value: Int64?) {
+        key(name)
+        text += value.map(String.init) ?? "null"
+    }
+
+    mutating func field(_ name: String, _ value: Bool) {
+        key(name)
+        text += value ? "true" : "false"
+    }
+
+    private mutating func string(_ s: String) {
+        text += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": text += "\\\""
+            case "\\": text += "\\\\"
+            case "\n": text += "\\n"
+            case "\r": text += "\\r"
+            case "\t": text += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: text.unicodeScalars.append(scalar)
+            }
+        }
+        text += "\""
+    }
+}
