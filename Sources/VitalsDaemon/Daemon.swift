@@ -42,9 +42,9 @@ public enum Daemon {
         let password = try config.mqttPassword()
         let tls = tlsConfiguration(config)
         let mqtt = config.mqtt
-        let publisher: (@Sendable () throws -> MQTTPublisher)? = config.delivery.mqttEnabled
+        let publisher: (@Sendable () async throws -> MQTTPublisher)? = config.delivery.mqttEnabled
             ? { @Sendable in
-                try MQTTPublisher(
+                try await MQTTPublisher.connect(
                     host: mqtt.host, port: mqtt.port, clientID: "\(mqtt.clientID)-alerts", username: mqtt.username,
                     password: password, tls: tls, timeout: 5)
             } : nil

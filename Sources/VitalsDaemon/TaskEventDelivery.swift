@@ -31,7 +31,7 @@ public struct WebhookSignature: Sendable {
 /// Where task events go, besides the database.
 public struct DeliveryTargets: Sendable {
     /// Publishes to MQTT; nil when `delivery.mqtt_enabled` is false.
-    public var mqtt: (@Sendable () throws -> MQTTPublisher)?
+    public var mqtt: (@Sendable () async throws -> MQTTPublisher)?
     /// Topic template; `{patient_id}` is replaced.
     public var mqttTopic: String
     public var webhookURL: URL?
@@ -43,7 +43,7 @@ public struct DeliveryTargets: Sendable {
     public var pollInterval: Duration
 
     public init(
-        mqtt: (@Sendable () throws -> MQTTPublisher)?, mqttTopic: String, webhookURL: URL?, webhookSignature: WebhookSignature?,
+        mqtt: (@Sendable () async throws -> MQTTPublisher)?, mqttTopic: String, webhookURL: URL?, webhookSignature: WebhookSignature?,
         webhookTimeout: Double = 10, retryMax: Double = 60, pollInterval: Duration = .milliseconds(250)
     ) {
         self.mqtt = mqtt
@@ -126,12 +126,13 @@ public struct TaskEventDelivery: Service {
         }
     }
 
-    private func deliverMQTT(_ make: @Sendable () throws -> MQTTPublisher) async {
+    private func deliverMQTT(_ make: @Sendable () async throws -> MQTTPublisher) async {
         let holder = PublisherHolder()
         defer { holder.close() }
         await loop(channel: "mqtt", batch: 200) { events in
             do {
-                let publisher = try holder.publisher ?? make()
+                let publisher: MQTTPublisher
+                if let held = holder.publisher { publisher = held } else { publisher = try await make() }
                 holder.publisher = publisher
                 for e in events {
                     let topic = targets.mqttTopic.replacingOccurrences(of: "{patient_id}", with: e.patientID)

@@ -220,7 +220,7 @@ struct ReplayCommand: AsyncParsableCommand {
             zone = z
         }
         let readings = try ReplayCSV.read(path: file, timeZone: zone)
-        let publisher = try MQTTPublisherFactory.make(config)
+        let publisher = try await MQTTPublisherFactory.make(config)
         defer { publisher.close() }
         let result = try await Replay.run(readings, publisher: publisher, topicTemplate: topic, speed: speed, rebase: rebase)
         let rate = result.seconds > 0 ? Double(result.published) / result.seconds : 0

@@ -79,7 +79,7 @@ struct AlertDeliveryTests {
             let ms = Int64(day0.addingTimeInterval(Double(day) * 86_400).timeIntervalSince1970 * 1000)
             return Array(#"{"type":"body_weight","value":\#(kg),"unit":"kg","measured_at":\#(ms)}"#.utf8)
         }
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         var daemon = try env.startProcess()
         let first = [(80.0, 0), (80.5, 1), (81.0, 2)]
         #expect(await publishUntilStored(pub, env, topic: "devices/scale1/readings", payload: weight(80.0, day: 0)))
@@ -134,7 +134,7 @@ struct AlertDeliveryTests {
             try env.database.upsertPatient(Patient(id: "f\(i)", timezone: "UTC", programs: [.diabetes]), actor: "test")
             try env.database.upsertDevice(Device(id: "fg\(i)", kind: .glucometer, patientID: "f\(i)"), actor: "test")
         }
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         var daemon = try env.startProcess()
         #expect(await publishUntilStored(pub, env, topic: "devices/fg0/readings", payload: glucoseJSON(45, at: msAgo(3_600))))
         for i in 1..<20 { try pub.publish(topic: "devices/fg\(i)/readings", payload: glucoseJSON(45, at: msAgo(3_600))) }
@@ -188,7 +188,7 @@ struct AlertDeliveryTests {
               retry_max_seconds: 2
             """)
         let started = Date()
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         var daemon = try env.startProcess()
         // Critical low, then high (a second condition), while the receiver is down.
         #expect(await publishUntilStored(pub, env, payload: glucoseJSON(45, at: msAgo(50))))
