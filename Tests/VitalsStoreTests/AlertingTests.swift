@@ -380,3 +380,48 @@ struct AlertingTests {
         #expect(low.reason == "Device g1 (glucometer) battery at 12 %; replace or charge it before it stops sending")
     }
 }
+
+@Suite("task notes and the task writer")
+struct TaskWriterTests {
+    @Test("notes are an append-only history: ack, a note without a status change, resolve; none overwrites another")
+    func notes() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        _ = try await db.ingest([glucose(45, minutesAgo: 5)], pipeline: pipeline)
+        let task = try #require(try db.tasks().first)
+        _ = try db.acknowledgeTask(id: task.id, by: "nurse.a", note: "calling the patient")
+        let noted = try db.noteTask(id: task.id, by: "nurse.a", text: "no answer; will try at 14:00")
+        #expect(noted.status == .acknowledged)
+        _ = try db.resolveTask(id: task.id, by: "nurse.b", note: "ate, 110 mg/dL on re-check")
+        #expect(try db.taskNotes(id: task.id).map(\.text) == [
+            "calling the patient", "no answer; will try at 14:00", "ate, 110 mg/dL on re-check"])
+        #expect(try db.taskNotes(id: task.id).map(\.author) == ["nurse.a", "nurse.a", "nurse.b"])
+        #expect(throws: (any Error).self) { try db.writer.write { try $0.execute(sql: "UPDATE task_notes SET text = 'x'") } }
+        #expect(throws: (any Error).self) { try db.writer.write { try $0.execute(sql: "DELETE FROM task_notes") } }
+        #expect(throws: TaskError.self) { try db.noteTask(id: task.id, by: "nurse.a", text: " ") }
+        #expect(throws: TaskError.self) { try db.noteTask(id: 999, by: "nurse.a", text: "x") }
+        // Each change counted a version: opened 1 (+ confirmation pending), ack 2, resolve 3.
+        #expect(try db.task(id: task.id)?.task.version == 3)
+    }
+
+    @Test("the outbox body carries the latest and worst readings with their measurement times")
+    func outboxReadings() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        try db.openDeliveryChannel("mqtt")
+        let at = Date(timeIntervalSince1970: 1_772_434_800)  // 2026-03-02T07:00:00Z
+        let body = #"{"type":"glucose","value":45,"unit":"mg/dL","measured_at":"2026-03-02T07:00:00Z"}"#
+        _ = try await db.ingest([message("g1", body, receivedAt: at.addingTimeInterval(2))], pipeline: pipeline)
+        let event = try #require(try await db.pendingEvents(channel: "mqtt", limit: 1).first)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(event.body.utf8)) as? [String: Any])
+        let task = try #require(json["task"] as? [String: Any])
+        let latest = try #require(task["latest"] as? [String: Any])
+        #expect(latest["summary"] as? String == "Glucose 45 mg/dL")
+        #expect(latest["measured_at"] as? String == "2026-03-02T07:00:00.000Z")
+        #expect((task["worst"] as? [String: Any])?["summary"] as? String == "Glucose 45 mg/dL")
+        #expect(json["at"] as? String == "2026-03-02T07:00:02.000Z")
+        #expect(task["version"] as? Int == 1)
+    }
+}
