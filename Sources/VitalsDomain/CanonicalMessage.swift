@@ -85,6 +85,14 @@ public struct CanonicalMessageDecoder: Sendable {
     ///
     /// - Throws: ``Rejection`` `invalid_utf8`, `malformed_json`.
     public static func parse(_ payload: [UInt8]) throws(Rejection) -> JSONValue {
+        // Most device payloads: ASCII, shallow, no escapes, no repeated member. Anything else takes
+        // the full path below, which decides.
+        if let root = FastJSON.parse(payload) { return root }
+        return try parseFully(payload)
+    }
+
+    /// The full path of ``parse(_:)``: UTF-8, depth, Foundation's `JSONDecoder`, repeated members.
+    static func parseFully(_ payload: [UInt8]) throws(Rejection) -> JSONValue {
         guard String(validating: payload, as: UTF8.self) != nil else {
             throw Rejection(.invalidUTF8, "payload of \(payload.count) bytes is not valid UTF-8")
         }

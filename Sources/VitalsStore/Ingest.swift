@@ -45,6 +45,28 @@ public struct IncomingMessage: Sendable, Hashable {
     }
 }
 
+/// One result per message of a batch, each slot written by one decoding thread only.
+private final class DecodedSlots: @unchecked Sendable {
+    typealias Slot = (message: IncomingMessage, result: Result<DecodedMessage, Rejection>)
+    // Safe without a lock: the storage is allocated once and never moves, concurrentPerform gives
+    // each index to exactly one iteration, and `values` is read only after concurrentPerform returned.
+    private let slots: UnsafeMutableBufferPointer<Slot?>
+
+    init(count: Int) {
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: nil)
+    }
+
+    deinit {
+        slots.deinitialize()
+        slots.deallocate()
+    }
+
+    func set(_ index: Int, _ value: Slot) { slots[index] = value }
+
+    var values: [Slot] { slots.map { $0! } }
+}
+
 /// How messages become readings and tasks: the decoder and the threshold policy in force.
 public struct IngestPipeline: Sendable {
     public var decoder: CanonicalMessageDecoder
@@ -188,7 +210,8 @@ extension AppDatabase {
             }
             return name.flatMap { $0 }.flatMap(TimeZone.init(identifier:))
         }
-        return messages.map { message in
+        let timePolicy = pipeline.decoder.timePolicy
+        let decodeOne: @Sendable (IncomingMessage) -> Decoded = { message in
             if let id = message.deviceID, (try? EnrollmentIdentifier.validate(id, "device")) == nil {
                 // Never an id: not stored, not logged (a topic level can carry any text, even a name).
                 var unnamed = message
@@ -202,11 +225,21 @@ extension AppDatabase {
             let zone = message.timeZone
             let context = DecodeContext(
                 topicDeviceID: message.deviceID, deviceField: message.deviceField, receivedAt: message.receivedAt,
-                timePolicy: pipeline.decoder.timePolicy, localTimeZone: { zone ?? patientZone($0) })
+                timePolicy: timePolicy, localTimeZone: { zone ?? patientZone($0) })
             return (message, Result { () throws(Rejection) -> DecodedMessage in
                 try formats.decode(payload: message.payload, format: message.format, context: context)
             })
         }
+        // A large batch (a backlog) is decoded on every core: decoding is pure CPU work, and the
+        // batch cannot be written before all of it is decoded.
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        guard messages.count >= 256, cores > 1 else { return messages.map(decodeOne) }
+        let results = DecodedSlots(count: messages.count)
+        let chunk = (messages.count + cores - 1) / cores
+        DispatchQueue.concurrentPerform(iterations: cores) { part in
+            for i in (part * chunk)..<min(messages.count, (part + 1) * chunk) { results.set(i, decodeOne(messages[i])) }
+        }
+        return results.values
     }
 
     /// A device's bindings to patients, oldest first (bound_from NULL: since before any reading).
