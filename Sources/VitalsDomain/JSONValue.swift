@@ -96,7 +96,7 @@ extension JSONValue {
 }
 
 /// A fast reader for the common shape of device payloads: JSON whose strings are printable ASCII
-/// without escapes, nested at most ``CanonicalMessageDecoder/maxNestingDepth`` levels, with no object
+/// (with the short escapes encoders write, such as `\/`), nested at most ``CanonicalMessageDecoder/maxNestingDepth`` levels, with no object
 /// naming a member twice. It builds the ``JSONValue`` in one pass over the bytes, without
 /// Foundation's decoder.
 ///
@@ -188,18 +188,41 @@ enum FastJSON {
             }
         }
 
-        /// A string of printable ASCII without escapes; nil for anything else.
+        /// A string of printable ASCII, with the escapes `\"` `\\` `\/` `\b` `\f` `\n` `\r` `\t`
+        /// (encoders write `mg\/dL`); nil for anything else (other bytes, `\u` escapes).
         mutating func string() -> String? {
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { return nil }
             let start = i + 1
             var k = start
+            var unescaped: [UInt8]?
             while k < bytes.count {
                 let b = bytes[k]
                 if b == UInt8(ascii: "\"") {
                     i = k + 1
+                    if let unescaped { return String(decoding: unescaped, as: UTF8.self) }
                     return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<k]), as: UTF8.self)
                 }
-                guard b >= 0x20, b < 0x7F, b != UInt8(ascii: "\\") else { return nil }
+                guard b >= 0x20, b < 0x7F else { return nil }
+                if b == UInt8(ascii: "\\") {
+                    guard k + 1 < bytes.count else { return nil }
+                    let replacement: UInt8
+                    switch bytes[k + 1] {
+                    case UInt8(ascii: "\""): replacement = UInt8(ascii: "\"")
+                    case UInt8(ascii: "\\"): replacement = UInt8(ascii: "\\")
+                    case UInt8(ascii: "/"): replacement = UInt8(ascii: "/")
+                    case UInt8(ascii: "b"): replacement = 0x08
+                    case UInt8(ascii: "f"): replacement = 0x0C
+                    case UInt8(ascii: "n"): replacement = 0x0A
+                    case UInt8(ascii: "r"): replacement = 0x0D
+                    case UInt8(ascii: "t"): replacement = 0x09
+                    default: return nil
+                    }
+                    if unescaped == nil { unescaped = Array(bytes[start..<k]) }
+                    unescaped!.append(replacement)
+                    k += 2
+                    continue
+                }
+                unescaped?.append(b)
                 k += 1
             }
             return nil

@@ -85,8 +85,10 @@ public enum EnrollmentIdentifier {
     public static func validate(_ id: String, _ what: String) throws {
         guard !id.isEmpty else { throw EnrollmentError("\(what) id is empty") }
         guard id.utf8.count <= 128 else { throw EnrollmentError("\(what) id is longer than 128 characters") }
-        let allowed = id.unicodeScalars.allSatisfy { c in
-            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || ".-_:@".unicodeScalars.contains(c))
+        let allowed = id.utf8.allSatisfy { b in
+            (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z"))
+                || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9")) || b == UInt8(ascii: ".") || b == UInt8(ascii: "-")
+                || b == UInt8(ascii: "_") || b == UInt8(ascii: ":") || b == UInt8(ascii: "@")
         }
         guard allowed else {
             throw EnrollmentError("\(what) id may contain only letters, digits and . _ : @ - (no spaces, /, + or #)")

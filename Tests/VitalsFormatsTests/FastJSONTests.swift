@@ -11,7 +11,7 @@ struct FastJSONTests {
         let edges = [
             #"{"type":"glucose","value":52,"unit":"mg/dL","measured_at":1764335400000}"#, #"{"value": -0.0}"#,
             #"{"value":7e1}"#, #"{"value":1E+2,"x":[1,2,{"y":null}],"b":true,"c":false}"#, #" { } "#, "[]", #"{"a":1,"a":2}"#,
-            #"{"a":"\u0041"}"#, #"{"a":"é"}"#, "{\"a\":\"tab\there\"}", #"{"a":01}"#, #"{"a":1.}"#, #"{"a":.5}"#, #"{"a":1e400}"#,
+            #"{"a":"\u0041"}"#, #"{"unit":"mg\/dL","q":"a\"b\\c\n"}"#, #"{"a":"\x"}"#, #"{"a":"é"}"#, "{\"a\":\"tab\there\"}", #"{"a":01}"#, #"{"a":1.}"#, #"{"a":.5}"#, #"{"a":1e400}"#,
             #"{"a":1}x"#, #"{"a":tru}"#, String(repeating: "[", count: 40) + String(repeating: "]", count: 40), "",
         ]
         payloads += edges.map { Array($0.utf8) }
@@ -26,5 +26,6 @@ struct FastJSONTests {
         }
         #expect(fast > 1_000)
         #expect(FastJSON.parse(Array(#"{"a":1,"a":2}"#.utf8)) == nil)
+        #expect(FastJSON.parse(Array(#"{"unit":"mg\/dL"}"#.utf8)) == .object(["unit": .string("mg/dL")]))
     }
 }

@@ -3,7 +3,7 @@ import GRDB
 import Testing
 import VitalsDomain
 import VitalsFormats
-import VitalsStore
+@testable import VitalsStore
 
 /// Systolic critical at 180 mmHg, clearing only below 170 (the F13 test input).
 private let hysteresisPipeline = IngestPipeline(
@@ -423,5 +423,20 @@ struct TaskWriterTests {
         #expect((task["worst"] as? [String: Any])?["summary"] as? String == "Glucose 45 mg/dL")
         #expect(json["at"] as? String == "2026-03-02T07:00:02.000Z")
         #expect(task["version"] as? Int == 1)
+    }
+}
+
+@Suite("outbox times")
+struct OutboxTimeTests {
+    @Test("event times are UTC with the stored milliseconds (the format style truncates .120 to .119)")
+    func isoMilliseconds() {
+        let expected: [(Int64, String)] = [
+            (0, "1970-01-01T00:00:00.000Z"), (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (1_772_434_800_120, "2026-03-02T07:00:00.120Z"), (4_102_444_799_999, "2099-12-31T23:59:59.999Z"),
+            (1_709_164_800_001, "2024-02-29T00:00:00.001Z"), (-1, "1969-12-31T23:59:59.999Z"),
+        ]
+        for (ms, text) in expected {
+            #expect(AppDatabase.isoMilliseconds(Date(timeIntervalSince1970: Double(ms) / 1000)) == text)
+        }
     }
 }
