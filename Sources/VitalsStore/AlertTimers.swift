@@ -23,12 +23,12 @@ extension AppDatabase {
         try await writer.write { db in
             let nowMS = epochMilliseconds(now)
             let due = try Row.fetchAll(
-                db, sql: "SELECT * FROM tasks WHERE next_escalation_at <= ? ORDER BY next_escalation_at", arguments: [nowMS]
+                db, sql: "SELECT \(CareTask.columns) FROM tasks WHERE next_escalation_at <= ? ORDER BY next_escalation_at", arguments: [nowMS]
             ).map(CareTask.init(row:))
             let escalations = TimerRules.escalations(due, policy: policy, now: now)
             try Self.apply(db, escalations)
             let pending = try Row.fetchAll(
-                db, sql: "SELECT * FROM tasks WHERE confirmation = 'pending' AND confirmation_due_at < ?", arguments: [nowMS]
+                db, sql: "SELECT \(CareTask.columns) FROM tasks WHERE confirmation = 'pending' AND confirmation_due_at < ?", arguments: [nowMS]
             ).map(CareTask.init(row:))
             let expired = TimerRules.expiredConfirmations(pending, now: now)
             try Self.apply(db, expired)

@@ -40,7 +40,7 @@ extension AppDatabase {
         }
         let taskRows = try Row.fetchCursor(
             db.cachedStatement(sql: """
-                SELECT * FROM tasks WHERE patient_id IN (SELECT value FROM json_each(?1))
+                SELECT \(CareTask.columns) FROM tasks WHERE patient_id IN (SELECT value FROM json_each(?1))
                 AND (status <> 'resolved' OR confirmation = 'pending'
                      OR id IN (SELECT max(id) FROM tasks WHERE patient_id IN (SELECT value FROM json_each(?1))
                                GROUP BY patient_id, vital, direction))
@@ -50,29 +50,29 @@ extension AppDatabase {
             result[task.patientID]?.tasks.append(task)
         }
         // Readings stored before the batch around the batch's times: the longest trend window of the
-        // patient's rules before the earliest, the confirmation window after the latest.
-        let history = try db.cachedStatement(sql: """
-            SELECT id, type, measured_at, canonical_value FROM readings
-            WHERE patient_id = ? AND measured_at >= ? AND measured_at <= ?
-            """)
-        for (id, batch) in readings {
-            guard let snapshot = result[id], let first = batch.map(\.observation.measuredAt).min(),
-                  let last = batch.map(\.observation.measuredAt).max() else { continue }
-            let types = Set(batch.map(\.observation.type))
-            let window = policy.trendRules(programs: snapshot.programs, overrides: snapshot.ruleOverrides)
-                .filter { types.contains($0.type) }.map(\.windowSeconds).max() ?? 0
-            let batchIDs = Set(batch.map(\.readingID))
-            let rows = try Row.fetchCursor(history, arguments: [
-                id, epochMilliseconds(first.addingTimeInterval(-window)),
+        // patients' rules before the earliest, the confirmation window after the latest. One query for
+        // the batch: each patient gets its own readings of that span (more than its own span needs,
+        // which the rules filter by time anyway).
+        let times = readings.values.joined().map(\.observation.measuredAt)
+        guard let first = times.min(), let last = times.max() else { return result }
+        let types = Set(readings.values.joined().map(\.observation.type))
+        let window = result.values.flatMap { policy.trendRules(programs: $0.programs, overrides: $0.ruleOverrides) }
+            .filter { types.contains($0.type) }.map(\.windowSeconds).max() ?? 0
+        let batchIDs = Set(readings.values.joined().map(\.readingID))
+        let rows = try Row.fetchCursor(
+            db.cachedStatement(sql: """
+                SELECT patient_id, id, type, measured_at, canonical_value FROM readings
+                WHERE patient_id IN (SELECT value FROM json_each(?)) AND measured_at >= ? AND measured_at <= ?
+                """),
+            arguments: [
+                try jsonArray(Set(readings.keys)), epochMilliseconds(first.addingTimeInterval(-window)),
                 epochMilliseconds(last.addingTimeInterval(policy.alerts.confirmationWindowSeconds)),
             ])
-            var values: [StoredValue] = []
-            while let row = try rows.next() {
-                let readingID: Int64 = row[0]
-                guard !batchIDs.contains(readingID), let type = VitalType(rawValue: row[1]) else { continue }
-                values.append(StoredValue(readingID: readingID, type: type, measuredAt: dateFromEpochMilliseconds(row[2]), value: row[3]))
-            }
-            result[id]?.history = values
+        while let row = try rows.next() {
+            let readingID: Int64 = row[1]
+            guard !batchIDs.contains(readingID), let type = VitalType(rawValue: row[2]) else { continue }
+            result[row[0]]?.history.append(
+                StoredValue(readingID: readingID, type: type, measuredAt: dateFromEpochMilliseconds(row[3]), value: row[4]))
         }
         return result
     }

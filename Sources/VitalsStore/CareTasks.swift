@@ -22,7 +22,7 @@ extension AppDatabase {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT * FROM tasks
+                    SELECT \(CareTask.columns) FROM tasks
                     WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR patient_id = ?2)
                     ORDER BY status = 'resolved', CASE priority WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, opened_at, id
                     """,
@@ -34,7 +34,7 @@ extension AppDatabase {
     /// The task with `id` and its history, oldest event first.
     public func task(id: Int64) throws -> (task: CareTask, events: [TaskEvent])? {
         try writer.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id]) else { return nil }
+            guard let row = try Row.fetchOne(db, sql: "SELECT \(CareTask.columns) FROM tasks WHERE id = ?", arguments: [id]) else { return nil }
             let events = try Row.fetchAll(
                 db, sql: "SELECT at, event, actor, reading_id, detail FROM task_events WHERE task_id = ? ORDER BY id",
                 arguments: [id]

@@ -85,7 +85,7 @@ extension AppDatabase {
             db.cachedStatement(sql: "SELECT condition_key FROM tasks WHERE patient_id = ? AND condition_key IS NOT NULL"),
             arguments: [patientID])
         let unresolved = try Row.fetchAll(
-            db.cachedStatement(sql: "SELECT * FROM tasks WHERE patient_id = ? AND status <> 'resolved'"), arguments: [patientID]
+            db.cachedStatement(sql: "SELECT \(CareTask.columns) FROM tasks WHERE patient_id = ? AND status <> 'resolved'"), arguments: [patientID]
         ).map(CareTask.init(row:))
         return (keys, unresolved)
     }

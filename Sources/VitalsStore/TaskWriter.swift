@@ -169,45 +169,53 @@ extension AppDatabase {
 
     /// The task with `id` in this transaction, or nil.
     static func fetchTask(_ db: Database, id: Int64) throws -> CareTask? {
-        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM tasks WHERE id = ?"), arguments: [id]).map(CareTask.init(row:))
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT \(CareTask.columns) FROM tasks WHERE id = ?"), arguments: [id]).map(CareTask.init(row:))
     }
 }
 
 extension CareTask {
-    /// A task from its row.
+    /// The columns ``init(row:)`` reads, in its order: select them as `SELECT \(CareTask.columns) FROM tasks`.
+    static let columns = """
+        id, patient_id, kind, vital, direction, priority, status, reason, condition_key, first_reading_id, last_reading_id,
+        last_measured_at, latest_summary, worst_reading_id, worst_summary, worst_measured_at, worst_severity, worst_level,
+        occurrences, opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, escalation_level,
+        escalated_at, next_escalation_at, confirmation, confirmation_due_at, data_stale, suppressed_breaches,
+        last_suppressed_at, version
+        """
+
+    /// A task from a row of ``columns``, read by position (a batch reads hundreds of tasks).
     init(row: Row) {
-        func date(_ column: String) -> Date? { (row[column] as Int64?).map(dateFromEpochMilliseconds) }
+        func date(_ index: Int) -> Date? { (row[index] as Int64?).map(dateFromEpochMilliseconds) }
         self.init(
-            patientID: row["patient_id"], kind: TaskKind(rawValue: row["kind"]) ?? .threshold, vital: row["vital"],
-            direction: ThresholdDirection(rawValue: row["direction"]) ?? .high,
-            priority: TaskPriority(rawValue: row["priority"]) ?? .critical, reason: row["reason"],
-            now: dateFromEpochMilliseconds(row["opened_at"]), conditionKey: row["condition_key"])
-        id = row["id"]
-        status = TaskStatus(rawValue: row["status"]) ?? .open
-        firstReadingID = row["first_reading_id"]
-        if let at = date("last_measured_at") {
-            latest = TaskReading(readingID: row["last_reading_id"], summary: row["latest_summary"] ?? "", measuredAt: at, severity: 0)
+            patientID: row[1], kind: TaskKind(rawValue: row[2]) ?? .threshold, vital: row[3],
+            direction: ThresholdDirection(rawValue: row[4]) ?? .high, priority: TaskPriority(rawValue: row[5]) ?? .critical,
+            reason: row[7], now: dateFromEpochMilliseconds(row[19]), conditionKey: row[8])
+        id = row[0]
+        status = TaskStatus(rawValue: row[6]) ?? .open
+        firstReadingID = row[9]
+        if let at = date(11) {
+            latest = TaskReading(readingID: row[10], summary: row[12] ?? "", measuredAt: at, severity: 0)
         }
-        if let at = date("worst_measured_at") {
+        if let at = date(15) {
             worst = TaskReading(
-                readingID: row["worst_reading_id"], summary: row["worst_summary"] ?? "", measuredAt: at,
-                severity: row["worst_severity"] ?? 0, level: (row["worst_level"] as String?).flatMap(ThresholdLevel.init(rawValue:)))
+                readingID: row[13], summary: row[14] ?? "", measuredAt: at, severity: row[16] ?? 0,
+                level: (row[17] as String?).flatMap(ThresholdLevel.init(rawValue:)))
         }
-        occurrences = row["occurrences"]
-        updatedAt = dateFromEpochMilliseconds(row["updated_at"])
-        acknowledgedAt = date("acknowledged_at")
-        acknowledgedBy = row["acknowledged_by"]
-        resolvedAt = date("resolved_at")
-        resolvedBy = row["resolved_by"]
-        escalationLevel = row["escalation_level"]
-        escalatedAt = date("escalated_at")
-        nextEscalationAt = date("next_escalation_at")
-        confirmation = (row["confirmation"] as String?).flatMap(Confirmation.init(rawValue:))
-        confirmationDueAt = date("confirmation_due_at")
-        dataStale = row["data_stale"]
-        suppressedBreaches = row["suppressed_breaches"]
-        lastSuppressedAt = date("last_suppressed_at")
-        version = row["version"]
+        occurrences = row[18]
+        updatedAt = dateFromEpochMilliseconds(row[20])
+        acknowledgedAt = date(21)
+        acknowledgedBy = row[22]
+        resolvedAt = date(23)
+        resolvedBy = row[24]
+        escalationLevel = row[25]
+        escalatedAt = date(26)
+        nextEscalationAt = date(27)
+        confirmation = (row[28] as String?).flatMap(Confirmation.init(rawValue:))
+        confirmationDueAt = date(29)
+        dataStale = row[30]
+        suppressedBreaches = row[31]
+        lastSuppressedAt = date(32)
+        version = row[33]
     }
 }
 
@@ -256,6 +264,11 @@ struct JSONWriter {
 
     private mutating func string(_ s: String) {
         text += "\""
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            text += s
+            text += "\""
+            return
+        }
         for scalar in s.unicodeScalars {
             switch scalar {
             case "\"": text += "\\\""
