@@ -167,7 +167,7 @@ public struct AlertEngine {
             let limits = limits(o.type)
             let breach = ThresholdEvaluator.evaluate(o, against: limits)
             for direction in ThresholdDirection.allCases {
-                let rule = "limit:\(o.type.rawValue):\(direction.rawValue)"
+                let rule = Self.limitRule[o.type]![direction == .high ? 0 : 1]
                 let condition = TaskCondition(patientID: patientID, vital: o.type.taskVital, direction: direction)
                 if let breach, breach.direction == direction {
                     let newly = late ? false : activate(rule, level: breach.level, at: o.measuredAt)
@@ -196,6 +196,11 @@ public struct AlertEngine {
         }
         for group in groups { apply(group) }
     }
+
+    /// The state key of each limit rule, by type, high then low: `limit:glucose:high`.
+    static let limitRule: [VitalType: [String]] = Dictionary(uniqueKeysWithValues: VitalType.allCases.map { type in
+        (type, [ThresholdDirection.high, .low].map { "limit:\(type.rawValue):\($0.rawValue)" })
+    })
 
     /// "Systolic blood pressure 178 mmHg": a reading's value for a task's latest/worst.
     static func describe(_ o: Observation) -> String {

@@ -356,7 +356,6 @@ extension AppDatabase {
                                  flags, time_source, local_offset_minutes, vendor_reading_id, format)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(device_id, loinc, measured_at) DO NOTHING
-            RETURNING id
             """)
         let storedValue = try db.cachedStatement(
             sql: "SELECT canonical_value FROM readings WHERE device_id = ? AND loinc = ? AND measured_at = ?")
@@ -426,8 +425,7 @@ extension AppDatabase {
                     markers, arguments: [observation.deviceID, measuredAt]) {
                     flags.formUnion(ObservationFlags(rawValue: marked))
                 }
-                let id = try Int64.fetchOne(
-                    insertReading,
+                try insertReading.execute(
                     arguments: [
                         observation.deviceID, patientID, observation.type.rawValue, observation.type.loinc,
                         observation.value, observation.unit, observation.canonicalValue,
@@ -436,7 +434,9 @@ extension AppDatabase {
                         observation.timeSource.rawValue, observation.localOffsetMinutes, observation.vendorReadingID,
                         decoded.format,
                     ])
-                if let id {
+                // One row inserted, or none on a conflict with the unique key.
+                if db.changesCount == 1 {
+                    let id = db.lastInsertedRowID
                     stored.append((observation, id, patientID))
                     summary.readingsStored += 1
                     continue
