@@ -57,6 +57,7 @@ public struct AlertEngine {
     /// Readings stored before the batch plus the batch's own, by type.
     var values: [VitalType: [StoredValue]] = [:]
     let historyIDs: Set<Int64>
+    let historyLoaded: Bool
     var limitsCache: [VitalType: ThresholdLimits] = [:]
     var staleCleared = false
     var decision = AlertDecision()
@@ -75,8 +76,9 @@ public struct AlertEngine {
             if task.status != .resolved { unresolved[task.condition] = ref }
             lastTask[task.condition] = ref
         }
-        historyIDs = Set(snapshot.history.map(\.readingID))
-        for v in snapshot.history { values[v.type, default: []].append(v) }
+        historyLoaded = snapshot.history != nil
+        historyIDs = Set((snapshot.history ?? []).map(\.readingID))
+        for v in snapshot.history ?? [] { values[v.type, default: []].append(v) }
         for r in batch where !historyIDs.contains(r.readingID) {
             let o = r.observation
             values[o.type, default: []].append(
@@ -178,6 +180,7 @@ public struct AlertEngine {
                 }
             }
             for rule in rules where rule.type == o.type {
+                if !historyLoaded { decision.needsHistory = true }
                 let key = "trend:\(rule.id)"
                 let condition = TaskCondition(patientID: patientID, vital: rule.type.taskVital, direction: rule.direction)
                 let window = (values[o.type] ?? []).map { WindowReading(measuredAt: $0.measuredAt, value: $0.value) }
@@ -393,6 +396,10 @@ public struct AlertEngine {
     /// measured after it within the window but received before it (issue: confirmation by measurement time).
     mutating func settleAtOpen(_ ref: TaskRef) {
         guard let task = tasks[ref], task.confirmation == .pending, let due = task.confirmationDueAt else { return }
+        guard historyLoaded else {
+            decision.needsHistory = true
+            return
+        }
         let start = due.addingTimeInterval(-policy.alerts.confirmationWindowSeconds)
         let repeats = values.values.joined().filter {
             historyIDs.contains($0.readingID) && $0.type.taskVital == task.vital && $0.measuredAt > start && $0.measuredAt <= due

@@ -103,13 +103,15 @@ public struct PatientSnapshot: Sendable, Hashable {
     /// task of each condition (resolved or not).
     public var tasks: [CareTask]
     /// Readings stored before this batch that a rule may look at: the trend windows before the
-    /// batch's readings and the confirmation windows after them.
-    public var history: [StoredValue]
+    /// batch's readings and the confirmation windows after them. Nil when not read (a patient
+    /// without trend rules for the batch's types): a rule that needs it then asks for it
+    /// (``AlertDecision/needsHistory``) and the caller evaluates again with it.
+    public var history: [StoredValue]?
 
     public init(
         patientID: String, programs: [Program], thresholdOverrides: [ThresholdSlot: Double] = [:],
         ruleOverrides: [String: RuleOverride] = [:], states: [String: AlertState] = [:], tasks: [CareTask] = [],
-        history: [StoredValue] = []
+        history: [StoredValue]? = []
     ) {
         self.patientID = patientID
         self.programs = programs
@@ -166,6 +168,10 @@ public struct AlertDecision: Sendable, Hashable {
     public var suppressed = 0
     /// Moments of late readings whose breaches went to a `late_data` review task.
     public var lateBreaches = 0
+    /// The snapshot had no ``PatientSnapshot/history`` and a rule needed it (a critical task opened
+    /// and its re-measurement may already be stored): evaluate again with the history; these
+    /// changes must not be applied.
+    public var needsHistory = false
 
     public init() {}
 }

@@ -12,8 +12,11 @@ extension AppDatabase {
     /// - Parameters:
     ///   - readings: the batch's new readings by patient (their ids are left out of the history).
     ///   - patients: every patient the batch concerns, with their programs.
+    ///   - history: the patients whose stored readings around the batch are read; nil: those with
+    ///     trend rules for the batch's vital types. The others get none (nil) unless a rule asks.
     static func snapshots(
-        _ db: Database, patients: [String: [Program]], readings: [String: [NewReading]], policy: AlertingPolicy
+        _ db: Database, patients: [String: [Program]], readings: [String: [NewReading]], policy: AlertingPolicy,
+        history: Set<String>? = nil
     ) throws -> [String: PatientSnapshot] {
         guard !patients.isEmpty else { return [:] }
         let ids = try jsonArray(Set(patients.keys))
@@ -53,11 +56,19 @@ extension AppDatabase {
         // patients' rules before the earliest, the confirmation window after the latest. One query for
         // the batch: each patient gets its own readings of that span (more than its own span needs,
         // which the rules filter by time anyway).
-        let times = readings.values.joined().map(\.observation.measuredAt)
-        guard let first = times.min(), let last = times.max() else { return result }
         let types = Set(readings.values.joined().map(\.observation.type))
-        let window = result.values.flatMap { policy.trendRules(programs: $0.programs, overrides: $0.ruleOverrides) }
-            .filter { types.contains($0.type) }.map(\.windowSeconds).max() ?? 0
+        var windows: [String: Double] = [:]
+        for (id, snapshot) in result {
+            result[id]?.history = nil
+            let window = policy.trendRules(programs: snapshot.programs, overrides: snapshot.ruleOverrides)
+                .filter { types.contains($0.type) }.map(\.windowSeconds).max()
+            if history?.contains(id) ?? (window != nil) { windows[id] = window ?? 0 }
+        }
+        let wanted = readings.filter { windows[$0.key] != nil }
+        let times = wanted.values.joined().map(\.observation.measuredAt)
+        guard let first = times.min(), let last = times.max() else { return result }
+        for id in wanted.keys { result[id]?.history = [] }
+        let window = windows.values.max() ?? 0
         let batchIDs = Set(readings.values.joined().map(\.readingID))
         let rows = try Row.fetchCursor(
             db.cachedStatement(sql: """
@@ -65,13 +76,13 @@ extension AppDatabase {
                 WHERE patient_id IN (SELECT value FROM json_each(?)) AND measured_at >= ? AND measured_at <= ?
                 """),
             arguments: [
-                try jsonArray(Set(readings.keys)), epochMilliseconds(first.addingTimeInterval(-window)),
+                try jsonArray(Set(wanted.keys)), epochMilliseconds(first.addingTimeInterval(-window)),
                 epochMilliseconds(last.addingTimeInterval(policy.alerts.confirmationWindowSeconds)),
             ])
         while let row = try rows.next() {
             let readingID: Int64 = row[1]
             guard !batchIDs.contains(readingID), let type = VitalType(rawValue: row[2]) else { continue }
-            result[row[0]]?.history.append(
+            result[row[0]]?.history?.append(
                 StoredValue(readingID: readingID, type: type, measuredAt: dateFromEpochMilliseconds(row[3]), value: row[4]))
         }
         return result

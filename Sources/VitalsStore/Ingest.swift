@@ -485,9 +485,19 @@ extension AppDatabase {
             policy: policy)
         for patientID in concerned.sorted() {
             guard let snapshot = snapshots[patientID] else { continue }
-            let decision = AlertEngine.evaluate(
-                readings: toEvaluate[patientID] ?? [], deviceProblems: deviceProblems[patientID] ?? [],
-                clockProblems: clockProblems[patientID] ?? [], snapshot: snapshot, policy: policy, now: now)
+            func evaluate(_ snapshot: PatientSnapshot) -> AlertDecision {
+                AlertEngine.evaluate(
+                    readings: toEvaluate[patientID] ?? [], deviceProblems: deviceProblems[patientID] ?? [],
+                    clockProblems: clockProblems[patientID] ?? [], snapshot: snapshot, policy: policy, now: now)
+            }
+            var decision = evaluate(snapshot)
+            if decision.needsHistory {
+                // Rare (a critical task opened): read the patient's readings around the batch and decide again.
+                let full = try Self.snapshots(
+                    db, patients: [patientID: programs[patientID] ?? []], readings: [patientID: toEvaluate[patientID] ?? []],
+                    policy: policy, history: [patientID])
+                decision = evaluate(full[patientID] ?? snapshot)
+            }
             try storeAlertStates(db, patientID: patientID, decision.states)
             try apply(db, decision.changes)
             summary.tasksOpened.merge(decision.opened, uniquingKeysWith: +)

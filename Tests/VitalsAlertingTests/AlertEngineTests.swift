@@ -168,6 +168,19 @@ struct AlertEngineTests {
         #expect(m.open[0].confirmation == .notConfirmed)
     }
 
+    @Test("without the stored readings a new critical task asks for them; a warning does not")
+    func asksForHistory() {
+        var l = Ledger(programs: [.diabetes])
+        var snapshot = l.snapshot
+        snapshot.history = nil
+        let warning = NewReading(readingID: 1, observation: reading(.glucose, 65, at: t0), receivedAt: t0, message: 0, order: 0)
+        #expect(!AlertEngine.evaluate(readings: [warning], snapshot: snapshot, policy: defaults, now: t0).needsHistory)
+        let critical = NewReading(readingID: 2, observation: reading(.glucose, 45, at: t0), receivedAt: t0, message: 0, order: 0)
+        #expect(AlertEngine.evaluate(readings: [critical], snapshot: snapshot, policy: defaults, now: t0).needsHistory)
+        l.ingest([reading(.glucose, 45, at: t0)])
+        #expect(!l.last.needsHistory)
+    }
+
     @Test("escalation: after 30 min unacknowledged, then every 30 min until acknowledged; never twice for one step")
     func escalation() {
         var l = Ledger(programs: [.diabetes])
