@@ -61,9 +61,18 @@ struct PatientCommand: ParsableCommand {
             for d in try db.devices(patientID: id) { print("  \(d.id) (\(d.kind.rawValue))") }
             print("thresholds:")
             try ThresholdCommand.printEffective(patient: p, config: config, db: db, indent: "  ")
+            let tasks = try db.tasks(patientID: id)
             print("unresolved tasks:")
-            for t in try db.tasks(patientID: id) where t.status != .resolved {
+            for t in tasks where t.status != .resolved {
                 print("  #\(t.id) \(t.priority.rawValue) \(t.status.rawValue): \(t.reason)")
+            }
+            let suppressed = tasks.filter { $0.status == .resolved && $0.suppressedBreaches > 0 }
+            if !suppressed.isEmpty {
+                print("breaches after a resolve that opened nothing (suppressed):")
+                for t in suppressed {
+                    print("  #\(t.id) \(t.vital) \(t.direction.rawValue): \(t.suppressedBreaches), last measured \(iso(t.lastSuppressedAt))"
+                          + (t.latest.map { "; latest \($0.summary)" } ?? ""))
+                }
             }
         }
     }
