@@ -488,9 +488,13 @@ extension AppDatabase {
             // A version for optimistic updates; the latest and worst readings with their measurement
             // times; breaches suppressed after a resolve; notes as an append-only history.
             // New columns and tables only; `note` moves to `task_notes` and its column is dropped.
+            // A version column or a notes table that an earlier migration made is kept as it is.
+            try db.execute(sql: "DROP TRIGGER IF EXISTS task_events_to_outbox")
+            let columns = Set(try db.columns(in: "tasks").map(\.name))
+            if !columns.contains("version") {
+                try db.execute(sql: "ALTER TABLE tasks ADD COLUMN version INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1)")
+            }
             try db.execute(sql: """
-                DROP TRIGGER task_events_to_outbox;
-                ALTER TABLE tasks ADD COLUMN version INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1);
                 ALTER TABLE tasks ADD COLUMN latest_summary TEXT;
                 ALTER TABLE tasks ADD COLUMN worst_reading_id INTEGER REFERENCES readings(id);
                 ALTER TABLE tasks ADD COLUMN worst_summary TEXT;
@@ -499,23 +503,33 @@ extension AppDatabase {
                 ALTER TABLE tasks ADD COLUMN worst_level TEXT CHECK (worst_level IN ('critical', 'warning'));
                 ALTER TABLE tasks ADD COLUMN suppressed_breaches INTEGER NOT NULL DEFAULT 0 CHECK (suppressed_breaches >= 0);
                 ALTER TABLE tasks ADD COLUMN last_suppressed_at INTEGER;
-                CREATE TABLE task_notes (
-                    id INTEGER PRIMARY KEY,
-                    task_id INTEGER NOT NULL REFERENCES tasks(id),
-                    at INTEGER NOT NULL,
-                    author TEXT NOT NULL CHECK (length(author) > 0),
-                    text TEXT NOT NULL CHECK (length(text) > 0)
-                );
-                CREATE INDEX task_notes_task ON task_notes(task_id, id);
-                CREATE TRIGGER task_notes_append_only_update BEFORE UPDATE ON task_notes
-                    BEGIN SELECT RAISE(ABORT, 'task_notes is append-only; add another note'); END;
-                CREATE TRIGGER task_notes_append_only_delete BEFORE DELETE ON task_notes
-                    BEGIN SELECT RAISE(ABORT, 'task_notes is append-only; add another note'); END;
-                INSERT INTO task_notes(task_id, at, author, text)
-                    SELECT id, updated_at, coalesce(resolved_by, acknowledged_by, 'unknown'), note FROM tasks
-                    WHERE note IS NOT NULL AND length(note) > 0;
-                ALTER TABLE tasks DROP COLUMN note;
                 """)
+            if try !db.tableExists("task_notes") {
+                try db.execute(sql: """
+                    CREATE TABLE task_notes (
+                        id INTEGER PRIMARY KEY,
+                        task_id INTEGER NOT NULL REFERENCES tasks(id),
+                        at INTEGER NOT NULL,
+                        author TEXT NOT NULL CHECK (length(author) > 0),
+                        text TEXT NOT NULL CHECK (length(text) > 0)
+                    );
+                    CREATE INDEX task_notes_task ON task_notes(task_id, id);
+                    CREATE TRIGGER task_notes_append_only_update BEFORE UPDATE ON task_notes
+                        BEGIN SELECT RAISE(ABORT, 'task_notes is append-only; add another note'); END;
+                    CREATE TRIGGER task_notes_append_only_delete BEFORE DELETE ON task_notes
+                        BEGIN SELECT RAISE(ABORT, 'task_notes is append-only; add another note'); END;
+                    """)
+            }
+            if columns.contains("note") {
+                // Notes kept in the old column that are not in the history yet.
+                try db.execute(sql: """
+                    INSERT INTO task_notes(task_id, at, author, text)
+                        SELECT id, updated_at, coalesce(resolved_by, acknowledged_by, 'unknown'), note FROM tasks t
+                        WHERE note IS NOT NULL AND length(note) > 0
+                          AND NOT EXISTS (SELECT 1 FROM task_notes n WHERE n.task_id = t.id AND n.text = t.note);
+                    ALTER TABLE tasks DROP COLUMN note;
+                    """)
+            }
             // The latest and worst readings of existing reading tasks, from the readings they name.
             let rows = try Row.fetchAll(db, sql: """
                 SELECT t.id, t.priority, l.type AS l_type, l.canonical_value AS l_value, f.type AS f_type,

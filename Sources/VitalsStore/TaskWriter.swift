@@ -20,6 +20,9 @@ extension AppDatabase {
     @discardableResult
     static func apply(_ db: Database, _ changes: [TaskChange]) throws -> [TaskRef: Int64] {
         var ids: [TaskRef: Int64] = [:]
+        // The version each task has in the database now, as this writer left it or found it after an
+        // insert (a trigger may have changed the row): an update expects it and writes one more.
+        var versions: [TaskRef: Int] = [:]
         func id(_ ref: TaskRef) throws -> Int64 {
             if case .stored(let id) = ref { return id }
             guard let id = ids[ref] else { throw TaskError(.notFound, "a change names a task not opened before it") }
@@ -39,12 +42,16 @@ extension AppDatabase {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(arguments: StatementArguments(Self.columns(task)) + [max(task.version, 1)])
                 t.id = db.lastInsertedRowID
-                t.version = max(task.version, 1)
+                t.version = try Int.fetchOne(db.cachedStatement(sql: "SELECT version FROM tasks WHERE id = ?"), arguments: [t.id])
+                    ?? max(task.version, 1)
                 ids[change.ref] = t.id
+                versions[change.ref] = t.version
                 try appendEvent(db, t, event)
             case .update(let ref, let task, let event):
                 var t = task
                 t.id = try id(ref)
+                let expected = versions[ref] ?? (task.version - 1)
+                t.version = expected + 1
                 try db.cachedStatement(sql: """
                     UPDATE tasks SET patient_id = ?, kind = ?, vital = ?, direction = ?, priority = ?, status = ?, reason = ?,
                         condition_key = ?, first_reading_id = ?, last_reading_id = ?, last_measured_at = ?, latest_summary = ?,
@@ -54,13 +61,14 @@ extension AppDatabase {
                         confirmation = ?, confirmation_due_at = ?, data_stale = ?, suppressed_breaches = ?,
                         last_suppressed_at = ?, version = ?
                     WHERE id = ? AND version = ?
-                    """).execute(arguments: StatementArguments(Self.columns(t)) + [t.version, t.id, t.version - 1])
+                    """).execute(arguments: StatementArguments(Self.columns(t)) + [t.version, t.id, expected])
                 guard db.changesCount == 1 else {
                     let exists = try Int.fetchOne(db, sql: "SELECT 1 FROM tasks WHERE id = ?", arguments: [t.id]) != nil
                     throw exists ? TaskError(.conflict, "task \(t.id) was changed by someone else; look at it again")
                         : TaskError(.notFound, "task \(t.id) does not exist")
                 }
                 ids[ref] = t.id
+                versions[ref] = t.version
                 if let event { try appendEvent(db, t, event) }
             case .note(let ref, let note):
                 let taskID = try id(ref)

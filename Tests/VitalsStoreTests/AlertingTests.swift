@@ -440,3 +440,40 @@ struct OutboxTimeTests {
         }
     }
 }
+
+@Suite("task writer on a schema that other changes extended")
+struct TaskWriterSchemaTests {
+    @Test("a notes table and a version column made before, and a trigger that bumps the version on insert: the writer still applies")
+    func foreignVersionTrigger() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let queue = try DatabaseQueue(path: dir.path + "/old.sqlite")
+        try AppDatabase.migrator.migrate(queue, upTo: "v6-formats")
+        try await queue.write { db in
+            try db.execute(sql: """
+                CREATE TABLE task_notes (id INTEGER PRIMARY KEY, task_id INTEGER NOT NULL REFERENCES tasks(id), at INTEGER NOT NULL,
+                                         author TEXT NOT NULL, text TEXT NOT NULL);
+                ALTER TABLE tasks ADD COLUMN owner TEXT;
+                ALTER TABLE tasks ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+                CREATE TRIGGER tasks_owner_on_insert AFTER INSERT ON tasks BEGIN UPDATE tasks SET owner = 'cm.a' WHERE id = NEW.id; END;
+                CREATE TRIGGER tasks_version AFTER UPDATE OF owner, status ON tasks
+                    WHEN (NEW.owner IS NOT OLD.owner OR NEW.status IS NOT OLD.status) AND NEW.version = OLD.version
+                BEGIN UPDATE tasks SET version = OLD.version + 1 WHERE id = NEW.id; END;
+                """)
+        }
+        try queue.close()
+        let db = try AppDatabase.open(path: dir.path + "/old.sqlite")
+        try db.upsertPatient(Patient(id: "p1", timezone: "UTC", programs: [.diabetes]), actor: "test")
+        try db.upsertDevice(Device(id: "g1", kind: .glucometer, patientID: "p1"), actor: "test")
+        // Opened at warning, then raised to critical, in one batch.
+        let s = try await db.ingest([glucose(65, minutesAgo: 10), glucose(50, minutesAgo: 5)], pipeline: pipeline)
+        #expect(s.tasksOpened == [.warning: 1])
+        #expect(s.tasksRaised == [.critical: 1])
+        let task = try #require(try db.tasks().first)
+        #expect(task.priority == .critical)
+        #expect(task.version == 3)  // 1, 2 by the owner trigger, 3 by the raise
+        _ = try db.acknowledgeTask(id: task.id, by: "nurse.a", note: "on it")
+        #expect(try db.task(id: task.id)?.task.version == 4)
+        #expect(try db.taskNotes(id: task.id).map(\.text) == ["on it"])
+    }
+}
