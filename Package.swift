@@ -47,6 +47,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "VitalsDomain", swiftSettings: strict),
+        // The clinical rules as pure functions: readings, state, policy and a time in, task changes out.
+        .target(name: "VitalsAlerting", dependencies: ["VitalsDomain"], swiftSettings: strict),
         // Device and standard payload formats (SenML, FHIR, vendor webhooks): pure decoders.
         .target(name: "VitalsFormats", dependencies: ["VitalsDomain"], swiftSettings: strict),
         // Seeded generation and mutation of payloads, for the format-fuzz run and its test.
@@ -55,7 +57,7 @@ let package = Package(
         .target(
             name: "VitalsStore",
             dependencies: [
-                "VitalsDomain", "VitalsFormats",
+                "VitalsDomain", "VitalsFormats", "VitalsAlerting",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -106,7 +108,7 @@ let package = Package(
         .target(
             name: "VitalsDaemon",
             dependencies: [
-                "MQTTClient", "VitalsDomain", "VitalsStore", "VitalsConfig", "VitalsFormats", "VitalsFHIRServer", "VitalsWeb",
+                "MQTTClient", "VitalsDomain", "VitalsStore", "VitalsConfig", "VitalsFormats", "VitalsFHIRServer", "VitalsWeb", "VitalsAlerting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -139,6 +141,7 @@ let package = Package(
         ),
         .testTarget(name: "VitalsDomainTests", dependencies: ["VitalsDomain"], swiftSettings: strict),
         .testTarget(name: "VitalsFHIRTests", dependencies: ["VitalsFHIR", "VitalsDomain"], swiftSettings: strict),
+        .testTarget(name: "VitalsAlertingTests", dependencies: ["VitalsAlerting", "VitalsDomain"], swiftSettings: strict),
         .testTarget(
             name: "VitalsFormatsTests",
             dependencies: ["VitalsFormats", "VitalsDomain", "FormatFuzzing"],
@@ -147,7 +150,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VitalsStoreTests",
-            dependencies: ["VitalsStore", "VitalsDomain", "VitalsConfig", "VitalsFormats", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["VitalsStore", "VitalsDomain", "VitalsConfig", "VitalsFormats", "VitalsAlerting", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -4,7 +4,8 @@ import Synchronization
 
 /// A QoS 1 publisher on libmosquitto's own network thread (`mosquitto_loop_start`).
 ///
-/// Used by `vitalsd replay` and by tests to play devices. ``waitUntilDelivered(timeout:)`` returns
+/// Used by `vitalsd replay`, task-event delivery and tests to play devices. Create it with
+/// ``connect(host:port:clientID:username:password:tls:timeout:)``. ``waitUntilDelivered(timeout:)`` returns
 /// once the broker has acknowledged every message published so far.
 ///
 /// ## Threading
@@ -14,17 +15,39 @@ public final class MQTTPublisher: Sendable {
     private let handle: PublisherHandle
     private let state: PublisherState
 
-    /// Connects to the broker and starts the network thread.
+    /// Connects to the broker, starts the network thread and waits for the broker's CONNACK
+    /// without blocking a thread: the CONNACK callback resumes the caller.
     ///
     /// - Parameters:
     ///   - host: broker host.
     ///   - port: broker port.
     ///   - clientID: client id; a clean session is used.
     ///   - timeout: seconds to wait for the broker to accept the connection.
-    /// - Throws: ``MQTTError`` when the connection fails or is refused.
-    public init(
+    /// - Throws: ``MQTTError`` when the connection fails, is refused, or no CONNACK comes in time.
+    public static func connect(
         host: String, port: Int, clientID: String, username: String? = nil, password: String? = nil,
         tls: MQTTTLSConfiguration? = nil, timeout: Double = 10
+    ) async throws -> MQTTPublisher {
+        let publisher = try MQTTPublisher(host: host, port: port, clientID: clientID, username: username, password: password, tls: tls)
+        let state = publisher.state
+        let code: Int32? = await withCheckedContinuation { (c: CheckedContinuation<Int32?, Never>) in
+            state.waitForConnack(c)
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { state.connackTimedOut() }
+        }
+        guard let code else {
+            publisher.close()
+            throw MQTTError(code: -1, message: "no CONNACK from \(host):\(port) within \(timeout) s")
+        }
+        guard code == 0 else {
+            publisher.close()
+            throw MQTTError(code: code, message: "broker refused connection: \(String(cString: mosquitto_connack_string(code)))")
+        }
+        return publisher
+    }
+
+    /// Creates the client, queues CONNECT and starts libmosquitto's network thread.
+    private init(
+        host: String, port: Int, clientID: String, username: String?, password: String?, tls: MQTTTLSConfiguration?
     ) throws {
         MosquittoLibrary.initialize()
         let state = PublisherState()
@@ -47,16 +70,6 @@ public final class MQTTPublisher: Sendable {
         if let error = MosquittoLibrary.check(mosquitto_loop_start(mosq), "start network thread") {
             throw error
         }
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            let connack = state.connack.withLock { $0 }
-            if connack == 0 { return }
-            if let code = connack {
-                throw MQTTError(code: code, message: "broker refused connection: \(String(cString: mosquitto_connack_string(code)))")
-            }
-            usleep(2000)
-        }
-        throw MQTTError(code: -1, message: "no CONNACK from \(host):\(port) within \(timeout) s")
     }
 
     /// Queues one message for delivery with QoS 1.
@@ -97,7 +110,33 @@ public final class MQTTPublisher: Sendable {
 
 /// Counters shared between libmosquitto's thread and callers.
 final class PublisherState: Sendable {
-    let connack = Mutex<Int32?>(nil)
+    /// The CONNACK code once received, and the caller waiting for it.
+    private let connack = Mutex<(code: Int32?, done: Bool, waiter: CheckedContinuation<Int32?, Never>?)>((nil, false, nil))
+
+    /// Resumes `c` with the CONNACK code when it comes (at once if it came), or nil on timeout.
+    func waitForConnack(_ c: CheckedContinuation<Int32?, Never>) {
+        let ready: Int32?? = connack.withLock { s in
+            if s.done { return .some(s.code) }
+            s.waiter = c
+            return .none
+        }
+        if let ready { c.resume(returning: ready) }
+    }
+
+    func received(connack code: Int32) { finish(code) }
+
+    func connackTimedOut() { finish(nil) }
+
+    private func finish(_ code: Int32?) {
+        let waiter = connack.withLock { s -> CheckedContinuation<Int32?, Never>? in
+            guard !s.done else { return nil }
+            s.done = true
+            s.code = code
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: code)
+    }
     let published = Atomic<Int>(0)
     let acknowledged = Atomic<Int>(0)
 }
@@ -131,7 +170,7 @@ final class PublisherHandle: @unchecked Sendable {
 
 private func publisherOnConnect(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ rc: Int32) {
     guard let userdata else { return }
-    Unmanaged<PublisherState>.fromOpaque(userdata).takeUnretainedValue().connack.withLock { $0 = rc }
+    Unmanaged<PublisherState>.fromOpaque(userdata).takeUnretainedValue().received(connack: rc)
 }
 
 private func publisherOnPublish(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ mid: Int32) {

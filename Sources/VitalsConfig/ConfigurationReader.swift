@@ -22,7 +22,7 @@ struct ConfigurationReader {
         "adherence": ["no_data_days", "check_interval_seconds", "low_battery_percent"],
         "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units"],
         "thresholds": ["defaults", "programs"],
-        "alerts": ["late_after_hours", "realert_after_hours", "confirmation_window_minutes", "escalation_after_minutes",
+        "alerts": ["late_after_hours", "realert_after_hours", "realert_worsening_percent", "confirmation_window_minutes", "escalation_after_minutes",
                    "escalation_repeat_minutes", "check_interval_seconds", "rules", "programs"],
         "delivery": ["mqtt_enabled", "mqtt_topic", "webhook_url", "webhook_secret_file", "webhook_timeout_seconds",
                      "retry_max_seconds", "fhir"],
@@ -152,6 +152,7 @@ struct ConfigurationReader {
 
         double(values, "alerts.late_after_hours") { config.alerts.lateAfterSeconds = $0 * 3_600 }
         double(values, "alerts.realert_after_hours") { config.alerts.realertAfterSeconds = $0 * 3_600 }
+        double(values, "alerts.realert_worsening_percent") { config.alerts.realertWorseningPercent = $0 }
         double(values, "alerts.confirmation_window_minutes") { config.alerts.confirmationWindowSeconds = $0 * 60 }
         double(values, "alerts.escalation_after_minutes") { config.alerts.escalationAfterSeconds = $0 * 60 }
         if let node = values["alerts.escalation_repeat_minutes"] {
@@ -555,6 +556,7 @@ struct ConfigurationReader {
               "log.level", "must be one of trace, debug, info, notice, warning, error, critical")
         check(c.alerts.lateAfterSeconds >= 60, "alerts.late_after_hours", "must be at least 1 minute (0.0167 h)")
         check(c.alerts.realertAfterSeconds >= 0, "alerts.realert_after_hours", "must not be negative")
+        check((0...1_000).contains(c.alerts.realertWorseningPercent), "alerts.realert_worsening_percent", "must be between 0 and 1000")
         check(c.alerts.confirmationWindowSeconds >= 60, "alerts.confirmation_window_minutes", "must be at least 1 minute")
         check(c.alerts.escalationAfterSeconds >= 60, "alerts.escalation_after_minutes", "must be at least 1 minute")
         check(c.alerts.escalationRepeatSeconds.allSatisfy { $0 >= 60 }, "alerts.escalation_repeat_minutes",

@@ -14,7 +14,7 @@ public struct VitalsConfiguration: Sendable, Hashable {
         public var keepAliveSeconds = 60
         public var topics = ["devices/+/readings"]
         /// Most messages committed in one transaction (1–10000).
-        public var maxBatch = 500
+        public var maxBatch = 5000
         /// Seconds.
         public var reconnectMinSeconds = 1.0
         /// Seconds.

@@ -12,23 +12,30 @@ public struct AlertTimerService: Service {
     let policy: AlertPolicy
     let interval: Duration
     let metrics: VitalsMetrics?
+    let clock: any WallClock
     let logger: Logger
 
-    /// - Parameter interval: time between runs (`alerts.check_interval_seconds`, default 30 s).
-    public init(database: AppDatabase, policy: AlertPolicy, interval: Duration, metrics: VitalsMetrics?, logger: Logger) {
+    /// - Parameters:
+    ///   - interval: time between runs (`alerts.check_interval_seconds`, default 30 s), on `clock`.
+    ///   - clock: the time the rules see, and the timer's sleep.
+    public init(
+        database: AppDatabase, policy: AlertPolicy, interval: Duration, metrics: VitalsMetrics?,
+        clock: any WallClock = SystemWallClock(), logger: Logger
+    ) {
         self.database = database
         self.policy = policy
         self.interval = interval
         self.metrics = metrics
+        self.clock = clock
         self.logger = logger
     }
 
     public func run() async throws {
-        let (database, policy) = (self.database, self.policy)
-        await repeatUntilShutdown(every: interval, immediately: true) {
+        let (database, policy, clock) = (self.database, self.policy, self.clock)
+        await repeatUntilShutdown(every: interval, clock: clock, immediately: true) {
             do {
                 let (s, waiting) = try await databaseWork {
-                    (try database.runAlertTimers(policy: policy), try database.escalationCounts().waiting)
+                    (try await database.runAlertTimers(policy: policy, now: clock.now()), try await database.escalationCounts().waiting)
                 }
                 metrics?.recordEscalations(s.escalated, waiting: waiting)
                 if s.escalated > 0 {

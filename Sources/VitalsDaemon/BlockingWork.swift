@@ -1,6 +1,7 @@
 import Dispatch
 import ServiceLifecycle
 import Synchronization
+import VitalsDomain
 
 /// Runs blocking work (a synchronous SQLite call that may wait up to the busy timeout for another
 /// process's lock) on a Dispatch thread, off Swift's cooperative pool.
@@ -28,19 +29,22 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
     }
 }
 
-/// Blocking database work of a timer service: off the cooperative pool, and abandoned at once
-/// (`CancellationError`) when a graceful shutdown begins.
-func databaseWork<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await cancelWhenGracefulShutdown { try await offPool(body) }
+/// Database work of a timer service: the database's own async API (GRDB runs it on its own
+/// threads, off the cooperative pool), abandoned at once (`CancellationError`) when a graceful
+/// shutdown begins.
+func databaseWork<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await cancelWhenGracefulShutdown { try await body() }
 }
 
-/// Runs `body` every `interval` until a graceful shutdown begins, first at once when `immediately`
-/// is true, otherwise after the first interval. The wait ends early on shutdown.
-func repeatUntilShutdown(every interval: Duration, immediately: Bool = false, _ body: () async -> Void) async {
+/// Runs `body` every `interval` of `clock` until a graceful shutdown begins, first at once when
+/// `immediately` is true, otherwise after the first interval. The wait ends early on shutdown.
+func repeatUntilShutdown(
+    every interval: Duration, clock: any WallClock = SystemWallClock(), immediately: Bool = false, _ body: () async -> Void
+) async {
     var first = immediately
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
         if !first {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            try? await cancelWhenGracefulShutdown { try await clock.sleep(for: interval) }
             guard !Task.isShuttingDownGracefully && !Task.isCancelled else { break }
         }
         first = false

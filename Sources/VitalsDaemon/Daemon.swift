@@ -46,9 +46,9 @@ public enum Daemon {
         let password = try config.mqttPassword()
         let tls = tlsConfiguration(config)
         let mqtt = config.mqtt
-        let publisher: (@Sendable () throws -> MQTTPublisher)? = config.delivery.mqttEnabled
+        let publisher: (@Sendable () async throws -> MQTTPublisher)? = config.delivery.mqttEnabled
             ? { @Sendable in
-                try MQTTPublisher(
+                try await MQTTPublisher.connect(
                     host: mqtt.host, port: mqtt.port, clientID: "\(mqtt.clientID)-alerts", username: mqtt.username,
                     password: password, tls: tls, timeout: 5)
             } : nil
@@ -121,33 +121,68 @@ public enum Daemon {
         }
     }
 
-    /// Builds the services of the daemon.
+    /// Builds the ingest service of the daemon.
+    /// - Parameter clock: stamps each batch's receive time (default: the system clock).
     public static func makeIngestService(
-        _ config: VitalsConfiguration, database: AppDatabase, metrics: VitalsMetrics? = nil, logger: Logger
+        _ config: VitalsConfiguration, database: AppDatabase, metrics: VitalsMetrics? = nil,
+        clock: any WallClock = SystemWallClock(), logger: Logger
     ) throws -> IngestService {
         try IngestService(
             mqtt: try mqttConfiguration(config), database: database, pipeline: pipeline(config), logger: logger,
-            metrics: metrics, routes: try config.mqtt.routes())
+            metrics: metrics, routes: try config.mqtt.routes(), clock: clock)
     }
 
-    /// Runs the daemon until SIGTERM or SIGINT, then shuts down within 10 s.
+    /// The daemon, built and not yet running: its service group and the parts tests look at.
+    public struct Composition: Sendable {
+        /// Every service; runs until SIGTERM or SIGINT (or ``ServiceGroup/triggerGracefulShutdown()``).
+        public let group: ServiceGroup
+        /// The ingest service (broker connection state, counters).
+        public let ingest: IngestService
+        /// The database the services write.
+        public let database: AppDatabase
+        public let metrics: VitalsMetrics
+
+        /// Runs the service group, then closes the database.
+        public func run() async throws {
+            try await group.run()
+            try database.close()
+        }
+    }
+
+    /// Builds the daemon's services from a configuration, as Hummingbird's template builds its
+    /// application: the composition root, callable from tests with a ``ManualWallClock``.
     ///
-    /// - Throws: configuration, database or service errors; the process should then exit non-zero.
-    /// - Parameter configPath: the file to read again on SIGHUP, if any.
-    public static func run(_ config: VitalsConfiguration, configPath: String? = nil, logger: Logger) async throws {
+    /// - Parameters:
+    ///   - clock: the time every rule and timer sees and the timers' sleep (production: ``SystemWallClock``).
+    ///   - configPath: the file to read again on SIGHUP, if any.
+    ///   - signals: whether SIGTERM/SIGINT shut the group down (off for several daemons in one test process).
+    /// - Throws: configuration or database errors.
+    public static func build(
+        config: VitalsConfiguration, clock: any WallClock = SystemWallClock(), logger: Logger, configPath: String? = nil,
+        signals: Bool = true
+    ) throws -> ServiceGroup {
+        try compose(config: config, clock: clock, logger: logger, configPath: configPath, signals: signals).group
+    }
+
+    /// Like ``build(config:clock:logger:configPath:signals:)``, with access to the parts.
+    public static func compose(
+        config: VitalsConfiguration, clock: any WallClock = SystemWallClock(), logger: Logger, configPath: String? = nil,
+        signals: Bool = true
+    ) throws -> Composition {
         MosquittoLibrary.initialize()
         let database = try openDatabase(config, backgroundCheckpoints: true)
         let checkpointer = try AppDatabase.walCheckpointer(
             path: config.database.path, synchronous: AppDatabase.Synchronous(rawValue: config.database.synchronous) ?? .full)
         let metrics = VitalsMetrics()
-        let ingest = try makeIngestService(config, database: database, metrics: metrics, logger: logger)
+        let ingest = try makeIngestService(config, database: database, metrics: metrics, clock: clock, logger: logger)
         let routine = RoutineTaskService(
             database: database, rules: config.billing, noDataDays: config.adherence.noDataDays,
-            lowBatteryPercent: config.adherence.lowBatteryPercent, interval: .milliseconds(Int(config.adherence.checkIntervalSeconds * 1000)), logger: logger)
+            lowBatteryPercent: config.adherence.lowBatteryPercent,
+            interval: .milliseconds(Int(config.adherence.checkIntervalSeconds * 1000)), clock: clock, logger: logger)
         let targets = try deliveryTargets(config)
         // Before ingest starts: a new channel begins at the newest event, and nothing raised from
         // now on can be skipped.
-        for channel in targets.channels { try database.openDeliveryChannel(channel) }
+        for channel in targets.channels { try database.openDeliveryChannel(channel, now: clock.now()) }
         let fhirPush = try fhirPushSettings(config)
         if fhirPush != nil { try FHIRStore(database: database).openReadingChannel(FHIRPushDelivery.channel) }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
@@ -157,7 +192,8 @@ public enum Daemon {
                   failureTerminationBehavior: .gracefullyShutdownGroup),
             .init(service: AlertTimerService(
                       database: database, policy: config.alerts,
-                      interval: .milliseconds(Int(config.alertCheckIntervalSeconds * 1000)), metrics: metrics, logger: logger),
+                      interval: .milliseconds(Int(config.alertCheckIntervalSeconds * 1000)), metrics: metrics, clock: clock,
+                      logger: logger),
                   successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
             .init(service: TaskEventDelivery(database: database, targets: targets, metrics: metrics, logger: logger),
                   successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup),
@@ -186,7 +222,7 @@ public enum Daemon {
         if config.http.enabled {
             services.append(.init(
                 service: HTTPEndpoints.application(
-                    host: config.http.host, port: config.http.port, ingest: ingest, metrics: metrics,
+                    host: config.http.host, port: config.http.port, ingest: ingest, metrics: metrics, database: database,
                     databasePath: config.database.path, logger: logger),
                 successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
@@ -194,7 +230,8 @@ public enum Daemon {
             // The user-facing listener: the workspace, and the FHIR API with its token endpoint.
             let fhir: [any WorkspaceRouteGroup] = try fhirAPI(config, database: database, logger: logger).map { [FHIRRouteGroup(api: $0)] } ?? []
             services.append(.init(
-                service: try Workspace.application(configuration: config, database: database, logger: logger, routeGroups: fhir),
+                service: try Workspace.application(
+                    configuration: config, database: database, logger: logger, routeGroups: fhir, clock: { clock.now() }),
                 successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         // Last, so that it is the first told to shut down and sends STOPPING=1 at once.
@@ -204,18 +241,26 @@ public enum Daemon {
             successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore))
         var groupConfig = ServiceGroupConfiguration(
             services: services,
-            gracefulShutdownSignals: [.sigterm, .sigint],
+            gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [],
             logger: logger)
         // After 8 s the services are cancelled. No deadline after that: a cancelled service returns at
         // once except an ingest commit already waiting for another process's lock, which ends within
         // the busy timeout (nothing of it is acknowledged). A deadline would trap instead.
         groupConfig.maximumGracefulShutdownDuration = .seconds(8)
         groupConfig.maximumCancellationDuration = nil
+        return Composition(group: ServiceGroup(configuration: groupConfig), ingest: ingest, database: database, metrics: metrics)
+    }
+
+    /// Runs the daemon until SIGTERM or SIGINT, then shuts down within 10 s.
+    ///
+    /// - Throws: configuration, database or service errors; the process should then exit non-zero.
+    /// - Parameter configPath: the file to read again on SIGHUP, if any.
+    public static func run(_ config: VitalsConfiguration, configPath: String? = nil, logger: Logger) async throws {
+        let daemon = try compose(config: config, logger: logger, configPath: configPath)
         logger.info(
             "vitalsd starting",
             metadata: ["libmosquitto": "\(MosquittoLibrary.version)", "db.path": "\(config.database.path)"])
-        try await ServiceGroup(configuration: groupConfig).run()
-        try database.close()
+        try await daemon.run()
         logger.info("vitalsd stopped")
     }
 }

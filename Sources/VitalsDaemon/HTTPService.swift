@@ -33,7 +33,8 @@ public enum HTTPEndpoints {
 
     /// The Hummingbird application serving the endpoints; a `Service` for the service group.
     public static func application(
-        host: String, port: Int, ingest: IngestService, metrics: VitalsMetrics, databasePath: String, logger: Logger
+        host: String, port: Int, ingest: IngestService, metrics: VitalsMetrics, database: AppDatabase, databasePath: String,
+        logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router()
         router.get("healthz") { _, _ in
@@ -49,9 +50,10 @@ public enum HTTPEndpoints {
                 body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
         }
         router.get("metrics") { _, _ -> Response in
-            Response(
+            let open = (try? await database.unresolvedTaskCounts()) ?? [:]
+            return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.exposition(status: ingest.connectionStatus))))
+                body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.exposition(status: ingest.connectionStatus, openTasks: open))))
         }
         return Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "vitalsd"), logger: logger)

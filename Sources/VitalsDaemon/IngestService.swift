@@ -33,6 +33,7 @@ public final class IngestService: Service, Sendable {
     private let state = StateBox()
     private let maxStoreAttempts: Int
     private let metrics: VitalsMetrics?
+    private let clock: any WallClock
 
     /// - Parameters:
     ///   - mqtt: broker settings; each topic filter must have one `+` level for the device id.
@@ -41,11 +42,14 @@ public final class IngestService: Service, Sendable {
     ///   - maxStoreAttempts: commits tried per batch before the service fails (default 6, about 30 s).
     ///   - routes: the format and device source of each subscribed filter; nil reads every topic of
     ///     `mqtt.topics` in the canonical format.
+    ///   - clock: stamps each batch's receive time, which is also the time its rules see.
     /// - Throws: ``Rejection`` with reason `bad_topic` for a filter without exactly one `+`.
     public init(
         mqtt: MQTTClientConfiguration, database: AppDatabase, pipeline: IngestPipeline, logger: Logger,
-        metrics: VitalsMetrics? = nil, maxStoreAttempts: Int = 6, routes: [SubscriptionRoute]? = nil
+        metrics: VitalsMetrics? = nil, maxStoreAttempts: Int = 6, routes: [SubscriptionRoute]? = nil,
+        clock: any WallClock = SystemWallClock()
     ) throws {
+        self.clock = clock
         self.metrics = metrics
         self.mqtt = mqtt
         self.database = database
@@ -101,14 +105,14 @@ public final class IngestService: Service, Sendable {
             state.setSubscription(subscription)
             defer { state.setSubscription(nil) }
             for await batch in subscription.deliveries.cancelOnGracefulShutdown() {
-                let receivedAt = Date()
+                let receivedAt = clock.now()
                 let (pipeline, routes) = rules.withLock { $0 }
                 let messages = batch.messages.map { m in
                     let match = SubscriptionRoute.match(m.topic, in: routes)
                     return IncomingMessage(
                         topic: m.topic, deviceID: match?.deviceID, payload: m.payload, receivedAt: receivedAt,
                         format: match?.route.format ?? .canonical, deviceField: match?.route.deviceField,
-                        timeZone: match?.route.timeZone, matchedSubscription: match != nil)
+                        timeZone: match?.route.timeZone, matchedSubscription: match != nil, retained: m.retain)
                 }
                 state.storeStarted()
                 guard let summary = try await store(messages, pipeline: pipeline) else {
@@ -134,7 +138,7 @@ public final class IngestService: Service, Sendable {
         var attempt = 1
         while true {
             do {
-                return try await database.ingest(messages, pipeline: pipeline)
+                return try await database.ingest(messages, pipeline: pipeline, now: messages.first?.receivedAt)
             } catch {
                 logger.error(
                     "could not store batch; nothing acknowledged",
@@ -181,8 +185,8 @@ public final class IngestService: Service, Sendable {
                 metadata: ["device.id": "\(Self.printable(String(parts[0])))", "dead_letter.reason": "\(parts[1])",
                            "dead_letter.count": "\(value.count)", "dead_letter.detail": "\(value.detail)"])
         }
-        for (level, n) in summary.tasksOpened where n > 0 {
-            logger.notice("tasks opened", metadata: ["task.priority": "\(level.rawValue)", "task.count": "\(n)"])
+        for (priority, n) in summary.tasksOpened.sorted(by: { $0.key > $1.key }) where n > 0 {
+            logger.notice("tasks opened", metadata: ["task.priority": "\(priority.rawValue)", "task.count": "\(n)"])
         }
         logger.debug(
             "batch committed",

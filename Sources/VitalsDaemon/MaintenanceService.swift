@@ -29,13 +29,13 @@ public struct MaintenanceService: Service {
         await repeatUntilShutdown(every: interval) {
             let (database, days, channels) = (self.database, self.payloadRetentionDays, self.deliveryChannels)
             do {
-                let (pages, purged, delivered) = try await databaseWork {
+                let (pages, purged, delivered) = try await databaseWork { try await offPool {
                     let pages = try database.checkpoint()
                     let purged = try days.map {
                         try database.purgeDeadLetterPayloads(before: Date().addingTimeInterval(-Double($0) * 86_400))
                     } ?? 0
                     return (pages, purged, try database.purgeDeliveredEvents(channels: channels, olderThanDays: 30))
-                }
+                } }
                 logger.debug("WAL checkpoint", metadata: ["db.pages": "\(pages)"])
                 if purged > 0 { logger.info("dead-letter payloads purged", metadata: ["db.payloads": "\(purged)"]) }
                 if delivered > 0 { logger.debug("delivered outbox rows purged", metadata: ["db.outbox": "\(delivered)"]) }

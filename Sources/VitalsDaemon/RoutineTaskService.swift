@@ -13,16 +13,19 @@ public struct RoutineTaskService: Service {
     let noDataDays: Int
     let lowBatteryPercent: Double?
     let interval: Duration
+    let clock: any WallClock
     let logger: Logger
 
     /// - Parameters:
     ///   - noDataDays: days of silence before a `no_data` task.
     ///   - interval: time between checks (default 5 minutes).
     ///   - lowBatteryPercent: battery level that makes a routine device task; nil: never.
+    ///   - clock: the time the rules see, and the timer's sleep.
     public init(
         database: AppDatabase, rules: BillingRules, noDataDays: Int, lowBatteryPercent: Double? = 15,
-        interval: Duration = .seconds(300), logger: Logger
+        interval: Duration = .seconds(300), clock: any WallClock = SystemWallClock(), logger: Logger
     ) {
+        self.clock = clock
         self.database = database
         self.rules = rules
         self.noDataDays = noDataDays
@@ -32,11 +35,13 @@ public struct RoutineTaskService: Service {
     }
 
     public func run() async throws {
-        let (database, rules, noDataDays, lowBatteryPercent) = (self.database, self.rules, self.noDataDays, self.lowBatteryPercent)
-        await repeatUntilShutdown(every: interval, immediately: true) {
+        let (database, rules, noDataDays, lowBatteryPercent, clock) = (
+            self.database, self.rules, self.noDataDays, self.lowBatteryPercent, self.clock)
+        await repeatUntilShutdown(every: interval, clock: clock, immediately: true) {
             do {
                 let s = try await databaseWork {
-                    try database.openRoutineTasks(rules: rules, noDataDays: noDataDays, lowBatteryPercent: lowBatteryPercent)
+                    try await database.openRoutineTasks(
+                        rules: rules, noDataDays: noDataDays, lowBatteryPercent: lowBatteryPercent, now: clock.now())
                 }
                 if s.daysOfDataTasks + s.noDataTasks + s.silentDeviceTasks + s.lowBatteryTasks > 0 {
                     logger.notice("routine tasks opened", metadata: [

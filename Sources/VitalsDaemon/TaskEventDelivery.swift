@@ -31,7 +31,7 @@ public struct WebhookSignature: Sendable {
 /// Where task events go, besides the database.
 public struct DeliveryTargets: Sendable {
     /// Publishes to MQTT; nil when `delivery.mqtt_enabled` is false.
-    public var mqtt: (@Sendable () throws -> MQTTPublisher)?
+    public var mqtt: (@Sendable () async throws -> MQTTPublisher)?
     /// Topic template; `{patient_id}` is replaced.
     public var mqttTopic: String
     public var webhookURL: URL?
@@ -43,7 +43,7 @@ public struct DeliveryTargets: Sendable {
     public var pollInterval: Duration
 
     public init(
-        mqtt: (@Sendable () throws -> MQTTPublisher)?, mqttTopic: String, webhookURL: URL?, webhookSignature: WebhookSignature?,
+        mqtt: (@Sendable () async throws -> MQTTPublisher)?, mqttTopic: String, webhookURL: URL?, webhookSignature: WebhookSignature?,
         webhookTimeout: Double = 10, retryMax: Double = 60, pollInterval: Duration = .milliseconds(250)
     ) {
         self.mqtt = mqtt
@@ -92,22 +92,20 @@ public struct TaskEventDelivery: Service {
     }
 
     /// Runs one channel: fetch pending events, send them, move the cursor; back off on failure.
-    /// Database calls run off the cooperative pool (``offPool(_:)``): another process holding the
-    /// write lock must not stall the HTTP endpoints.
+    /// Database calls use the database's async API, off the cooperative pool: another process
+    /// holding the write lock must not stall the HTTP endpoints.
     private func loop(channel: String, batch: Int, send: ([OutboxEvent]) async throws -> Void) async {
         let database = self.database
         var wait = 1.0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var pause = targets.pollInterval
             do {
-                let events = try await databaseWork { try database.pendingEvents(channel: channel, limit: batch) }
+                let events = try await databaseWork { try await database.pendingEvents(channel: channel, limit: batch) }
                 if !events.isEmpty {
                     try await send(events)
                     let last = events.last!.id
-                    let left = try await offPool {
-                        try database.markDelivered(channel: channel, through: last)
-                        return try database.outboxBacklog(channel: channel)
-                    }
+                    try await database.markDelivered(channel: channel, through: last)
+                    let left = try await database.outboxBacklog(channel: channel)
                     metrics?.recordDelivery(channel: channel, delivered: events.count, failed: false, backlog: left)
                     wait = 1
                     continue
@@ -116,7 +114,7 @@ public struct TaskEventDelivery: Service {
             } catch is CancellationError {
                 return
             } catch {
-                let left = try? await offPool { try database.outboxBacklog(channel: channel) }
+                let left = try? await database.outboxBacklog(channel: channel)
                 metrics?.recordDelivery(channel: channel, delivered: 0, failed: true, backlog: left)
                 logger.warning("task event delivery failed; will retry", metadata: [
                     "delivery.channel": "\(channel)", "delivery.retry_seconds": "\(Int(wait))", "error": "\(error)"])
@@ -128,12 +126,13 @@ public struct TaskEventDelivery: Service {
         }
     }
 
-    private func deliverMQTT(_ make: @Sendable () throws -> MQTTPublisher) async {
+    private func deliverMQTT(_ make: @Sendable () async throws -> MQTTPublisher) async {
         let holder = PublisherHolder()
         defer { holder.close() }
         await loop(channel: "mqtt", batch: 200) { events in
             do {
-                let publisher = try holder.publisher ?? make()
+                let publisher: MQTTPublisher
+                if let held = holder.publisher { publisher = held } else { publisher = try await make() }
                 holder.publisher = publisher
                 for e in events {
                     let topic = targets.mqttTopic.replacingOccurrences(of: "{patient_id}", with: e.patientID)
@@ -171,7 +170,7 @@ public struct TaskEventDelivery: Service {
                     throw DeliveryError(description: "webhook answered HTTP \(status) to event \(e.id)")
                 }
                 let (database, id) = (self.database, e.id)
-                try await offPool { try database.markDelivered(channel: "webhook", through: id) }
+                try await database.markDelivered(channel: "webhook", through: id)
             }
         }
     }

@@ -11,7 +11,9 @@ import VitalsStore
 /// Exposed at `/metrics` in the Prometheus text format:
 /// - `vitalsd_messages_received_total`, `vitalsd_readings_stored_total`, `vitalsd_duplicates_total`;
 /// - `vitalsd_dead_letters_total{reason}` for every dead-letter reason;
-/// - `vitalsd_tasks_opened_total{priority}`, `vitalsd_tasks_updated_total`;
+/// - `vitalsd_tasks_opened_total{priority}` (tasks that became `critical` or `warning`: opened at that
+///   priority, or raised to it), `vitalsd_tasks_updated_total`, and the gauge `vitalsd_tasks_open{priority}`
+///   (unresolved tasks by priority, `critical`, `warning`, `routine`, read at each scrape);
 /// - `vitalsd_broker_connected` (0/1), `vitalsd_broker_subscribed` (0/1), `vitalsd_broker_reconnects`;
 /// - `vitalsd_breaches_suppressed_total` (a condition still active after its task was resolved),
 ///   `vitalsd_late_breaches_total` (breaches sent to a late-data review task);
@@ -29,7 +31,8 @@ public final class VitalsMetrics: Sendable {
     private let duplicates: Metrics.Counter
     private let tasksUpdated: Metrics.Counter
     private let deadLetters: [DeadLetterReason: Metrics.Counter]
-    private let tasksOpened: [ThresholdLevel: Metrics.Counter]
+    private let tasksOpened: [TaskPriority: Metrics.Counter]
+    private let tasksOpen: [TaskPriority: Metrics.Gauge]
     private let connected: Metrics.Gauge
     private let subscribed: Metrics.Gauge
     private let reconnects: Metrics.Gauge
@@ -57,8 +60,11 @@ public final class VitalsMetrics: Sendable {
         deadLetters = Dictionary(uniqueKeysWithValues: DeadLetterReason.allCases.map {
             ($0, Metrics.Counter(label: "vitalsd_dead_letters_total", dimensions: [("reason", $0.rawValue)], factory: factory))
         })
-        tasksOpened = Dictionary(uniqueKeysWithValues: ThresholdLevel.allCases.map {
+        tasksOpened = Dictionary(uniqueKeysWithValues: [TaskPriority.critical, .warning].map {
             ($0, Metrics.Counter(label: "vitalsd_tasks_opened_total", dimensions: [("priority", $0.rawValue)], factory: factory))
+        })
+        tasksOpen = Dictionary(uniqueKeysWithValues: TaskPriority.allCases.map {
+            ($0, Metrics.Gauge(label: "vitalsd_tasks_open", dimensions: [("priority", $0.rawValue)], factory: factory))
         })
         connected = Metrics.Gauge(label: "vitalsd_broker_connected", factory: factory)
         subscribed = Metrics.Gauge(label: "vitalsd_broker_subscribed", factory: factory)
@@ -103,12 +109,15 @@ public final class VitalsMetrics: Sendable {
         if summary.suppressedBreaches > 0 { suppressed.increment(by: summary.suppressedBreaches) }
         if summary.lateBreaches > 0 { late.increment(by: summary.lateBreaches) }
         for (reason, n) in summary.deadLetters { deadLetters[reason]?.increment(by: n) }
-        for (level, n) in summary.tasksOpened { tasksOpened[level]?.increment(by: n) }
+        for (priority, n) in summary.tasksOpened { tasksOpened[priority]?.increment(by: n) }
+        for (priority, n) in summary.tasksRaised { tasksOpened[priority]?.increment(by: n) }
         for m in received { latency.recordInterval(since: m.receivedAt, end: committedAt) }
     }
 
-    /// The registry in the Prometheus text exposition format, with the broker gauges brought up to date.
-    public func exposition(status: MQTTConnectionStatus) -> String {
+    /// The registry in the Prometheus text exposition format, with the broker gauges and the open
+    /// tasks by priority brought up to date.
+    public func exposition(status: MQTTConnectionStatus, openTasks: [TaskPriority: Int] = [:]) -> String {
+        for (priority, n) in openTasks { tasksOpen[priority]?.record(n) }
         connected.record(status.connected ? 1 : 0)
         subscribed.record(status.subscribed ? 1 : 0)
         reconnects.record(status.reconnects)

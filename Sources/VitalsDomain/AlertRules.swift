@@ -192,6 +192,10 @@ public struct AlertPolicy: Sendable, Hashable {
     /// further breaches at the same or a lower level open no new task for this many seconds (F13);
     /// a higher level always does. Default 86,400 (Validic's "at most once per day").
     public var realertAfterSeconds: Double
+    /// Within the re-alert window a breach of a resolved condition is still shown to a person when
+    /// it lies at least this many percent further past its limit than the worst reading the resolved
+    /// task showed (glucose 260 → 399 mg/dL), or at a higher level: it opens a new task. Default 10.
+    public var realertWorseningPercent: Double
     /// A `critical` task records whether a re-measurement within this many seconds confirmed it
     /// (AHA: re-check ≥ 180/120 after 1–2 minutes). Default 900 (15 min).
     public var confirmationWindowSeconds: Double
@@ -203,13 +207,14 @@ public struct AlertPolicy: Sendable, Hashable {
 
     public init(
         defaultRules: [TrendRule] = [], programRules: [Program: [TrendRule]] = [:], lateAfterSeconds: Double = 86_400,
-        realertAfterSeconds: Double = 86_400, confirmationWindowSeconds: Double = 900,
+        realertAfterSeconds: Double = 86_400, realertWorseningPercent: Double = 10, confirmationWindowSeconds: Double = 900,
         escalationAfterSeconds: Double = 1_800, escalationRepeatSeconds: [Double] = [1_800]
     ) {
         self.defaultRules = defaultRules
         self.programRules = programRules
         self.lateAfterSeconds = lateAfterSeconds
         self.realertAfterSeconds = realertAfterSeconds
+        self.realertWorseningPercent = realertWorseningPercent
         self.confirmationWindowSeconds = confirmationWindowSeconds
         self.escalationAfterSeconds = escalationAfterSeconds
         self.escalationRepeatSeconds = escalationRepeatSeconds

@@ -85,6 +85,14 @@ public struct CanonicalMessageDecoder: Sendable {
     ///
     /// - Throws: ``Rejection`` `invalid_utf8`, `malformed_json`.
     public static func parse(_ payload: [UInt8]) throws(Rejection) -> JSONValue {
+        // Most device payloads: ASCII, shallow, no escapes, no repeated member. Anything else takes
+        // the full path below, which decides.
+        if let root = FastJSON.parse(payload) { return root }
+        return try parseFully(payload)
+    }
+
+    /// The full path of ``parse(_:)``: UTF-8, depth, Foundation's `JSONDecoder`, repeated members.
+    static func parseFully(_ payload: [UInt8]) throws(Rejection) -> JSONValue {
         guard String(validating: payload, as: UTF8.self) != nil else {
             throw Rejection(.invalidUTF8, "payload of \(payload.count) bytes is not valid UTF-8")
         }
@@ -177,11 +185,28 @@ public struct CanonicalMessageDecoder: Sendable {
         guard let timeJSON = item["measured_at"] ?? envelope["measured_at"] else {
             throw Rejection(.missingField, "reading \(index) has no 'measured_at'")
         }
-        let measuredAt = try timePolicy.measurementTime(from: timeJSON, receivedAt: receivedAt)
+        let measuredAt = try timePolicy.parse(timeJSON)
+        let clockProblem: Rejection?
+        do throws(Rejection) {
+            try timePolicy.check(measuredAt, receivedAt: receivedAt)
+            clockProblem = nil
+        } catch {
+            clockProblem = error
+        }
         if let type = VitalType(rawValue: typeName),
            case .sentinel(let kind, let code) = try DeviceNumber.parse(value, field: "value", type: type, rules: .canonical) {
+            if let clockProblem { throw clockProblem }
             events.append(DeviceEvent(deviceID: deviceID, kind: kind, type: type, measuredAt: measuredAt, code: code))
             throw DeviceNumber.rejection(kind, code: code, field: "value")
+        }
+        if var clockProblem {
+            // The time is wrong, not the value: keep the value (timed by receipt) for a device task.
+            var received = try Observation.make(
+                deviceID: deviceID, typeName: typeName, value: value, unit: item["unit"], measuredAt: receivedAt)
+            received.timeSource = .receivedAt
+            received.flags.insert(.estimatedTime)
+            clockProblem.clockObservation = received
+            throw clockProblem
         }
         var observation = try Observation.make(
             deviceID: deviceID, typeName: typeName, value: value, unit: item["unit"], measuredAt: measuredAt)

@@ -37,6 +37,9 @@ public enum DeadLetterReason: String, Sendable, CaseIterable, Codable, Hashable 
     case outOfMeterRange = "out_of_meter_range"
     /// The payload does not have the shape of the subscription's format, or `auto` recognised no format.
     case unknownFormat = "unknown_format"
+    /// The reading was measured before the device's first binding to a patient (`device add --from`):
+    /// it belongs to no patient.
+    case beforeBinding = "before_binding"
 }
 
 /// A rejection: the reason and a short description of what was wrong.
@@ -48,9 +51,15 @@ public struct Rejection: Error, Sendable, Hashable {
     public var reason: DeadLetterReason
     /// What was wrong, for a person, without reading values (e.g. "field 'unit' not recognised").
     public var detail: String
+    /// For a `bad_timestamp` caused by a wrong device clock (before 2000-01-02, or ahead of the
+    /// receive time by more than the allowed skew): the reading as received, timed by its receipt
+    /// (`time_source` `received_at`, flag `estimated_time`). It is never stored as a reading; its
+    /// values go to a device task so that a critical value is not lost with the clock.
+    public var clockObservation: Observation?
 
-    public init(_ reason: DeadLetterReason, _ detail: String) {
+    public init(_ reason: DeadLetterReason, _ detail: String, clockObservation: Observation? = nil) {
         self.reason = reason
         self.detail = detail
+        self.clockObservation = clockObservation
     }
 }

@@ -31,6 +31,14 @@ public struct MeasurementTimePolicy: Sendable, Hashable {
     /// - Returns: the measurement instant.
     /// - Throws: ``Rejection`` with reason `bad_timestamp`.
     public func measurementTime(from json: JSONValue, receivedAt: Date) throws(Rejection) -> Date {
+        let date = try parse(json)
+        try check(date, receivedAt: receivedAt)
+        return date
+    }
+
+    /// Parses a `measured_at` value without checking its plausibility.
+    /// - Throws: ``Rejection`` with reason `bad_timestamp` for a value that is no time at all.
+    public func parse(_ json: JSONValue) throws(Rejection) -> Date {
         let date: Date
         switch json {
         case .string(let s):
@@ -46,7 +54,6 @@ public struct MeasurementTimePolicy: Sendable, Hashable {
         default:
             throw Rejection(.badTimestamp, "measured_at is neither an RFC 3339 string nor epoch milliseconds")
         }
-        try check(date, receivedAt: receivedAt)
         return date
     }
 

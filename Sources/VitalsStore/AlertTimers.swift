@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import VitalsAlerting
 import VitalsDomain
 
 extension AppDatabase {
@@ -12,56 +13,51 @@ extension AppDatabase {
         public init() {}
     }
 
-    /// Runs the time-based alert rules, even when no message arrives:
-    /// - each `open` `critical` task whose escalation time has come is escalated: its
-    ///   `escalation_level` rises by one, `escalated_at` is set, an `escalated` event is written (and
-    ///   so delivered), and its next escalation is scheduled per ``AlertPolicy/escalationRepeat(after:)``;
-    /// - each pending confirmation whose window has passed without a re-measurement becomes `not_repeated`.
+    /// Runs the time-based alert rules (``TimerRules``), even when no message arrives: escalation of
+    /// `open` `critical` tasks not acknowledged in time, and the end of confirmation windows without
+    /// a re-measurement. The schedule lives in the tasks table (`next_escalation_at`), so a restart
+    /// neither forgets an escalation nor repeats one.
     ///
-    /// The schedule lives in the tasks table (`next_escalation_at`), so a restart neither forgets an
-    /// escalation nor repeats one. Acknowledging or resolving a task clears it.
-    public func runAlertTimers(policy: AlertPolicy, now: Date = Date()) throws -> AlertTimerSummary {
-        let nowMS = epochMilliseconds(now)
-        return try writer.write { db in
-            var summary = AlertTimerSummary()
+    /// - Parameter now: the daemon clock's time.
+    public func runAlertTimers(policy: AlertPolicy, now: Date) async throws -> AlertTimerSummary {
+        try await writer.write { db in
+            let nowMS = epochMilliseconds(now)
             let due = try Row.fetchAll(
-                db, sql: "SELECT id, escalation_level FROM tasks WHERE next_escalation_at <= ? ORDER BY next_escalation_at",
-                arguments: [nowMS])
-            for row in due {
-                let id: Int64 = row["id"]
-                let level: Int = row["escalation_level"] + 1
-                let next = nowMS + Int64(policy.escalationRepeat(after: level) * 1000)
-                try db.execute(
-                    sql: "UPDATE tasks SET escalation_level = ?, escalated_at = ?, next_escalation_at = ?, updated_at = ? WHERE id = ?",
-                    arguments: [level, nowMS, next, nowMS, id])
-                try db.execute(
-                    sql: "INSERT INTO task_events(task_id, at, event, actor, detail) VALUES (?, ?, 'escalated', 'vitalsd', ?)",
-                    arguments: [id, nowMS, "level \(level)"])
-                summary.escalated += 1
-            }
-            let expired = try Int64.fetchAll(
-                db, sql: "SELECT id FROM tasks WHERE confirmation = 'pending' AND confirmation_due_at < ?", arguments: [nowMS])
-            for id in expired {
-                try db.execute(
-                    sql: "UPDATE tasks SET confirmation = 'not_repeated', confirmation_due_at = NULL, updated_at = ? WHERE id = ?",
-                    arguments: [nowMS, id])
-                try db.execute(
-                    sql: "INSERT INTO task_events(task_id, at, event, actor, detail) VALUES (?, ?, 'confirmation', 'vitalsd', 'not_repeated')",
-                    arguments: [id, nowMS])
-                summary.notRepeated += 1
-            }
+                db, sql: "SELECT \(CareTask.columns) FROM tasks WHERE next_escalation_at <= ? ORDER BY next_escalation_at", arguments: [nowMS]
+            ).map(CareTask.init(row:))
+            let escalations = TimerRules.escalations(due, policy: policy, now: now)
+            try Self.apply(db, escalations)
+            let pending = try Row.fetchAll(
+                db, sql: "SELECT \(CareTask.columns) FROM tasks WHERE confirmation = 'pending' AND confirmation_due_at < ?", arguments: [nowMS]
+            ).map(CareTask.init(row:))
+            let expired = TimerRules.expiredConfirmations(pending, now: now)
+            try Self.apply(db, expired)
+            var summary = AlertTimerSummary()
+            summary.escalated = escalations.count
+            summary.notRepeated = expired.count
             return summary
         }
     }
 
     /// Open `critical` tasks waiting for an acknowledgement, and how many of them were escalated at least once.
-    public func escalationCounts() throws -> (waiting: Int, escalated: Int) {
-        try writer.read { db in
+    public func escalationCounts() async throws -> (waiting: Int, escalated: Int) {
+        try await writer.read { db in
             let row = try Row.fetchOne(db, sql: """
                 SELECT count(*) AS waiting, coalesce(sum(escalation_level > 0), 0) AS escalated
                 FROM tasks WHERE next_escalation_at IS NOT NULL
                 """)!
             return (row["waiting"], row["escalated"])
+        }
+    }
+
+    /// Unresolved tasks by priority, for the `vitalsd_tasks_open{priority}` gauge.
+    public func unresolvedTaskCounts() async throws -> [TaskPriority: Int] {
+        try await writer.read { db in
+            var result = Dictionary(uniqueKeysWithValues: TaskPriority.allCases.map { ($0, 0) })
+            for row in try Row.fetchAll(db, sql: "SELECT priority, count(*) FROM tasks WHERE status <> 'resolved' GROUP BY priority") {
+                if let p = TaskPriority(rawValue: row[0]) { result[p] = row[1] }
+            }
+            return result
         }
     }
 }

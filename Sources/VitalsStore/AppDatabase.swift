@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import VitalsDomain
 
 /// The vitalsd database: readings, dead letters, enrollment, thresholds, tasks and the audit trail.
 ///
@@ -260,7 +261,7 @@ extension AppDatabase {
                                                    AND last_measured_at IS NOT NULL AND priority <> 'routine')),
                     CHECK (kind = 'threshold' OR condition_key IS NOT NULL)
                 );
-                INSERT INTO tasks_v3(id, patient_id, kind, vital, direction, priority, status, reason, first_reading_id,
+                INSERT INTO "tasks_v3"(id, patient_id, kind, vital, direction, priority, status, reason, first_reading_id,
                                      last_reading_id, last_measured_at, occurrences, opened_at, updated_at, acknowledged_at,
                                      acknowledged_by, resolved_at, resolved_by, note)
                     SELECT id, patient_id, 'threshold', vital, direction, priority, status, reason, first_reading_id,
@@ -335,7 +336,7 @@ extension AppDatabase {
                     CHECK (next_escalation_at IS NULL OR (status = 'open' AND priority = 'critical')),
                     CHECK ((confirmation = 'pending') = (confirmation_due_at IS NOT NULL))
                 );
-                INSERT INTO tasks_v5(id, patient_id, kind, vital, direction, priority, status, reason, first_reading_id,
+                INSERT INTO "tasks_v5"(id, patient_id, kind, vital, direction, priority, status, reason, first_reading_id,
                                      last_reading_id, last_measured_at, occurrences, condition_key, opened_at, updated_at,
                                      acknowledged_at, acknowledged_by, resolved_at, resolved_by, note)
                     SELECT id, patient_id, kind, vital, direction, priority, status, reason, first_reading_id,
@@ -352,7 +353,7 @@ extension AppDatabase {
                     reading_id INTEGER REFERENCES readings(id),
                     detail TEXT
                 );
-                INSERT INTO task_events_v5 SELECT id, task_id, at, event, actor, reading_id, detail FROM task_events;
+                INSERT INTO "task_events_v5" SELECT id, task_id, at, event, actor, reading_id, detail FROM task_events;
                 DROP TABLE task_events;
                 DROP TABLE tasks;
                 ALTER TABLE tasks_v5 RENAME TO tasks;
@@ -621,6 +622,118 @@ extension AppDatabase {
                 BEGIN
                     UPDATE tasks SET version = OLD.version + 1 WHERE id = NEW.id;
                 END;
+                """)
+        }
+        migrator.registerMigration("tasks: version, latest and worst readings, suppressed breaches, notes") { db in
+            // One task writer (TaskWriter.swift) builds the outbox copy of each event: the trigger goes.
+            // A version for optimistic updates; the latest and worst readings with their measurement
+            // times; breaches suppressed after a resolve; notes as an append-only history.
+            // New columns only; `note` moves to `task_notes` (migration "task notes") and its column is
+            // dropped; `version` came with migration "v7 users, sessions and caseloads".
+            try db.execute(sql: "DROP TRIGGER IF EXISTS task_events_to_outbox")
+            let columns = Set(try db.columns(in: "tasks").map(\.name))
+            try db.execute(sql: """
+                ALTER TABLE tasks ADD COLUMN latest_summary TEXT;
+                ALTER TABLE tasks ADD COLUMN worst_reading_id INTEGER REFERENCES readings(id);
+                ALTER TABLE tasks ADD COLUMN worst_summary TEXT;
+                ALTER TABLE tasks ADD COLUMN worst_measured_at INTEGER;
+                ALTER TABLE tasks ADD COLUMN worst_severity REAL;
+                ALTER TABLE tasks ADD COLUMN worst_level TEXT CHECK (worst_level IN ('critical', 'warning'));
+                ALTER TABLE tasks ADD COLUMN suppressed_breaches INTEGER NOT NULL DEFAULT 0 CHECK (suppressed_breaches >= 0);
+                ALTER TABLE tasks ADD COLUMN last_suppressed_at INTEGER;
+                """)
+            if columns.contains("note") {
+                // Notes kept in the old column that are not in the history yet.
+                try db.execute(sql: """
+                    INSERT INTO task_notes(task_id, at, author, text)
+                        SELECT id, updated_at, coalesce(resolved_by, acknowledged_by, 'unknown'), note FROM tasks t
+                        WHERE note IS NOT NULL AND length(note) > 0
+                          AND NOT EXISTS (SELECT 1 FROM task_notes n WHERE n.task_id = t.id AND n.text = t.note);
+                    ALTER TABLE tasks DROP COLUMN note;
+                    """)
+            }
+            // The latest and worst readings of existing reading tasks, from the readings they name.
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT t.id, t.priority, l.type AS l_type, l.canonical_value AS l_value, f.type AS f_type,
+                       f.canonical_value AS f_value, f.measured_at AS f_at
+                FROM tasks t JOIN readings l ON l.id = t.last_reading_id JOIN readings f ON f.id = t.first_reading_id
+                """)
+            for row in rows {
+                func summary(_ type: String?, _ value: Double) -> String? {
+                    VitalType(rawValue: type ?? "").map { "\($0.displayName) \(Observation.format(value)) \($0.canonicalUnit.display)" }
+                }
+                let level = ThresholdLevel(rawValue: row["priority"])
+                try db.execute(
+                    sql: """
+                        UPDATE tasks SET latest_summary = ?, worst_reading_id = first_reading_id, worst_summary = ?,
+                            worst_measured_at = ?, worst_severity = 1, worst_level = ? WHERE id = ?
+                        """,
+                    arguments: [summary(row["l_type"], row["l_value"]), summary(row["f_type"], row["f_value"]), row["f_at"] as Int64,
+                                level?.rawValue, row["id"] as Int64])
+            }
+        }
+        migrator.registerMigration("device bindings") { db in
+            // Which patient a device belonged to when: a reading belongs to the patient the device was
+            // bound to at its measurement time. A binding without a start covers everything before its end.
+            try db.execute(sql: """
+                CREATE TABLE device_bindings (
+                    id INTEGER PRIMARY KEY,
+                    device_id TEXT NOT NULL REFERENCES devices(id),
+                    patient_id TEXT NOT NULL REFERENCES patients(id),
+                    bound_from INTEGER,
+                    bound_to INTEGER,
+                    created_at INTEGER NOT NULL,
+                    created_by TEXT NOT NULL,
+                    CHECK (bound_to IS NULL OR bound_from IS NULL OR bound_to > bound_from)
+                );
+                -- One current binding per device, and a binding only ever gets its end, once.
+                CREATE UNIQUE INDEX device_bindings_one_current ON device_bindings(device_id) WHERE bound_to IS NULL;
+                CREATE INDEX device_bindings_device ON device_bindings(device_id, bound_from);
+                CREATE TRIGGER device_bindings_end_only BEFORE UPDATE ON device_bindings
+                    WHEN OLD.bound_to IS NOT NULL OR NEW.device_id IS NOT OLD.device_id OR NEW.patient_id IS NOT OLD.patient_id
+                      OR NEW.bound_from IS NOT OLD.bound_from OR NEW.created_at IS NOT OLD.created_at
+                    BEGIN SELECT RAISE(ABORT, 'a device binding only gets its end, once'); END;
+                CREATE TRIGGER device_bindings_no_delete BEFORE DELETE ON device_bindings
+                    BEGIN SELECT RAISE(ABORT, 'device bindings are history; end a binding instead'); END;
+                INSERT INTO device_bindings(device_id, patient_id, bound_from, bound_to, created_at, created_by)
+                    SELECT id, patient_id, NULL, NULL, created_at, 'migration' FROM devices;
+                """)
+        }
+        migrator.registerMigration("received payloads of messages timed on receipt") { db in
+            // A message whose readings carry no time of their own is recognised by its payload when the
+            // broker delivers it again as a retained message (on every subscribe).
+            try db.execute(sql: """
+                CREATE TABLE received_payloads (
+                    topic TEXT NOT NULL,
+                    sha256 BLOB NOT NULL,
+                    received_at INTEGER NOT NULL,
+                    PRIMARY KEY (topic, sha256)
+                ) WITHOUT ROWID;
+                """)
+        }
+        migrator.registerMigration("one task writer: owners, dispositions, assigned and reopened events") { db in
+            // The task writer (TaskWriter.swift) now sets a new task's owner (the patient's care manager)
+            // and every version: the triggers that did it go. Claims, assignments and reopenings become
+            // task events, delivered like the others: task_events is rebuilt to widen its CHECK
+            // (sqlite.org/lang_altertable.html), keeping every row and id.
+            try db.execute(sql: """
+                DROP TRIGGER IF EXISTS tasks_owner_from_care_manager;
+                DROP TRIGGER IF EXISTS tasks_version;
+                CREATE TABLE task_events_v8 (
+                    id INTEGER PRIMARY KEY,
+                    task_id INTEGER NOT NULL REFERENCES tasks(id),
+                    at INTEGER NOT NULL,
+                    event TEXT NOT NULL CHECK (event IN ('opened', 'updated', 'priority_raised', 'acknowledged', 'resolved',
+                                                         'escalated', 'recovered', 'confirmation', 'data_stale',
+                                                         'assigned', 'reopened')),
+                    actor TEXT NOT NULL,
+                    reading_id INTEGER REFERENCES readings(id),
+                    detail TEXT
+                );
+                INSERT INTO "task_events_v8" SELECT id, task_id, at, event, actor, reading_id, detail FROM task_events;
+                DROP TABLE task_events;
+                ALTER TABLE task_events_v8 RENAME TO task_events;
+                CREATE INDEX task_events_task ON task_events(task_id);
                 """)
         }
         return migrator

@@ -262,9 +262,15 @@ extension AppDatabase {
     /// local date with at least one reading transmitted by a device. Manual readings, duplicates
     /// (never stored twice), dead letters and telemetry (never stored as readings) do not count.
     public func transmissionDays(patientID: String, timeZone: TimeZone, from: LocalDate, through: LocalDate) throws -> [TransmissionDay] {
+        try writer.read { db in try Self.transmissionDays(db, patientID: patientID, timeZone: timeZone, from: from, through: through) }
+    }
+
+    static func transmissionDays(
+        _ db: Database, patientID: String, timeZone: TimeZone, from: LocalDate, through: LocalDate
+    ) throws -> [TransmissionDay] {
         let start = epochMilliseconds(from.start(in: timeZone))
         let end = epochMilliseconds(through.adding(days: 1).start(in: timeZone))
-        return try writer.read { db in
+        do {
             var days: [LocalDate: TransmissionDay] = [:]
             let calendar = LocalDate.calendar(timeZone)
             let rows = try Row.fetchCursor(

@@ -1,3 +1,5 @@
+import GRDB
+import VitalsAlerting
 import Foundation
 import VitalsDomain
 
@@ -88,7 +90,7 @@ extension AppDatabase {
         public var dataDaysSoFar: Int
         /// Days after today left in the period.
         public var daysLeft: Int
-        /// 16 days of data (99454) can still be reached.
+        /// The days of data of 99454 (``BillingRules/fullSupplyMinimumDays``, 16) can still be reached.
         public var reachable16: Bool
         /// 2 days of data (99445) can still be reached.
         public var reachable2: Bool
@@ -97,25 +99,33 @@ extension AppDatabase {
     }
 
     /// Adherence in the current device period of every open episode
-    /// (`days_with_data + days_remaining >= 16`, `clinical-and-billing.md` §3.2).
+    /// (`days_with_data + days_remaining >= 16`, ``RoutineRules/reachable(_:dataDays:daysLeft:todayHasData:)``).
     public func adherence(rules: BillingRules, today: Date = Date()) throws -> [Adherence] {
         var result: [Adherence] = []
         // One patient at a time: the daemon runs this every few minutes, and loading every enrolled
         // patient at once took its memory from ~40 to ~100 MiB with 100,000 patients (BENCHMARKS.md).
         for episode in try episodes() where episode.endDate == nil {
-            guard let patient = try patient(id: episode.patientID), let zone = TimeZone(identifier: patient.timezone) else { continue }
-            let todayLocal = LocalDate(today, in: zone)
-            guard episode.startDate <= todayLocal,
-                  let period = rules.devicePeriods(episodeStart: episode.startDate, episodeEnd: nil, through: todayLocal).last
-            else { continue }
-            let days = try transmissionDays(patientID: patient.id, timeZone: zone, from: period.start, through: todayLocal).map(\.date)
-            let daysLeft = period.end.days(since: todayLocal)
-            // Today still counts as a possible day of data until a reading arrives for it.
-            let possible = days.count + daysLeft + (days.last == todayLocal ? 0 : 1)
-            result.append(Adherence(
-                patientID: patient.id, period: period, dataDaysSoFar: days.count, daysLeft: daysLeft,
-                reachable16: possible >= 16, reachable2: possible >= 2, lastDataDay: days.last))
+            if let a = try writer.read({ db in try Self.adherence(db, episode: episode, rules: rules, today: today) }) {
+                result.append(a)
+            }
         }
         return result
+    }
+
+    /// Where one open episode stands in its current device period; nil before it starts.
+    static func adherence(_ db: Database, episode: Episode, rules: BillingRules, today: Date) throws -> Adherence? {
+        guard let patient = try fetchPatient(db, id: episode.patientID), let zone = TimeZone(identifier: patient.timezone) else { return nil }
+        let todayLocal = LocalDate(today, in: zone)
+        guard episode.startDate <= todayLocal,
+              let period = rules.devicePeriods(episodeStart: episode.startDate, episodeEnd: nil, through: todayLocal).last
+        else { return nil }
+        let days = try transmissionDays(db, patientID: patient.id, timeZone: zone, from: period.start, through: todayLocal).map(\.date)
+        let daysLeft = period.end.days(since: todayLocal)
+        let todayHasData = days.last == todayLocal
+        return Adherence(
+            patientID: patient.id, period: period, dataDaysSoFar: days.count, daysLeft: daysLeft,
+            reachable16: RoutineRules.reachable(rules.fullSupplyMinimumDays, dataDays: days.count, daysLeft: daysLeft, todayHasData: todayHasData),
+            reachable2: RoutineRules.reachable(2, dataDays: days.count, daysLeft: daysLeft, todayHasData: todayHasData),
+            lastDataDay: days.last)
     }
 }

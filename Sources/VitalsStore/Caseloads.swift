@@ -142,7 +142,7 @@ extension AppDatabase {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT * FROM tasks WHERE patient_id = ? AND status <> 'resolved'
+                    SELECT \(CareTask.columns) FROM tasks WHERE patient_id = ? AND status <> 'resolved'
                     ORDER BY CASE priority WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, opened_at, id
                     """,
                 arguments: [patientID]

@@ -71,6 +71,20 @@ public struct Device: Sendable, Hashable, Codable {
     }
 }
 
+/// One period in which a device belonged to a patient: `[from, to)`.
+public struct DeviceBinding: Sendable, Hashable, Codable {
+    public var patientID: String
+    /// Nil: since before anything the device measured.
+    public var from: Date?
+    /// Nil: still bound.
+    public var to: Date?
+}
+
+/// `2026-11-28T13:10:00Z` for epoch milliseconds.
+func isoDate(_ ms: Int64) -> String {
+    dateFromEpochMilliseconds(ms).formatted(Date.ISO8601FormatStyle())
+}
+
 /// An enrollment change that cannot be made.
 public struct EnrollmentError: Error, Sendable, CustomStringConvertible {
     public var description: String
@@ -93,8 +107,10 @@ public enum EnrollmentIdentifier {
     public static func validate(_ id: String, _ what: String) throws {
         guard !id.isEmpty else { throw EnrollmentError("\(what) id is empty") }
         guard id.utf8.count <= 128 else { throw EnrollmentError("\(what) id is longer than 128 characters") }
-        let allowed = id.unicodeScalars.allSatisfy { c in
-            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || ".-_:@".unicodeScalars.contains(c))
+        let allowed = id.utf8.allSatisfy { b in
+            (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z"))
+                || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9")) || b == UInt8(ascii: ".") || b == UInt8(ascii: "-")
+                || b == UInt8(ascii: "_") || b == UInt8(ascii: ":") || b == UInt8(ascii: "@")
         }
         guard allowed else {
             throw EnrollmentError("\(what) id may contain only letters, digits and . _ : @ - (no spaces, /, + or #)")
@@ -157,18 +173,33 @@ extension AppDatabase {
         return existing == nil ? .created : .updated
     }
 
-    /// Adds a device bound to an enrolled patient, or updates its kind.
+    /// Adds a device bound to an enrolled patient, updates its kind, or moves it to another patient.
     ///
-    /// - Parameter reassign: allow moving an existing device to another patient. Without it, such a
-    ///   change is refused: a typo would send one patient's readings to someone else.
-    /// - Throws: ``EnrollmentError`` when the patient is not enrolled, the id is invalid, or the device
-    ///   belongs to another patient and `reassign` is false.
+    /// The device's bindings are history (`device_bindings`): a reading belongs to the patient the
+    /// device was bound to at its measurement time, so a reading measured before a reassignment but
+    /// received after it stays with the first patient.
+    ///
+    /// - Parameters:
+    ///   - reassign: allow moving an existing device to another patient. Without it, such a change is
+    ///     refused: a typo would send one patient's readings to someone else.
+    ///   - at: when the device changes hands on a reassignment (default: now). The old binding ends
+    ///     and the new one starts at this instant.
+    ///   - from: for a new device, when its first binding starts (the day it was handed to the patient);
+    ///     readings measured before it are `before_binding` dead letters. Nil (the default): the first
+    ///     binding covers everything the device measured before.
+    /// - Throws: ``EnrollmentError`` when the patient is not enrolled, the id is invalid, the device
+    ///   belongs to another patient and `reassign` is false, or `at` is not after the current
+    ///   binding's start or before a reading already stored for the current patient.
     @discardableResult
-    public func upsertDevice(_ device: Device, actor: String, reassign: Bool = false) throws -> EnrollmentChange {
-        try writer.write { db in try Self.upsertDevice(db, device, actor: actor, reassign: reassign) }
+    public func upsertDevice(
+        _ device: Device, actor: String, reassign: Bool = false, at: Date = Date(), from: Date? = nil
+    ) throws -> EnrollmentChange {
+        try writer.write { db in try Self.upsertDevice(db, device, actor: actor, reassign: reassign, at: at, from: from) }
     }
 
-    static func upsertDevice(_ db: Database, _ device: Device, actor: String, reassign: Bool = false) throws -> EnrollmentChange {
+    static func upsertDevice(
+        _ db: Database, _ device: Device, actor: String, reassign: Bool = false, at: Date = Date(), from: Date? = nil
+    ) throws -> EnrollmentChange {
         try EnrollmentIdentifier.validate(device.id, "device")
         guard try fetchPatient(db, id: device.patientID) != nil else {
             throw EnrollmentError("patient \(device.patientID) is not enrolled; add it before device \(device.id)")
@@ -178,8 +209,30 @@ extension AppDatabase {
             throw EnrollmentError(
                 "device \(device.id) belongs to patient \(row["patient_id"] as String); moving it to \(device.patientID) needs --reassign")
         }
+        let atMS = epochMilliseconds(at)
+        var detail = "kind=\(device.kind.rawValue) patient=\(device.patientID)"
         if let row {
             if row["kind"] == device.kind.rawValue && row["patient_id"] == device.patientID { return .unchanged }
+            let previous: String = row["patient_id"]
+            if previous != device.patientID {
+                let start = try Int64?.fetchOne(
+                    db, sql: "SELECT bound_from FROM device_bindings WHERE device_id = ? AND bound_to IS NULL", arguments: [device.id]) ?? nil
+                if let start, atMS <= start {
+                    throw EnrollmentError("device \(device.id) was bound to patient \(previous) at \(isoDate(start)); the reassignment must come after it")
+                }
+                if let latest = try Int64.fetchOne(
+                    db, sql: "SELECT max(measured_at) FROM readings WHERE device_id = ? AND patient_id = ? AND measured_at >= ?",
+                    arguments: [device.id, previous, atMS]) {
+                    throw EnrollmentError(
+                        "device \(device.id) has a reading of patient \(previous) measured at \(isoDate(latest)), after the reassignment time; give a later --at")
+                }
+                try db.execute(sql: "UPDATE device_bindings SET bound_to = ? WHERE device_id = ? AND bound_to IS NULL",
+                               arguments: [atMS, device.id])
+                try db.execute(
+                    sql: "INSERT INTO device_bindings(device_id, patient_id, bound_from, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [device.id, device.patientID, atMS, atMS, actor])
+                detail += " from=\(previous) at=\(isoDate(atMS))"
+            }
             try db.execute(
                 sql: "UPDATE devices SET kind = ?, patient_id = ? WHERE id = ?",
                 arguments: [device.kind.rawValue, device.patientID, device.id])
@@ -187,10 +240,27 @@ extension AppDatabase {
             try db.execute(
                 sql: "INSERT INTO devices(id, kind, patient_id, created_at) VALUES (?, ?, ?, ?)",
                 arguments: [device.id, device.kind.rawValue, device.patientID, epochMilliseconds(device.createdAt)])
+            try db.execute(
+                sql: "INSERT INTO device_bindings(device_id, patient_id, bound_from, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
+                arguments: [device.id, device.patientID, from.map(epochMilliseconds), atMS, actor])
+            if let from { detail += " from=\(isoDate(epochMilliseconds(from)))" }
         }
         try audit(db, actor: actor, action: row == nil ? "device.create" : "device.update", targetType: "device",
-                  targetID: device.id, detail: "kind=\(device.kind.rawValue) patient=\(device.patientID)")
+                  targetID: device.id, detail: detail)
         return row == nil ? .created : .updated
+    }
+
+    /// A device's bindings to patients, oldest first.
+    public func deviceBindings(deviceID: String) throws -> [DeviceBinding] {
+        try writer.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT patient_id, bound_from, bound_to FROM device_bindings WHERE device_id = ? ORDER BY bound_from IS NOT NULL, bound_from",
+                arguments: [deviceID]
+            ).map {
+                DeviceBinding(patientID: $0["patient_id"], from: ($0["bound_from"] as Int64?).map(dateFromEpochMilliseconds),
+                              to: ($0["bound_to"] as Int64?).map(dateFromEpochMilliseconds))
+            }
+        }
     }
 
     /// One row of an enrollment import: a patient and one of their devices.

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import VitalsAlerting
 import VitalsDomain
 import VitalsFormats
 
@@ -23,12 +24,16 @@ public struct IncomingMessage: Sendable, Hashable {
     /// True when the topic matched a subscription. A message on a subscription whose device is in the
     /// payload has no ``deviceID`` yet is not `bad_topic`.
     public var matchedSubscription: Bool
+    /// The broker sent it as a retained message, because of a new subscription (MQTT 3.1.1 §3.3.1.3):
+    /// possibly a copy of a message received before.
+    public var retained: Bool
 
     /// - Parameter matchedSubscription: defaults to `deviceID != nil`.
     public init(
         topic: String, deviceID: String?, payload: [UInt8], receivedAt: Date, format: MessageFormat = .canonical,
-        deviceField: String? = nil, timeZone: TimeZone? = nil, matchedSubscription: Bool? = nil
+        deviceField: String? = nil, timeZone: TimeZone? = nil, matchedSubscription: Bool? = nil, retained: Bool = false
     ) {
+        self.retained = retained
         self.topic = topic
         self.deviceID = deviceID
         self.payload = payload
@@ -38,6 +43,28 @@ public struct IncomingMessage: Sendable, Hashable {
         self.timeZone = timeZone
         self.matchedSubscription = matchedSubscription ?? (deviceID != nil)
     }
+}
+
+/// One result per message of a batch, each slot written by one decoding thread only.
+private final class DecodedSlots: @unchecked Sendable {
+    typealias Slot = (message: IncomingMessage, result: Result<DecodedMessage, Rejection>)
+    // Safe without a lock: the storage is allocated once and never moves, concurrentPerform gives
+    // each index to exactly one iteration, and `values` is read only after concurrentPerform returned.
+    private let slots: UnsafeMutableBufferPointer<Slot?>
+
+    init(count: Int) {
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: nil)
+    }
+
+    deinit {
+        slots.deinitialize()
+        slots.deallocate()
+    }
+
+    func set(_ index: Int, _ value: Slot) { slots[index] = value }
+
+    var values: [Slot] { slots.map { $0! } }
 }
 
 /// How messages become readings and tasks: the decoder and the threshold policy in force.
@@ -65,7 +92,11 @@ public struct IngestSummary: Sendable, Hashable {
     /// Dead-letter rows written, by reason.
     public var deadLetters: [DeadLetterReason: Int] = [:]
     /// Tasks opened, by priority.
-    public var tasksOpened: [ThresholdLevel: Int] = [:]
+    public var tasksOpened: [TaskPriority: Int] = [:]
+    /// Tasks raised to a higher priority (warning to critical), by the priority reached.
+    public var tasksRaised: [TaskPriority: Int] = [:]
+    /// Retained copies of messages already received (recognised by topic and payload) that added nothing.
+    public var retainedRepeats = 0
     /// Existing tasks that got a new occurrence.
     public var tasksUpdated = 0
     /// Breaches that opened no task because their condition never recovered since its last task was resolved.
@@ -114,15 +145,25 @@ extension AppDatabase {
     /// - Returns: what was written.
     /// - Throws: only database errors (disk full, I/O error, lock timeout). Then nothing of the batch
     ///   is stored, and the caller must not acknowledge it.
-    public func ingest(_ messages: [IncomingMessage], pipeline: IngestPipeline) async throws -> IngestSummary {
+    /// - Parameter now: the time the rules see (re-alert windows, escalation schedules, the time
+    ///   stamped on task events); default: the latest receive time of the batch, which the daemon
+    ///   takes from its clock.
+    public func ingest(_ messages: [IncomingMessage], pipeline: IngestPipeline, now: Date? = nil) async throws -> IngestSummary {
         let decoded = decode(messages, pipeline: pipeline)
-        return try await writer.write { db in try Self.store(db, decoded, pipeline: pipeline) }
+        let now = now ?? Self.batchTime(messages)
+        return try await writer.write { db in try Self.store(db, decoded, pipeline: pipeline, now: now) }
     }
 
-    /// The blocking form of ``ingest(_:pipeline:)``.
-    public func ingestBlocking(_ messages: [IncomingMessage], pipeline: IngestPipeline) throws -> IngestSummary {
+    /// The blocking form of ``ingest(_:pipeline:now:)``.
+    public func ingestBlocking(_ messages: [IncomingMessage], pipeline: IngestPipeline, now: Date? = nil) throws -> IngestSummary {
         let decoded = decode(messages, pipeline: pipeline)
-        return try writer.write { db in try Self.store(db, decoded, pipeline: pipeline) }
+        let now = now ?? Self.batchTime(messages)
+        return try writer.write { db in try Self.store(db, decoded, pipeline: pipeline, now: now) }
+    }
+
+    /// The latest receive time of a batch: its evaluation time unless the caller gives one.
+    static func batchTime(_ messages: [IncomingMessage]) -> Date {
+        messages.map(\.receivedAt).max() ?? Date(timeIntervalSince1970: 0)
     }
 
     /// Stores a reading entered by hand (a nurse reading a meter over the phone) with `source = manual`.
@@ -133,17 +174,17 @@ extension AppDatabase {
     /// - Throws: ``Rejection`` when the reading is invalid or its device unknown; database errors.
     public func recordManualReading(
         deviceID: String, typeName: String, value: Double, unit: String, measuredAt: Date, actor: String,
-        pipeline: IngestPipeline
+        pipeline: IngestPipeline, now: Date = Date()
     ) throws -> IngestSummary {
         let observation = try Observation.make(
             deviceID: deviceID, typeName: typeName, value: .number(value), unit: .string(unit), measuredAt: measuredAt,
             source: .manual)
-        try pipeline.decoder.timePolicy.check(measuredAt, receivedAt: Date())
+        try pipeline.decoder.timePolicy.check(measuredAt, receivedAt: now)
         let message = IncomingMessage(
-            topic: "manual", deviceID: deviceID, payload: Array("entered by \(actor)".utf8), receivedAt: Date())
+            topic: "manual", deviceID: deviceID, payload: Array("entered by \(actor)".utf8), receivedAt: now)
         let decoded = DecodedMessage(messageID: nil, deviceID: deviceID, readings: [.success(observation)])
         return try writer.write { db in
-            let summary = try Self.store(db, [(message, .success(decoded))], pipeline: pipeline)
+            let summary = try Self.store(db, [(message, .success(decoded))], pipeline: pipeline, now: now)
             if let rejection = summary.rejections.first?.rejection { throw rejection }
             try Self.audit(db, actor: actor, action: "reading.manual", targetType: "device", targetID: deviceID,
                            detail: "\(observation.type.rawValue) at \(epochMilliseconds(measuredAt))")
@@ -169,7 +210,8 @@ extension AppDatabase {
             }
             return name.flatMap { $0 }.flatMap(TimeZone.init(identifier:))
         }
-        return messages.map { message in
+        let timePolicy = pipeline.decoder.timePolicy
+        let decodeOne: @Sendable (IncomingMessage) -> Decoded = { message in
             if let id = message.deviceID, (try? EnrollmentIdentifier.validate(id, "device")) == nil {
                 // Never an id: not stored, not logged (a topic level can carry any text, even a name).
                 var unnamed = message
@@ -183,46 +225,65 @@ extension AppDatabase {
             let zone = message.timeZone
             let context = DecodeContext(
                 topicDeviceID: message.deviceID, deviceField: message.deviceField, receivedAt: message.receivedAt,
-                timePolicy: pipeline.decoder.timePolicy, localTimeZone: { zone ?? patientZone($0) })
+                timePolicy: timePolicy, localTimeZone: { zone ?? patientZone($0) })
             return (message, Result { () throws(Rejection) -> DecodedMessage in
                 try formats.decode(payload: message.payload, format: message.format, context: context)
             })
         }
+        // A large batch (a backlog) is decoded on every core: decoding is pure CPU work, and the
+        // batch cannot be written before all of it is decoded.
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        guard messages.count >= 256, cores > 1 else { return messages.map(decodeOne) }
+        let results = DecodedSlots(count: messages.count)
+        let chunk = (messages.count + cores - 1) / cores
+        DispatchQueue.concurrentPerform(iterations: cores) { part in
+            for i in (part * chunk)..<min(messages.count, (part + 1) * chunk) { results.set(i, decodeOne(messages[i])) }
+        }
+        return results.values
     }
 
-    private struct DeviceContext {
+    /// A device's bindings to patients, oldest first (bound_from NULL: since before any reading).
+    struct Binding {
         var patientID: String
-        var programs: [Program]
+        var from: Int64?
+        var to: Int64?
+
+        func covers(_ ms: Int64) -> Bool { (from.map { ms >= $0 } ?? true) && (to.map { ms < $0 } ?? true) }
     }
 
-    /// Each device's patient and programs, and each patient's own limits, for every device a batch
-    /// names: three cached statements per batch, not three prepared statements per device. The ids
-    /// travel as one JSON array read with `json_each`, so the statements do not depend on the batch size.
-    private static func deviceContexts(
+    /// Each device's bindings and each bound patient's programs, for every device a batch names:
+    /// two cached statements per batch. The ids travel as one JSON array read with `json_each`, so
+    /// the statements do not depend on the batch size.
+    private static func bindings(
         _ db: Database, _ batch: [Decoded]
-    ) throws -> (devices: [String: DeviceContext], overrides: [String: [ThresholdSlot: Double]]) {
+    ) throws -> (devices: [String: [Binding]], programs: [String: [Program]]) {
         var deviceIDs = Set<String>()
         for case (_, .success(let decoded)) in batch { deviceIDs.insert(decoded.deviceID) }
         guard !deviceIDs.isEmpty else { return ([:], [:]) }
-        var patients: [String: String] = [:]
-        let devices = try Row.fetchCursor(
-            db.cachedStatement(sql: "SELECT id, patient_id FROM devices WHERE id IN (SELECT value FROM json_each(?))"),
+        var devices: [String: [Binding]] = [:]
+        let rows = try Row.fetchCursor(
+            db.cachedStatement(sql: """
+                SELECT device_id, patient_id, bound_from, bound_to FROM device_bindings
+                WHERE device_id IN (SELECT value FROM json_each(?)) ORDER BY device_id, bound_from IS NOT NULL, bound_from
+                """),
             arguments: [try jsonArray(deviceIDs)])
-        while let row = try devices.next() { patients[row[0]] = row[1] }
-
-        let patientIDs = try jsonArray(Set(patients.values))
+        var patients = Set<String>()
+        while let row = try rows.next() {
+            devices[row[0], default: []].append(Binding(patientID: row[1], from: row[2], to: row[3]))
+            patients.insert(row[1])
+        }
         var programs: [String: [Program]] = [:]
         let programRows = try Row.fetchCursor(
             db.cachedStatement(sql: """
                 SELECT patient_id, program FROM patient_programs WHERE patient_id IN (SELECT value FROM json_each(?))
                 ORDER BY patient_id, program
                 """),
-            arguments: [patientIDs])
+            arguments: [try jsonArray(patients)])
         while let row = try programRows.next() {
             if let program = Program(rawValue: row[1]) { programs[row[0], default: []].append(program) }
         }
-        let overrides = try thresholdOverrides(db, patientIDsJSON: patientIDs)
-        return (patients.mapValues { DeviceContext(patientID: $0, programs: programs[$0] ?? []) }, overrides)
+        for p in patients where programs[p] == nil { programs[p] = [] }
+        return (devices, programs)
     }
 
     /// `ids` as a JSON array of strings, for `json_each`.
@@ -230,20 +291,31 @@ extension AppDatabase {
         String(decoding: try JSONEncoder().encode(Array(ids)), as: UTF8.self)
     }
 
-    private static func store(_ db: Database, _ batch: [Decoded], pipeline: IngestPipeline) throws -> IngestSummary {
+    private static func store(_ db: Database, _ batch: [Decoded], pipeline: IngestPipeline, now: Date) throws -> IngestSummary {
         var summary = IngestSummary()
         summary.messages = batch.count
-        let (devices, overrides) = try deviceContexts(db, batch)
-        let now = Date()
+        let (devices, programs) = try bindings(db, batch)
 
-        func deviceContext(_ id: String) -> DeviceContext? { devices[id] }
+        /// The patient a device was bound to at an instant (epoch ms), nil before its first binding.
+        func patient(_ deviceID: String, at ms: Int64?) -> String? {
+            guard let list = devices[deviceID] else { return nil }
+            guard let ms else { return list.first { $0.to == nil }?.patientID ?? list.last?.patientID }
+            return list.first { $0.covers(ms) }?.patientID
+        }
 
         var payloadIDs: [Int: Int64] = [:]
+        var digests: [Int: Data] = [:]
+        func digest(_ index: Int, _ message: IncomingMessage) -> Data {
+            if let d = digests[index] { return d }
+            let d = Data(SHA256.hash(data: message.payload))
+            digests[index] = d
+            return d
+        }
 
         /// The id of the stored copy of a message's payload, stored once per distinct payload.
         func payloadID(_ index: Int, _ message: IncomingMessage) throws -> Int64 {
             if let id = payloadIDs[index] { return id }
-            let digest = Data(SHA256.hash(data: message.payload))
+            let digest = digest(index, message)
             try db.cachedStatement(sql: """
                 INSERT INTO dead_letter_payloads(sha256, payload, payload_bytes) VALUES (?, ?, ?) ON CONFLICT(sha256) DO NOTHING
                 """).execute(arguments: [digest, Data(message.payload), message.payload.count])
@@ -253,7 +325,9 @@ extension AppDatabase {
             return id
         }
 
-        func deadLetter(_ messageIndex: Int, _ message: IncomingMessage, _ rejection: Rejection, deviceID: String?, index: Int? = nil) throws {
+        /// Records a dead letter. - Returns: false when the same message was recorded before.
+        @discardableResult
+        func deadLetter(_ messageIndex: Int, _ message: IncomingMessage, _ rejection: Rejection, deviceID: String?, index: Int? = nil) throws -> Bool {
             try db.cachedStatement(sql: """
                 INSERT INTO dead_letters(received_at, topic, device_id, reason, detail, reading_index, payload, payload_bytes, payload_id)
                 VALUES (?, ?, ?, ?, ?, ?, X'', ?, ?)
@@ -264,14 +338,17 @@ extension AppDatabase {
                 ])
             guard db.changesCount > 0 else {
                 summary.repeatedDeadLetters += 1
-                return
+                return false
             }
             summary.deadLetters[rejection.reason, default: 0] += 1
             summary.rejections.append((deviceID, message.topic, rejection))
+            return true
         }
 
-        var toEvaluate: [StoredReading] = []
-        var deviceProblems: [DeviceProblem] = []
+        var toEvaluate: [String: [NewReading]] = [:]
+        var deviceProblems: [String: [DeviceProblem]] = [:]
+        var clockProblems: [String: [ClockProblem]] = [:]
+        var evaluated = 0
         // Prepared once per batch: a per-row cache lookup hashes the whole SQL text each time.
         let insertReading = try db.cachedStatement(sql: """
             INSERT INTO readings(device_id, patient_id, type, loinc, value, unit, canonical_value,
@@ -279,11 +356,11 @@ extension AppDatabase {
                                  flags, time_source, local_offset_minutes, vendor_reading_id, format)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(device_id, loinc, measured_at) DO NOTHING
-            RETURNING id
             """)
         let storedValue = try db.cachedStatement(
             sql: "SELECT canonical_value FROM readings WHERE device_id = ? AND loinc = ? AND measured_at = ?")
         let markers = try db.cachedStatement(sql: "SELECT flags FROM reading_markers WHERE device_id = ? AND measured_at = ?")
+        let seenPayload = try db.cachedStatement(sql: "SELECT 1 FROM received_payloads WHERE topic = ? AND sha256 = ?")
 
         for (messageIndex, (message, result)) in batch.enumerated() {
             let decoded: DecodedMessage
@@ -298,20 +375,33 @@ extension AppDatabase {
                 summary.heartbeats += 1
                 continue
             }
-            guard let device = deviceContext(decoded.deviceID) else {
+            guard devices[decoded.deviceID] != nil else {
                 try deadLetter(messageIndex, message, Rejection(.unknownDevice, "device is not enrolled"), deviceID: decoded.deviceID)
                 continue
             }
+            // A retained copy the broker delivers again on a subscribe, of a message whose readings
+            // carry no time of their own: recognised by its payload, it adds nothing.
+            if message.retained, try Bool.fetchOne(seenPayload, arguments: [message.topic, digest(messageIndex, message)]) == true {
+                summary.retainedRepeats += 1
+                summary.duplicates += decoded.readings.filter { (try? $0.get()) != nil }.count
+                continue
+            }
 
-            var stored: [(observation: Observation, readingID: Int64)] = []
+            var stored: [(observation: Observation, readingID: Int64, patientID: String)] = []
             // One row per rejected reading up to a cap, then one row that counts the rest, so that a
             // single message cannot write thousands of rows.
             var rejectedReadings = 0
             var overflow: [DeadLetterReason: Int] = [:]
+            var clockObservations: [Observation] = []
+            var clockDetail = ""
             func rejectReading(_ rejection: Rejection, _ index: Int) throws {
                 rejectedReadings += 1
                 if rejectedReadings <= Self.maxDeadLettersPerMessage {
-                    try deadLetter(messageIndex, message, rejection, deviceID: decoded.deviceID, index: index)
+                    let recorded = try deadLetter(messageIndex, message, rejection, deviceID: decoded.deviceID, index: index)
+                    if recorded, let o = rejection.clockObservation {
+                        clockObservations.append(o)
+                        clockDetail = rejection.detail
+                    }
                 } else {
                     overflow[rejection.reason, default: 0] += 1
                 }
@@ -326,23 +416,28 @@ extension AppDatabase {
                     observation = o
                 }
                 let measuredAt = epochMilliseconds(observation.measuredAt)
+                guard let patientID = patient(decoded.deviceID, at: measuredAt) else {
+                    try rejectReading(Rejection(.beforeBinding, "measured before the device's first binding to a patient"), index)
+                    continue
+                }
                 var flags = observation.flags
                 if Self.markedTypes.contains(observation.type), let marked = try Int.fetchOne(
                     markers, arguments: [observation.deviceID, measuredAt]) {
                     flags.formUnion(ObservationFlags(rawValue: marked))
                 }
-                let id = try Int64.fetchOne(
-                    insertReading,
+                try insertReading.execute(
                     arguments: [
-                        observation.deviceID, device.patientID, observation.type.rawValue, observation.type.loinc,
+                        observation.deviceID, patientID, observation.type.rawValue, observation.type.loinc,
                         observation.value, observation.unit, observation.canonicalValue,
                         observation.type.canonicalUnit.rawValue, measuredAt, epochMilliseconds(message.receivedAt),
                         observation.source.rawValue, decoded.messageID, flags.stored,
                         observation.timeSource.rawValue, observation.localOffsetMinutes, observation.vendorReadingID,
                         decoded.format,
                     ])
-                if let id {
-                    stored.append((observation, id))
+                // One row inserted, or none on a conflict with the unique key.
+                if db.changesCount == 1 {
+                    let id = db.lastInsertedRowID
+                    stored.append((observation, id, patientID))
                     summary.readingsStored += 1
                     continue
                 }
@@ -358,9 +453,12 @@ extension AppDatabase {
                 }
             }
             for (eventID, event) in try storeDeviceReport(db, decoded, receivedAt: message.receivedAt, summary: &summary) {
-                deviceProblems.append(DeviceProblem(
-                    patientID: device.patientID, eventID: eventID, event: event,
-                    late: event.measuredAt.map { pipeline.alerts.isLate(measuredAt: $0, receivedAt: message.receivedAt) } ?? false))
+                guard let patientID = patient(decoded.deviceID, at: event.measuredAt.map(epochMilliseconds)) else { continue }
+                deviceProblems[patientID, default: []].append(DeviceProblem(eventID: eventID, event: event, receivedAt: message.receivedAt))
+            }
+            if !clockObservations.isEmpty, let patientID = patient(decoded.deviceID, at: nil) {
+                clockProblems[patientID, default: []].append(ClockProblem(
+                    deviceID: decoded.deviceID, observations: clockObservations, receivedAt: message.receivedAt, detail: clockDetail))
             }
             if let (reason, _) = overflow.max(by: { ($0.value, $1.key.rawValue) < ($1.value, $0.key.rawValue) }) {
                 let counts = overflow.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) x\($0.value)" }
@@ -369,21 +467,45 @@ extension AppDatabase {
                     Rejection(reason, "\(overflow.values.reduce(0, +)) further readings of this message rejected: \(counts.joined(separator: ", "))"),
                     deviceID: decoded.deviceID)
             }
-
-            for (observation, id) in stored {
-                toEvaluate.append(StoredReading(
-                    order: toEvaluate.count, message: messageIndex, observation: observation, readingID: id,
-                    patientID: device.patientID, programs: device.programs,
-                    late: pipeline.alerts.isLate(measuredAt: observation.measuredAt, receivedAt: message.receivedAt)))
+            if stored.contains(where: { $0.observation.timeSource == .receivedAt }) {
+                try db.cachedStatement(sql: """
+                    INSERT INTO received_payloads(topic, sha256, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING
+                    """).execute(arguments: [message.topic, digest(messageIndex, message), epochMilliseconds(message.receivedAt)])
+            }
+            for (observation, id, patientID) in stored {
+                toEvaluate[patientID, default: []].append(NewReading(
+                    readingID: id, observation: observation, receivedAt: message.receivedAt, message: messageIndex, order: evaluated))
+                evaluated += 1
             }
         }
-        var engine = RuleEngine(db: db, pipeline: pipeline, now: now, overrides: overrides)
-        try engine.evaluate(toEvaluate)
-        for problem in deviceProblems { try engine.raise(problem) }
-        summary.tasksOpened = engine.outcome.opened
-        summary.tasksUpdated = engine.outcome.updated
-        summary.suppressedBreaches = engine.outcome.suppressed
-        summary.lateBreaches = engine.outcome.lateBreaches
+        let concerned = Set(toEvaluate.keys).union(deviceProblems.keys).union(clockProblems.keys)
+        let policy = AlertingPolicy(thresholds: pipeline.thresholds, alerts: pipeline.alerts)
+        let snapshots = try snapshots(
+            db, patients: Dictionary(uniqueKeysWithValues: concerned.map { ($0, programs[$0] ?? []) }), readings: toEvaluate,
+            policy: policy)
+        for patientID in concerned.sorted() {
+            guard let snapshot = snapshots[patientID] else { continue }
+            func evaluate(_ snapshot: PatientSnapshot) -> AlertDecision {
+                AlertEngine.evaluate(
+                    readings: toEvaluate[patientID] ?? [], deviceProblems: deviceProblems[patientID] ?? [],
+                    clockProblems: clockProblems[patientID] ?? [], snapshot: snapshot, policy: policy, now: now)
+            }
+            var decision = evaluate(snapshot)
+            if decision.needsHistory {
+                // Rare (a critical task opened): read the patient's readings around the batch and decide again.
+                let full = try Self.snapshots(
+                    db, patients: [patientID: programs[patientID] ?? []], readings: [patientID: toEvaluate[patientID] ?? []],
+                    policy: policy, history: [patientID])
+                decision = evaluate(full[patientID] ?? snapshot)
+            }
+            try storeAlertStates(db, patientID: patientID, decision.states)
+            try apply(db, decision.changes)
+            summary.tasksOpened.merge(decision.opened, uniquingKeysWith: +)
+            summary.tasksRaised.merge(decision.raised, uniquingKeysWith: +)
+            summary.tasksUpdated += decision.updated
+            summary.suppressedBreaches += decision.suppressed
+            summary.lateBreaches += decision.lateBreaches
+        }
         if summary.duplicates > 0 {
             try db.execute(sql: "UPDATE counters SET value = value + ? WHERE name = 'duplicates'", arguments: [summary.duplicates])
         }

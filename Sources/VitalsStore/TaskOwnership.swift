@@ -1,37 +1,12 @@
 import Foundation
 import GRDB
+import VitalsAlerting
+import VitalsDomain
 
-// Every write a person makes to a task from the workspace, in one place: claim, assign, release,
-// acknowledge and resolve (with a disposition), reopen and notes. Each is a small function on the
-// transaction (`Database`) with a thin async wrapper; none decides anything clinical.
-//
-// Two writes live in the schema (migration "v7 users, sessions and caseloads"), because they must hold
-// whichever code inserts or updates a task:
-// - trigger `tasks_owner_from_care_manager`: a task inserted without an owner takes the patient's care
-//   manager (if that user is not disabled);
-// - trigger `tasks_version`: `version` rises by one whenever `owner` or `status` changes.
-
-/// Why a task was resolved, chosen from a fixed list when resolving in the workspace.
-public enum TaskDisposition: String, Sendable, Hashable, Codable, CaseIterable {
-    case contactedPatient = "contacted_patient"
-    case advisedEmergencyCare = "advised_emergency_care"
-    case notifiedProvider = "notified_provider"
-    case medicationAdjustedByProvider = "medication_adjusted_by_provider"
-    case deviceProblem = "device_problem"
-    case notActionable = "not_actionable"
-
-    /// The words a care manager reads in the list.
-    public var label: String {
-        switch self {
-        case .contactedPatient: "Contacted patient"
-        case .advisedEmergencyCare: "Advised emergency care"
-        case .notifiedProvider: "Notified provider"
-        case .medicationAdjustedByProvider: "Medication adjusted by provider"
-        case .deviceProblem: "Device problem"
-        case .notActionable: "Not actionable"
-        }
-    }
-}
+// What a person does to a task from the workspace: claim, assign, release, acknowledge and resolve
+// (with a disposition), reopen and notes. Each decision is a pure ``TaskActions`` function; the
+// changes go through the one task writer (``AppDatabase/apply(_:_:)``) with the audit entry, in one
+// transaction. A new task's owner (the patient's care manager) is set by the writer.
 
 /// A task change from the workspace that cannot be made, with what the caller needs to explain it.
 public struct TaskOwnershipError: Error, Sendable, CustomStringConvertible {
@@ -82,34 +57,48 @@ extension AppDatabase {
         ).map { ($0["owner"], $0["display_name"], TaskStatus(rawValue: $0["status"]) ?? .open, $0["version"]) }
     }
 
+    /// Makes a person's change to a task through ``act(_:id:actor:action:time:at:auditDetail:_:)``, turning a
+    /// refusal into a ``TaskOwnershipError`` that names who has the task now.
+    static func ownershipAct(
+        _ db: Database, id: Int64, actor: String, action: String, time: NewTimeEntry? = nil, at: Date,
+        auditDetail: ((CareTask, CareTask) -> String?)? = nil, _ decide: (CareTask) throws(TaskError) -> [TaskChange]
+    ) throws {
+        do {
+            _ = try act(db, id: id, actor: actor, action: action, time: time, at: at, auditDetail: auditDetail, decide)
+        } catch let error as TaskError {
+            let now = try ownership(db, taskID: id)
+            switch error.code {
+            case .notFound: throw TaskOwnershipError(.notFound, "task \(id) does not exist")
+            case .wrongStatus: throw TaskOwnershipError(.wrongStatus, error.description, task: now)
+            case .invalid: throw TaskOwnershipError(.invalidInput, error.description, task: now)
+            case .conflict:
+                let who = now?.ownerName ?? now?.owner
+                throw TaskOwnershipError(
+                    .versionConflict,
+                    who.map { "task \(id) is already claimed by \($0)" } ?? "task \(id) changed since it was shown; look again",
+                    task: now)
+            }
+        }
+    }
+
     /// Sets the owner of an unresolved task if its version is still `expectedVersion` (compare and set).
     /// - Parameter owner: a user name, or nil for Unassigned.
     /// - Throws: ``TaskOwnershipError``: `notFound`, `wrongStatus` (resolved), `unknownUser`, or
     ///   `versionConflict` carrying the owner now.
     static func setOwner(
-        _ db: Database, taskID: Int64, owner: String?, expectedVersion: Int, actor: String, action: String, at: Date
+        _ db: Database, taskID: Int64, owner: String?, expectedVersion: Int?, actor: String, action: String, at: Date
     ) throws {
         if let owner {
             guard let user = try fetchUser(db, username: owner), !user.disabled else {
                 throw TaskOwnershipError(.unknownUser, "\(owner) is not an active user")
             }
         }
-        guard let before = try ownership(db, taskID: taskID) else { throw TaskOwnershipError(.notFound, "task \(taskID) does not exist") }
-        guard before.status != .resolved else {
-            throw TaskOwnershipError(.wrongStatus, "task \(taskID) is resolved; reopen it first", task: before)
+        try ownershipAct(
+            db, id: taskID, actor: actor, action: action, at: at,
+            auditDetail: { before, _ in "owner \(before.owner ?? "none") -> \(owner ?? "none")" }
+        ) { task throws(TaskError) in
+            try TaskActions.assign(task, to: owner, by: actor, expectedVersion: expectedVersion, at: at)
         }
-        try db.execute(
-            sql: "UPDATE tasks SET owner = ? WHERE id = ? AND version = ? AND status <> 'resolved'",
-            arguments: [owner, taskID, expectedVersion])
-        guard db.changesCount == 1 else {
-            let who = before.ownerName ?? before.owner
-            throw TaskOwnershipError(
-                .versionConflict,
-                who.map { "task \(taskID) is already claimed by \($0)" } ?? "task \(taskID) changed since it was shown; look again",
-                task: before)
-        }
-        try audit(db, actor: actor, action: action, targetType: "task", targetID: String(taskID),
-                  detail: "owner \(before.owner ?? "none") -> \(owner ?? "none")", at: at)
     }
 
     /// Claims a task for `user` if nobody changed it since it was shown at `expectedVersion`. Of two
@@ -136,75 +125,66 @@ extension AppDatabase {
     static func releaseTasks(_ db: Database, owner: String, actor: String, at: Date) throws -> Int {
         let ids = try Int64.fetchAll(db, sql: "SELECT id FROM tasks WHERE owner = ? AND status <> 'resolved'", arguments: [owner])
         for id in ids {
-            try db.execute(sql: "UPDATE tasks SET owner = NULL WHERE id = ?", arguments: [id])
-            try audit(db, actor: actor, action: "task.assign", targetType: "task", targetID: String(id),
-                      detail: "owner \(owner) -> none (user disabled)", at: at)
+            try ownershipAct(
+                db, id: id, actor: actor, action: "task.assign", at: at,
+                auditDetail: { _, _ in "owner \(owner) -> none (user disabled)" }
+            ) { task throws(TaskError) in
+                try TaskActions.assign(task, to: nil, by: actor, expectedVersion: nil, at: at)
+            }
         }
         return ids.count
     }
 
     /// Acknowledges an open task for a signed-in user, with an optional note and time entry.
-    /// - Throws: ``TaskError`` when the task does not exist or is not open.
+    /// - Throws: ``TaskOwnershipError`` when the task does not exist or is not open.
     public func acknowledge(taskID id: Int64, by actor: String, note: String?, time: NewTimeEntry?, at: Date) async throws {
         let text = try Self.checkedNote(note, required: false)
-        _ = try await writer.write { db in
-            try Self.transition(db, id: id, from: [.open], to: .acknowledged, actor: actor, note: text, time: time, at: at)
+        try await writer.write { db in
+            try Self.ownershipAct(db, id: id, actor: actor, action: "task.acknowledged", time: time, at: at) { task throws(TaskError) in
+                try TaskActions.acknowledge(task, by: actor, note: text, at: at)
+            }
         }
     }
 
     /// Resolves a task with a disposition and a note (both required in the workspace), and an optional
     /// time entry, in one transaction.
-    /// - Throws: ``TaskOwnershipError`` (`invalidInput`) without a note; ``TaskError`` when the task
-    ///   does not exist or is already resolved.
+    /// - Throws: ``TaskOwnershipError``: `invalidInput` without a note, `notFound`, `wrongStatus` when
+    ///   already resolved.
     public func resolve(
         taskID id: Int64, by actor: String, disposition: TaskDisposition, note: String, time: NewTimeEntry?, at: Date
     ) async throws {
         let text = try Self.checkedNote(note, required: true)
         try await writer.write { db in
-            _ = try Self.transition(db, id: id, from: [.open, .acknowledged], to: .resolved, actor: actor, note: text,
-                                    time: time, at: at)
-            try db.execute(sql: "UPDATE tasks SET disposition = ? WHERE id = ?", arguments: [disposition.rawValue, id])
-            try Self.audit(db, actor: actor, action: "task.disposition", targetType: "task", targetID: String(id),
-                           detail: disposition.rawValue, at: at)
+            try Self.ownershipAct(
+                db, id: id, actor: actor, action: "task.resolved", time: time, at: at,
+                auditDetail: { before, after in "\(before.status.rawValue) -> \(after.status.rawValue), \(disposition.rawValue)" }
+            ) { task throws(TaskError) in
+                try TaskActions.resolve(task, by: actor, note: text, disposition: disposition, at: at)
+            }
         }
     }
 
     /// Reopens a resolved task with a note saying why: it becomes `acknowledged` (the person reopening
-    /// it has seen it) and is owned by them if nobody owns it; its disposition is cleared (the audit trail
+    /// it has seen it) and is owned by them if nobody owns it; its disposition is cleared (the history
     /// keeps it). Refused while a newer task of the same condition is unresolved.
     /// - Throws: ``TaskOwnershipError``.
     public func reopenTask(id: Int64, expectedVersion: Int, by actor: String, note: String, at: Date) async throws {
         let text = try Self.checkedNote(note, required: true)!
-        let ms = epochMilliseconds(at)
         try await writer.write { db in
-            guard let before = try Self.ownership(db, taskID: id) else { throw TaskOwnershipError(.notFound, "task \(id) does not exist") }
-            guard before.status == .resolved else {
-                throw TaskOwnershipError(.wrongStatus, "task \(id) is not resolved", task: before)
-            }
-            guard before.version == expectedVersion else {
-                throw TaskOwnershipError(.versionConflict, "task \(id) changed since it was shown; look again", task: before)
-            }
             if let newer = try Int64.fetchOne(
                 db,
                 sql: """
                     SELECT n.id FROM tasks t JOIN tasks n ON n.patient_id = t.patient_id AND n.vital = t.vital
                         AND n.direction = t.direction AND n.status <> 'resolved'
-                    WHERE t.id = ?
+                    WHERE t.id = ? AND t.status = 'resolved'
                     """,
                 arguments: [id]) {
-                throw TaskOwnershipError(.newerTaskOpen, "task \(newer) is open for the same condition; work on that one", task: before)
+                throw TaskOwnershipError(
+                    .newerTaskOpen, "task \(newer) is open for the same condition; work on that one", task: try Self.ownership(db, taskID: id))
             }
-            try db.execute(
-                sql: """
-                    UPDATE tasks SET status = 'acknowledged', resolved_at = NULL, resolved_by = NULL, disposition = NULL,
-                        acknowledged_at = coalesce(acknowledged_at, ?), acknowledged_by = coalesce(acknowledged_by, ?),
-                        owner = coalesce(owner, ?), updated_at = ?
-                    WHERE id = ?
-                    """,
-                arguments: [ms, actor, actor, ms, id])
-            try Self.audit(db, actor: actor, action: "task.reopen", targetType: "task", targetID: String(id),
-                           detail: "resolved -> acknowledged", at: at)
-            try Self.appendNote(db, taskID: id, author: actor, text: text, at: at)
+            try Self.ownershipAct(db, id: id, actor: actor, action: "task.reopen", at: at) { task throws(TaskError) in
+                try TaskActions.reopen(task, by: actor, note: text, expectedVersion: expectedVersion, at: at)
+            }
         }
     }
 
@@ -213,18 +193,10 @@ extension AppDatabase {
     public func addTaskNote(taskID: Int64, author: String, text: String, at: Date) async throws {
         let note = try Self.checkedNote(text, required: true)!
         try await writer.write { db in
-            guard try Self.ownership(db, taskID: taskID) != nil else { throw TaskOwnershipError(.notFound, "task \(taskID) does not exist") }
-            try Self.appendNote(db, taskID: taskID, author: author, text: note, at: at)
+            try Self.ownershipAct(db, id: taskID, actor: author, action: "task.note", at: at) { task throws(TaskError) in
+                try TaskActions.note(task, by: author, text: note, at: at)
+            }
         }
-    }
-
-    /// Appends a note and audits it (the audit names the note, never its text).
-    static func appendNote(_ db: Database, taskID: Int64, author: String, text: String, at: Date) throws {
-        try db.execute(
-            sql: "INSERT INTO task_notes(task_id, at, author, text) VALUES (?, ?, ?, ?)",
-            arguments: [taskID, epochMilliseconds(at), author, text])
-        try audit(db, actor: author, action: "task.note", targetType: "task", targetID: String(taskID),
-                  detail: "note \(db.lastInsertedRowID)", at: at)
     }
 
     /// The note trimmed, nil when empty and not required.

@@ -134,7 +134,7 @@ extension AppDatabase {
                 : byTab[tab] ?? 0
             let rows = try Row.fetchAll(
                 db.cachedStatement(sql: """
-                    SELECT t.*, p.name AS patient_name, u.display_name AS owner_name
+                    SELECT \(CareTask.columns(of: "t")), p.name AS patient_name, u.display_name AS owner_name
                     FROM tasks t JOIN patients p ON p.id = t.patient_id LEFT JOIN users u ON u.username = t.owner
                     WHERE \(tab.filter)
                     ORDER BY \(tab.order)
@@ -153,7 +153,7 @@ extension AppDatabase {
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT t.*, p.name AS patient_name, u.display_name AS owner_name
+                    SELECT \(CareTask.columns(of: "t")), p.name AS patient_name, u.display_name AS owner_name
                     FROM tasks t JOIN patients p ON p.id = t.patient_id LEFT JOIN users u ON u.username = t.owner
                     WHERE t.id = ?
                     """,
@@ -261,26 +261,7 @@ extension AppDatabase {
 
     /// The notes of a task, oldest first.
     public func taskNotes(taskID: Int64) async throws -> [TaskNote] {
-        try await writer.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM task_notes WHERE task_id = ? ORDER BY id", arguments: [taskID]).map {
-                TaskNote(id: $0["id"], at: dateFromEpochMilliseconds($0["at"]), author: $0["author"], text: $0["text"])
-            }
-        }
-    }
-
-    /// What people did to a task, from the audit trail (claims, assignments, reopenings, dispositions),
-    /// oldest first.
-    public func taskAudit(taskID: Int64) async throws -> [AuditEntry] {
-        try await writer.read { db in
-            try Row.fetchAll(
-                db,
-                sql: "SELECT * FROM audit_log WHERE target_type = 'task' AND target_id = ? ORDER BY id",
-                arguments: [String(taskID)]
-            ).map { r in
-                AuditEntry(id: r["id"], at: dateFromEpochMilliseconds(r["at"]), actor: r["actor"], action: r["action"],
-                           targetType: r["target_type"], targetID: r["target_id"], detail: r["detail"])
-            }
-        }
+        try await writer.read { db in try Self.fetchNotes(db, taskID: taskID) }
     }
 
     /// The newest task event id and the newest audit entry id: a change to either may change a worklist.
@@ -295,11 +276,3 @@ extension AppDatabase {
     }
 }
 
-/// One note of a task's history.
-public struct TaskNote: Sendable, Hashable, Codable {
-    public var id: Int64
-    public var at: Date
-    /// The user name (workspace) or `--by` name (command line) of who wrote it.
-    public var author: String
-    public var text: String
-}

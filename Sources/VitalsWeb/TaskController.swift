@@ -49,11 +49,9 @@ struct TaskController {
         async let patientLookup = db.patientRecord(id: task.patientID)
         async let usersLookup = db.activeUsers()
         async let notesLookup = db.taskNotes(taskID: id)
-        async let auditLookup = db.taskAudit(taskID: id)
         async let eventsLookup = db.taskHistory(taskID: id)
         async let timeLookup = db.timeEntries(taskID: id)
-        let (patient, users, notes, audit, events, time) = try await (
-            patientLookup, usersLookup, notesLookup, auditLookup, eventsLookup, timeLookup)
+        let (patient, users, notes, events, time) = try await (patientLookup, usersLookup, notesLookup, eventsLookup, timeLookup)
         let names = Dictionary(users.map { ($0.username, $0.displayName) }, uniquingKeysWith: { a, _ in a })
         func who(_ username: String?) -> String { username.map { names[$0] ?? $0 } ?? "Unassigned" }
 
@@ -93,7 +91,7 @@ struct TaskController {
             + users.map { ["username": $0.username, "name": "\($0.displayName) (\($0.role.rawValue.replacingOccurrences(of: "_", with: " ")))",
                            "selected": $0.username == task.owner] as [String: Any] }
         values["dispositions"] = TaskDisposition.allCases.map { ["value": $0.rawValue, "label": $0.label] }
-        values["history"] = Self.history(events: events, notes: notes, audit: audit, who: who, pages: workspace.pages)
+        values["history"] = Self.history(events: events, notes: notes, who: who, pages: workspace.pages)
         values["timeEntries"] = time.filter(\.isValid).map { e in
             "\(workspace.pages.local(e.performedAt)): \(e.minutes) min \(e.program.rawValue.uppercased()) by \(who(e.performedBy))"
                 + (e.modality.map { ", interactive (\($0.rawValue.replacingOccurrences(of: "_", with: " ")))" } ?? "") + " — \(e.activity)"
@@ -109,9 +107,9 @@ struct TaskController {
         return "\(birth) (age \(age))"
     }
 
-    /// Task events, notes and people's ownership changes, newest first.
+    /// Task events (the rules' and people's, ownership included) and notes, newest first.
     static func history(
-        events: [TaskEvent], notes: [TaskNote], audit: [AuditEntry], who: (String?) -> String, pages: Pages
+        events: [TaskEvent], notes: [TaskNote], who: (String?) -> String, pages: Pages
     ) -> [[String: Any]] {
         var items: [(Date, Int, [String: Any])] = []
         func add(_ at: Date, _ order: Int, kind: String, actor: String, what: String, text: String? = nil) {
@@ -127,7 +125,12 @@ struct TaskController {
             case "updated": what = "added an occurrence"
             case "priority_raised": what = "raised the priority to critical"
             case "acknowledged": what = "acknowledged"
-            case "resolved": what = "resolved"
+            case "resolved":
+                what = e.detail.flatMap(TaskDisposition.init(rawValue:)).map { "resolved: \($0.label)" } ?? "resolved"
+            case "assigned":
+                what = e.detail == e.actor ? "claimed the task"
+                    : e.detail == "none" ? "put the task back in Unassigned" : "assigned the task to \(who(e.detail))"
+            case "reopened": what = "reopened the task"
             case "escalated": what = "escalated: not acknowledged in time (\(e.detail ?? ""))"
             case "recovered": what = "readings back within limits"
             case "confirmation": what = "re-measurement: \(TaskPresentation.confirmation(e.detail.flatMap(Confirmation.init(rawValue:))) ?? "")"
@@ -136,20 +139,7 @@ struct TaskController {
             }
             add(e.at, i, kind: e.event, actor: e.actor, what: what)
         }
-        for n in notes { add(n.at, 100_000 + Int(n.id), kind: "note", actor: n.author, what: "wrote a note", text: n.text) }
-        for a in audit {
-            switch a.action {
-            case "task.claim": add(a.at, 200_000 + Int(a.id), kind: "owner", actor: a.actor, what: "claimed the task")
-            case "task.assign":
-                let to = a.detail?.components(separatedBy: " -> ").last.flatMap { $0 == "none" ? nil : $0.components(separatedBy: " ").first }
-                add(a.at, 200_000 + Int(a.id), kind: "owner", actor: a.actor, what: "assigned the task to \(who(to))")
-            case "task.reopen": add(a.at, 200_000 + Int(a.id), kind: "reopen", actor: a.actor, what: "reopened the task")
-            case "task.disposition":
-                let label = a.detail.flatMap(TaskDisposition.init(rawValue:))?.label ?? a.detail ?? ""
-                add(a.at, 200_000 + Int(a.id), kind: "disposition", actor: a.actor, what: "disposition: \(label)")
-            default: break
-            }
-        }
+        for n in notes { add(n.at, 100_000 + Int(n.id ?? 0), kind: "note", actor: n.author, what: "wrote a note", text: n.text) }
         return items.sorted { ($0.0, $0.1) > ($1.0, $1.1) }.map(\.2)
     }
 

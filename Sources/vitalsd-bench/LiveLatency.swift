@@ -43,7 +43,23 @@ struct LiveLatency: ParsableCommand {
         let polling = Thread { probe.poll(reader, after: firstID) }
         polling.start()
 
-        let publisher = try MQTTPublisher(host: host, port: port, clientID: "vitalsd-bench-\(getpid())")
+        // This tool paces its publishing on the main thread, outside Swift's cooperative pool: wait for
+        // the connection here.
+        let connected = Mutex<Result<MQTTPublisher, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let (host, port) = (self.host, self.port)
+        Task {
+            let result: Result<MQTTPublisher, any Error>
+            do {
+                result = .success(try await MQTTPublisher.connect(host: host, port: port, clientID: "vitalsd-bench-\(getpid())"))
+            } catch {
+                result = .failure(error)
+            }
+            connected.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        let publisher = try connected.withLock { $0! }.get()
         // measured_at: one second apart, ending two days ago, so that no two readings share a key.
         let base = Int64(Date().timeIntervalSince1970) - 2 * 86_400 - Int64(total)
         var random = SystemRandomNumberGenerator()

@@ -95,9 +95,18 @@ struct PatientCommand: ParsableCommand {
             for d in try db.devices(patientID: id) { print("  \(d.id) (\(d.kind.rawValue))") }
             print("thresholds:")
             try ThresholdCommand.printEffective(patient: p, config: config, db: db, indent: "  ")
+            let tasks = try db.tasks(patientID: id)
             print("unresolved tasks:")
-            for t in try db.tasks(patientID: id) where t.status != .resolved {
+            for t in tasks where t.status != .resolved {
                 print("  #\(t.id) \(t.priority.rawValue) \(t.status.rawValue): \(t.reason)")
+            }
+            let suppressed = tasks.filter { $0.status == .resolved && $0.suppressedBreaches > 0 }
+            if !suppressed.isEmpty {
+                print("breaches after a resolve that opened nothing (suppressed):")
+                for t in suppressed {
+                    print("  #\(t.id) \(t.vital) \(t.direction.rawValue): \(t.suppressedBreaches), last measured \(iso(t.lastSuppressedAt))"
+                          + (t.latest.map { "; latest \($0.summary)" } ?? ""))
+                }
             }
         }
     }
@@ -115,11 +124,26 @@ struct DeviceCommand: ParsableCommand {
         @Option(help: "Patient the device belongs to.") var patient: String
         @Option(help: "Kind: \(DeviceKind.allCases.map(\.rawValue).joined(separator: ", ")).") var kind: DeviceKind = .other
         @Flag(help: "Move the device from the patient it belongs to now.") var reassign = false
+        @Option(help: "With --reassign: when the device changed hands, RFC 3339 with an offset (default: now). Readings measured before it stay with the previous patient.")
+        var at: String?
+        @Option(help: "For a new device: when it was handed to the patient, RFC 3339 with an offset. Readings measured before it are before_binding dead letters (default: none are).")
+        var from: String?
         @Option(help: "Who makes the change (default: the invoking user).") var by: String?
+
+        func validate() throws {
+            if at != nil && !reassign { throw ValidationError("--at goes with --reassign") }
+            for (name, value) in [("--at", at), ("--from", from)] {
+                if let value, MeasurementTimePolicy.parseRFC3339(value) == nil {
+                    throw ValidationError("\(name) must be RFC 3339 with a UTC offset, e.g. 2026-03-01T08:00:00-06:00")
+                }
+            }
+        }
 
         func run() throws {
             let (_, db) = try options.database()
-            let change = try db.upsertDevice(Device(id: id, kind: kind, patientID: patient), actor: actor(by), reassign: reassign)
+            let change = try db.upsertDevice(
+                Device(id: id, kind: kind, patientID: patient), actor: actor(by), reassign: reassign,
+                at: at.flatMap(MeasurementTimePolicy.parseRFC3339) ?? Date(), from: from.flatMap(MeasurementTimePolicy.parseRFC3339))
             print("device \(id): \(change.rawValue)")
         }
     }

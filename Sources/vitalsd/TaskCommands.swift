@@ -8,7 +8,7 @@ import VitalsStore
 struct TaskCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "task", abstract: "The care manager's task queue.",
-        subcommands: [List.self, Show.self, Ack.self, Resolve.self])
+        subcommands: [List.self, Show.self, Ack.self, Resolve.self, Note.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -22,10 +22,12 @@ struct TaskCommand: ParsableCommand {
             let (_, db) = try options.database()
             let tasks = try db.tasks(status: status, patientID: patient)
             try emit(format, json: tasks,
-                     header: ["id", "priority", "status", "patient_id", "vital", "direction", "occurrences", "opened_at", "reason"],
+                     header: ["id", "priority", "status", "patient_id", "vital", "direction", "occurrences", "opened_at",
+                              "latest", "latest_measured_at", "worst", "worst_measured_at", "reason"],
                      rows: tasks.map { t in
                          [String(t.id), t.priority.rawValue, t.status.rawValue, t.patientID, t.vital, t.direction.rawValue,
-                          String(t.occurrences), iso(t.openedAt), t.reason]
+                          String(t.occurrences), iso(t.openedAt), t.latest?.summary ?? "", iso(t.latest?.measuredAt),
+                          t.worst?.summary ?? "", iso(t.worst?.measuredAt), t.reason]
                      })
         }
     }
@@ -39,9 +41,10 @@ struct TaskCommand: ParsableCommand {
         func run() throws {
             let (_, db) = try options.database()
             guard let (t, events) = try db.task(id: id) else { throw ValidationError("task \(id) does not exist") }
+            let notes = try db.taskNotes(id: id)
             if format == .json {
-                struct Shown: Encodable { var task: CareTask; var events: [TaskEvent] }
-                try printJSON(Shown(task: t, events: events))
+                struct Shown: Encodable { var task: CareTask; var events: [TaskEvent]; var notes: [TaskNote] }
+                try printJSON(Shown(task: t, events: events, notes: notes))
                 return
             }
             print("task #\(t.id)  \(t.priority.rawValue)  \(t.status.rawValue)")
@@ -49,7 +52,12 @@ struct TaskCommand: ParsableCommand {
             print("condition:    \(t.vital) \(t.direction.rawValue)")
             print("reason:       \(t.reason)")
             print("occurrences:  \(t.occurrences)")
+            if let latest = t.latest { print("latest:       \(latest.summary), measured \(iso(latest.measuredAt))") }
+            if let worst = t.worst { print("worst:        \(worst.summary), measured \(iso(worst.measuredAt))") }
             if let first = t.firstReadingID, let last = t.lastReadingID { print("readings:     first #\(first), last #\(last)") }
+            if t.suppressedBreaches > 0 {
+                print("after resolve: \(t.suppressedBreaches) breaches suppressed, last measured \(iso(t.lastSuppressedAt))")
+            }
             print("kind:         \(t.kind.rawValue)")
             print("opened:       \(iso(t.openedAt))")
             if let c = t.confirmation { print("confirmation: \(c.rawValue)") }
@@ -59,7 +67,10 @@ struct TaskCommand: ParsableCommand {
             print("owner:        \(t.owner ?? "unassigned")")
             if let by = t.resolvedBy { print("resolved:     \(iso(t.resolvedAt)) by \(by)") }
             if let d = t.disposition { print("disposition:  \(d.rawValue)") }
-            if let note = t.note { print("note:         \(note)") }
+            if !notes.isEmpty {
+                print("notes:")
+                for n in notes { print("  \(iso(n.at))  \(n.author): \(n.text)") }
+            }
             print("history:")
             for e in events { print("  \(iso(e.at))  \(e.event)  \(e.actor)\(e.detail.map { "  \($0)" } ?? "")") }
         }
@@ -108,6 +119,23 @@ struct TaskCommand: ParsableCommand {
             let (_, db) = try transition.options.database()
             let t = try db.resolveTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time)
             print("task #\(t.id) resolved by \(transition.by)")
+        }
+    }
+}
+
+extension TaskCommand {
+    struct Note: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add a note to a task without changing its status. Notes are kept in order and never changed.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "Task id.") var id: Int64
+        @Option(help: "Care manager's name.") var by: String
+        @Option(help: "The note.") var text: String
+
+        func run() throws {
+            let (_, db) = try options.database()
+            let t = try db.noteTask(id: id, by: by, text: text)
+            print("task #\(t.id): note added by \(by)")
         }
     }
 }
@@ -194,7 +222,7 @@ struct ReplayCommand: AsyncParsableCommand {
             zone = z
         }
         let readings = try ReplayCSV.read(path: file, timeZone: zone)
-        let publisher = try MQTTPublisherFactory.make(config)
+        let publisher = try await MQTTPublisherFactory.make(config)
         defer { publisher.close() }
         let result = try await Replay.run(readings, publisher: publisher, topicTemplate: topic, speed: speed, rebase: rebase)
         let rate = result.seconds > 0 ? Double(result.published) / result.seconds : 0

@@ -353,7 +353,10 @@ class CareManagerShift(unittest.TestCase):
             int(task_id)), 1)
         self.assertEqual(stack.count(
             "SELECT count(*) FROM audit_log WHERE actor = 'ana' AND target_id = ? AND action IN "
-            "('task.claim', 'task.acknowledged', 'task.resolved', 'task.disposition')", task_id), 4)
+            "('task.claim', 'task.acknowledged', 'task.resolved')", task_id), 3)
+        self.assertEqual(stack.count(
+            "SELECT count(*) FROM audit_log WHERE actor = 'ana' AND target_id = ? AND action = 'task.resolved' "
+            "AND detail LIKE '%contacted_patient%'", task_id), 1)
 
         ana.find_element(By.ID, "sign-out").click()
         self.wait_text(ana, ".flash", "You signed out.")

@@ -71,7 +71,7 @@ struct AlertDeliveryTests {
             let ms = Int64(day0.addingTimeInterval(Double(day) * 86_400).timeIntervalSince1970 * 1000)
             return Array(#"{"type":"body_weight","value":\#(kg),"unit":"kg","measured_at":\#(ms)}"#.utf8)
         }
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         var daemon = try env.startProcess()
         let first = [(80.0, 0), (80.5, 1), (81.0, 2)]
         #expect(await publishUntilStored(pub, env, topic: "devices/scale1/readings", payload: weight(80.0, day: 0)))
@@ -126,7 +126,7 @@ struct AlertDeliveryTests {
             try env.database.upsertPatient(Patient(id: "f\(i)", timezone: "UTC", programs: [.diabetes]), actor: "test")
             try env.database.upsertDevice(Device(id: "fg\(i)", kind: .glucometer, patientID: "f\(i)"), actor: "test")
         }
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         var daemon = try env.startProcess()
         #expect(await publishUntilStored(pub, env, topic: "devices/fg0/readings", payload: glucoseJSON(45, at: msAgo(3_600))))
         for i in 1..<20 { try pub.publish(topic: "devices/fg\(i)/readings", payload: glucoseJSON(45, at: msAgo(3_600))) }
@@ -159,7 +159,7 @@ struct AlertDeliveryTests {
         daemon.signal(SIGHUP)
         try await Task.sleep(for: .seconds(2))
         #expect(try history() == before)
-        #expect(await eventually(5) { (try? env.database.outboxBacklog(channel: "mqtt")) == 0 })
+        #expect(await eventually(5) { (try? await env.database.outboxBacklog(channel: "mqtt")) == 0 })
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(seconds: 10))
     }
@@ -180,7 +180,7 @@ struct AlertDeliveryTests {
               retry_max_seconds: 2
             """)
         let started = Date()
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         var daemon = try env.startProcess()
         // Critical low, then high (a second condition), while the receiver is down.
         #expect(await publishUntilStored(pub, env, payload: glucoseJSON(45, at: msAgo(50))))
@@ -200,7 +200,7 @@ struct AlertDeliveryTests {
         // The 300 mg/dL, 10 min after the critical 45, is its re-measurement (not confirmed) and
         // clears the low condition (recovered): opened, confirmation, recovered, opened (high),
         // acknowledged, updated (310), resolved.
-        #expect(try env.database.outboxBacklog(channel: "webhook") == 7)
+        #expect(try await env.database.outboxBacklog(channel: "webhook") == 7)
 
         try await Task.sleep(for: .seconds(max(0, outage - Date().timeIntervalSince(started))))
         let receiver = WebhookReceiver(port: hookPort)
@@ -227,7 +227,7 @@ struct AlertDeliveryTests {
                 for: Data("\(timestamp).".utf8) + r.body, using: SymmetricKey(data: Data("hook-secret-7".utf8)))
             #expect(r.signature == "sha256=" + mac.map { String(format: "%02x", $0) }.joined())
         }
-        #expect(try env.database.outboxBacklog(channel: "webhook") == 0)
+        #expect(try await env.database.outboxBacklog(channel: "webhook") == 0)
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(seconds: 10))
         await receiver.stop()

@@ -15,6 +15,42 @@ struct CommandLineTests {
         return (p.exitCode, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 
+    /// Runs a command; returns its exit code and standard output.
+    func output(_ env: TestEnvironment, _ arguments: [String]) async throws -> (code: Int32?, output: String) {
+        let name = env.directory + "/cli-\(UUID().uuidString.prefix(6))"
+        let p = try ChildProcess(path: try vitalsdBinary(), arguments: arguments + ["--config", env.configPath],
+                                 logPath: name + ".log", outputPath: name + ".out")
+        _ = await p.waitForExit(seconds: 30)
+        return (p.exitCode, (try? String(contentsOfFile: name + ".out", encoding: .utf8)) ?? "")
+    }
+
+    @Test("task note adds a note without a status change; task show lists notes, latest and worst; patient show the suppressed breaches")
+    func notesAndSuppression() async throws {
+        let env = try TestEnvironment()
+        let pipeline = IngestPipeline(thresholds: .clinicalDefaults)
+        let at = msAgo(3_600)
+        func glucose(_ value: Double, _ offset: Int64) -> IncomingMessage {
+            IncomingMessage(topic: "devices/g1/readings", deviceID: "g1", payload: glucoseJSON(value, at: at + offset), receivedAt: Date())
+        }
+        _ = try env.database.ingestBlocking([glucose(260, 0)], pipeline: pipeline)
+        _ = try env.database.ingestBlocking([glucose(270, 60_000)], pipeline: pipeline)
+        let task = try #require(try env.database.tasks().first)
+        let noted = try await run(env, ["task", "note", String(task.id), "--by", "nurse.a", "--text", "left a voicemail"])
+        #expect(noted.code == 0)
+        let second = try await run(env, ["task", "note", String(task.id), "--by", "nurse.b", "--text", "patient called back"])
+        #expect(second.code == 0)
+        #expect(try env.database.task(id: task.id)?.task.status == .open)
+        let shown = try await output(env, ["task", "show", String(task.id)])
+        #expect(shown.output.contains("nurse.a: left a voicemail"))
+        #expect(shown.output.contains("nurse.b: patient called back"))
+        #expect(shown.output.contains("latest:       Glucose 270 mg/dL, measured "))
+        #expect(shown.output.contains("worst:        Glucose 270 mg/dL, measured "))
+        _ = try env.database.resolveTask(id: task.id, by: "nurse.a")
+        _ = try env.database.ingestBlocking([glucose(262, 120_000)], pipeline: pipeline)
+        let patient = try await output(env, ["patient", "show", "p1"])
+        #expect(patient.output.contains("#\(task.id) glucose high: 1, last measured "))
+    }
+
     @Test("a patient limit that would cross the program's other limit is refused")
     func inconsistentThreshold() async throws {
         let env = try TestEnvironment()

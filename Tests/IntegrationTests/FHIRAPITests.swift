@@ -45,7 +45,7 @@ struct FHIRAPITests {
         // A cuff reading at the patient's local time (UTC-06:00), a critical glucose and one in mmol/L.
         let bpInstant = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 3_600).rounded(.down))
         let bpTime = rfc3339(bpInstant, offsetSeconds: -6 * 3600)
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         defer { pub.close() }
         let bp = #"{"measured_at":"\#(bpTime)","readings":[{"type":"systolic_bp","value":182,"unit":"mmHg"},{"type":"diastolic_bp","value":96,"unit":"mmHg"},{"type":"heart_rate","value":77,"unit":"bpm"}]}"#
         #expect(await publishUntilStored(pub, env, topic: "devices/c1/readings", payload: Array(bp.utf8), readings: 3))
@@ -207,7 +207,7 @@ struct FHIRAPITests {
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         #expect(await eventually(15) { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         defer { pub.close() }
         // One CGM upload of 1,050 readings a minute apart, all within the last 18 hours.
         let base = msAgo(18 * 3600)

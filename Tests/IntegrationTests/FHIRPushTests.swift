@@ -128,7 +128,7 @@ struct FHIRPushTests {
         let (printed, jwks) = try runVitalsd(["client", "push-jwks", "--config", env.configPath])
         #expect(printed == 0)
         let started = Date()
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         defer { pub.close() }
         var daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }

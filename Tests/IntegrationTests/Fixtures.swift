@@ -56,8 +56,8 @@ final class TestEnvironment: @unchecked Sendable {
         try database.upsertDevice(Device(id: "g2", kind: .cgm, patientID: "p1"), actor: "test")
     }
 
-    func publisher() throws -> MQTTPublisher {
-        try MQTTPublisher(host: "127.0.0.1", port: broker.port, clientID: "pub-\(UUID().uuidString.prefix(8))")
+    func publisher() async throws -> MQTTPublisher {
+        try await MQTTPublisher.connect(host: "127.0.0.1", port: broker.port, clientID: "pub-\(UUID().uuidString.prefix(8))")
     }
 
     func statistics() throws -> Statistics { try database.statistics() }

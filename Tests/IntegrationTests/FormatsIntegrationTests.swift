@@ -46,7 +46,7 @@ struct FormatsIntegrationTests {
         }
         let daemon = try env.startDaemon()
         try await daemon.waitUntilSubscribed()
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         defer { pub.close() }
         let base = msAgo(7200)
 

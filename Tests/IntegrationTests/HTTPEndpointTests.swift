@@ -30,7 +30,7 @@ struct HTTPEndpointTests {
         #expect(await eventually(15) { httpGet(port: port, "/readyz")?.status == 200 })
         #expect(httpGet(port: port, "/healthz")?.status == 200)
 
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         defer { pub.close() }
         let base = msAgo(7200)
         for i in 0..<3 { try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(100, at: base + Int64(i) * 1000)) }
@@ -69,7 +69,7 @@ struct HTTPEndpointTests {
             }
         }
         try await Task.sleep(for: .milliseconds(200))
-        let pub2 = try env.publisher()  // the first one lost its connection with the broker
+        let pub2 = try await env.publisher()  // the first one lost its connection with the broker
         defer { pub2.close() }
         try pub2.publish(topic: "devices/g1/readings", payload: glucoseJSON(101, at: base + 20_000))
         #expect(await eventually(4) { httpGet(port: port, "/readyz")?.status == 503 })
@@ -90,7 +90,7 @@ struct HTTPEndpointTests {
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         let port = env.httpPort
         #expect(await eventually(15) { httpGet(port: port, "/readyz")?.status == 200 })
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         defer { pub.close() }
         let first = msAgo(60)
         #expect(await publishUntilStored(pub, env, payload: glucoseJSON(100, at: first)))

@@ -15,7 +15,7 @@ struct LogPrivacyTests {
         let env = try TestEnvironment(logLevel: "trace", logFormat: format)
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         defer { pub.close() }
         let at = msAgo(3600)
         let payloads: [(String, String)] = [

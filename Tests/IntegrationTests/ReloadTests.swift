@@ -14,7 +14,7 @@ struct ReloadTests {
         let env = try TestEnvironment(logLevel: "notice")
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        let pub = try env.publisher()
+        let pub = try await env.publisher()
         defer { pub.close() }
         let at = msAgo(3600)
         try #require(await publishUntilStored(pub, env, payload: glucoseJSON(65, at: at)))

@@ -43,7 +43,7 @@ struct SubscriptionTests {
         _ = try await MQTTSubscription.with(configuration: configuration(broker, clientID: id), logger: Logger(label: "t")) { sub in
             _ = await eventually(10) { sub.status.subscribed }
         }
-        let pub = try MQTTPublisher(host: "127.0.0.1", port: broker.port, clientID: "pub-\(id)")
+        let pub = try await MQTTPublisher.connect(host: "127.0.0.1", port: broker.port, clientID: "pub-\(id)")
         defer { pub.close() }
         let all = Set((0..<50).map { "m\($0)" })
         for i in 0..<50 { try pub.publish(topic: "t/d\(i)/r", payload: Array("m\(i)".utf8)) }

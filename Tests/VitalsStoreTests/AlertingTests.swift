@@ -3,7 +3,7 @@ import GRDB
 import Testing
 import VitalsDomain
 import VitalsFormats
-import VitalsStore
+@testable import VitalsStore
 
 /// Systolic critical at 180 mmHg, clearing only below 170 (the F13 test input).
 private let hysteresisPipeline = IngestPipeline(
@@ -152,7 +152,7 @@ struct AlertingTests {
                                 practitioner: "Dr. A", actor: "test")
         _ = try await db.ingest([bp(185, 125, at: day0)], pipeline: pipeline)
         let high = try #require(try db.tasks().first)
-        let s = try db.openRoutineTasks(rules: BillingRules(), noDataDays: 1, now: Date())
+        let s = try await db.openRoutineTasks(rules: BillingRules(), noDataDays: 1, now: Date())
         #expect(s.noDataTasks == 1)
         let after = try #require(try db.task(id: high.id))
         #expect(after.task.status == .open)
@@ -187,8 +187,8 @@ struct AlertingTests {
         _ = try await db.ingest([bp(120, 80, at: t0.addingTimeInterval(1_500))], pipeline: pipeline)
         _ = try await db.ingest([bp(181, 90, at: t0.addingTimeInterval(1_800))], pipeline: pipeline)
         let third = try #require(try db.tasks(status: .open).first)
-        #expect(try db.runAlertTimers(policy: pipeline.alerts, now: t0.addingTimeInterval(1_800 + 899)).notRepeated == 0)
-        #expect(try db.runAlertTimers(policy: pipeline.alerts, now: t0.addingTimeInterval(1_800 + 901)).notRepeated == 1)
+        #expect(try await db.runAlertTimers(policy: pipeline.alerts, now: t0.addingTimeInterval(1_800 + 899)).notRepeated == 0)
+        #expect(try await db.runAlertTimers(policy: pipeline.alerts, now: t0.addingTimeInterval(1_800 + 901)).notRepeated == 1)
         #expect(try db.task(id: third.id)?.task.confirmation == .notRepeated)
     }
 
@@ -202,22 +202,22 @@ struct AlertingTests {
         _ = try await db.ingest([glucose(65, minutesAgo: 0.5, device: "g1")], pipeline: pipeline)
         let task = try #require(try db.tasks().first { $0.priority == .critical })
         let policy = pipeline.alerts
-        func run(_ minutes: Double) throws -> Int {
-            try db.runAlertTimers(policy: policy, now: opened.addingTimeInterval(minutes * 60)).escalated
+        func run(_ minutes: Double) async throws -> Int {
+            try await db.runAlertTimers(policy: policy, now: opened.addingTimeInterval(minutes * 60)).escalated
         }
-        #expect(try run(29) == 0)
-        #expect(try run(31) == 1)
-        #expect(try run(31) == 0)  // a repeated run, as after a restart, does not escalate again
-        #expect(try run(60) == 0)
-        #expect(try run(62) == 1)
+        #expect(try await run(29) == 0)
+        #expect(try await run(31) == 1)
+        #expect(try await run(31) == 0)  // a repeated run, as after a restart, does not escalate again
+        #expect(try await run(60) == 0)
+        #expect(try await run(62) == 1)
         #expect(try db.task(id: task.id)?.task.escalationLevel == 2)
         _ = try db.acknowledgeTask(id: task.id, by: "nurse.a")
-        #expect(try run(200) == 0)
+        #expect(try await run(200) == 0)
         let events = try #require(try db.task(id: task.id)).events.map(\.event)
         #expect(events.filter { $0 == "escalated" }.count == 2)
         // A warning task never escalates.
         _ = try await db.ingest([glucose(300, minutesAgo: 0.2)], pipeline: pipeline)
-        #expect(try run(1_000) == 0)
+        #expect(try await run(1_000) == 0)
     }
 
     @Test("heart failure: 2.5 kg over 5 days with a missed day opens one weight-gain task")
@@ -256,7 +256,7 @@ struct AlertingTests {
         _ = try await db.ingest([bp(185, 125, at: Date().addingTimeInterval(-60))], pipeline: pipeline)
         let task = try #require(try db.tasks().first)
         _ = try db.acknowledgeTask(id: task.id, by: "nurse.a")
-        let events = try db.pendingEvents(channel: "mqtt", limit: 10)
+        let events = try await db.pendingEvents(channel: "mqtt", limit: 10)
         #expect(events.count == 2)
         #expect(events.allSatisfy { $0.patientID == "p2" })
         let first = try #require(try JSONSerialization.jsonObject(with: Data(events[0].body.utf8)) as? [String: Any])
@@ -272,14 +272,14 @@ struct AlertingTests {
         let second = try #require(try JSONSerialization.jsonObject(with: Data(events[1].body.utf8)) as? [String: Any])
         #expect((second["task"] as? [String: Any])?["fhir_status"] as? String == "accepted")
         #expect(second["actor"] as? String == "nurse.a")
-        try db.markDelivered(channel: "mqtt", through: events[0].id)
-        #expect(try db.outboxBacklog(channel: "mqtt") == 1)
-        try db.markDelivered(channel: "mqtt", through: events[1].id)
-        try db.markDelivered(channel: "mqtt", through: events[0].id)  // never moves back
-        #expect(try db.pendingEvents(channel: "mqtt", limit: 10).isEmpty)
+        try await db.markDelivered(channel: "mqtt", through: events[0].id)
+        #expect(try await db.outboxBacklog(channel: "mqtt") == 1)
+        try await db.markDelivered(channel: "mqtt", through: events[1].id)
+        try await db.markDelivered(channel: "mqtt", through: events[0].id)  // never moves back
+        #expect(try await db.pendingEvents(channel: "mqtt", limit: 10).isEmpty)
         // A channel opened later starts at the newest event: no replay of history.
         try db.openDeliveryChannel("webhook")
-        #expect(try db.pendingEvents(channel: "webhook", limit: 10).isEmpty)
+        #expect(try await db.pendingEvents(channel: "webhook", limit: 10).isEmpty)
         // Delivered copies go after 30 days; the task events stay.
         #expect(try db.purgeDeliveredEvents(channels: ["mqtt", "webhook"], olderThanDays: 30) == 0)
         #expect(try db.purgeDeliveredEvents(channels: ["mqtt", "webhook"], olderThanDays: 30, now: Date().addingTimeInterval(31 * 86_400)) == 2)
@@ -300,14 +300,14 @@ struct AlertingTests {
         _ = try await db.ingest([message("s2", #"{"type":"body_weight","value":80,"unit":"kg","measured_at":\#(scaleMS)}"#,
                                          receivedAt: now.addingTimeInterval(-5 * 86_400 + 60)),
                                  bp(120, 80, at: now.addingTimeInterval(-3_600))], pipeline: pipeline)
-        let s = try db.openRoutineTasks(rules: BillingRules(), noDataDays: 3, now: now)
+        let s = try await db.openRoutineTasks(rules: BillingRules(), noDataDays: 3, now: now)
         #expect(s.noDataTasks == 0)
         #expect(s.silentDeviceTasks == 1)
         let task = try #require(try db.tasks(patientID: "p2").first)
         #expect(task.kind == .device)
         #expect(task.priority == .routine)
         #expect(task.reason == "Device s2 (scale) has sent no data for 5 days; the patient's other devices still send")
-        #expect(try db.openRoutineTasks(rules: BillingRules(), noDataDays: 3, now: now.addingTimeInterval(3_600)).silentDeviceTasks == 0)
+        #expect(try await db.openRoutineTasks(rules: BillingRules(), noDataDays: 3, now: now.addingTimeInterval(3_600)).silentDeviceTasks == 0)
     }
 
     @Test("average and count rules open tasks through ingest, merged with the condition's limits")
@@ -374,9 +374,121 @@ struct AlertingTests {
         let battery = #"{"metric":"battery_percentage","hwi_device_id":"g1","value_1":"12","timestamp":"2026-11-28T10:00:00Z"}"#
         _ = try await db.ingest([IncomingMessage(topic: "vendors/tenovi", deviceID: nil, payload: Array(battery.utf8), receivedAt: Date(),
                                                  format: .tenovi, matchedSubscription: true)], pipeline: pipeline)
-        #expect(try db.openRoutineTasks(rules: BillingRules(), lowBatteryPercent: 15).lowBatteryTasks == 1)
-        #expect(try db.openRoutineTasks(rules: BillingRules(), lowBatteryPercent: 15).lowBatteryTasks == 0)
+        #expect(try await db.openRoutineTasks(rules: BillingRules(), lowBatteryPercent: 15, now: Date()).lowBatteryTasks == 1)
+        #expect(try await db.openRoutineTasks(rules: BillingRules(), lowBatteryPercent: 15, now: Date()).lowBatteryTasks == 0)
         let low = try #require(try db.tasks(patientID: "p1").first { $0.vital == "battery:g1" })
         #expect(low.reason == "Device g1 (glucometer) battery at 12 %; replace or charge it before it stops sending")
+    }
+}
+
+@Suite("task notes and the task writer")
+struct TaskWriterTests {
+    @Test("notes are an append-only history: ack, a note without a status change, resolve; none overwrites another")
+    func notes() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        _ = try await db.ingest([glucose(45, minutesAgo: 5)], pipeline: pipeline)
+        let task = try #require(try db.tasks().first)
+        _ = try db.acknowledgeTask(id: task.id, by: "nurse.a", note: "calling the patient")
+        let noted = try db.noteTask(id: task.id, by: "nurse.a", text: "no answer; will try at 14:00")
+        #expect(noted.status == .acknowledged)
+        _ = try db.resolveTask(id: task.id, by: "nurse.b", note: "ate, 110 mg/dL on re-check")
+        #expect(try db.taskNotes(id: task.id).map(\.text) == [
+            "calling the patient", "no answer; will try at 14:00", "ate, 110 mg/dL on re-check"])
+        #expect(try db.taskNotes(id: task.id).map(\.author) == ["nurse.a", "nurse.a", "nurse.b"])
+        #expect(throws: (any Error).self) { try db.writer.write { try $0.execute(sql: "UPDATE task_notes SET text = 'x'") } }
+        #expect(throws: (any Error).self) { try db.writer.write { try $0.execute(sql: "DELETE FROM task_notes") } }
+        #expect(throws: TaskError.self) { try db.noteTask(id: task.id, by: "nurse.a", text: " ") }
+        #expect(throws: TaskError.self) { try db.noteTask(id: 999, by: "nurse.a", text: "x") }
+        // Each change counted a version: opened 1 (+ confirmation pending), ack 2, resolve 3.
+        #expect(try db.task(id: task.id)?.task.version == 3)
+    }
+
+    @Test("the outbox body carries the latest and worst readings with their measurement times")
+    func outboxReadings() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        try db.openDeliveryChannel("mqtt")
+        let at = Date(timeIntervalSince1970: 1_772_434_800)  // 2026-03-02T07:00:00Z
+        let body = #"{"type":"glucose","value":45,"unit":"mg/dL","measured_at":"2026-03-02T07:00:00Z"}"#
+        _ = try await db.ingest([message("g1", body, receivedAt: at.addingTimeInterval(2))], pipeline: pipeline)
+        let event = try #require(try await db.pendingEvents(channel: "mqtt", limit: 1).first)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(event.body.utf8)) as? [String: Any])
+        let task = try #require(json["task"] as? [String: Any])
+        let latest = try #require(task["latest"] as? [String: Any])
+        #expect(latest["summary"] as? String == "Glucose 45 mg/dL")
+        #expect(latest["measured_at"] as? String == "2026-03-02T07:00:00.000Z")
+        #expect((task["worst"] as? [String: Any])?["summary"] as? String == "Glucose 45 mg/dL")
+        #expect(json["at"] as? String == "2026-03-02T07:00:02.000Z")
+        #expect(task["version"] as? Int == 1)
+    }
+}
+
+@Suite("outbox times")
+struct OutboxTimeTests {
+    @Test("event times are UTC with the stored milliseconds (the format style truncates .120 to .119)")
+    func isoMilliseconds() {
+        let expected: [(Int64, String)] = [
+            (0, "1970-01-01T00:00:00.000Z"), (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (1_772_434_800_120, "2026-03-02T07:00:00.120Z"), (4_102_444_799_999, "2099-12-31T23:59:59.999Z"),
+            (1_709_164_800_001, "2024-02-29T00:00:00.001Z"), (-1, "1969-12-31T23:59:59.999Z"),
+        ]
+        for (ms, text) in expected {
+            #expect(AppDatabase.isoMilliseconds(Date(timeIntervalSince1970: Double(ms) / 1000)) == text)
+        }
+    }
+}
+
+@Suite("the task writer and the caseload")
+struct TaskWriterCaseloadTests {
+    @Test("a new task goes to the patient's care manager; claim, reassign and reopen are versioned task events in the outbox")
+    func ownerAndEvents() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try AppDatabase.open(path: dir.path + "/v.sqlite")
+        try db.openDeliveryChannel("test", now: Date(timeIntervalSince1970: 0))
+        for name in ["ana", "ben"] {
+            try db.addUser(username: name, displayName: name.capitalized, role: .careManager,
+                           passwordHash: "$2b$12$" + String(repeating: "a", count: 53), actor: "admin")
+        }
+        try db.upsertPatient(Patient(id: "p1", timezone: "UTC", programs: [.hypertension]), actor: "test")
+        try db.upsertDevice(Device(id: "c1", kind: .bpCuff, patientID: "p1"), actor: "test")
+        _ = try db.assignCareManager(patientID: "p1", username: "ana", actor: "admin")
+        _ = try await db.ingest([systolic(185, minutesAgo: 2)], pipeline: IngestPipeline(thresholds: .clinicalDefaults))
+        var task = try #require(try db.tasks().first)
+        #expect(task.owner == "ana")
+        #expect(task.version == 1)
+
+        // Ben claims at version 1 and wins; Ana, still looking at version 1, is told who has it.
+        try await db.claimTask(id: task.id, expectedVersion: 1, by: "ben", at: Date())
+        await #expect(throws: TaskOwnershipError.self) {
+            try await db.claimTask(id: task.id, expectedVersion: 1, by: "ana", at: Date())
+        }
+        do {
+            try await db.claimTask(id: task.id, expectedVersion: 1, by: "ana", at: Date())
+        } catch let e as TaskOwnershipError {
+            #expect(e.code == .versionConflict)
+            #expect(e.owner == "ben" && e.ownerName == "Ben")
+        }
+        try await db.resolve(taskID: task.id, by: "ben", disposition: .contactedPatient, note: "called", time: nil, at: Date())
+        task = try #require(try db.task(id: task.id)?.task)
+        #expect(task.status == .resolved && task.disposition == .contactedPatient && task.version == 3)
+        try await db.reopenTask(id: task.id, expectedVersion: 3, by: "ana", note: "not reached after all", at: Date())
+        task = try #require(try db.task(id: task.id)?.task)
+        #expect(task.status == .acknowledged && task.disposition == nil && task.owner == "ben" && task.version == 4)
+
+        let events = try await db.pendingEvents(channel: "test", limit: 100)
+        let kinds = events.compactMap { e -> String? in
+            let json = try? JSONSerialization.jsonObject(with: Data(e.body.utf8)) as? [String: Any]
+            return json?["event"] as? String
+        }
+        #expect(kinds == ["opened", "assigned", "resolved", "reopened"])
+        let last = try #require(events.last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.body.utf8)) as? [String: Any] })
+        let body = try #require(last["task"] as? [String: Any])
+        #expect(body["owner"] as? String == "ben")
+        #expect(body["version"] as? Int == 4)
+        #expect(try db.taskNotes(id: task.id).map(\.text) == ["called", "not reached after all"])
     }
 }

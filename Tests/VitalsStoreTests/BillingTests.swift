@@ -134,18 +134,18 @@ struct RoutineTaskTests {
         let mar17 = MeasurementTimePolicy.parseRFC3339("2026-03-17T12:00:00-11:00")!
         let mar18 = mar17.addingTimeInterval(86_400)
         // noDataDays is large here so that only the days-of-data rule speaks.
-        #expect(try db.openRoutineTasks(rules: BillingRules(), noDataDays: 60, now: mar17).daysOfDataTasks == 0)
-        #expect(try db.openRoutineTasks(rules: BillingRules(), noDataDays: 60, now: mar18).daysOfDataTasks == 1)
-        #expect(try db.openRoutineTasks(rules: BillingRules(), noDataDays: 60, now: mar18.addingTimeInterval(3600)).daysOfDataTasks == 0)
+        #expect(try await db.openRoutineTasks(rules: BillingRules(), noDataDays: 60, now: mar17).daysOfDataTasks == 0)
+        #expect(try await db.openRoutineTasks(rules: BillingRules(), noDataDays: 60, now: mar18).daysOfDataTasks == 1)
+        #expect(try await db.openRoutineTasks(rules: BillingRules(), noDataDays: 60, now: mar18.addingTimeInterval(3600)).daysOfDataTasks == 0)
         let reopened = try AppDatabase.open(path: dir.path + "/billing.sqlite")
-        #expect(try reopened.openRoutineTasks(rules: BillingRules(), noDataDays: 60, now: mar18).daysOfDataTasks == 0)
+        #expect(try await reopened.openRoutineTasks(rules: BillingRules(), noDataDays: 60, now: mar18).daysOfDataTasks == 0)
         let task = try #require(try db.tasks().first)
         #expect(task.kind == .daysOfData)
         #expect(task.priority == .routine)
         #expect(task.reason == "Days of data: 16 can no longer be reached in period 1 (2026-03-01 to 2026-03-30): 2 so far, 12 days left")
         _ = try db.resolveTask(id: task.id, by: "rn.a", time: NewTimeEntry(
             patientID: "", minutes: 12, performedBy: "rn.a", activity: "called about the meter", modality: .audio))
-        #expect(try db.openRoutineTasks(rules: BillingRules(), noDataDays: 60, now: mar18.addingTimeInterval(7200)).daysOfDataTasks == 0)
+        #expect(try await db.openRoutineTasks(rules: BillingRules(), noDataDays: 60, now: mar18.addingTimeInterval(7200)).daysOfDataTasks == 0)
         let entries = try db.timeEntries(patientID: "pp")
         #expect(entries.map(\.minutes) == [12])
         #expect(entries.first?.taskID == task.id)
@@ -160,17 +160,17 @@ struct RoutineTaskTests {
         _ = try await db.ingest([localReading("2026-03-03T08:00")], pipeline: pipeline)
         let last = MeasurementTimePolicy.parseRFC3339("2026-03-03T08:00:00-11:00")!
         let rules = BillingRules()
-        #expect(try db.openRoutineTasks(rules: rules, noDataDays: 3, now: last.addingTimeInterval(3 * 86_400 - 60)).noDataTasks == 0)
-        #expect(try db.openRoutineTasks(rules: rules, noDataDays: 3, now: last.addingTimeInterval(3 * 86_400)).noDataTasks == 1)
-        #expect(try db.openRoutineTasks(rules: rules, noDataDays: 3, now: last.addingTimeInterval(4 * 86_400)).noDataTasks == 0)
+        #expect(try await db.openRoutineTasks(rules: rules, noDataDays: 3, now: last.addingTimeInterval(3 * 86_400 - 60)).noDataTasks == 0)
+        #expect(try await db.openRoutineTasks(rules: rules, noDataDays: 3, now: last.addingTimeInterval(3 * 86_400)).noDataTasks == 1)
+        #expect(try await db.openRoutineTasks(rules: rules, noDataDays: 3, now: last.addingTimeInterval(4 * 86_400)).noDataTasks == 0)
         let task = try #require(try db.tasks().first { $0.kind == .noData })
         #expect(task.reason == "No device data for 3 days since the last reading on 2026-03-03")
         _ = try db.resolveTask(id: task.id, by: "rn.a")
-        #expect(try db.openRoutineTasks(rules: rules, noDataDays: 3, now: last.addingTimeInterval(5 * 86_400)).noDataTasks == 0)
+        #expect(try await db.openRoutineTasks(rules: rules, noDataDays: 3, now: last.addingTimeInterval(5 * 86_400)).noDataTasks == 0)
         // Data resumes, then stops again: a new silence, a new task.
         _ = try await db.ingest([localReading("2026-03-10T08:00")], pipeline: pipeline)
         let later = MeasurementTimePolicy.parseRFC3339("2026-03-14T08:00:00-11:00")!
-        #expect(try db.openRoutineTasks(rules: rules, noDataDays: 3, now: later).noDataTasks == 1)
+        #expect(try await db.openRoutineTasks(rules: rules, noDataDays: 3, now: later).noDataTasks == 1)
     }
 }
 

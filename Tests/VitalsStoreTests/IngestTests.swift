@@ -44,7 +44,10 @@ struct IngestTests {
         defer { dir.remove() }
         let db = try enrolledDatabase(dir)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
+        // Handed to the patient an hour ago.
+        try db.upsertDevice(Device(id: "g9", kind: .glucometer, patientID: "p1"), actor: "test", from: Date().addingTimeInterval(-3_600))
         let bad: [(IncomingMessage, DeadLetterReason)] = [
+            (message("g9", #"{"type":"glucose","value":90,"unit":"mg/dL","measured_at":\#(now - 7_200_000)}"#), .beforeBinding),
             (IncomingMessage(topic: "devices/g1/readings", deviceID: "g1", payload: [0xFF, 0xFE, 0x7B, 0x22], receivedAt: Date()), .invalidUTF8),
             (message("g1", #"{"sys":12"#), .malformedJSON),
             (message("g1", #"{"hello":1}"#), .missingField),

@@ -52,6 +52,9 @@ public struct BillingRules: Sendable, Hashable {
     public var anchor: DevicePeriodAnchor
     /// Days of data that make a period count for 99453. Default 16 [verify].
     public var setupMinimumDays: Int
+    /// Days of data a device period needs for 99454 (16; 2–15 are 99445). The adherence rule
+    /// ("16 days can no longer be reached") uses it.
+    public var fullSupplyMinimumDays: Int = 16
     /// Most 99458 units a month; nil for no cap [verify].
     public var max99458Units: Int?
     /// Most 99439 units a month. Default 2.
@@ -90,11 +93,8 @@ public struct BillingRules: Sendable, Hashable {
 
     /// The device-supply code for a period's days of data: none below 2, 99445 for 2–15, 99454 from 16.
     public func deviceSupplyCode(dataDays: Int) -> String? {
-        switch dataDays {
-        case ..<2: nil
-        case 2...15: "99445"
-        default: "99454"
-        }
+        if dataDays >= fullSupplyMinimumDays { return "99454" }
+        return dataDays >= 2 ? "99445" : nil
     }
 
     /// RPM treatment-management codes for a calendar month.
