@@ -10,7 +10,7 @@ struct CommandLineTests {
     func run(_ env: TestEnvironment, _ arguments: [String]) async throws -> (code: Int32?, output: String) {
         let log = env.directory + "/cli-\(UUID().uuidString.prefix(6)).log"
         let p = try ChildProcess(path: try vitalsdBinary(), arguments: arguments + ["--config", env.configPath], logPath: log)
-        _ = await p.waitForExit(seconds: 30)
+        _ = await p.waitForExit(seconds: 120)
         return (p.exitCode, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 

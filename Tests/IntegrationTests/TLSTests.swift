@@ -49,7 +49,7 @@ struct TLSTests {
             host: host, port: port, clientID: "tls-\(UUID().uuidString.prefix(6))", topics: ["devices/+/readings"],
             minReconnectDelay: 0.2, maxReconnectDelay: 0.5, tls: MQTTTLSConfiguration(caFile: caFile))
         return try await MQTTSubscription.with(configuration: config, logger: logger) { sub in
-            _ = await eventually(5) { sub.status.subscribed || sub.status.lastError != nil }
+            _ = await eventually { sub.status.subscribed || sub.status.lastError != nil }
             return sub.status
         }
     }
