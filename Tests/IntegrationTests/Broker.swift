@@ -61,6 +61,14 @@ final class Broker: @unchecked Sendable {
         process = nil
     }
 
+    /// Kills the broker with SIGKILL (a crash: nothing is saved on the way out) and waits for it.
+    func kill() {
+        guard let p = process else { return }
+        p.signal(SIGKILL)
+        p.waitBlocking()
+        process = nil
+    }
+
     deinit {
         stop()
         try? FileManager.default.removeItem(atPath: directory)

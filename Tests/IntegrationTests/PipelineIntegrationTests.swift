@@ -115,6 +115,31 @@ struct PipelineIntegrationTests {
         try await daemon.stop()
     }
 
+    @Test("a broker killed with kill -9 keeps what it acknowledged for an offline daemon, but for the last save window")
+    func brokerCrashWindow() async throws {
+        let env = try TestEnvironment()
+        var daemon = try env.startDaemon()
+        try await daemon.waitUntilSubscribed()
+        try await daemon.stop()
+        let pub = try env.publisher()
+        defer { pub.close() }
+        let count = 500
+        let base = msAgo(86_400)
+        for i in 0..<count {
+            try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(100, at: base + Int64(i) * 1000))
+        }
+        try await pub.waitUntilDelivered()  // every reading acknowledged by the broker
+        env.broker.kill()
+        try env.broker.start()
+        daemon = try env.startDaemon()
+        // Config/mosquitto.conf saves after every 100 changes (autosave_on_changes, autosave_interval 100):
+        // at most 99 queued readings are lost. With "autosave_interval 30" all 500 were.
+        #expect(await eventually { ((try? env.statistics().readings) ?? 0) >= count - 99 })
+        let stored = try env.statistics().readings
+        #expect(stored >= count - 99 && stored <= count, "stored \(stored) of \(count)")
+        try await daemon.stop()
+    }
+
     @Test("the daemon reconnects and resubscribes when the broker restarts")
     func brokerRestart() async throws {
         let env = try TestEnvironment()
