@@ -95,6 +95,12 @@ public enum Daemon {
     /// - Parameter configPath: the file to read again on SIGHUP, if any.
     public static func run(_ config: VitalsConfiguration, configPath: String? = nil, logger: Logger) async throws {
         MosquittoLibrary.initialize()
+        // Before anything touches the broker: a second daemon on this database (the same
+        // configuration started twice) would take the first one's MQTT session again and again.
+        if let problem = databaseDirectoryProblem(config) { throw ConfigurationErrors(errors: [problem]) }
+        let lock = try DatabaseLock(databasePath: config.database.path)
+        defer { withExtendedLifetime(lock) {} }
+        if config.http.enabled { try HTTPEndpoints.checkPortFree(host: config.http.host, port: config.http.port) }
         let database = try openDatabase(config, backgroundCheckpoints: true)
         let checkpointer = try AppDatabase.walCheckpointer(
             path: config.database.path, synchronous: AppDatabase.Synchronous(rawValue: config.database.synchronous) ?? .full)

@@ -81,6 +81,9 @@ public final class IngestService: Service, Sendable {
     /// What has been ingested since start.
     public var counters: IngestCounters { state.counters }
 
+    /// The MQTT client id (`mqtt.client_id`), for operators' messages.
+    public var mqttClientID: String { mqtt.clientID }
+
     /// The broker connection state, or a disconnected state before the first connect.
     public var connectionStatus: MQTTConnectionStatus { state.subscription?.status ?? MQTTConnectionStatus() }
 
