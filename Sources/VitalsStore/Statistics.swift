@@ -96,6 +96,34 @@ extension AppDatabase {
         }
     }
 
+    /// A dead letter's stored payload with the size and SHA-256 of the message as received: for a
+    /// payload over `ingest.max_payload_bytes` only the first 4,096 bytes are stored
+    /// (``bytes`` is then shorter than ``size``).
+    public struct StoredPayload: Sendable, Hashable {
+        /// The bytes kept.
+        public var bytes: Data
+        /// The size of the payload as received, in bytes.
+        public var size: Int
+        /// SHA-256 of the payload as received; nil for rows older than payload deduplication.
+        public var sha256: Data?
+        /// True when only a prefix was kept.
+        public var isTruncated: Bool { bytes.count < size }
+    }
+
+    /// The stored payload of a dead letter, or nil when there is no such dead letter.
+    public func storedDeadLetterPayload(id: Int64) throws -> StoredPayload? {
+        try writer.read { db in
+            try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT coalesce(p.payload, d.payload) AS bytes, d.payload_bytes AS size, p.sha256 AS sha256
+                    FROM dead_letters d LEFT JOIN dead_letter_payloads p ON p.id = d.payload_id WHERE d.id = ?
+                    """,
+                arguments: [id]
+            ).map { StoredPayload(bytes: $0["bytes"] ?? Data(), size: $0["size"], sha256: $0["sha256"]) }
+        }
+    }
+
     /// A patient's readings, oldest first (measurement time).
     public func readings(patientID: String, limit: Int = 1000) throws -> [(type: String, canonicalValue: Double, unit: String, measuredAt: Date)] {
         try writer.read { db in

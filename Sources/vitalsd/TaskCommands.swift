@@ -158,14 +158,20 @@ struct DeadLetterCommand: ParsableCommand {
     }
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Write a dead letter's raw payload to standard output.")
+        static let configuration = CommandConfiguration(
+            abstract: "Write a dead letter's raw payload to standard output (of a too_large payload, its first 4096 bytes).")
         @OptionGroup var options: GlobalOptions
         @Argument var id: Int64
 
         func run() throws {
             let (_, db) = try options.database()
-            guard let payload = try db.deadLetterPayload(id: id) else { throw ValidationError("dead letter \(id) does not exist") }
-            FileHandle.standardOutput.write(payload)
+            guard let payload = try db.storedDeadLetterPayload(id: id) else { throw ValidationError("dead letter \(id) does not exist") }
+            FileHandle.standardOutput.write(payload.bytes)
+            if payload.isTruncated {
+                let hash = payload.sha256.map { " sha256 " + $0.map { String(format: "%02x", $0) }.joined() } ?? ""
+                FileHandle.standardError.write(Data(
+                    "dead letter \(id): only the first \(payload.bytes.count) of \(payload.size) bytes are kept;\(hash)\n".utf8))
+            }
         }
     }
 }
