@@ -29,7 +29,11 @@ public enum HTTPEndpoints {
             problems.append(
                 "MQTT session taken over \(status.sessionTakeovers) times by another client with client id '\(ingest.mqttClientID)' (mqtt.client_id): is a second vitalsd using it?")
         }
-        if let waiting = ingest.storeWaiting, waiting > .seconds(5) {
+        if let failure = ingest.storeFailure {
+            // Say why, first: a full disk is not a slow commit.
+            let waited = ingest.storeWaiting.map { " (a batch has waited \($0.components.seconds) s; nothing of it is acknowledged)" } ?? ""
+            problems.append("cannot commit to the database: \(failure)\(waited)")
+        } else if let waiting = ingest.storeWaiting, waiting > .seconds(5) {
             problems.append("a commit has waited \(waiting.components.seconds) s for the database")
         }
         if let reason = AppDatabase.writeProbe(path: databasePath) {

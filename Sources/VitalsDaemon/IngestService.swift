@@ -91,6 +91,10 @@ public final class IngestService: Service, Sendable {
     /// Long waits mean the database is locked or failing.
     public var storeWaiting: Duration? { state.storeWaiting }
 
+    /// Why the last attempt to commit the waiting batch failed (``AppDatabase/describeWriteFailure(_:)``),
+    /// or nil when no batch is waiting or none of its attempts failed yet.
+    public var storeFailure: String? { state.storeFailure }
+
     /// True when the MQTT loop thread turned within `interval` (false before it starts).
     public func loopIsAlive(within interval: Duration) -> Bool {
         guard let turn = state.subscription?.lastLoopTurn else { return false }
@@ -139,6 +143,7 @@ public final class IngestService: Service, Sendable {
             do {
                 return try await database.ingest(messages, pipeline: pipeline)
             } catch {
+                state.storeFailed(AppDatabase.describeWriteFailure(error))
                 logger.error(
                     "could not store batch; nothing acknowledged",
                     metadata: ["ingest.batch_size": "\(messages.count)", "ingest.attempt": "\(attempt)",
@@ -198,12 +203,20 @@ import Synchronization
 
 /// Shared mutable state of the service, behind a lock.
 private final class StateBox: Sendable {
-    private let storage = Mutex<(counters: IngestCounters, subscription: MQTTSubscription?, storeSince: ContinuousClock.Instant?)>(
-        (IngestCounters(), nil, nil))
+    private let storage = Mutex<(
+        counters: IngestCounters, subscription: MQTTSubscription?, storeSince: ContinuousClock.Instant?, storeFailure: String?
+    )>((IngestCounters(), nil, nil, nil))
 
     func storeStarted() { storage.withLock { $0.storeSince = .now } }
-    func storeFinished() { storage.withLock { $0.storeSince = nil } }
+    func storeFinished() {
+        storage.withLock {
+            $0.storeSince = nil
+            $0.storeFailure = nil
+        }
+    }
+    func storeFailed(_ reason: String) { storage.withLock { $0.storeFailure = reason } }
     var storeWaiting: Duration? { storage.withLock { $0.storeSince.map { .now - $0 } } }
+    var storeFailure: String? { storage.withLock { $0.storeSince == nil ? nil : $0.storeFailure } }
 
     var counters: IngestCounters { storage.withLock { $0.counters } }
 

@@ -497,6 +497,21 @@ public func dateFromEpochMilliseconds(_ ms: Int64) -> Date {
 }
 
 extension AppDatabase {
+    /// What a failed write means for an operator, from SQLite's result code: a full disk
+    /// (`SQLITE_FULL`), a lock held by another connection (`SQLITE_BUSY`), a read-only file
+    /// (`SQLITE_READONLY`), an I/O error (`SQLITE_IOERR`); otherwise the error itself.
+    public static func describeWriteFailure(_ error: any Error) -> String {
+        guard let e = error as? DatabaseError else { return "\(error)" }
+        switch e.resultCode {
+        case .SQLITE_FULL: return "the disk holding the database is full (SQLITE_FULL): free space on its file system"
+        case .SQLITE_BUSY: return "another connection holds the database's write lock (SQLITE_BUSY)"
+        case .SQLITE_READONLY:
+            return "the database cannot be written (SQLITE_READONLY): check the owner and mode of the file, its -wal and -shm files and their directory"
+        case .SQLITE_IOERR: return "the disk reported an I/O error (SQLITE_IOERR): \(e.message ?? "no detail")"
+        default: return "\(error)"
+        }
+    }
+
     /// Whether a write transaction can start on the database file within `timeout` seconds, for
     /// readiness checks: opens a separate short-lived connection and runs `BEGIN IMMEDIATE; ROLLBACK`.
     /// - Returns: nil when writable, otherwise the reason (locked, read-only, missing).

@@ -23,8 +23,9 @@ final class TestEnvironment: @unchecked Sendable {
     /// - Parameters:
     ///   - mqttExtra: more YAML lines for the `mqtt` section (indented by 2), e.g. subscriptions.
     ///   - extraYAML: more top-level sections for the configuration file.
+    ///   - databasePath: the database file; default `vitalsd.sqlite` in the broker's directory.
     init(clientID: String = "vitalsd-test-\(UUID().uuidString.prefix(8))", logLevel: String = "warning",
-         logFormat: String = "text", mqttExtra: String = "", extraYAML: String = "") throws {
+         logFormat: String = "text", mqttExtra: String = "", extraYAML: String = "", databasePath: String? = nil) throws {
         broker = try Broker()
         directory = broker.directory
         httpPort = try Broker.freePort()
@@ -36,7 +37,7 @@ final class TestEnvironment: @unchecked Sendable {
               reconnect_max_seconds: 1
             \(mqttExtra)
             database:
-              path: \(directory)/vitalsd.sqlite
+              path: \(databasePath ?? directory + "/vitalsd.sqlite")
             log:
               level: \(logLevel)
               format: \(logFormat)
