@@ -111,11 +111,7 @@ public final class IngestService: Service, Sendable {
                 let receivedAt = Date()
                 let (pipeline, routes) = rules.withLock { $0 }
                 let messages = batch.messages.map { m in
-                    let match = SubscriptionRoute.match(m.topic, in: routes)
-                    return IncomingMessage(
-                        topic: m.topic, deviceID: match?.deviceID, payload: m.payload, receivedAt: receivedAt,
-                        format: match?.route.format ?? .canonical, deviceField: match?.route.deviceField,
-                        timeZone: match?.route.timeZone, matchedSubscription: match != nil)
+                    IncomingMessage(topic: m.topic, payload: m.payload, receivedAt: receivedAt, routes: routes)
                 }
                 state.storeStarted()
                 guard let summary = try await store(messages, pipeline: pipeline) else {

@@ -482,6 +482,15 @@ extension AppDatabase {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v7 dead-letter replays") { db in
+            // `vitalsd dead-letters replay`: when a dead letter's message was ingested again and no
+            // longer failed for its reason, and what that replay did. New columns only.
+            try db.execute(sql: """
+                ALTER TABLE dead_letters ADD COLUMN replayed_at INTEGER;
+                ALTER TABLE dead_letters ADD COLUMN replay_result TEXT;
+                CREATE INDEX dead_letters_not_replayed ON dead_letters(reason, received_at) WHERE replayed_at IS NULL;
+                """)
+        }
         return migrator
     }
 }

@@ -41,6 +41,10 @@ public struct DeadLetter: Sendable, Hashable, Codable {
     public var detail: String
     public var readingIndex: Int?
     public var payloadBytes: Int
+    /// When `dead-letters replay` ingested its message again and its reason did not come back.
+    public var replayedAt: Date?
+    /// What that replay did, e.g. "stored 1, duplicates 0".
+    public var replayResult: String?
 }
 
 extension AppDatabase {
@@ -71,14 +75,15 @@ extension AppDatabase {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT id, received_at, topic, device_id, reason, detail, reading_index, payload_bytes
+                    SELECT id, received_at, topic, device_id, reason, detail, reading_index, payload_bytes, replayed_at, replay_result
                     FROM dead_letters WHERE ?1 IS NULL OR reason = ?1 ORDER BY id DESC LIMIT ?2
                     """,
                 arguments: [reason, limit]
             ).map { r in
                 DeadLetter(id: r["id"], receivedAt: dateFromEpochMilliseconds(r["received_at"]), topic: r["topic"],
                            deviceID: r["device_id"], reason: r["reason"], detail: r["detail"],
-                           readingIndex: r["reading_index"], payloadBytes: r["payload_bytes"])
+                           readingIndex: r["reading_index"], payloadBytes: r["payload_bytes"],
+                           replayedAt: (r["replayed_at"] as Int64?).map(dateFromEpochMilliseconds), replayResult: r["replay_result"])
             }
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MQTTClient
+import VitalsConfig
 import VitalsDaemon
 import VitalsDomain
 import VitalsStore
@@ -131,7 +132,7 @@ struct Stats: ParsableCommand {
 struct DeadLetterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dead-letters", abstract: "Messages that could not become readings, with their reasons.",
-        subcommands: [List.self, Show.self])
+        subcommands: [List.self, Show.self, Replay.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List dead letters, newest first.")
@@ -149,10 +150,10 @@ struct DeadLetterCommand: ParsableCommand {
         func run() throws {
             let (_, db) = try options.database()
             let letters = try db.deadLetters(reason: reason, limit: limit)
-            try emit(format, json: letters, header: ["id", "received_at", "reason", "device_id", "topic", "bytes", "detail"],
+            try emit(format, json: letters, header: ["id", "received_at", "reason", "device_id", "topic", "bytes", "replayed_at", "detail"],
                      rows: letters.map { d in
                          [String(d.id), iso(d.receivedAt), d.reason, d.deviceID ?? "", d.topic, String(d.payloadBytes),
-                          d.detail + (d.readingIndex.map { " (reading \($0))" } ?? "")]
+                          iso(d.replayedAt), d.detail + (d.readingIndex.map { " (reading \($0))" } ?? "")]
                      })
         }
     }
@@ -174,6 +175,52 @@ struct DeadLetterCommand: ParsableCommand {
             }
         }
     }
+}
+
+extension DeadLetterCommand {
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ingest dead letters again through the normal path, e.g. after their device was enrolled; idempotent.",
+            discussion: """
+                Each message is stored as if it arrived again with its original receive time (readings \
+                already stored are duplicates). A dead letter whose reason does not come back is marked \
+                replayed and never replayed again; one that fails again for the same reason waits for a \
+                later replay. Readings measured more than alerts.late_after_hours before the replay go to \
+                the late-data review task.
+                """)
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Only this reason, e.g. unknown_device.") var reason: String?
+        @Option(help: "Only dead letters received at or after this time (RFC 3339 or YYYY-MM-DD, UTC).") var since: String?
+        @Option(help: "Who replays, for the audit trail (default: the invoking user).") var by: String?
+
+        func validate() throws {
+            if let reason, DeadLetterReason(rawValue: reason) == nil {
+                throw ValidationError("--reason must be one of \(DeadLetterReason.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            if let since, parseSince(since) == nil { throw ValidationError("--since must be RFC 3339 or YYYY-MM-DD") }
+        }
+
+        func run() async throws {
+            let (config, db) = try options.database()
+            let s = try await db.replayDeadLetters(
+                reason: reason.flatMap(DeadLetterReason.init(rawValue:)), since: since.flatMap(parseSince),
+                routes: try config.mqtt.routes(), pipeline: Daemon.pipeline(config), actor: actor(by))
+            func counts(_ d: [String: Int]) -> String {
+                d.isEmpty ? "none" : d.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            }
+            print("replayed \(s.messages) messages (\(s.deadLetters) dead letters): \(s.readingsStored) readings stored, \(s.duplicates) already stored, \(s.tasksOpened) tasks opened")
+            print("resolved: \(s.resolved); still failing: \(counts(s.stillFailing)); new dead letters: \(counts(s.newDeadLetters))")
+            if s.payloadPurged + s.payloadTruncated > 0 {
+                print("not replayable: \(s.payloadPurged) with their payload purged, \(s.payloadTruncated) too_large (only a prefix kept)")
+            }
+        }
+    }
+}
+
+/// An instant from `--since`: RFC 3339, or a date (its start in UTC).
+func parseSince(_ text: String) -> Date? {
+    if let day = LocalDate(text) { return day.start(in: TimeZone(identifier: "UTC")!) }
+    return MeasurementTimePolicy.parseRFC3339(text)
 }
 
 struct ReplayCommand: AsyncParsableCommand {

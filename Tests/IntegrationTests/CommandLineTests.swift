@@ -7,11 +7,36 @@ import VitalsStore
 /// The admin commands, run as an operator would run them.
 @Suite("admin commands")
 struct CommandLineTests {
-    func run(_ env: TestEnvironment, _ arguments: [String]) async throws -> (code: Int32?, output: String) {
-        let log = env.directory + "/cli-\(UUID().uuidString.prefix(6)).log"
-        let p = try ChildProcess(path: try vitalsdBinary(), arguments: arguments + ["--config", env.configPath], logPath: log)
+    /// Runs `vitalsd ARGUMENTS --config …`.
+    /// - Returns: the exit code, standard error (`output`) and standard output.
+    func run(_ env: TestEnvironment, _ arguments: [String], environment: [String: String] = [:]) async throws
+        -> (code: Int32?, output: String, stdout: String)
+    {
+        let log = env.directory + "/cli-\(UUID().uuidString.prefix(6))"
+        let p = try ChildProcess(path: try vitalsdBinary(), arguments: arguments + ["--config", env.configPath], logPath: log + ".err",
+                                 outputPath: log + ".out", extraEnvironment: environment)
         _ = await p.waitForExit(seconds: 120)
-        return (p.exitCode, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        return (p.exitCode, (try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? "",
+                (try? String(contentsOfFile: log + ".out", encoding: .utf8)) ?? "")
+    }
+
+    @Test("dead-letters replay stores the readings of a device enrolled later, once")
+    func deadLetterReplay() async throws {
+        let env = try TestEnvironment()
+        let ms = msAgo(3_600)
+        _ = try env.database.ingestBlocking(
+            [IncomingMessage(topic: "devices/late1/readings", deviceID: "late1", payload: glucoseJSON(120, at: ms), receivedAt: Date())],
+            pipeline: IngestPipeline(thresholds: .clinicalDefaults))
+        try env.database.upsertDevice(Device(id: "late1", kind: .glucometer, patientID: "p1"), actor: "test")
+        let first = try await run(env, ["dead-letters", "replay", "--reason", "unknown_device", "--since", "2020-01-01", "--by", "ops.a"])
+        #expect(first.code == 0, "\(first.output)")
+        #expect(first.stdout.contains("replayed 1 messages (1 dead letters): 1 readings stored, 0 already stored, 0 tasks opened"), "\(first.stdout)")
+        #expect(first.stdout.contains("resolved: 1; still failing: none; new dead letters: none"))
+        let again = try await run(env, ["dead-letters", "replay"])
+        #expect(again.stdout.contains("replayed 0 messages (0 dead letters): 0 readings stored"), "\(again.stdout)")
+        #expect(try env.statistics().readings == 1)
+        let bad = try await run(env, ["dead-letters", "replay", "--since", "yesterday"])
+        #expect(bad.code != 0 && bad.output.contains("--since must be RFC 3339 or YYYY-MM-DD"))
     }
 
     @Test("a patient limit that would cross the program's other limit is refused")
