@@ -27,7 +27,8 @@ public struct AppDatabase: Sendable {
         case normal
     }
 
-    /// Opens (creating if needed) the database file at `path` as a WAL-mode pool.
+    /// Opens (creating if needed) the database file at `path` as a WAL-mode pool. A new file is
+    /// created with mode 0600 (``PrivateFile``).
     ///
     /// - Parameters:
     ///   - path: file path; its directory must exist.
@@ -36,7 +37,8 @@ public struct AppDatabase: Sendable {
     ///   - backgroundCheckpoints: true when the caller checkpoints the WAL itself with a
     ///     ``WALCheckpointer`` (the daemon); commits then never run a checkpoint. Default false:
     ///     SQLite checkpoints after a commit that leaves more than 1,000 pages in the WAL.
-    /// - Throws: GRDB `DatabaseError` when the file cannot be opened or fails `PRAGMA quick_check`.
+    /// - Throws: GRDB `DatabaseError` when the file cannot be opened or fails `PRAGMA quick_check`;
+    ///   ``PrivateFile/Failure`` when it cannot be created.
     public static func open(
         path: String, synchronous: Synchronous = .full, busyTimeout: Double = 10, backgroundCheckpoints: Bool = false
     ) throws -> AppDatabase {
@@ -55,6 +57,9 @@ public struct AppDatabase: Sendable {
                 try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
             }
         }
+        // The file holds PHI: 0600 whatever the umask, owned by the service's user (PrivateFile).
+        // SQLite gives its -wal and -shm files the database file's mode.
+        try PrivateFile.prepare(path)
         let pool = try DatabasePool(path: path, configuration: config)
         let result = try pool.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") }
         guard result == "ok" else {

@@ -22,12 +22,13 @@ public final class DatabaseLock: Sendable {
 
     /// Takes the lock, or fails at once when another process holds it.
     ///
-    /// The file is created with mode 0600 and holds the pid of the process that has the lock.
+    /// The file is created with mode 0600 (``PrivateFile``) and holds the pid of the process that has the lock.
     /// - Parameter databasePath: `database.path`; the lock file is this path with `.lock` appended.
     /// - Throws: ``Failure`` naming the lock file and, when readable, the pid that holds it.
     public init(databasePath: String) throws {
         path = databasePath + ".lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        try PrivateFile.prepare(path)
+        let fd = open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else {
             throw Failure(description: "database.path: cannot open the lock file \(path): \(String(cString: strerror(errno)))")
         }
