@@ -517,7 +517,8 @@ final class SubscriberLoop: @unchecked Sendable {
     private var tlsLog: [String] = []
 
     func didLog(level: Int32, _ text: String) {
-        if text.contains("host name verification failed") || text.contains("OpenSSL Error") {
+        if text.contains("host name verification failed") || text.contains("OpenSSL Error") || text.contains("Unable to load")
+            || text.contains("certificate/key are inconsistent") {
             tlsLog.append(text)
         }
     }
@@ -528,6 +529,20 @@ final class SubscriberLoop: @unchecked Sendable {
         guard let tls = configuration.tls, !tlsLog.isEmpty else { return nil }
         if tlsLog.contains(where: { $0.contains("host name verification failed") }) {
             return "TLS: the broker's certificate does not name the host '\(configuration.host)' (mqtt.host); connect by a name or address in its certificate"
+        }
+        // libmosquitto reads the files at the first connect: "Unable to load CA certificates",
+        // "Unable to load client certificate", "Unable to load client key file" (net_mosq.c).
+        if tlsLog.contains(where: { $0.contains("Unable to load CA certificates") }) {
+            return "TLS: the file in mqtt.tls_ca_file (\(tls.caFile)) holds no CA certificate OpenSSL can read (PEM X.509 certificates expected)"
+        }
+        if tlsLog.contains(where: { $0.contains("Unable to load client certificate") }) {
+            return "TLS: the file in mqtt.tls_cert_file (\(tls.certFile ?? "-")) holds no certificate OpenSSL can read (PEM X.509 expected)"
+        }
+        if tlsLog.contains(where: { $0.contains("Unable to load client key") }) {
+            return "TLS: the file in mqtt.tls_key_file (\(tls.keyFile ?? "-")) holds no private key OpenSSL can read"
+        }
+        if tlsLog.contains(where: { $0.contains("certificate/key are inconsistent") }) {
+            return "TLS: the key in mqtt.tls_key_file does not belong to the certificate in mqtt.tls_cert_file"
         }
         if tlsLog.contains(where: { $0.contains("certificate verify failed") }) {
             return "TLS: the broker's certificate is not signed by the CA in mqtt.tls_ca_file (\(tls.caFile)), or it has expired"

@@ -450,6 +450,8 @@ struct ConfigurationReader {
                             ("mqtt.tls_key_file", c.mqtt.tlsKeyFile)] {
             if let path, !FileManager.default.isReadableFile(atPath: path) {
                 errors.append(ConfigurationError(key: key, "file \(path) does not exist or is not readable"))
+            } else if let path, let problem = PEMFile.problem(path: path, key: key) {
+                errors.append(ConfigurationError(key: key, problem))
             }
         }
         check((c.mqtt.tlsCertFile == nil) == (c.mqtt.tlsKeyFile == nil), c.mqtt.tlsCertFile == nil ? "mqtt.tls_cert_file" : "mqtt.tls_key_file",
