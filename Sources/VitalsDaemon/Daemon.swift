@@ -89,12 +89,20 @@ public enum Daemon {
             metrics: metrics, routes: try config.mqtt.routes())
     }
 
+    /// Logs each of the configuration's warnings (key and problem; thresholds carry no PHI).
+    public static func logWarnings(_ config: VitalsConfiguration, logger: Logger) {
+        for w in config.warnings {
+            logger.warning("configuration warning", metadata: ["config.key": "\(w.key)", "config.problem": "\(w.message)"])
+        }
+    }
+
     /// Runs the daemon until SIGTERM or SIGINT, then shuts down within 10 s.
     ///
     /// - Throws: configuration, database or service errors; the process should then exit non-zero.
     /// - Parameter configPath: the file to read again on SIGHUP, if any.
     public static func run(_ config: VitalsConfiguration, configPath: String? = nil, logger: Logger) async throws {
         MosquittoLibrary.initialize()
+        logWarnings(config, logger: logger)
         // Before anything touches the broker: a second daemon on this database (the same
         // configuration started twice) would take the first one's MQTT session again and again.
         if let problem = databaseDirectoryProblem(config) { throw ConfigurationErrors(errors: [problem]) }

@@ -100,7 +100,8 @@ struct ConfigCommand: ParsableCommand {
                 FileHandle.standardError.write(Data((problems.joined(separator: "\n") + "\n").utf8))
                 throw ExitCode(2)
             }
-            print("configuration ok: \(options.config)")
+            for w in config.warnings { FileHandle.standardError.write(Data("warning: \(w.description)\n".utf8)) }
+            print("configuration ok: \(options.config)\(config.warnings.isEmpty ? "" : " (\(config.warnings.count) warnings)")")
         }
     }
 }

@@ -20,6 +20,15 @@ struct CommandLineTests {
                 (try? String(contentsOfFile: log + ".out", encoding: .utf8)) ?? "")
     }
 
+    @Test("config check prints a threshold whose unit is ambiguous as a warning, and passes")
+    func configWarning() async throws {
+        let env = try TestEnvironment(extraYAML: "thresholds:\n  defaults:\n    body_weight: {critical_high: 250}\n")
+        let r = try await run(env, ["config", "check"])
+        #expect(r.code == 0)
+        #expect(r.output.contains("warning: thresholds.defaults.body_weight.critical_high: 250 is read as 250 kg, but as [lb_av]"), "\(r.output)")
+        #expect(r.stdout.contains("configuration ok: \(env.configPath) (1 warnings)"))
+    }
+
     @Test("dead-letters replay stores the readings of a device enrolled later, once")
     func deadLetterReplay() async throws {
         let env = try TestEnvironment()
