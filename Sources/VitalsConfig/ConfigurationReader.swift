@@ -20,7 +20,7 @@ struct ConfigurationReader {
         "log": ["level", "format"],
         "http": ["enabled", "host", "port"],
         "adherence": ["no_data_days", "check_interval_seconds", "low_battery_percent"],
-        "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units"],
+        "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units", "max_entry_minutes"],
         "thresholds": ["defaults", "programs"],
         "alerts": ["late_after_hours", "realert_after_hours", "confirmation_window_minutes", "escalation_after_minutes",
                    "escalation_repeat_minutes", "check_interval_seconds", "rules", "programs"],
@@ -133,6 +133,7 @@ struct ConfigurationReader {
         int(values, "billing.setup_minimum_days") { config.billing.setupMinimumDays = $0 }
         optionalInt(values, "billing.max_99458_units") { config.billing.max99458Units = $0 }
         optionalInt(values, "billing.max_99439_units") { config.billing.max99439Units = $0 }
+        int(values, "billing.max_entry_minutes") { config.billing.maxEntryMinutes = $0 }
 
         if let thresholdsNode {
             config.thresholds = readThresholds(thresholdsNode)
@@ -532,6 +533,7 @@ struct ConfigurationReader {
         check((2...30).contains(c.billing.setupMinimumDays), "billing.setup_minimum_days", "must be between 2 and 30")
         check((c.billing.max99458Units ?? 0) >= 0, "billing.max_99458_units", "must not be negative")
         check((c.billing.max99439Units ?? 0) >= 0, "billing.max_99439_units", "must not be negative")
+        check((1...600).contains(c.billing.maxEntryMinutes), "billing.max_entry_minutes", "must be between 1 and 600")
         check(["text", "json"].contains(c.log.format), "log.format", "must be text or json")
         check(["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(c.log.level),
               "log.level", "must be one of trace, debug, info, notice, warning, error, critical")

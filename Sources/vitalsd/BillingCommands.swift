@@ -71,7 +71,7 @@ struct TimeCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Log minutes of RPM or CCM time for a patient.")
         @OptionGroup var options: GlobalOptions
         @Option var patient: String
-        @Option(help: "Whole minutes (1-600).") var minutes: Int
+        @Option(help: "Whole minutes of one piece of work (1 to billing.max_entry_minutes, default 120).") var minutes: Int
         @Option(help: "Who did the work.") var by: String
         @Option(help: "What was done.") var activity: String
         @Flag(help: "A real-time interactive communication with the patient or caregiver.") var interactive = false
@@ -86,14 +86,15 @@ struct TimeCommand: ParsableCommand {
         }
 
         func run() throws {
-            let (_, db) = try options.database()
+            let (config, db) = try options.database()
             guard let p = try db.patient(id: patient), let zone = TimeZone(identifier: p.timezone) else {
                 throw ValidationError("patient \(patient) is not enrolled")
             }
             let when = try parseInstant(at, zone: zone)
             let id = try db.logTime(NewTimeEntry(
                 patientID: patient, program: program, minutes: minutes, performedAt: when, performedBy: by,
-                activity: activity, modality: interactive ? modality : nil, taskID: task))
+                activity: activity, modality: interactive ? modality : nil, taskID: task,
+                maxMinutes: config.billing.maxEntryMinutes))
             print("time entry \(id): \(minutes) min \(program.rawValue) for \(patient)")
         }
     }
@@ -171,13 +172,17 @@ struct ReportCommand: ParsableCommand {
                         p.patientID, period.map { "\($0.period.number): \($0.period.start)..\($0.period.end)\($0.inProgress ? " (in progress)" : "")" } ?? "-",
                         period.map { String($0.dataDays) } ?? "", device, String(p.rpmMinutes), p.interactive ? "yes" : "no",
                         management, String(p.ccmMinutes), ccm, p.billingPractitioner,
-                    ])
+                    ] + (format == .csv ? [p.review.joined(separator: "; ")] : []))
                 }
             }
             try emit(format, json: report,
                      header: ["patient_id", "device_period", "data_days", "device_code", "rpm_minutes", "interactive",
-                              "management_codes", "ccm_minutes", "ccm_codes", "billing_practitioner"],
+                              "management_codes", "ccm_minutes", "ccm_codes", "billing_practitioner"] + (format == .csv ? ["review"] : []),
                      rows: rows)
+            if format == .table {
+                // Time entries that did not count, under the table: never billed in silence.
+                for p in report { for note in p.review { print("review \(p.patientID): \(note)") } }
+            }
         }
 
         func codesText(_ codes: CPTCodes) -> String {

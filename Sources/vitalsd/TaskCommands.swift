@@ -79,11 +79,11 @@ struct TaskCommand: ParsableCommand {
             if minutes == nil && (activity != nil || modality != nil) { throw ValidationError("--activity and --modality go with --minutes") }
         }
 
-        /// The time entry the options describe, if any.
-        var time: NewTimeEntry? {
+        /// The time entry the options describe, if any, with the configuration's per-entry limit.
+        func time(_ config: VitalsConfiguration) -> NewTimeEntry? {
             minutes.map {
                 NewTimeEntry(patientID: "", minutes: $0, performedBy: by, activity: activity ?? note ?? "task \(id)",
-                             modality: modality, taskID: id)
+                             modality: modality, taskID: id, maxMinutes: config.billing.maxEntryMinutes)
             }
         }
     }
@@ -93,8 +93,8 @@ struct TaskCommand: ParsableCommand {
         @OptionGroup var transition: Transition
 
         func run() throws {
-            let (_, db) = try transition.options.database()
-            let t = try db.acknowledgeTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time)
+            let (config, db) = try transition.options.database()
+            let t = try db.acknowledgeTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time(config))
             print("task #\(t.id) acknowledged by \(transition.by)")
         }
     }
@@ -104,8 +104,8 @@ struct TaskCommand: ParsableCommand {
         @OptionGroup var transition: Transition
 
         func run() throws {
-            let (_, db) = try transition.options.database()
-            let t = try db.resolveTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time)
+            let (config, db) = try transition.options.database()
+            let t = try db.resolveTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time(config))
             print("task #\(t.id) resolved by \(transition.by)")
         }
     }
