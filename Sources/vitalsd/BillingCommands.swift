@@ -239,7 +239,49 @@ struct ReportCommand: ParsableCommand {
 
 struct ReadingCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "reading", abstract: "Readings entered by hand.", subcommands: [Add.self])
+        commandName: "reading", abstract: "A patient's readings; readings entered by hand.", subcommands: [List.self, Add.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A patient's readings, newest first, with measurement times in the patient's time zone.")
+        @OptionGroup var options: GlobalOptions
+        @Option var patient: String
+        @Option(help: "Only readings measured at or after this time: RFC 3339, or YYYY-MM-DD (midnight in the patient's time zone).")
+        var since: String?
+        @Option(help: "Only this vital type: \(VitalType.allCases.map(\.rawValue).joined(separator: ", ")).") var type: VitalType?
+        @Option(help: "At most this many readings.") var limit: Int = 100
+        @Option var format: OutputFormat = .table
+
+        func validate() throws {
+            if limit < 1 { throw ValidationError("--limit must be at least 1") }
+        }
+
+        func run() throws {
+            let (_, db) = try options.database()
+            guard let p = try db.patient(id: patient), let zone = TimeZone(identifier: p.timezone) else {
+                throw ValidationError("patient \(patient) is not enrolled")
+            }
+            var start: Date?
+            if let since {
+                if let day = LocalDate(since) {
+                    start = day.start(in: zone)
+                } else if let instant = MeasurementTimePolicy.parseRFC3339(since) {
+                    start = instant
+                } else {
+                    throw ValidationError("--since must be RFC 3339 or YYYY-MM-DD")
+                }
+            }
+            let rows = try db.readingRows(patientID: patient, since: start, type: type, limit: limit)
+            let local = Date.ISO8601FormatStyle(timeZoneSeparator: .colon, timeZone: zone)
+            try emit(format, json: rows,
+                     header: ["measured_at (\(zone.identifier))", "type", "value", "unit", "canonical", "device_id", "source", "flags"],
+                     rows: rows.map { r in
+                         [r.measuredAt.formatted(local), r.type, Observation.format(r.value), r.unit,
+                          "\(Observation.format(r.canonicalValue)) \(r.canonicalUnit)", r.deviceID, r.source,
+                          (r.flags + (r.timeSource == "device" ? [] : ["time:\(r.timeSource)"])).joined(separator: ",")]
+                     })
+        }
+    }
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -30,11 +30,13 @@ func printCSV(_ header: [String], _ rows: [[String]]) {
     for row in rows { print(CSVText.line(row)) }
 }
 
-/// Prints a value as pretty JSON with sorted keys and ISO 8601 dates.
+/// Prints a value as pretty JSON with sorted keys, snake_case keys (`patient_id`, `received_at`:
+/// one style in every command's JSON, as in the task events) and ISO 8601 dates.
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601
+    encoder.keyEncodingStrategy = .convertToSnakeCase
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 

@@ -11,24 +11,105 @@ struct TaskCommand: ParsableCommand {
         commandName: "task", abstract: "The care manager's task queue.",
         subcommands: [List.self, Show.self, Ack.self, Resolve.self])
 
+    /// Which tasks `task list` shows.
+    enum StatusFilter: String, ExpressibleByArgument, CaseIterable {
+        case unresolved, open, acknowledged, resolved, all
+
+        func admits(_ status: TaskStatus) -> Bool {
+            switch self {
+            case .unresolved: status != .resolved
+            case .all: true
+            default: status.rawValue == rawValue
+            }
+        }
+    }
+
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List tasks: unresolved first, critical before warning, oldest first.")
+            abstract: "List tasks: unresolved by default, critical before warning, oldest first.",
+            discussion: "The table fits 120 columns: long patient ids and reasons are cut with …; task show ID or --format json|csv give them whole.")
         @OptionGroup var options: GlobalOptions
-        @Option(help: "open, acknowledged or resolved.") var status: TaskStatus?
+        @Option(help: "unresolved (open and acknowledged; the default), open, acknowledged, resolved or all.")
+        var status: StatusFilter = .unresolved
         @Option var patient: String?
+        @Option(help: "Only tasks opened or changed at or after this time (RFC 3339, or YYYY-MM-DD in UTC).") var since: String?
+        @Option(help: "At most this many tasks.") var limit: Int = 100
         @Option var format: OutputFormat = .table
+
+        func validate() throws {
+            if let since, parseSince(since) == nil { throw ValidationError("--since must be RFC 3339 or YYYY-MM-DD") }
+            if limit < 1 { throw ValidationError("--limit must be at least 1") }
+        }
 
         func run() throws {
             let (_, db) = try options.database()
-            let tasks = try db.tasks(status: status, patientID: patient)
-            try emit(format, json: tasks,
-                     header: ["id", "priority", "status", "patient_id", "vital", "direction", "occurrences", "opened_at", "reason"],
-                     rows: tasks.map { t in
-                         [String(t.id), t.priority.rawValue, t.status.rawValue, t.patientID, t.vital, t.direction.rawValue,
-                          String(t.occurrences), iso(t.openedAt), t.reason]
-                     })
+            let start = since.flatMap(parseSince)
+            let tasks = Array(try db.tasks(patientID: patient).filter { t in
+                status.admits(t.status) && (start.map { t.updatedAt >= $0 } ?? true)
+            }.prefix(limit))
+            switch format {
+            case .json: try printJSON(tasks.map(TaskRow.init))
+            case .csv:
+                printCSV(["id", "priority", "status", "patient_id", "kind", "condition", "direction", "occurrences", "opened_at", "reason"],
+                         tasks.map { t in
+                             [String(t.id), t.priority.rawValue, t.status.rawValue, t.patientID, t.kind.rawValue, t.vital,
+                              t.shownDirection ?? "", String(t.occurrences), iso(t.openedAt), t.reason]
+                         })
+            case .table: print(Self.table(tasks).joined(separator: "\n"))
+            }
         }
+
+        /// The task table, every line at most `width` columns: id, priority, status, patient,
+        /// condition (with its direction only where it has one), occurrences, opened (UTC) and reason,
+        /// the patient id cut at 14 and the reason at what the line leaves.
+        static func table(_ tasks: [CareTask], width: Int = 120) -> [String] {
+            func cut(_ s: String, _ n: Int) -> String { s.count <= n ? s : String(s.prefix(max(0, n - 1))) + "…" }
+            let header = ["id", "priority", "status", "patient_id", "condition", "n", "opened (UTC)", "reason"]
+            let rows = tasks.map { t -> [String] in
+                [String(t.id), t.priority.rawValue, t.status.rawValue, cut(t.patientID, 14),
+                 cut(t.vital + (t.shownDirection.map { " " + $0 } ?? ""), 22), String(t.occurrences),
+                 shortUTC(t.openedAt), t.reason]
+            }
+            var widths = header.map(\.count)
+            for row in rows { for i in 0..<(row.count - 1) { widths[i] = max(widths[i], row[i].count) } }
+            let fixed = widths.dropLast().reduce(0, +) + 2 * (widths.count - 1)
+            func line(_ cells: [String]) -> String {
+                var text = ""
+                for (i, c) in cells.enumerated() {
+                    if i == cells.count - 1 {
+                        text += cut(c, max(8, width - fixed))
+                    } else {
+                        text += c.padding(toLength: widths[i], withPad: " ", startingAt: 0) + "  "
+                    }
+                }
+                return text
+            }
+            return [line(header)] + rows.map(line)
+        }
+
+        /// `2026-11-28 13:10`, in UTC.
+        static func shortUTC(_ date: Date) -> String {
+            var style = Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!)
+            style = style.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false)
+            return String(date.formatted(style).prefix(16)).replacingOccurrences(of: "T", with: " ")
+        }
+    }
+
+    /// A task as `task list --format json` prints it: the task's own fields, its direction only where
+    /// it has one (`null` for late-data, days-of-data, no-data and device tasks).
+    struct TaskRow: Encodable {
+        let task: CareTask
+        init(_ task: CareTask) { self.task = task }
+
+        func encode(to encoder: any Encoder) throws {
+            try task.encode(to: encoder)
+            if task.shownDirection == nil {
+                var c = encoder.container(keyedBy: DirectionKey.self)
+                try c.encodeNil(forKey: .direction)
+            }
+        }
+
+        enum DirectionKey: String, CodingKey { case direction }
     }
 
     struct Show: ParsableCommand {
@@ -41,13 +122,13 @@ struct TaskCommand: ParsableCommand {
             let (_, db) = try options.database()
             guard let (t, events) = try db.task(id: id) else { throw ValidationError("task \(id) does not exist") }
             if format == .json {
-                struct Shown: Encodable { var task: CareTask; var events: [TaskEvent] }
-                try printJSON(Shown(task: t, events: events))
+                struct Shown: Encodable { var task: TaskRow; var events: [TaskEvent] }
+                try printJSON(Shown(task: TaskRow(t), events: events))
                 return
             }
             print("task #\(t.id)  \(t.priority.rawValue)  \(t.status.rawValue)")
             print("patient:      \(t.patientID)")
-            print("condition:    \(t.vital) \(t.direction.rawValue)")
+            print("condition:    \(t.vital)\(t.shownDirection.map { " " + $0 } ?? "") (\(t.kind.rawValue))")
             print("reason:       \(t.reason)")
             print("occurrences:  \(t.occurrences)")
             if let first = t.firstReadingID, let last = t.lastReadingID { print("readings:     first #\(first), last #\(last)") }
@@ -109,6 +190,12 @@ struct TaskCommand: ParsableCommand {
             print("task #\(t.id) resolved by \(transition.by)")
         }
     }
+}
+
+extension CareTask {
+    /// The direction as the CLI shows it: a threshold or trend task's `high`/`low`; nil for late-data,
+    /// days-of-data, no-data and device tasks, whose stored direction means nothing.
+    var shownDirection: String? { kind == .threshold || kind == .trend ? direction.rawValue : nil }
 }
 
 struct Stats: ParsableCommand {
