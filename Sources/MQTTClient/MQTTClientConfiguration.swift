@@ -17,6 +17,11 @@ public struct MQTTClientConfiguration: Sendable, Hashable {
     public var minReconnectDelay: Double
     /// Reconnect delay cap, in seconds.
     public var maxReconnectDelay: Double
+    /// The cap of the delay before reconnecting after the session was taken over by another client
+    /// with the same client id, in seconds: twice ``maxReconnectDelay`` (60 s by default). Two
+    /// clients with one id then knock each other off at most about once per this interval instead
+    /// of thousands of times a second.
+    public var takeoverBackoffMax: Double { 2 * maxReconnectDelay }
     /// Optional user name; the password comes with it.
     public var username: String?
     /// Optional password, never logged.
@@ -95,6 +100,13 @@ public struct MQTTConnectionStatus: Sendable, Hashable {
     public var reconnects = 0
     /// The last connection problem, for operators (no payload data).
     public var lastError: String?
+    /// Connections the broker closed while it stayed reachable, the next attempt being accepted at
+    /// once: the mark of another client connecting with the same client id (MQTT 3.1.1 §3.1.4: the
+    /// broker disconnects the existing client). Counted since start.
+    public var sessionTakeovers = 0
+    /// True after 3 takeovers in a row, until a connection has stayed up for twice the takeover
+    /// back-off cap: another client keeps taking this client id's session.
+    public var sessionTakenOver = false
 
     public init() {}
 }

@@ -92,6 +92,13 @@ final class SubscriberLoop: @unchecked Sendable {
     var lastSubscribeTopics: [String] = []
     private let desiredTopics: Mutex<[String]>
     var connections = 0
+    /// Takeover detection (loop thread): when the current connection was accepted, whether the last
+    /// accepted connection was closed by the broker with no failed attempt since, takeovers in a row,
+    /// and when the last takeover warning was logged (uptime nanoseconds).
+    var connectedSince: UInt64 = 0
+    var lostWhileConnected = false
+    var consecutiveTakeovers = 0
+    var lastTakeoverLog: UInt64?
 
     let status = Mutex(MQTTConnectionStatus())
     let heartbeat = Atomic<UInt64>(DispatchTime.now().uptimeNanoseconds)
@@ -206,6 +213,7 @@ final class SubscriberLoop: @unchecked Sendable {
                         || rc == MOSQ_ERR_EAI.rawValue
                 }
                 if var error = MosquittoLibrary.check(rc, "connect to \(configuration.host):\(configuration.port)") {
+                    lostWhileConnected = false  // the broker is unreachable: not a takeover
                     if let tls = tlsProblem() { error.message = tls }
                     status.withLock { $0.lastError = error.message }
                     logger.warning(
@@ -232,11 +240,18 @@ final class SubscriberLoop: @unchecked Sendable {
                 if accepted && desired != subscribedTopics { changeSubscriptions(to: desired) }
                 _ = mosquitto_loop_misc(mosq)
                 flushWrites()
+                if accepted { clearTakeoverIfStable() }
             }
             if mosquitto_socket(mosq) < 0 {
                 markDisconnected()
                 if accepted {
                     delay = configuration.minReconnectDelay
+                    lostWhileConnected = !isStopping
+                    clearTakeoverIfStable()
+                    if consecutiveTakeovers > 0 {
+                        // Another client took the session: wait before taking it back, doubling.
+                        sleepInterruptibly(seconds: takeoverBackoff)
+                    }
                 } else {
                     sleepInterruptibly(seconds: delay)
                     delay = min(delay * 2, configuration.maxReconnectDelay)
@@ -254,7 +269,7 @@ final class SubscriberLoop: @unchecked Sendable {
             if rc != MOSQ_ERR_SUCCESS.rawValue {
                 let message = tlsProblem() ?? "connection lost: \(MosquittoLibrary.describe(rc))"
                 if !isStopping {
-                    logger.warning("broker connection lost", metadata: ["mqtt.error": "\(message)"])
+                    logger.log(level: connectionLogLevel(.warning), "broker connection lost", metadata: ["mqtt.error": "\(message)"])
                 }
                 status.withLock { $0.lastError = message }
                 return
@@ -318,9 +333,63 @@ final class SubscriberLoop: @unchecked Sendable {
         while read(wakeRead, &buffer, buffer.count) > 0 {}
     }
 
+    /// Waits `seconds` or until woken (stop, new topics); the heartbeat keeps turning every second,
+    /// since a deliberate wait is not a stalled loop.
     private func sleepInterruptibly(seconds: Double) {
-        var fd = pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)
-        _ = poll(&fd, 1, Int32(seconds * 1000))
+        let deadline = DispatchTime.now().uptimeNanoseconds &+ UInt64(max(0, seconds) * 1e9)
+        while true {
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now < deadline else { return }
+            heartbeat.store(now, ordering: .relaxed)
+            var fd = pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)
+            if poll(&fd, 1, Int32(min(1000, (deadline - now) / 1_000_000 + 1))) > 0 { return }
+        }
+    }
+
+    /// The wait before reconnecting after `consecutiveTakeovers` takeovers in a row: the minimum
+    /// reconnect delay doubled each time, capped at ``MQTTClientConfiguration/takeoverBackoffMax``.
+    private var takeoverBackoff: Double {
+        min(configuration.minReconnectDelay * pow(2, Double(min(consecutiveTakeovers, 30))), configuration.takeoverBackoffMax)
+    }
+
+    /// Ends a takeover episode once a connection has stayed up for twice the back-off cap.
+    private func clearTakeoverIfStable() {
+        guard consecutiveTakeovers > 0 else { return }
+        let up = Double(DispatchTime.now().uptimeNanoseconds &- connectedSince) / 1e9
+        guard up >= 2 * configuration.takeoverBackoffMax else { return }
+        if status.withLock({ $0.sessionTakenOver }) {
+            logger.notice("MQTT session held again", metadata: ["mqtt.client_id": "\(configuration.clientID)"])
+        }
+        consecutiveTakeovers = 0
+        lastTakeoverLog = nil
+        status.withLock { $0.sessionTakenOver = false }
+    }
+
+    /// Counts a takeover: the last connection was closed by a reachable broker (MQTT 3.1.1 §3.1.4
+    /// step 2: a new connection with the same client id closes the existing one). Warns at most once
+    /// a minute while it goes on; the per-connection lines are debug meanwhile.
+    private func recordTakeover() {
+        consecutiveTakeovers += 1
+        let flagged = consecutiveTakeovers >= 3
+        let total = status.withLock { s -> Int in
+            s.sessionTakeovers += 1
+            s.sessionTakenOver = s.sessionTakenOver || flagged
+            return s.sessionTakeovers
+        }
+        guard flagged else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        if let last = lastTakeoverLog, now &- last < 60_000_000_000 { return }
+        lastTakeoverLog = now
+        logger.warning(
+            "MQTT session taken over: another client connects with this client id and the broker closes this connection; is a second vitalsd using the same mqtt.client_id?",
+            metadata: ["mqtt.client_id": "\(configuration.clientID)", "mqtt.takeovers": "\(total)",
+                       "mqtt.takeovers_in_a_row": "\(consecutiveTakeovers)", "mqtt.retry_in_s": "\(takeoverBackoff)"])
+    }
+
+    /// The level of a per-connection log line: debug while the session is being taken over, so that
+    /// two clients fighting over one id do not flood the log (one warning a minute says it).
+    private func connectionLogLevel(_ level: Logger.Level) -> Logger.Level {
+        consecutiveTakeovers >= 3 ? .debug : level
     }
 
     private func markDisconnected() {
@@ -360,6 +429,7 @@ final class SubscriberLoop: @unchecked Sendable {
         guard mosq != nil else { return }
         guard rc == 0 else {
             let text = String(cString: mosquitto_connack_string(rc))
+            lostWhileConnected = false
             status.withLock { $0.lastError = "broker refused connection: \(text)" }
             // 4 and 5 are bad credentials and not authorised: retrying alone will not fix them.
             logger.error(
@@ -369,13 +439,18 @@ final class SubscriberLoop: @unchecked Sendable {
         }
         accepted = true
         connections += 1
+        connectedSince = DispatchTime.now().uptimeNanoseconds
+        if lostWhileConnected {
+            lostWhileConnected = false
+            recordTakeover()
+        }
         status.withLock { [connections] s in
             s.connected = true
             s.subscribed = false
             s.reconnects = connections - 1
         }
-        logger.info(
-            "connected to broker",
+        logger.log(
+            level: connectionLogLevel(.info), "connected to broker",
             metadata: ["mqtt.host": "\(configuration.host)", "mqtt.port": "\(configuration.port)",
                        "mqtt.client_id": "\(configuration.clientID)"])
         // Always subscribe, whatever session_present says: the configured list is the truth (F4).
@@ -430,7 +505,7 @@ final class SubscriberLoop: @unchecked Sendable {
         }
         status.withLock { $0.subscribed = refused.isEmpty }
         if refused.isEmpty {
-            logger.info("subscribed", metadata: ["mqtt.topic_filters": "\(lastSubscribeTopics.joined(separator: ","))"])
+            logger.log(level: connectionLogLevel(.info), "subscribed", metadata: ["mqtt.topic_filters": "\(lastSubscribeTopics.joined(separator: ","))"])
         }
     }
 
@@ -442,7 +517,8 @@ final class SubscriberLoop: @unchecked Sendable {
     private var tlsLog: [String] = []
 
     func didLog(level: Int32, _ text: String) {
-        if text.contains("host name verification failed") || text.contains("OpenSSL Error") {
+        if text.contains("host name verification failed") || text.contains("OpenSSL Error") || text.contains("Unable to load")
+            || text.contains("certificate/key are inconsistent") {
             tlsLog.append(text)
         }
     }
@@ -453,6 +529,20 @@ final class SubscriberLoop: @unchecked Sendable {
         guard let tls = configuration.tls, !tlsLog.isEmpty else { return nil }
         if tlsLog.contains(where: { $0.contains("host name verification failed") }) {
             return "TLS: the broker's certificate does not name the host '\(configuration.host)' (mqtt.host); connect by a name or address in its certificate"
+        }
+        // libmosquitto reads the files at the first connect: "Unable to load CA certificates",
+        // "Unable to load client certificate", "Unable to load client key file" (net_mosq.c).
+        if tlsLog.contains(where: { $0.contains("Unable to load CA certificates") }) {
+            return "TLS: the file in mqtt.tls_ca_file (\(tls.caFile)) holds no CA certificate OpenSSL can read (PEM X.509 certificates expected)"
+        }
+        if tlsLog.contains(where: { $0.contains("Unable to load client certificate") }) {
+            return "TLS: the file in mqtt.tls_cert_file (\(tls.certFile ?? "-")) holds no certificate OpenSSL can read (PEM X.509 expected)"
+        }
+        if tlsLog.contains(where: { $0.contains("Unable to load client key") }) {
+            return "TLS: the file in mqtt.tls_key_file (\(tls.keyFile ?? "-")) holds no private key OpenSSL can read"
+        }
+        if tlsLog.contains(where: { $0.contains("certificate/key are inconsistent") }) {
+            return "TLS: the key in mqtt.tls_key_file does not belong to the certificate in mqtt.tls_cert_file"
         }
         if tlsLog.contains(where: { $0.contains("certificate verify failed") }) {
             return "TLS: the broker's certificate is not signed by the CA in mqtt.tls_ca_file (\(tls.caFile)), or it has expired"

@@ -7,6 +7,8 @@ import Yams
 /// keys (typos) are refused instead of silently ignored.
 struct ConfigurationReader {
     var errors: [ConfigurationError] = []
+    /// Problems that do not stop the configuration (`config check` prints them, the daemon logs them).
+    var warnings: [ConfigurationError] = []
 
     private static let sections: [String: Set<String>] = [
         "mqtt": ["host", "port", "client_id", "keepalive_seconds", "topics", "max_batch", "reconnect_min_seconds",
@@ -20,7 +22,7 @@ struct ConfigurationReader {
         "web": ["enabled", "host", "port", "tls_cert_file", "tls_key_file", "behind_tls_proxy", "session_idle_minutes",
                 "session_max_hours", "display_timezone", "page_size"],
         "adherence": ["no_data_days", "check_interval_seconds", "low_battery_percent"],
-        "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units"],
+        "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units", "max_entry_minutes"],
         "thresholds": ["defaults", "programs"],
         "alerts": ["late_after_hours", "realert_after_hours", "realert_worsening_percent", "confirmation_window_minutes", "escalation_after_minutes",
                    "escalation_repeat_minutes", "check_interval_seconds", "rules", "programs"],
@@ -145,6 +147,7 @@ struct ConfigurationReader {
         int(values, "billing.setup_minimum_days") { config.billing.setupMinimumDays = $0 }
         optionalInt(values, "billing.max_99458_units") { config.billing.max99458Units = $0 }
         optionalInt(values, "billing.max_99439_units") { config.billing.max99439Units = $0 }
+        int(values, "billing.max_entry_minutes") { config.billing.maxEntryMinutes = $0 }
 
         if let thresholdsNode {
             config.thresholds = readThresholds(thresholdsNode)
@@ -468,19 +471,35 @@ struct ConfigurationReader {
                 continue
             }
             var l = base[type] ?? ThresholdLimits()
+            // `unit` applies to every limit of the type; without it the limits are in the canonical unit.
+            var unit: UCUMUnit?
+            if let node = limits.first(where: { $0.key.string == "unit" })?.value {
+                if let text = node.scalar?.string, let u = UCUMUnit(spelling: text), u.convert(1, to: type.canonicalUnit) != nil {
+                    unit = u
+                } else {
+                    let accepted = UCUMUnit.allCases.filter { $0.convert(1, to: type.canonicalUnit) != nil }.map(\.rawValue)
+                    errors.append(ConfigurationError(
+                        key: "\(typeKey).unit", "must be a unit of \(type.rawValue): \(accepted.joined(separator: ", "))"))
+                    continue
+                }
+            }
             for (lk, lv) in limits {
                 let limitKey = "\(typeKey).\(lk.string ?? "?")"
                 switch lk.string {
                 case "source":
                     l.source = lv.string
+                case "unit":
+                    break
                 case "critical_high", "warning_high", "warning_low", "critical_low", "recovery_high", "recovery_low":
                     let d: Double?
                     if lv.scalar?.string == "none" {
                         d = nil
                     } else if let s = lv.scalar?.string, let value = Double(s), value.isFinite {
-                        d = value
+                        d = limitValue(value, unit: unit, type: type, key: limitKey)
+                        if d == nil { continue }
                     } else {
-                        errors.append(ConfigurationError(key: limitKey, "must be a number in \(type.canonicalUnit.rawValue), or none"))
+                        errors.append(ConfigurationError(
+                            key: limitKey, "must be a number in \(unit?.rawValue ?? type.canonicalUnit.rawValue), or none"))
                         continue
                     }
                     switch lk.string {
@@ -494,12 +513,52 @@ struct ConfigurationReader {
                 default:
                     errors.append(ConfigurationError(
                         key: limitKey,
-                        "unknown key; expected critical_high, warning_high, warning_low, critical_low, recovery_high, recovery_low or source"))
+                        "unknown key; expected critical_high, warning_high, warning_low, critical_low, recovery_high, recovery_low, unit or source"))
                 }
             }
             result[type] = l
         }
         return result
+    }
+
+    /// A configured limit in the type's canonical unit, rounded to 6 decimals as `threshold set`
+    /// rounds, or nil (with an error) when it is implausible for the type.
+    ///
+    /// Without a unit, a value that is not plausible in the canonical unit is refused with the unit
+    /// it would fit (3.9 for glucose: "if it is mmol/L, write unit: mmol/L"), and a value plausible
+    /// in both the canonical unit and another unit of the type (body weight 250: kg or pounds?) is a
+    /// warning asking for the unit.
+    private mutating func limitValue(_ value: Double, unit: UCUMUnit?, type: VitalType, key: String) -> Double? {
+        let canonicalUnit = type.canonicalUnit
+        let range = type.plausibleRange
+        let rangeText = "\(Observation.format(range.lowerBound))–\(Observation.format(range.upperBound)) \(canonicalUnit.rawValue)"
+        if let unit {
+            let converted = ((unit.convert(value, to: canonicalUnit) ?? value) * 1_000_000).rounded() / 1_000_000
+            guard range.contains(converted) else {
+                errors.append(ConfigurationError(
+                    key: key, "\(Observation.format(value)) \(unit.rawValue) = \(Observation.format(converted)) \(canonicalUnit.rawValue) is outside the plausible range of \(type.rawValue) (\(rangeText))"))
+                return nil
+            }
+            return converted
+        }
+        // Other units of the type in which this number would be a plausible value.
+        let alternatives = UCUMUnit.allCases.filter { $0 != canonicalUnit }.compactMap { u -> (UCUMUnit, Double)? in
+            guard let c = u.convert(value, to: canonicalUnit), range.contains(c) else { return nil }
+            return (u, (c * 100).rounded() / 100)
+        }
+        guard range.contains(value) else {
+            let hint = alternatives.first.map {
+                "; if it is \($0.0.rawValue) (\(Observation.format(value)) \($0.0.rawValue) = \(Observation.format($0.1)) \(canonicalUnit.rawValue)), write unit: \"\($0.0.rawValue)\""
+            } ?? ""
+            errors.append(ConfigurationError(
+                key: key, "\(Observation.format(value)) is outside the plausible range of \(type.rawValue) in \(canonicalUnit.rawValue) (\(rangeText))\(hint)"))
+            return nil
+        }
+        if let (u, c) = alternatives.first {
+            warnings.append(ConfigurationError(
+                key: key, "\(Observation.format(value)) is read as \(Observation.format(value)) \(canonicalUnit.rawValue), but as \(u.rawValue) (\(Observation.format(c)) \(canonicalUnit.rawValue)) it would be plausible too: add unit: \"\(canonicalUnit.rawValue)\" or unit: \"\(u.rawValue)\" to this type"))
+        }
+        return value
     }
 
     mutating func validate(_ c: VitalsConfiguration) {
@@ -528,6 +587,8 @@ struct ConfigurationReader {
                             ("mqtt.tls_key_file", c.mqtt.tlsKeyFile)] {
             if let path, !FileManager.default.isReadableFile(atPath: path) {
                 errors.append(ConfigurationError(key: key, "file \(path) does not exist or is not readable"))
+            } else if let path, let problem = PEMFile.problem(path: path, key: key) {
+                errors.append(ConfigurationError(key: key, problem))
             }
         }
         check((c.mqtt.tlsCertFile == nil) == (c.mqtt.tlsKeyFile == nil), c.mqtt.tlsCertFile == nil ? "mqtt.tls_cert_file" : "mqtt.tls_key_file",
@@ -551,6 +612,7 @@ struct ConfigurationReader {
         check((2...30).contains(c.billing.setupMinimumDays), "billing.setup_minimum_days", "must be between 2 and 30")
         check((c.billing.max99458Units ?? 0) >= 0, "billing.max_99458_units", "must not be negative")
         check((c.billing.max99439Units ?? 0) >= 0, "billing.max_99439_units", "must not be negative")
+        check((1...600).contains(c.billing.maxEntryMinutes), "billing.max_entry_minutes", "must be between 1 and 600")
         check(["text", "json"].contains(c.log.format), "log.format", "must be text or json")
         check(["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(c.log.level),
               "log.level", "must be one of trace, debug, info, notice, warning, error, critical")

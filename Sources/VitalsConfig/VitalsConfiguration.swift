@@ -235,6 +235,10 @@ public struct VitalsConfiguration: Sendable, Hashable {
     }
     public var fhir = FHIR()
 
+    /// Problems that do not stop the configuration, each naming its key (a threshold whose unit is
+    /// ambiguous); `config check` prints them and the daemon logs them at start and reload.
+    public var warnings: [ConfigurationError] = []
+
     public init() {}
 
     /// The environment variables that override keys, by key.
@@ -332,6 +336,7 @@ extension VitalsConfiguration {
         reader.read(root, into: &config, environment: environment)
         reader.validate(config)
         if !reader.errors.isEmpty { throw ConfigurationErrors(errors: reader.errors) }
+        config.warnings = reader.warnings
         return config
     }
 

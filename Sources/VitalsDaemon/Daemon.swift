@@ -132,6 +132,13 @@ public enum Daemon {
             metrics: metrics, routes: try config.mqtt.routes(), clock: clock)
     }
 
+    /// Logs each of the configuration's warnings (key and problem; thresholds carry no PHI).
+    public static func logWarnings(_ config: VitalsConfiguration, logger: Logger) {
+        for w in config.warnings {
+            logger.warning("configuration warning", metadata: ["config.key": "\(w.key)", "config.problem": "\(w.message)"])
+        }
+    }
+
     /// The daemon, built and not yet running: its service group and the parts tests look at.
     public struct Composition: Sendable {
         /// Every service; runs until SIGTERM or SIGINT (or ``ServiceGroup/triggerGracefulShutdown()``).
@@ -141,9 +148,12 @@ public enum Daemon {
         /// The database the services write.
         public let database: AppDatabase
         public let metrics: VitalsMetrics
+        /// Held while the daemon exists: one daemon per database.
+        let lock: DatabaseLock
 
-        /// Runs the service group, then closes the database.
+        /// Runs the service group, then closes the database and gives up its lock.
         public func run() async throws {
+            defer { lock.release() }
             try await group.run()
             try database.close()
         }
@@ -170,6 +180,12 @@ public enum Daemon {
         signals: Bool = true
     ) throws -> Composition {
         MosquittoLibrary.initialize()
+        logWarnings(config, logger: logger)
+        // Before anything touches the broker: a second daemon on this database (the same
+        // configuration started twice) would take the first one's MQTT session again and again.
+        if let problem = databaseDirectoryProblem(config) { throw ConfigurationErrors(errors: [problem]) }
+        let lock = try DatabaseLock(databasePath: config.database.path)
+        if config.http.enabled { try HTTPEndpoints.checkPortFree(host: config.http.host, port: config.http.port) }
         let database = try openDatabase(config, backgroundCheckpoints: true)
         let checkpointer = try AppDatabase.walCheckpointer(
             path: config.database.path, synchronous: AppDatabase.Synchronous(rawValue: config.database.synchronous) ?? .full)
@@ -248,7 +264,8 @@ public enum Daemon {
         // the busy timeout (nothing of it is acknowledged). A deadline would trap instead.
         groupConfig.maximumGracefulShutdownDuration = .seconds(8)
         groupConfig.maximumCancellationDuration = nil
-        return Composition(group: ServiceGroup(configuration: groupConfig), ingest: ingest, database: database, metrics: metrics)
+        return Composition(
+            group: ServiceGroup(configuration: groupConfig), ingest: ingest, database: database, metrics: metrics, lock: lock)
     }
 
     /// Runs the daemon until SIGTERM or SIGINT, then shuts down within 10 s.

@@ -85,12 +85,19 @@ public final class IngestService: Service, Sendable {
     /// What has been ingested since start.
     public var counters: IngestCounters { state.counters }
 
+    /// The MQTT client id (`mqtt.client_id`), for operators' messages.
+    public var mqttClientID: String { mqtt.clientID }
+
     /// The broker connection state, or a disconnected state before the first connect.
     public var connectionStatus: MQTTConnectionStatus { state.subscription?.status ?? MQTTConnectionStatus() }
 
     /// How long the batch now being committed has waited, or nil when no commit is in progress.
     /// Long waits mean the database is locked or failing.
     public var storeWaiting: Duration? { state.storeWaiting }
+
+    /// Why the last attempt to commit the waiting batch failed (``AppDatabase/describeWriteFailure(_:)``),
+    /// or nil when no batch is waiting or none of its attempts failed yet.
+    public var storeFailure: String? { state.storeFailure }
 
     /// True when the MQTT loop thread turned within `interval` (false before it starts).
     public func loopIsAlive(within interval: Duration) -> Bool {
@@ -108,11 +115,7 @@ public final class IngestService: Service, Sendable {
                 let receivedAt = clock.now()
                 let (pipeline, routes) = rules.withLock { $0 }
                 let messages = batch.messages.map { m in
-                    let match = SubscriptionRoute.match(m.topic, in: routes)
-                    return IncomingMessage(
-                        topic: m.topic, deviceID: match?.deviceID, payload: m.payload, receivedAt: receivedAt,
-                        format: match?.route.format ?? .canonical, deviceField: match?.route.deviceField,
-                        timeZone: match?.route.timeZone, matchedSubscription: match != nil, retained: m.retain)
+                    IncomingMessage(topic: m.topic, payload: m.payload, receivedAt: receivedAt, routes: routes, retained: m.retain)
                 }
                 state.storeStarted()
                 guard let summary = try await store(messages, pipeline: pipeline) else {
@@ -140,6 +143,7 @@ public final class IngestService: Service, Sendable {
             do {
                 return try await database.ingest(messages, pipeline: pipeline, now: messages.first?.receivedAt)
             } catch {
+                state.storeFailed(AppDatabase.describeWriteFailure(error))
                 logger.error(
                     "could not store batch; nothing acknowledged",
                     metadata: ["ingest.batch_size": "\(messages.count)", "ingest.attempt": "\(attempt)",
@@ -199,12 +203,20 @@ import Synchronization
 
 /// Shared mutable state of the service, behind a lock.
 private final class StateBox: Sendable {
-    private let storage = Mutex<(counters: IngestCounters, subscription: MQTTSubscription?, storeSince: ContinuousClock.Instant?)>(
-        (IngestCounters(), nil, nil))
+    private let storage = Mutex<(
+        counters: IngestCounters, subscription: MQTTSubscription?, storeSince: ContinuousClock.Instant?, storeFailure: String?
+    )>((IngestCounters(), nil, nil, nil))
 
     func storeStarted() { storage.withLock { $0.storeSince = .now } }
-    func storeFinished() { storage.withLock { $0.storeSince = nil } }
+    func storeFinished() {
+        storage.withLock {
+            $0.storeSince = nil
+            $0.storeFailure = nil
+        }
+    }
+    func storeFailed(_ reason: String) { storage.withLock { $0.storeFailure = reason } }
     var storeWaiting: Duration? { storage.withLock { $0.storeSince.map { .now - $0 } } }
+    var storeFailure: String? { storage.withLock { $0.storeSince == nil ? nil : $0.storeFailure } }
 
     var counters: IngestCounters { storage.withLock { $0.counters } }
 

@@ -64,15 +64,53 @@ public struct WALCheckpointService: Service {
     }
 
     public func run() async throws {
+        var failures = FailureLog(every: .seconds(60))
         await repeatUntilShutdown(every: interval) {
             do {
                 let result = try await checkpointer.checkpoint()
                 logger.trace("passive WAL checkpoint", metadata: ["db.pages": "\(result.checkpointed)", "db.wal_pages": "\(result.walPages)"])
+                if let failed = failures.recovered() {
+                    logger.notice("WAL checkpoints succeed again", metadata: ["db.failed_checkpoints": "\(failed)"])
+                }
             } catch {
-                logger.error("WAL checkpoint failed", metadata: ["db.error": "\(error)"])
+                // Every 0.5 s: log the first failure, then one line a minute with the count.
+                if let count = failures.failed() {
+                    logger.error("WAL checkpoint failed", metadata: [
+                        "db.error": "\(AppDatabase.describeWriteFailure(error))", "db.failed_checkpoints": "\(count)",
+                    ])
+                }
             }
         }
         try? checkpointer.close()
+    }
+}
+
+/// Rate-limits the log lines of a failure that repeats on a timer: the first failure, then at most
+/// one line per interval, each with the failures counted since the failing began.
+public struct FailureLog: Sendable {
+    public let every: Duration
+    private var count = 0
+    private var lastLogged: ContinuousClock.Instant?
+
+    public init(every: Duration) { self.every = every }
+
+    /// Records a failure.
+    /// - Returns: the failures so far when this one should be logged, else nil.
+    public mutating func failed(now: ContinuousClock.Instant = .now) -> Int? {
+        count += 1
+        if let last = lastLogged, now - last < every { return nil }
+        lastLogged = now
+        return count
+    }
+
+    /// Records a success.
+    /// - Returns: the failures counted when this success ends a failing, else nil.
+    public mutating func recovered() -> Int? {
+        defer {
+            count = 0
+            lastLogged = nil
+        }
+        return count > 0 ? count : nil
     }
 }
 

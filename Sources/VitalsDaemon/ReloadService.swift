@@ -50,6 +50,7 @@ public struct ReloadService: Service {
                 try ingest.reload(pipeline: Daemon.pipeline(config), routes: try config.mqtt.routes())
                 logger.notice("configuration reloaded", metadata: ["config.path": "\(configPath)",
                                                                    "mqtt.topic_filters": "\(config.mqtt.allTopicFilters.joined(separator: ","))"])
+                Daemon.logWarnings(config, logger: logger)
                 let pending = Self.needingRestart(from: started, to: config)
                 if !pending.isEmpty {
                     logger.warning("changed settings take effect only after a restart",

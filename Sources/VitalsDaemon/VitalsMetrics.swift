@@ -15,6 +15,8 @@ import VitalsStore
 ///   priority, or raised to it), `vitalsd_tasks_updated_total`, and the gauge `vitalsd_tasks_open{priority}`
 ///   (unresolved tasks by priority, `critical`, `warning`, `routine`, read at each scrape);
 /// - `vitalsd_broker_connected` (0/1), `vitalsd_broker_subscribed` (0/1), `vitalsd_broker_reconnects`;
+/// - `vitalsd_broker_session_takeovers` (connections the broker closed because another client took
+///   the client id, since start), `vitalsd_broker_session_taken_over` (0/1, 3 or more in a row);
 /// - `vitalsd_breaches_suppressed_total` (a condition still active after its task was resolved),
 ///   `vitalsd_late_breaches_total` (breaches sent to a late-data review task);
 /// - `vitalsd_tasks_escalated_total`, `vitalsd_tasks_awaiting_acknowledgement` (open critical tasks on
@@ -36,6 +38,8 @@ public final class VitalsMetrics: Sendable {
     private let connected: Metrics.Gauge
     private let subscribed: Metrics.Gauge
     private let reconnects: Metrics.Gauge
+    private let takeovers: Metrics.Gauge
+    private let takenOver: Metrics.Gauge
     private let latency: Metrics.Timer
     private let suppressed: Metrics.Counter
     private let late: Metrics.Counter
@@ -69,6 +73,8 @@ public final class VitalsMetrics: Sendable {
         connected = Metrics.Gauge(label: "vitalsd_broker_connected", factory: factory)
         subscribed = Metrics.Gauge(label: "vitalsd_broker_subscribed", factory: factory)
         reconnects = Metrics.Gauge(label: "vitalsd_broker_reconnects", factory: factory)
+        takeovers = Metrics.Gauge(label: "vitalsd_broker_session_takeovers", factory: factory)
+        takenOver = Metrics.Gauge(label: "vitalsd_broker_session_taken_over", factory: factory)
         latency = Metrics.Timer(label: "vitalsd_ingest_latency_seconds", factory: factory)
         suppressed = Metrics.Counter(label: "vitalsd_breaches_suppressed_total", factory: factory)
         late = Metrics.Counter(label: "vitalsd_late_breaches_total", factory: factory)
@@ -121,6 +127,8 @@ public final class VitalsMetrics: Sendable {
         connected.record(status.connected ? 1 : 0)
         subscribed.record(status.subscribed ? 1 : 0)
         reconnects.record(status.reconnects)
+        takeovers.record(status.sessionTakeovers)
+        takenOver.record(status.sessionTakenOver ? 1 : 0)
         return registry.emitToString()
     }
 }

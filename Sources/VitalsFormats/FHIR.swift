@@ -12,7 +12,21 @@ import VitalsDomain
 /// - BP panel 85354-9 (R4), 55284-4 (STU3) or MDC 150020: its components are read; MAP (MDC 150023,
 ///   no LOINC) is skipped. Systolic 8480-6/150021, diastolic 8462-4/150022, heart rate
 ///   8867-4/149530/149546, SpO2 2708-6/59408-5/150456, weight 29463-7/3141-9/188736, temperature
-///   8310-5/150364, glucose 2339-0/15074-8/41653-7/2345-7/14749-6/160184.
+///   8310-5/150364, glucose 2339-0/15074-8/41653-7/2345-7/14749-6 and every IEEE 11073-10101
+///   `MDC_CONC_GLU_*` sample type a meter or CGM reports (below). A glucose Observation coded as
+///   control solution (`MDC_CONC_GLU_CONTROL`, `…_CONTROL_LEVEL_*`) is not a patient's measurement:
+///   `unknown_type`.
+///
+/// IEEE 11073 glucose codes: the code is 2 × 65536 (partition SCADA) + the term code of IEEE
+/// 11073-10101, as the HL7 PHD IG writes them (its `glucose-observation` example: 160368
+/// `MDC_CONC_GLU_UNDETERMINED_PLASMA`, "plasma-equivalent", what most current meters report).
+/// Term codes from the 11073-10101 nomenclature (also in the Continua/PCHA reference code):
+/// `GEN` 28948 → 160020, `CAPILLARY_WHOLEBLOOD` 29112 → 160184, `CAPILLARY_PLASMA` 29116 → 160188,
+/// `VENOUS_WHOLEBLOOD` 29120 → 160192, `VENOUS_PLASMA` 29124 → 160196, `ARTERIAL_WHOLEBLOOD`
+/// 29128 → 160200, `ARTERIAL_PLASMA` 29132 → 160204, `ISF` (interstitial fluid, CGMs) 29140 → 160212,
+/// `UNDETERMINED_WHOLEBLOOD` 29292 → 160364, `UNDETERMINED_PLASMA` 29296 → 160368; control solution
+/// `CONTROL` 29136 → 160208 and `CONTROL_LEVEL_LOW`/`MEDIUM`/`HIGH` 29300/29304/29308 → 160372/160376/160380.
+/// Every sample type is stored as glucose (LOINC 41653-7); the sample type is not kept.
 /// - The unit is `valueQuantity.code` (UCUM), **never** the free-text `unit` (the HL7 PHD examples put
 ///   junk there). A quantity without `code` is `bad_unit`. `comparator` `>`/`>=` or `<`/`<=` marks
 ///   a value beyond the meter's range: an `out_of_meter_range` event, not a reading.
@@ -30,6 +44,8 @@ public struct FHIRDecoder: PayloadDecoder {
 
     enum Code: Hashable {
         case panel, map
+        /// Glucose measured on control solution: a meter check, not the patient.
+        case controlSolution
         case vital(VitalType)
     }
 
@@ -43,7 +59,12 @@ public struct FHIRDecoder: PayloadDecoder {
     static let mdcCodes: [String: Code] = [
         "150020": .panel, "150023": .map, "150021": .vital(.systolicBP), "150022": .vital(.diastolicBP),
         "149530": .vital(.heartRate), "149546": .vital(.heartRate), "150456": .vital(.spo2),
-        "188736": .vital(.bodyWeight), "150364": .vital(.bodyTemperature), "160184": .vital(.glucose),
+        "188736": .vital(.bodyWeight), "150364": .vital(.bodyTemperature),
+        // MDC_CONC_GLU_* (see the type's documentation for the term codes).
+        "160020": .vital(.glucose), "160184": .vital(.glucose), "160188": .vital(.glucose), "160192": .vital(.glucose),
+        "160196": .vital(.glucose), "160200": .vital(.glucose), "160204": .vital(.glucose), "160212": .vital(.glucose),
+        "160364": .vital(.glucose), "160368": .vital(.glucose),
+        "160208": .controlSolution, "160372": .controlSolution, "160376": .controlSolution, "160380": .controlSolution,
     ]
 
     public func decode(_ root: JSONValue, context: DecodeContext) throws(Rejection) -> DecodedMessage {
@@ -90,6 +111,8 @@ public struct FHIRDecoder: PayloadDecoder {
         switch code {
         case .map:
             return
+        case .controlSolution:
+            collector.reject(Rejection(.unknownType, "FHIR glucose Observation on control solution (MDC_CONC_GLU_CONTROL): a meter check, not a measurement of the patient"))
         case .vital(let type):
             quantity(o, type: type, time: time, vendorID: vendorID, into: &collector)
         case .panel:

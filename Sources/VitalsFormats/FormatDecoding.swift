@@ -67,8 +67,9 @@ public struct FormatDecoding: Sendable {
 ///
 /// 1. `resourceType` member → `fhir`.
 /// 2. An array whose first element has `metric` and `hwi_device_id`, or such an object → `tenovi`.
-/// 3. An array whose first element has `FactoryTimestamp`, such an object, or `glucoseMeasurement` or
-///    `graphData` at the top, in `data` or in `data.connection` → `librelinkup`.
+/// 3. An array whose first element has `FactoryTimestamp`, such an object, a `data` array whose first
+///    element has it (the logbook response), or `glucoseMeasurement` or `graphData` at the top, in
+///    `data` or in `data.connection` → `librelinkup`.
 /// 4. `readingTimestamp` (object, or first array element) → `impilo`.
 /// 5. An array whose first element is an object with a SenML label (`bn`, `bt`, `bu`, `bv`, `bver`,
 ///    `n`, `v`, `vs`, `vb`, `u`, `t`, `s`) → `senml`.
@@ -102,7 +103,7 @@ public enum FormatDetector {
         guard let o = root.objectValue else { return nil }
         if o["resourceType"] != nil { return .fhir }
         if o["metric"] != nil && o["hwi_device_id"] != nil { return .tenovi }
-        if o["FactoryTimestamp"] != nil { return .librelinkup }
+        if o["FactoryTimestamp"] != nil || o["data"]?.arrayValue?.first?["FactoryTimestamp"] != nil { return .librelinkup }
         if o["readingTimestamp"] != nil { return .impilo }
         for holder in [root, o["data"], o["data"]?["connection"]] where holder?["glucoseMeasurement"] != nil || holder?["graphData"] != nil {
             return .librelinkup

@@ -6,7 +6,10 @@ import VitalsDomain
 /// "ValueInMgPerDl":112,"TrendArrow":4,"GlucoseUnits":1,"Value":112,"isHigh":false,"isLow":false}`.
 ///
 /// - Shapes: one item; an array of items; an object with `glucoseMeasurement` and/or `graphData[]`,
-///   at the top, in `data`, or in `data.connection` (the graph response). Every item is a reading
+///   at the top, in `data`, or in `data.connection` (the graph response); the logbook response
+///   (`GET /llu/connections/{id}/logbook`: `{"status":0,"data":[items],"ticket":{…}}`, the
+///   `LibreLogbookResponse` of public LibreLinkUp clients, whose `data` is an array of the same
+///   glucose items). Every item is a reading
 ///   (`type` 0 graph, 1 logbook, 2 alarm, 3 hybrid). `status` other than 0, or a region redirect
 ///   (`data.redirect: true`), carries no readings: `unknown_format`.
 /// - Time: `FactoryTimestamp` is UTC in the US format `M/D/YYYY h:mm:ss AM|PM`, parsed strictly
@@ -27,6 +30,7 @@ public struct LibreLinkUpDecoder: PayloadDecoder {
     static func items(_ root: JSONValue) -> [JSONValue]? {
         if let a = root.arrayValue { return a }
         if root["FactoryTimestamp"] != nil { return [root] }
+        if let logbook = root["data"]?.arrayValue { return logbook }
         var found: [JSONValue] = []
         var any = false
         for holder in [root, root["data"], root["data"]?["connection"]] {
@@ -51,7 +55,7 @@ public struct LibreLinkUpDecoder: PayloadDecoder {
             throw Rejection(.unknownFormat, "LibreLinkUp region redirect: no readings")
         }
         guard let items = Self.items(root) else {
-            throw Rejection(.unknownFormat, "payload has no LibreLinkUp glucoseMeasurement, graphData or FactoryTimestamp")
+            throw Rejection(.unknownFormat, "payload has no LibreLinkUp glucoseMeasurement, graphData, logbook data or FactoryTimestamp")
         }
         let device = try resolveDevice(root, payloadDevice: nil, context: context)
         guard !items.isEmpty else { throw Rejection(.missingField, "the LibreLinkUp payload holds no glucose item") }

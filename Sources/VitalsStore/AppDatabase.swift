@@ -28,7 +28,8 @@ public struct AppDatabase: Sendable {
         case normal
     }
 
-    /// Opens (creating if needed) the database file at `path` as a WAL-mode pool.
+    /// Opens (creating if needed) the database file at `path` as a WAL-mode pool. A new file is
+    /// created with mode 0600 (``PrivateFile``).
     ///
     /// - Parameters:
     ///   - path: file path; its directory must exist.
@@ -37,7 +38,8 @@ public struct AppDatabase: Sendable {
     ///   - backgroundCheckpoints: true when the caller checkpoints the WAL itself with a
     ///     ``WALCheckpointer`` (the daemon); commits then never run a checkpoint. Default false:
     ///     SQLite checkpoints after a commit that leaves more than 1,000 pages in the WAL.
-    /// - Throws: GRDB `DatabaseError` when the file cannot be opened or fails `PRAGMA quick_check`.
+    /// - Throws: GRDB `DatabaseError` when the file cannot be opened or fails `PRAGMA quick_check`;
+    ///   ``PrivateFile/Failure`` when it cannot be created.
     public static func open(
         path: String, synchronous: Synchronous = .full, busyTimeout: Double = 10, backgroundCheckpoints: Bool = false
     ) throws -> AppDatabase {
@@ -56,6 +58,9 @@ public struct AppDatabase: Sendable {
                 try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
             }
         }
+        // The file holds PHI: 0600 whatever the umask, owned by the service's user (PrivateFile).
+        // SQLite gives its -wal and -shm files the database file's mode.
+        try PrivateFile.prepare(path)
         let pool = try DatabasePool(path: path, configuration: config)
         let result = try pool.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") }
         guard result == "ok" else {
@@ -736,6 +741,15 @@ extension AppDatabase {
                 CREATE INDEX task_events_task ON task_events(task_id);
                 """)
         }
+        migrator.registerMigration("dead-letter replays") { db in
+            // `vitalsd dead-letters replay`: when a dead letter's message was ingested again and no
+            // longer failed for its reason, and what that replay did. New columns only.
+            try db.execute(sql: """
+                ALTER TABLE dead_letters ADD COLUMN replayed_at INTEGER;
+                ALTER TABLE dead_letters ADD COLUMN replay_result TEXT;
+                CREATE INDEX dead_letters_not_replayed ON dead_letters(reason, received_at) WHERE replayed_at IS NULL;
+                """)
+        }
         return migrator
     }
 }
@@ -751,6 +765,21 @@ public func dateFromEpochMilliseconds(_ ms: Int64) -> Date {
 }
 
 extension AppDatabase {
+    /// What a failed write means for an operator, from SQLite's result code: a full disk
+    /// (`SQLITE_FULL`), a lock held by another connection (`SQLITE_BUSY`), a read-only file
+    /// (`SQLITE_READONLY`), an I/O error (`SQLITE_IOERR`); otherwise the error itself.
+    public static func describeWriteFailure(_ error: any Error) -> String {
+        guard let e = error as? DatabaseError else { return "\(error)" }
+        switch e.resultCode {
+        case .SQLITE_FULL: return "the disk holding the database is full (SQLITE_FULL): free space on its file system"
+        case .SQLITE_BUSY: return "another connection holds the database's write lock (SQLITE_BUSY)"
+        case .SQLITE_READONLY:
+            return "the database cannot be written (SQLITE_READONLY): check the owner and mode of the file, its -wal and -shm files and their directory"
+        case .SQLITE_IOERR: return "the disk reported an I/O error (SQLITE_IOERR): \(e.message ?? "no detail")"
+        default: return "\(error)"
+        }
+    }
+
     /// Whether a write transaction can start on the database file within `timeout` seconds, for
     /// readiness checks: opens a separate short-lived connection and runs `BEGIN IMMEDIATE; ROLLBACK`.
     /// - Returns: nil when writable, otherwise the reason (locked, read-only, missing).

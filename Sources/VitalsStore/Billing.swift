@@ -75,10 +75,14 @@ public struct NewTimeEntry: Sendable, Hashable {
     public var activity: String
     public var modality: InteractionModality?
     public var taskID: Int64?
+    /// The most minutes this entry may hold: `billing.max_entry_minutes` (``BillingRules/maxEntryMinutes``).
+    public var maxMinutes: Int
 
     /// - Parameter modality: set only for a real-time interactive communication.
     public init(patientID: String, program: CareProgram = .rpm, minutes: Int, performedAt: Date = Date(),
-                performedBy: String, activity: String, modality: InteractionModality? = nil, taskID: Int64? = nil) {
+                performedBy: String, activity: String, modality: InteractionModality? = nil, taskID: Int64? = nil,
+                maxMinutes: Int = BillingRules.defaultMaxEntryMinutes) {
+        self.maxMinutes = maxMinutes
         self.patientID = patientID
         self.program = program
         self.minutes = minutes
@@ -156,8 +160,14 @@ extension AppDatabase {
     // MARK: Time entries
 
     /// Logs care-management minutes.
+    ///
+    /// Refused: more minutes than ``NewTimeEntry/maxMinutes`` in one entry (a typo that would bill
+    /// 99457 + 29 × 99458, `clinical-and-billing.md` §2.2 rule 8: an entry is the duration of one piece
+    /// of work); a time in the future; and RPM time on a local date (patient's time zone) outside every
+    /// RPM episode of the patient: consent comes before service (§2.2 rule 15), and such time would
+    /// never be billed.
     /// - Returns: the new entry's id.
-    /// - Throws: ``BillingError`` for an unknown patient or minutes outside 1–600.
+    /// - Throws: ``BillingError`` naming the rule.
     @discardableResult
     public func logTime(_ entry: NewTimeEntry) throws -> Int64 {
         try writer.write { db in try Self.logTime(db, entry) }
@@ -165,7 +175,15 @@ extension AppDatabase {
 
     static func logTime(_ db: Database, _ entry: NewTimeEntry) throws -> Int64 {
         guard try fetchPatient(db, id: entry.patientID) != nil else { throw BillingError("patient \(entry.patientID) is not enrolled") }
-        guard (1...600).contains(entry.minutes) else { throw BillingError("minutes must be between 1 and 600") }
+        guard entry.minutes >= 1 else { throw BillingError("minutes must be at least 1") }
+        let limit = min(entry.maxMinutes, 600)
+        guard entry.minutes <= limit else {
+            throw BillingError(
+                "a single time entry of \(entry.minutes) minutes is refused: more than billing.max_entry_minutes (\(limit)); log each session as its own entry (each entry is the duration of one piece of work, clinical-and-billing.md §2.2 rule 8)")
+        }
+        if entry.program == .rpm, let problem = try episodeProblem(db, patientID: entry.patientID, at: entry.performedAt) {
+            throw BillingError(problem)
+        }
         // Time is logged for work done: a time in the future (beyond clock skew) is a typo that would
         // count toward a month not yet begun.
         guard entry.performedAt <= Date().addingTimeInterval(600) else {
@@ -184,6 +202,29 @@ extension AppDatabase {
         try audit(db, actor: entry.performedBy, action: "time.log", targetType: "patient", targetID: entry.patientID,
                   detail: "entry \(id): \(entry.minutes) min \(entry.program.rawValue)\(entry.modality.map { ", interactive \($0.rawValue)" } ?? "")")
         return id
+    }
+
+    /// Why RPM time at `instant` cannot be logged for a patient, or nil when one of the patient's RPM
+    /// episodes covers its local date (patient's time zone).
+    static func episodeProblem(_ db: Database, patientID: String, at instant: Date) throws -> String? {
+        guard let patient = try fetchPatient(db, id: patientID), let zone = TimeZone(identifier: patient.timezone) else { return nil }
+        let day = LocalDate(instant, in: zone)
+        let episodes = try Row.fetchAll(
+            db, sql: "SELECT start_date, end_date FROM episodes WHERE patient_id = ? AND program = 'rpm' ORDER BY start_date",
+            arguments: [patientID]
+        ).compactMap { r -> (start: LocalDate, end: LocalDate?)? in
+            guard let start = LocalDate(r["start_date"] as String) else { return nil }
+            return (start, (r["end_date"] as String?).flatMap(LocalDate.init))
+        }
+        if episodes.contains(where: { $0.start <= day && ($0.end.map { day <= $0 } ?? true) }) { return nil }
+        let rule = "RPM time counts only within an episode, which starts on the consent date (clinical-and-billing.md §2.2 rule 15); time outside one is never billed"
+        guard let first = episodes.first else {
+            return "patient \(patientID) has no RPM episode (vitalsd episode start): \(rule)"
+        }
+        if day < first.start {
+            return "\(day) is before patient \(patientID)'s RPM episode started on \(first.start): \(rule)"
+        }
+        return "no RPM episode of patient \(patientID) covers \(day): \(rule)"
     }
 
     /// Voids an entry with a new entry that records who and why.

@@ -33,6 +33,11 @@ public struct PatientBilling: Sendable, Hashable, Codable {
     public var ccmMinutes: Int
     /// 99490 with 99439 units.
     public var ccmCodes: CPTCodes
+    /// Time entries of the month that were not counted, and why: RPM minutes dated outside the
+    /// episode (consent precedes service, `clinical-and-billing.md` §2.2 rule 15), and entries longer
+    /// than `billing.max_entry_minutes` (§2.2 rule 8), logged before these were refused. Empty when
+    /// every entry counted.
+    public var review: [String] = []
 }
 
 extension AppDatabase {
@@ -66,9 +71,26 @@ extension AppDatabase {
                     period: period, dataDays: dataDays, deviceCode: rules.deviceSupplyCode(dataDays: dataDays),
                     inProgress: period.end >= todayLocal, setup99453: isSetup))
             }
-            let entries = try timeEntries(
+            let valid = try timeEntries(
                 patientID: patient.id, from: month.first.start(in: zone), to: month.last.adding(days: 1).start(in: zone)
             ).filter(\.isValid)
+            var review: [String] = []
+            // Entries longer than one piece of work are not counted until voided and logged again.
+            let tooLong = valid.filter { $0.minutes > rules.maxEntryMinutes }
+            for e in tooLong {
+                review.append("entry \(e.id): \(e.minutes) minutes, more than billing.max_entry_minutes (\(rules.maxEntryMinutes)): not counted; void it and log each session")
+            }
+            // RPM minutes outside this episode's dates are not its minutes.
+            let outside = valid.filter {
+                let day = LocalDate($0.performedAt, in: zone)
+                return $0.program == .rpm && (day < episode.startDate || episode.endDate.map { day > $0 } ?? false)
+            }
+            let outsideMinutes = outside.filter { $0.minutes <= rules.maxEntryMinutes }.map(\.minutes).reduce(0, +)
+            if outsideMinutes > 0 {
+                review.append("\(outsideMinutes) RPM minutes dated outside episode \(episode.id) (\(episode.startDate) to \(episode.endDate?.description ?? "open")) not counted: consent precedes service (clinical-and-billing.md §2.2 rule 15)")
+            }
+            let excluded = Set((tooLong + outside).map(\.id))
+            let entries = valid.filter { !excluded.contains($0.id) }
             let rpm = entries.filter { $0.program == .rpm }
             let ccm = entries.filter { $0.program == .ccm }
             let rpmMinutes = rpm.map(\.minutes).reduce(0, +)
@@ -78,7 +100,7 @@ extension AppDatabase {
                 patientID: patient.id, timezone: patient.timezone, episodeID: episode.id,
                 billingPractitioner: episode.billingPractitioner, periods: reported, rpmMinutes: rpmMinutes,
                 interactive: interactive, managementCodes: rules.managementCodes(minutes: rpmMinutes, interactive: interactive),
-                ccmMinutes: ccmMinutes, ccmCodes: rules.ccmCodes(minutes: ccmMinutes)))
+                ccmMinutes: ccmMinutes, ccmCodes: rules.ccmCodes(minutes: ccmMinutes), review: review))
         }
         return result.sorted { ($0.patientID, $0.episodeID) < ($1.patientID, $1.episodeID) }
     }

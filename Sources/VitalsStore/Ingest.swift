@@ -192,6 +192,10 @@ extension AppDatabase {
         }
     }
 
+    /// Bytes kept of a payload over `ingest.max_payload_bytes` (a `too_large` dead letter): enough to
+    /// see what it was; its size and SHA-256 are kept too.
+    public static let oversizedPayloadPrefixBytes = 4096
+
     /// Rejected readings of one message kept as rows of their own; the rest are counted in one more row.
     static let maxDeadLettersPerMessage = 100
 
@@ -312,13 +316,17 @@ extension AppDatabase {
             return d
         }
 
-        /// The id of the stored copy of a message's payload, stored once per distinct payload.
+        /// The id of the stored copy of a message's payload, stored once per distinct payload. A
+        /// payload over the size limit keeps only its first ``oversizedPayloadPrefixBytes``, with its
+        /// size and the SHA-256 of the whole: a faulty gateway must not fill the disk.
         func payloadID(_ index: Int, _ message: IncomingMessage) throws -> Int64 {
             if let id = payloadIDs[index] { return id }
             let digest = digest(index, message)
+            let kept = message.payload.count > pipeline.decoder.maxPayloadBytes
+                ? Data(message.payload.prefix(Self.oversizedPayloadPrefixBytes)) : Data(message.payload)
             try db.cachedStatement(sql: """
                 INSERT INTO dead_letter_payloads(sha256, payload, payload_bytes) VALUES (?, ?, ?) ON CONFLICT(sha256) DO NOTHING
-                """).execute(arguments: [digest, Data(message.payload), message.payload.count])
+                """).execute(arguments: [digest, kept, message.payload.count])
             let id = try Int64.fetchOne(
                 db.cachedStatement(sql: "SELECT id FROM dead_letter_payloads WHERE sha256 = ?"), arguments: [digest])!
             payloadIDs[index] = id

@@ -30,9 +30,10 @@ extension AppDatabase {
     }
 
     /// Writes a consistent copy of the live database to `path` with SQLite's online backup API,
-    /// while the daemon keeps writing.
-    /// - Throws: GRDB errors (destination not writable, disk full).
+    /// while the daemon keeps writing. The copy is created with mode 0600 (``PrivateFile``).
+    /// - Throws: ``PrivateFile/Failure`` when `path` exists or cannot be created; GRDB errors (disk full).
     public func backup(to path: String) throws {
+        try PrivateFile.prepare(path, exclusive: true)
         let destination = try DatabaseQueue(path: path)
         try writer.backup(to: destination)
         try destination.close()

@@ -41,6 +41,10 @@ public struct DeadLetter: Sendable, Hashable, Codable {
     public var detail: String
     public var readingIndex: Int?
     public var payloadBytes: Int
+    /// When `dead-letters replay` ingested its message again and its reason did not come back.
+    public var replayedAt: Date?
+    /// What that replay did, e.g. "stored 1, duplicates 0".
+    public var replayResult: String?
 }
 
 extension AppDatabase {
@@ -71,14 +75,15 @@ extension AppDatabase {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT id, received_at, topic, device_id, reason, detail, reading_index, payload_bytes
+                    SELECT id, received_at, topic, device_id, reason, detail, reading_index, payload_bytes, replayed_at, replay_result
                     FROM dead_letters WHERE ?1 IS NULL OR reason = ?1 ORDER BY id DESC LIMIT ?2
                     """,
                 arguments: [reason, limit]
             ).map { r in
                 DeadLetter(id: r["id"], receivedAt: dateFromEpochMilliseconds(r["received_at"]), topic: r["topic"],
                            deviceID: r["device_id"], reason: r["reason"], detail: r["detail"],
-                           readingIndex: r["reading_index"], payloadBytes: r["payload_bytes"])
+                           readingIndex: r["reading_index"], payloadBytes: r["payload_bytes"],
+                           replayedAt: (r["replayed_at"] as Int64?).map(dateFromEpochMilliseconds), replayResult: r["replay_result"])
             }
         }
     }
@@ -93,6 +98,34 @@ extension AppDatabase {
                     LEFT JOIN dead_letter_payloads p ON p.id = d.payload_id WHERE d.id = ?
                     """,
                 arguments: [id])
+        }
+    }
+
+    /// A dead letter's stored payload with the size and SHA-256 of the message as received: for a
+    /// payload over `ingest.max_payload_bytes` only the first 4,096 bytes are stored
+    /// (``bytes`` is then shorter than ``size``).
+    public struct StoredPayload: Sendable, Hashable {
+        /// The bytes kept.
+        public var bytes: Data
+        /// The size of the payload as received, in bytes.
+        public var size: Int
+        /// SHA-256 of the payload as received; nil for rows older than payload deduplication.
+        public var sha256: Data?
+        /// True when only a prefix was kept.
+        public var isTruncated: Bool { bytes.count < size }
+    }
+
+    /// The stored payload of a dead letter, or nil when there is no such dead letter.
+    public func storedDeadLetterPayload(id: Int64) throws -> StoredPayload? {
+        try writer.read { db in
+            try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT coalesce(p.payload, d.payload) AS bytes, d.payload_bytes AS size, p.sha256 AS sha256
+                    FROM dead_letters d LEFT JOIN dead_letter_payloads p ON p.id = d.payload_id WHERE d.id = ?
+                    """,
+                arguments: [id]
+            ).map { StoredPayload(bytes: $0["bytes"] ?? Data(), size: $0["size"], sha256: $0["sha256"]) }
         }
     }
 

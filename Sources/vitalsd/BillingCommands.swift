@@ -71,7 +71,7 @@ struct TimeCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Log minutes of RPM or CCM time for a patient.")
         @OptionGroup var options: GlobalOptions
         @Option var patient: String
-        @Option(help: "Whole minutes (1-600).") var minutes: Int
+        @Option(help: "Whole minutes of one piece of work (1 to billing.max_entry_minutes, default 120).") var minutes: Int
         @Option(help: "Who did the work.") var by: String
         @Option(help: "What was done.") var activity: String
         @Flag(help: "A real-time interactive communication with the patient or caregiver.") var interactive = false
@@ -86,14 +86,15 @@ struct TimeCommand: ParsableCommand {
         }
 
         func run() throws {
-            let (_, db) = try options.database()
+            let (config, db) = try options.database()
             guard let p = try db.patient(id: patient), let zone = TimeZone(identifier: p.timezone) else {
                 throw ValidationError("patient \(patient) is not enrolled")
             }
             let when = try parseInstant(at, zone: zone)
             let id = try db.logTime(NewTimeEntry(
                 patientID: patient, program: program, minutes: minutes, performedAt: when, performedBy: by,
-                activity: activity, modality: interactive ? modality : nil, taskID: task))
+                activity: activity, modality: interactive ? modality : nil, taskID: task,
+                maxMinutes: config.billing.maxEntryMinutes))
             print("time entry \(id): \(minutes) min \(program.rawValue) for \(patient)")
         }
     }
@@ -171,13 +172,17 @@ struct ReportCommand: ParsableCommand {
                         p.patientID, period.map { "\($0.period.number): \($0.period.start)..\($0.period.end)\($0.inProgress ? " (in progress)" : "")" } ?? "-",
                         period.map { String($0.dataDays) } ?? "", device, String(p.rpmMinutes), p.interactive ? "yes" : "no",
                         management, String(p.ccmMinutes), ccm, p.billingPractitioner,
-                    ])
+                    ] + (format == .csv ? [p.review.joined(separator: "; ")] : []))
                 }
             }
             try emit(format, json: report,
                      header: ["patient_id", "device_period", "data_days", "device_code", "rpm_minutes", "interactive",
-                              "management_codes", "ccm_minutes", "ccm_codes", "billing_practitioner"],
+                              "management_codes", "ccm_minutes", "ccm_codes", "billing_practitioner"] + (format == .csv ? ["review"] : []),
                      rows: rows)
+            if format == .table {
+                // Time entries that did not count, under the table: never billed in silence.
+                for p in report { for note in p.review { print("review \(p.patientID): \(note)") } }
+            }
         }
 
         func codesText(_ codes: CPTCodes) -> String {
@@ -234,7 +239,49 @@ struct ReportCommand: ParsableCommand {
 
 struct ReadingCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "reading", abstract: "Readings entered by hand.", subcommands: [Add.self])
+        commandName: "reading", abstract: "A patient's readings; readings entered by hand.", subcommands: [List.self, Add.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A patient's readings, newest first, with measurement times in the patient's time zone.")
+        @OptionGroup var options: GlobalOptions
+        @Option var patient: String
+        @Option(help: "Only readings measured at or after this time: RFC 3339, or YYYY-MM-DD (midnight in the patient's time zone).")
+        var since: String?
+        @Option(help: "Only this vital type: \(VitalType.allCases.map(\.rawValue).joined(separator: ", ")).") var type: VitalType?
+        @Option(help: "At most this many readings.") var limit: Int = 100
+        @Option var format: OutputFormat = .table
+
+        func validate() throws {
+            if limit < 1 { throw ValidationError("--limit must be at least 1") }
+        }
+
+        func run() throws {
+            let (_, db) = try options.database()
+            guard let p = try db.patient(id: patient), let zone = TimeZone(identifier: p.timezone) else {
+                throw ValidationError("patient \(patient) is not enrolled")
+            }
+            var start: Date?
+            if let since {
+                if let day = LocalDate(since) {
+                    start = day.start(in: zone)
+                } else if let instant = MeasurementTimePolicy.parseRFC3339(since) {
+                    start = instant
+                } else {
+                    throw ValidationError("--since must be RFC 3339 or YYYY-MM-DD")
+                }
+            }
+            let rows = try db.readingRows(patientID: patient, since: start, type: type, limit: limit)
+            let local = Date.ISO8601FormatStyle(timeZoneSeparator: .colon, timeZone: zone)
+            try emit(format, json: rows,
+                     header: ["measured_at (\(zone.identifier))", "type", "value", "unit", "canonical", "device_id", "source", "flags"],
+                     rows: rows.map { r in
+                         [r.measuredAt.formatted(local), r.type, Observation.format(r.value), r.unit,
+                          "\(Observation.format(r.canonicalValue)) \(r.canonicalUnit)", r.deviceID, r.source,
+                          (r.flags + (r.timeSource == "device" ? [] : ["time:\(r.timeSource)"])).joined(separator: ",")]
+                     })
+        }
+    }
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -120,7 +120,8 @@ struct DeviceCommand: ParsableCommand {
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a device for a patient, or rebind it.")
         @OptionGroup var options: GlobalOptions
-        @Option(help: "Device id, as it appears in its topic.") var id: String
+        @Option(help: "Device id exactly as its topic or payload spells it; ids are case-sensitive (AA:BB and aa:bb are two devices).")
+        var id: String
         @Option(help: "Patient the device belongs to.") var patient: String
         @Option(help: "Kind: \(DeviceKind.allCases.map(\.rawValue).joined(separator: ", ")).") var kind: DeviceKind = .other
         @Flag(help: "Move the device from the patient it belongs to now.") var reassign = false
@@ -145,6 +146,11 @@ struct DeviceCommand: ParsableCommand {
                 Device(id: id, kind: kind, patientID: patient), actor: actor(by), reassign: reassign,
                 at: at.flatMap(MeasurementTimePolicy.parseRFC3339) ?? Date(), from: from.flatMap(MeasurementTimePolicy.parseRFC3339))
             print("device \(id): \(change.rawValue)")
+            // Ids are case-sensitive, like topic levels: a second spelling is a second device.
+            for other in try db.devices() where other.id != id && other.id.lowercased() == id.lowercased() {
+                FileHandle.standardError.write(Data(
+                    "vitalsd: warning: device \(other.id) differs from \(id) only in case; ids are case-sensitive, so they are two devices: enroll a device under the exact spelling its topic or payload uses\n".utf8))
+            }
         }
     }
 

@@ -25,10 +25,7 @@ struct AuditCommand: ParsableCommand {
         func run() throws {
             let (_, db) = try options.database()
             let start: Date? = try since.map { text in
-                if let day = LocalDate(text) { return day.start(in: TimeZone(identifier: "UTC")!) }
-                guard let instant = MeasurementTimePolicy.parseRFC3339(text) else {
-                    throw ValidationError("--since must be RFC 3339 or YYYY-MM-DD")
-                }
+                guard let instant = parseSince(text) else { throw ValidationError("--since must be RFC 3339 or YYYY-MM-DD") }
                 return instant
             }
             if access {

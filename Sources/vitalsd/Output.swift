@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VitalsDomain
 
 /// How a listing is printed.
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
@@ -23,20 +24,19 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     for row in rows { print(line(row)) }
 }
 
-/// Prints rows as RFC 4180 CSV.
+/// Prints rows as RFC 4180 CSV with every cell neutralised against formula injection (``CSVText``).
 func printCSV(_ header: [String], _ rows: [[String]]) {
-    func quote(_ s: String) -> String {
-        s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
-    }
-    print(header.map(quote).joined(separator: ","))
-    for row in rows { print(row.map(quote).joined(separator: ",")) }
+    print(CSVText.line(header))
+    for row in rows { print(CSVText.line(row)) }
 }
 
-/// Prints a value as pretty JSON with sorted keys and ISO 8601 dates.
+/// Prints a value as pretty JSON with sorted keys, snake_case keys (`patient_id`, `received_at`:
+/// one style in every command's JSON, as in the task events) and ISO 8601 dates.
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601
+    encoder.keyEncodingStrategy = .convertToSnakeCase
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MQTTClient
+import VitalsConfig
 import VitalsDaemon
 import VitalsDomain
 import VitalsStore
@@ -10,26 +11,107 @@ struct TaskCommand: ParsableCommand {
         commandName: "task", abstract: "The care manager's task queue.",
         subcommands: [List.self, Show.self, Ack.self, Resolve.self, Note.self])
 
+    /// Which tasks `task list` shows.
+    enum StatusFilter: String, ExpressibleByArgument, CaseIterable {
+        case unresolved, open, acknowledged, resolved, all
+
+        func admits(_ status: TaskStatus) -> Bool {
+            switch self {
+            case .unresolved: status != .resolved
+            case .all: true
+            default: status.rawValue == rawValue
+            }
+        }
+    }
+
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List tasks: unresolved first, critical before warning, oldest first.")
+            abstract: "List tasks: unresolved by default, critical before warning, oldest first.",
+            discussion: "The table fits 120 columns: long patient ids and reasons are cut with …; task show ID or --format json|csv give them whole.")
         @OptionGroup var options: GlobalOptions
-        @Option(help: "open, acknowledged or resolved.") var status: TaskStatus?
+        @Option(help: "unresolved (open and acknowledged; the default), open, acknowledged, resolved or all.")
+        var status: StatusFilter = .unresolved
         @Option var patient: String?
+        @Option(help: "Only tasks opened or changed at or after this time (RFC 3339, or YYYY-MM-DD in UTC).") var since: String?
+        @Option(help: "At most this many tasks.") var limit: Int = 100
         @Option var format: OutputFormat = .table
+
+        func validate() throws {
+            if let since, parseSince(since) == nil { throw ValidationError("--since must be RFC 3339 or YYYY-MM-DD") }
+            if limit < 1 { throw ValidationError("--limit must be at least 1") }
+        }
 
         func run() throws {
             let (_, db) = try options.database()
-            let tasks = try db.tasks(status: status, patientID: patient)
-            try emit(format, json: tasks,
-                     header: ["id", "priority", "status", "patient_id", "vital", "direction", "occurrences", "opened_at",
-                              "latest", "latest_measured_at", "worst", "worst_measured_at", "reason"],
-                     rows: tasks.map { t in
-                         [String(t.id), t.priority.rawValue, t.status.rawValue, t.patientID, t.vital, t.direction.rawValue,
-                          String(t.occurrences), iso(t.openedAt), t.latest?.summary ?? "", iso(t.latest?.measuredAt),
-                          t.worst?.summary ?? "", iso(t.worst?.measuredAt), t.reason]
-                     })
+            let start = since.flatMap(parseSince)
+            let tasks = Array(try db.tasks(patientID: patient).filter { t in
+                status.admits(t.status) && (start.map { t.updatedAt >= $0 } ?? true)
+            }.prefix(limit))
+            switch format {
+            case .json: try printJSON(tasks.map(TaskRow.init))
+            case .csv:
+                printCSV(["id", "priority", "status", "patient_id", "kind", "condition", "direction", "occurrences", "opened_at",
+                          "latest", "latest_measured_at", "worst", "worst_measured_at", "owner", "reason"],
+                         tasks.map { t in
+                             [String(t.id), t.priority.rawValue, t.status.rawValue, t.patientID, t.kind.rawValue, t.vital,
+                              t.shownDirection ?? "", String(t.occurrences), iso(t.openedAt), t.latest?.summary ?? "",
+                              iso(t.latest?.measuredAt), t.worst?.summary ?? "", iso(t.worst?.measuredAt), t.owner ?? "", t.reason]
+                         })
+            case .table: print(Self.table(tasks).joined(separator: "\n"))
+            }
         }
+
+        /// The task table, every line at most `width` columns: id, priority, status, patient,
+        /// condition (with its direction only where it has one), occurrences, opened (UTC) and reason,
+        /// the patient id cut at 14 and the reason at what the line leaves.
+        static func table(_ tasks: [CareTask], width: Int = 120) -> [String] {
+            func cut(_ s: String, _ n: Int) -> String { s.count <= n ? s : String(s.prefix(max(0, n - 1))) + "…" }
+            let header = ["id", "priority", "status", "patient_id", "condition", "n", "opened (UTC)", "reason"]
+            let rows = tasks.map { t -> [String] in
+                [String(t.id), t.priority.rawValue, t.status.rawValue, cut(t.patientID, 14),
+                 cut(t.vital + (t.shownDirection.map { " " + $0 } ?? ""), 22), String(t.occurrences),
+                 shortUTC(t.openedAt), t.reason]
+            }
+            var widths = header.map(\.count)
+            for row in rows { for i in 0..<(row.count - 1) { widths[i] = max(widths[i], row[i].count) } }
+            let fixed = widths.dropLast().reduce(0, +) + 2 * (widths.count - 1)
+            func line(_ cells: [String]) -> String {
+                var text = ""
+                for (i, c) in cells.enumerated() {
+                    if i == cells.count - 1 {
+                        text += cut(c, max(8, width - fixed))
+                    } else {
+                        text += c.padding(toLength: widths[i], withPad: " ", startingAt: 0) + "  "
+                    }
+                }
+                return text
+            }
+            return [line(header)] + rows.map(line)
+        }
+
+        /// `2026-11-28 13:10`, in UTC.
+        static func shortUTC(_ date: Date) -> String {
+            var style = Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!)
+            style = style.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false)
+            return String(date.formatted(style).prefix(16)).replacingOccurrences(of: "T", with: " ")
+        }
+    }
+
+    /// A task as `task list --format json` prints it: the task's own fields, its direction only where
+    /// it has one (`null` for late-data, days-of-data, no-data and device tasks).
+    struct TaskRow: Encodable {
+        let task: CareTask
+        init(_ task: CareTask) { self.task = task }
+
+        func encode(to encoder: any Encoder) throws {
+            try task.encode(to: encoder)
+            if task.shownDirection == nil {
+                var c = encoder.container(keyedBy: DirectionKey.self)
+                try c.encodeNil(forKey: .direction)
+            }
+        }
+
+        enum DirectionKey: String, CodingKey { case direction }
     }
 
     struct Show: ParsableCommand {
@@ -43,13 +125,13 @@ struct TaskCommand: ParsableCommand {
             guard let (t, events) = try db.task(id: id) else { throw ValidationError("task \(id) does not exist") }
             let notes = try db.taskNotes(id: id)
             if format == .json {
-                struct Shown: Encodable { var task: CareTask; var events: [TaskEvent]; var notes: [TaskNote] }
-                try printJSON(Shown(task: t, events: events, notes: notes))
+                struct Shown: Encodable { var task: TaskRow; var events: [TaskEvent]; var notes: [TaskNote] }
+                try printJSON(Shown(task: TaskRow(t), events: events, notes: notes))
                 return
             }
             print("task #\(t.id)  \(t.priority.rawValue)  \(t.status.rawValue)")
             print("patient:      \(t.patientID)")
-            print("condition:    \(t.vital) \(t.direction.rawValue)")
+            print("condition:    \(t.vital)\(t.shownDirection.map { " " + $0 } ?? "") (\(t.kind.rawValue))")
             print("reason:       \(t.reason)")
             print("occurrences:  \(t.occurrences)")
             if let latest = t.latest { print("latest:       \(latest.summary), measured \(iso(latest.measuredAt))") }
@@ -91,11 +173,11 @@ struct TaskCommand: ParsableCommand {
             if minutes == nil && (activity != nil || modality != nil) { throw ValidationError("--activity and --modality go with --minutes") }
         }
 
-        /// The time entry the options describe, if any.
-        var time: NewTimeEntry? {
+        /// The time entry the options describe, if any, with the configuration's per-entry limit.
+        func time(_ config: VitalsConfiguration) -> NewTimeEntry? {
             minutes.map {
                 NewTimeEntry(patientID: "", minutes: $0, performedBy: by, activity: activity ?? note ?? "task \(id)",
-                             modality: modality, taskID: id)
+                             modality: modality, taskID: id, maxMinutes: config.billing.maxEntryMinutes)
             }
         }
     }
@@ -105,8 +187,8 @@ struct TaskCommand: ParsableCommand {
         @OptionGroup var transition: Transition
 
         func run() throws {
-            let (_, db) = try transition.options.database()
-            let t = try db.acknowledgeTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time)
+            let (config, db) = try transition.options.database()
+            let t = try db.acknowledgeTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time(config))
             print("task #\(t.id) acknowledged by \(transition.by)")
         }
     }
@@ -116,8 +198,8 @@ struct TaskCommand: ParsableCommand {
         @OptionGroup var transition: Transition
 
         func run() throws {
-            let (_, db) = try transition.options.database()
-            let t = try db.resolveTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time)
+            let (config, db) = try transition.options.database()
+            let t = try db.resolveTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time(config))
             print("task #\(t.id) resolved by \(transition.by)")
         }
     }
@@ -138,6 +220,12 @@ extension TaskCommand {
             print("task #\(t.id): note added by \(by)")
         }
     }
+}
+
+extension CareTask {
+    /// The direction as the CLI shows it: a threshold or trend task's `high`/`low`; nil for late-data,
+    /// days-of-data, no-data and device tasks, whose stored direction means nothing.
+    var shownDirection: String? { kind == .threshold || kind == .trend ? direction.rawValue : nil }
 }
 
 struct Stats: ParsableCommand {
@@ -161,7 +249,7 @@ struct Stats: ParsableCommand {
 struct DeadLetterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dead-letters", abstract: "Messages that could not become readings, with their reasons.",
-        subcommands: [List.self, Show.self])
+        subcommands: [List.self, Show.self, Replay.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List dead letters, newest first.")
@@ -179,25 +267,77 @@ struct DeadLetterCommand: ParsableCommand {
         func run() throws {
             let (_, db) = try options.database()
             let letters = try db.deadLetters(reason: reason, limit: limit)
-            try emit(format, json: letters, header: ["id", "received_at", "reason", "device_id", "topic", "bytes", "detail"],
+            try emit(format, json: letters, header: ["id", "received_at", "reason", "device_id", "topic", "bytes", "replayed_at", "detail"],
                      rows: letters.map { d in
                          [String(d.id), iso(d.receivedAt), d.reason, d.deviceID ?? "", d.topic, String(d.payloadBytes),
-                          d.detail + (d.readingIndex.map { " (reading \($0))" } ?? "")]
+                          iso(d.replayedAt), d.detail + (d.readingIndex.map { " (reading \($0))" } ?? "")]
                      })
         }
     }
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Write a dead letter's raw payload to standard output.")
+        static let configuration = CommandConfiguration(
+            abstract: "Write a dead letter's raw payload to standard output (of a too_large payload, its first 4096 bytes).")
         @OptionGroup var options: GlobalOptions
         @Argument var id: Int64
 
         func run() throws {
             let (_, db) = try options.database()
-            guard let payload = try db.deadLetterPayload(id: id) else { throw ValidationError("dead letter \(id) does not exist") }
-            FileHandle.standardOutput.write(payload)
+            guard let payload = try db.storedDeadLetterPayload(id: id) else { throw ValidationError("dead letter \(id) does not exist") }
+            FileHandle.standardOutput.write(payload.bytes)
+            if payload.isTruncated {
+                let hash = payload.sha256.map { " sha256 " + $0.map { String(format: "%02x", $0) }.joined() } ?? ""
+                FileHandle.standardError.write(Data(
+                    "dead letter \(id): only the first \(payload.bytes.count) of \(payload.size) bytes are kept;\(hash)\n".utf8))
+            }
         }
     }
+}
+
+extension DeadLetterCommand {
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ingest dead letters again through the normal path, e.g. after their device was enrolled; idempotent.",
+            discussion: """
+                Each message is stored as if it arrived again with its original receive time (readings \
+                already stored are duplicates). A dead letter whose reason does not come back is marked \
+                replayed and never replayed again; one that fails again for the same reason waits for a \
+                later replay. Readings measured more than alerts.late_after_hours before the replay go to \
+                the late-data review task.
+                """)
+        @OptionGroup var options: GlobalOptions
+        @Option(help: "Only this reason, e.g. unknown_device.") var reason: String?
+        @Option(help: "Only dead letters received at or after this time (RFC 3339 or YYYY-MM-DD, UTC).") var since: String?
+        @Option(help: "Who replays, for the audit trail (default: the invoking user).") var by: String?
+
+        func validate() throws {
+            if let reason, DeadLetterReason(rawValue: reason) == nil {
+                throw ValidationError("--reason must be one of \(DeadLetterReason.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            if let since, parseSince(since) == nil { throw ValidationError("--since must be RFC 3339 or YYYY-MM-DD") }
+        }
+
+        func run() async throws {
+            let (config, db) = try options.database()
+            let s = try await db.replayDeadLetters(
+                reason: reason.flatMap(DeadLetterReason.init(rawValue:)), since: since.flatMap(parseSince),
+                routes: try config.mqtt.routes(), pipeline: Daemon.pipeline(config), actor: actor(by))
+            func counts(_ d: [String: Int]) -> String {
+                d.isEmpty ? "none" : d.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            }
+            print("replayed \(s.messages) messages (\(s.deadLetters) dead letters): \(s.readingsStored) readings stored, \(s.duplicates) already stored, \(s.tasksOpened) tasks opened")
+            print("resolved: \(s.resolved); still failing: \(counts(s.stillFailing)); new dead letters: \(counts(s.newDeadLetters))")
+            if s.payloadPurged + s.payloadTruncated > 0 {
+                print("not replayable: \(s.payloadPurged) with their payload purged, \(s.payloadTruncated) too_large (only a prefix kept)")
+            }
+        }
+    }
+}
+
+/// An instant from `--since`: RFC 3339, or a date (its start in UTC).
+func parseSince(_ text: String) -> Date? {
+    if let day = LocalDate(text) { return day.start(in: TimeZone(identifier: "UTC")!) }
+    return MeasurementTimePolicy.parseRFC3339(text)
 }
 
 struct ReplayCommand: AsyncParsableCommand {

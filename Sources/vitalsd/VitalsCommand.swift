@@ -11,6 +11,12 @@ struct VitalsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vitalsd",
         abstract: "Remote patient monitoring ingestion daemon: device readings from MQTT into the care manager's task queue.",
+        discussion: """
+            Every command reads the configuration named by --config, else by the environment variable \
+            VITALSD_CONFIG, else /etc/vitalsd/vitalsd.yaml; VITALSD_* variables override its keys \
+            (e.g. VITALSD_DATABASE_PATH). In production run the commands as the service's user: \
+            sudo -u vitalsd vitalsd …
+            """,
         subcommands: [
             Run.self, PatientCommand.self, DeviceCommand.self, ThresholdCommand.self, Import.self, TaskCommand.self,
             EpisodeCommand.self, TimeCommand.self, ReportCommand.self, ReadingCommand.self, AuditCommand.self, ClientCommand.self, DatabaseCommand.self,
@@ -20,25 +26,45 @@ struct VitalsCommand: AsyncParsableCommand {
     static func main() async {
         // libmosquitto's global init is not thread-safe: do it first, on the main thread.
         MosquittoLibrary.initialize()
+        var command: any ParsableCommand
         do {
-            var command = try parseAsRoot()
+            command = try parseAsRoot()
+        } catch {
+            // --help and --version print and exit 0; a wrong argument says what is wrong and where
+            // the options are, without the whole usage block.
+            if exitCode(for: error) == .success { exit(withError: error) }
+            fail("\(message(for: error))\nRun the command with --help for its options.", code: exitCode(for: error).rawValue)
+        }
+        do {
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
                 try command.run()
             }
         } catch let error as ConfigurationErrors {
-            FileHandle.standardError.write(Data("vitalsd: configuration refused:\n\(error.description)\n".utf8))
-            Foundation.exit(2)
+            fail("configuration refused:\n\(error.description)", code: 2)
         } catch {
-            exit(withError: error)
+            // A command that ran and failed: its reason only (a ValidationError thrown by run() would
+            // otherwise print the usage block as if the arguments were wrong).
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            // A ValidationError from run() is a refusal (unknown patient, rule broken), not a usage
+            // error: exit 1, as other failures.
+            fail(message(for: error), code: error is ValidationError ? 1 : code.rawValue)
         }
+    }
+
+    /// Writes `vitalsd: MESSAGE` to standard error and exits with `code`.
+    static func fail(_ message: String, code: Int32) -> Never {
+        FileHandle.standardError.write(Data("vitalsd: \(message)\n".utf8))
+        Foundation.exit(code == 0 ? 1 : code)
     }
 }
 
 /// Options every command takes.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Configuration file (YAML).", valueName: "FILE"))
+    @Option(name: .long, help: ArgumentHelp(
+        "Configuration file (YAML); default: $VITALSD_CONFIG if set, else /etc/vitalsd/vitalsd.yaml.", valueName: "FILE"))
     var config: String = ProcessInfo.processInfo.environment["VITALSD_CONFIG"] ?? "/etc/vitalsd/vitalsd.yaml"
 
     /// The configuration with `VITALSD_*` environment overrides applied.
@@ -100,7 +126,8 @@ struct ConfigCommand: ParsableCommand {
                 FileHandle.standardError.write(Data((problems.joined(separator: "\n") + "\n").utf8))
                 throw ExitCode(2)
             }
-            print("configuration ok: \(options.config)")
+            for w in config.warnings { FileHandle.standardError.write(Data("warning: \(w.description)\n".utf8)) }
+            print("configuration ok: \(options.config)\(config.warnings.isEmpty ? "" : " (\(config.warnings.count) warnings)")")
         }
     }
 }

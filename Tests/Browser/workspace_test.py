@@ -139,6 +139,11 @@ log:
         with open(path, "w") as f:
             f.write("\n".join(rows) + "\n")
         self.vitalsd("import", path, "--by", "setup")
+        # Minutes count only within an RPM episode: consent given a month ago (in UTC; the patients'
+        # zone is at most a day behind, and 30 days leave room).
+        consent = (datetime.now(timezone.utc) - timedelta(days=30)).strftime("%Y-%m-%d")
+        for pid, *_ in PATIENTS:
+            self.vitalsd("episode", "start", "--patient", pid, "--start", consent, "--practitioner", "Dr. Ng", "--by", "setup")
 
     def start_daemon(self):
         self.log = os.path.join(self.dir, "vitalsd.log")

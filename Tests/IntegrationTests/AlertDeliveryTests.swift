@@ -62,11 +62,12 @@ struct AlertDeliveryTests {
             logPath: env.directory + "/sub.log", outputPath: env.directory + "/alerts.jsonl")
         defer { alerts.signal(SIGTERM); alerts.waitBlocking() }
 
-        // Day 0 is 9 days ago at 07:00 UTC; weights on days 0, 1, 2, (3 missed), 4, 5; days 6–9 silent.
-        let calendar = Calendar(identifier: .gregorian)
-        var utc = calendar
-        utc.timeZone = TimeZone(identifier: "UTC")!
-        let day0 = utc.date(bySettingHour: 7, minute: 0, second: 0, of: Date().addingTimeInterval(-9 * 86_400))!
+        // Day 0 is 9 days and 1 hour before the test starts, whatever the hour; weights on days 0, 1, 2,
+        // (3 missed), 4, 5 (distinct UTC dates, 24 h apart); days 6–9 silent. The no-data rule counts
+        // whole elapsed days since the last reading (RoutineTasks): 4 days and 1 hour plus the test's
+        // own duration is "4 days" at any hour. (Day 0 at 07:00 UTC made it 3 days before 07:00 UTC.)
+        let utc = TimeZone(identifier: "UTC")!
+        let day0 = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 9 * 86_400 - 3_600).rounded(.down))
         func weight(_ kg: Double, day: Int) -> [UInt8] {
             let ms = Int64(day0.addingTimeInterval(Double(day) * 86_400).timeIntervalSince1970 * 1000)
             return Array(#"{"type":"body_weight","value":\#(kg),"unit":"kg","measured_at":\#(ms)}"#.utf8)
@@ -76,25 +77,25 @@ struct AlertDeliveryTests {
         let first = [(80.0, 0), (80.5, 1), (81.0, 2)]
         #expect(await publishUntilStored(pub, env, topic: "devices/scale1/readings", payload: weight(80.0, day: 0)))
         for (kg, day) in first.dropFirst() { try pub.publish(topic: "devices/scale1/readings", payload: weight(kg, day: day)) }
-        #expect(await eventually(10) { (try? env.statistics().readings) == 3 })
+        #expect(await eventually { (try? env.statistics().readings) == 3 })
 
         // Restart in the middle; the device then re-sends day 2 (a duplicate) before days 4 and 5.
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
         daemon = try env.startProcess()
         for (kg, day) in [(81.0, 2), (82.0, 4), (82.5, 5)] {
             try pub.publish(topic: "devices/scale1/readings", payload: weight(kg, day: day))
         }
         try await pub.waitUntilDelivered()
-        #expect(await eventually(10) { (try? env.statistics().readings) == 5 })
+        #expect(await eventually { (try? env.statistics().readings) == 5 })
         // The RPM episode starts on day 0; the routine check (every second) then sees 4 silent days.
-        _ = try env.database.startEpisode(patientID: "hf1", startDate: LocalDate(day0, in: utc.timeZone),
+        _ = try env.database.startEpisode(patientID: "hf1", startDate: LocalDate(day0, in: utc),
                                           practitioner: "Dr. A", actor: "test")
-        #expect(await eventually(10) { (try? env.database.tasks(patientID: "hf1").count) == 2 })
+        #expect(await eventually { (try? env.database.tasks(patientID: "hf1").count) == 2 })
 
         // A second restart re-raises nothing.
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
         daemon = try env.startProcess()
         try await Task.sleep(for: .seconds(2))
         let tasks = try env.database.tasks(patientID: "hf1").sorted { $0.id < $1.id }
@@ -106,7 +107,7 @@ struct AlertDeliveryTests {
         #expect(tasks[0].dataStale)
 
         // Every task event reached the alerts topic: opened (trend), opened (no data), data_stale.
-        #expect(await eventually(10) {
+        #expect(await eventually {
             let lines = (try? String(contentsOfFile: env.directory + "/alerts.jsonl", encoding: .utf8))?.split(separator: "\n") ?? []
             return lines.count >= 3
         })
@@ -116,7 +117,7 @@ struct AlertDeliveryTests {
         #expect(Set(ids).count == 3)
         #expect(Set(events.compactMap { $0["event"] as? String }) == ["opened", "data_stale"])
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
     }
 
     @Test("F15: 20 open alerts, a restart with 200 queued readings (20 repeat breaches), then a reload: no new task, no resent event")
@@ -130,9 +131,9 @@ struct AlertDeliveryTests {
         var daemon = try env.startProcess()
         #expect(await publishUntilStored(pub, env, topic: "devices/fg0/readings", payload: glucoseJSON(45, at: msAgo(3_600))))
         for i in 1..<20 { try pub.publish(topic: "devices/fg\(i)/readings", payload: glucoseJSON(45, at: msAgo(3_600))) }
-        #expect(await eventually(10) { (try? env.database.tasks(status: .open).count) == 20 })
+        #expect(await eventually { (try? env.database.tasks(status: .open).count) == 20 })
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
 
         // While vitalsd is down: 9 normal readings and 1 breach of the same condition per patient.
         for i in 0..<20 {
@@ -141,7 +142,7 @@ struct AlertDeliveryTests {
         }
         try await pub.waitUntilDelivered()
         daemon = try env.startProcess()
-        #expect(await eventually(15) { (try? env.statistics().readings) == 220 })
+        #expect(await eventually { (try? env.statistics().readings) == 220 })
         try await Task.sleep(for: .milliseconds(500))
         let tasks = try env.database.tasks()
         #expect(tasks.count == 20)
@@ -159,9 +160,9 @@ struct AlertDeliveryTests {
         daemon.signal(SIGHUP)
         try await Task.sleep(for: .seconds(2))
         #expect(try history() == before)
-        #expect(await eventually(5) { (try? await env.database.outboxBacklog(channel: "mqtt")) == 0 })
+        #expect(await eventually { (try? await env.database.outboxBacklog(channel: "mqtt")) == 0 })
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
     }
 
     @Test("webhook down, then back after a daemon restart: every task event arrives exactly once, signed, in order")
@@ -185,17 +186,17 @@ struct AlertDeliveryTests {
         // Critical low, then high (a second condition), while the receiver is down.
         #expect(await publishUntilStored(pub, env, payload: glucoseJSON(45, at: msAgo(50))))
         try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(300, at: msAgo(40)))
-        #expect(await eventually(10) { (try? env.database.tasks().count) == 2 })
+        #expect(await eventually { (try? env.database.tasks().count) == 2 })
         let low = try #require(try env.database.tasks().first { $0.direction == .low })
         _ = try env.database.acknowledgeTask(id: low.id, by: "nurse.a")
 
         // Restart once during the outage; more events meanwhile.
         try await Task.sleep(for: .seconds(max(0, outage / 2 - Date().timeIntervalSince(started))))
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
         daemon = try env.startProcess()
         try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(310, at: msAgo(30)))
-        #expect(await eventually(10) { (try? env.database.tasks().first { $0.direction == .high }?.occurrences) == 2 })
+        #expect(await eventually { (try? env.database.tasks().first { $0.direction == .high }?.occurrences) == 2 })
         _ = try env.database.resolveTask(id: low.id, by: "nurse.a")
         // The 300 mg/dL, 10 min after the critical 45, is its re-measurement (not confirmed) and
         // clears the low condition (recovered): opened, confirmation, recovered, opened (high),
@@ -206,7 +207,7 @@ struct AlertDeliveryTests {
         let receiver = WebhookReceiver(port: hookPort)
         receiver.start()
         defer { Task { await receiver.stop() } }
-        #expect(await eventually(20) { receiver.requests.withLock { $0.count } >= 7 })
+        #expect(await eventually { receiver.requests.withLock { $0.count } >= 7 })
         try await Task.sleep(for: .seconds(3))  // room for a stray repeat to show up
         let received = receiver.requests.withLock { $0 }
         let bodies = received.compactMap { try? JSONSerialization.jsonObject(with: $0.body) as? [String: Any] }
@@ -229,7 +230,7 @@ struct AlertDeliveryTests {
         }
         #expect(try await env.database.outboxBacklog(channel: "webhook") == 0)
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
         await receiver.stop()
     }
 }

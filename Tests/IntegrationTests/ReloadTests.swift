@@ -27,7 +27,7 @@ struct ReloadTests {
         try reloaded.write(toFile: env.configPath, atomically: true, encoding: .utf8)
         daemon.signal(SIGHUP)
         let log = env.directory + "/vitalsd.log"
-        #expect(await eventually(10) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("configuration reloaded") })
+        #expect(await eventually { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("configuration reloaded") })
         #expect(await publishUntilStored(pub, env, topic: "gateways/g1/readings", payload: glucoseJSON(62, at: at + 60_000), readings: 2))
         // 62 mg/dL is not below the new limit of 60: the task got no new occurrence.
         #expect(try env.database.tasks().first?.occurrences == 1)
@@ -39,11 +39,11 @@ struct ReloadTests {
         try (original.replacingOccurrences(of: "mqtt:\n", with: "mqtt:\n  topics: [\"devices/#\"]\n")).write(
             toFile: env.configPath, atomically: true, encoding: .utf8)
         daemon.signal(SIGHUP)
-        #expect(await eventually(10) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("reload refused") })
+        #expect(await eventually { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("reload refused") })
         try pub.publish(topic: "gateways/g1/readings", payload: glucoseJSON(100, at: at + 120_000))
-        #expect(await eventually(10) { (try? env.statistics().readings) == 3 })
+        #expect(await eventually { (try? env.statistics().readings) == 3 })
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
         #expect(daemon.exitCode == 0)
     }
 

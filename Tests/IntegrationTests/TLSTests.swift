@@ -49,7 +49,7 @@ struct TLSTests {
             host: host, port: port, clientID: "tls-\(UUID().uuidString.prefix(6))", topics: ["devices/+/readings"],
             minReconnectDelay: 0.2, maxReconnectDelay: 0.5, tls: MQTTTLSConfiguration(caFile: caFile))
         return try await MQTTSubscription.with(configuration: config, logger: logger) { sub in
-            _ = await eventually(5) { sub.status.subscribed || sub.status.lastError != nil }
+            _ = await eventually { sub.status.subscribed || sub.status.lastError != nil }
             return sub.status
         }
     }
@@ -75,8 +75,57 @@ struct TLSTests {
         #expect(mismatch.lastError?.contains("does not name the host '127.0.0.1' (mqtt.host)") == true, "\(mismatch.lastError ?? "-")")
     }
 
+    @Test("config check refuses a TLS file that is not PEM of the right kind, naming the key")
+    func wrongKindOfFile() throws {
+        let certificates = try TestCertificates()
+        defer { try? FileManager.default.removeItem(atPath: certificates.directory) }
+        let d = certificates.directory
+        try "hello, not a certificate\n".write(toFile: d + "/text.pem", atomically: true, encoding: .utf8)
+        try "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".write(toFile: d + "/bad64.pem", atomically: true, encoding: .utf8)
+        try "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMAA=\n-----END ENCRYPTED PRIVATE KEY-----\n"
+            .write(toFile: d + "/encrypted.key", atomically: true, encoding: .utf8)
+        func problems(_ yaml: String) -> [String] {
+            do {
+                _ = try VitalsConfiguration.parse(yaml: yaml)
+                return []
+            } catch let error as ConfigurationErrors {
+                return error.errors.map(\.description)
+            } catch { return ["\(error)"] }
+        }
+        #expect(problems("mqtt:\n  tls_ca_file: \(d)/text.pem\n") == [
+            "mqtt.tls_ca_file: \(d)/text.pem is not PEM certificates (-----BEGIN CERTIFICATE-----): it holds no PEM block"])
+        #expect(problems("mqtt:\n  tls_ca_file: \(d)/bad64.pem\n") == [
+            "mqtt.tls_ca_file: \(d)/bad64.pem is not PEM certificates (-----BEGIN CERTIFICATE-----): its CERTIFICATE block is not valid base64 DER"])
+        // openssl req -newkey writes "-----BEGIN PRIVATE KEY-----": a key where the CA belongs.
+        #expect(problems("mqtt:\n  tls_ca_file: \(d)/ca.key\n") == [
+            "mqtt.tls_ca_file: \(d)/ca.key holds a PRIVATE KEY where PEM certificates (-----BEGIN CERTIFICATE-----) belong"])
+        #expect(problems("mqtt:\n  tls_ca_file: \(d)/ca.crt\n  tls_cert_file: \(d)/ca.crt\n  tls_key_file: \(d)/ca.crt\n") == [
+            "mqtt.tls_key_file: \(d)/ca.crt holds a CERTIFICATE where a PEM private key (-----BEGIN PRIVATE KEY-----) belongs"])
+        #expect(problems("mqtt:\n  tls_ca_file: \(d)/ca.crt\n  tls_cert_file: \(d)/ca.key\n  tls_key_file: \(d)/ca.key\n") == [
+            "mqtt.tls_cert_file: \(d)/ca.key holds a PRIVATE KEY where PEM certificates (-----BEGIN CERTIFICATE-----) belong"])
+        #expect(problems("mqtt:\n  tls_ca_file: \(d)/ca.crt\n  tls_cert_file: \(d)/ca.crt\n  tls_key_file: \(d)/encrypted.key\n").first?
+            .hasPrefix("mqtt.tls_key_file: \(d)/encrypted.key holds an encrypted private key; vitalsd cannot ask for its passphrase") == true)
+        #expect(problems("mqtt:\n  tls_ca_file: \(d)/ca.crt\n  tls_cert_file: \(d)/ca.crt\n  tls_key_file: \(d)/ca.key\n").isEmpty)
+    }
+
+    @Test("a CA file OpenSSL cannot read: the connection error names mqtt.tls_ca_file")
+    func unreadableCAAtConnect() async throws {
+        let certificates = try TestCertificates()
+        defer { try? FileManager.default.removeItem(atPath: certificates.directory) }
+        let good = try Broker(tls: try certificates.brokerCertificate("good", altNames: "IP:127.0.0.1"))
+        // PEM-shaped (a DER SEQUENCE of length 0), so only OpenSSL can tell it is no certificate.
+        let fake = certificates.directory + "/fake-ca.pem"
+        try "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n".write(toFile: fake, atomically: true, encoding: .utf8)
+        let status = try await status(host: "127.0.0.1", port: good.tlsPort!, caFile: fake)
+        #expect(!status.subscribed)
+        #expect(status.lastError == "TLS: the file in mqtt.tls_ca_file (\(fake)) holds no CA certificate OpenSSL can read (PEM X.509 certificates expected)")
+    }
+
     @Test("missing files and a client certificate without a CA are refused before connecting (F8b, F8c)")
-    func configuration() {
+    func configuration() throws {
+        let certificates = try TestCertificates()
+        defer { try? FileManager.default.removeItem(atPath: certificates.directory) }
+        let d = certificates.directory
         do {
             _ = try VitalsConfiguration.parse(yaml: "mqtt:\n  tls_ca_file: /nonexistent/ca.pem\n")
             Issue.record("accepted a missing CA file")
@@ -85,7 +134,7 @@ struct TLSTests {
             #expect(error.description.contains("/nonexistent/ca.pem does not exist"))
         } catch { Issue.record("\(error)") }
         do {
-            _ = try VitalsConfiguration.parse(yaml: "mqtt:\n  tls_cert_file: /etc/hostname\n  tls_key_file: /etc/hostname\n")
+            _ = try VitalsConfiguration.parse(yaml: "mqtt:\n  tls_cert_file: \(d)/ca.crt\n  tls_key_file: \(d)/ca.key\n")
             Issue.record("accepted a client certificate without a CA")
         } catch let error as ConfigurationErrors {
             #expect(error.errors.map(\.key) == ["mqtt.tls_ca_file"])

@@ -125,6 +125,10 @@ final class WorkspaceServer: @unchecked Sendable {
         try database.upsertPatient(Patient(id: "p2", timezone: "America/Chicago", programs: [.hypertension], careManager: "ana"),
                                    actor: "test")
         try database.upsertDevice(Device(id: "c1", kind: .bpCuff, patientID: "p2"), actor: "test")
+        // Minutes count only within an RPM episode: consent given a month ago.
+        try database.startEpisode(
+            patientID: "p2", startDate: LocalDate(Date().addingTimeInterval(-30 * 86_400), in: TimeZone(identifier: "America/Chicago")!),
+            practitioner: "Dr. Ng", actor: "test")
         var logger = Logger(label: "workspace-test")
         logger.logLevel = .warning
         let app = try Workspace.application(configuration: config, database: database, logger: logger, clock: { clock.read() })

@@ -162,6 +162,17 @@ struct GatewayFormatTests {
         #expect(m.accepted.allSatisfy { $0.localOffsetMinutes == -300 })
     }
 
+    @Test("LibreLinkUp logbook response: data is an array of glucose items (scans and alarms), each a reading")
+    func libreLogbook() throws {
+        let m = try decode(try fixture("librelinkup-logbook.json"), .librelinkup, topicDevice: "libre-1")
+        #expect(m.outcomes == ["ok", "ok", "ok"])
+        // ValueInMgPerDl as received, also when GlucoseUnits is 0 (11.7 mmol/L on the app).
+        #expect(m.accepted.map(\.canonicalValue) == [142, 64, 210] && m.accepted.allSatisfy { $0.unit == "mg/dL" })
+        // 1:10 PM and 6:45 PM UTC on 2026-09-18, 2:05 AM UTC on the 19th; local times 5 h earlier.
+        #expect(m.accepted.map(\.measuredAt) == [at(1_789_737_000), at(1_789_757_100), at(1_789_783_500)])
+        #expect(m.accepted.allSatisfy { $0.localOffsetMinutes == -300 })
+    }
+
     @Test("LibreLinkUp FactoryTimestamp \"bad\" is bad_timestamp; 12:05 AM is 00:05; the other item is kept")
     func libreBadTimestamp() throws {
         let m = try decode(try fixture("librelinkup-bad-timestamp.json"), .librelinkup, topicDevice: "libre-1")

@@ -96,6 +96,7 @@ struct FormatSelectionTests {
         ("smartmeter-units-disagree.json", .smartmeter),
         ("impilo-bp.json", .impilo), ("impilo-glucose.json", .impilo),
         ("librelinkup-item.json", .librelinkup), ("librelinkup-graph.json", .librelinkup), ("librelinkup-bad-timestamp.json", .librelinkup),
+        ("librelinkup-logbook.json", .librelinkup), ("fhir-phd-glucose-plasma.json", .fhir),
     ])
     func detect(name: String, format: MessageFormat) throws {
         let root = try CanonicalMessageDecoder.parse(try fixture(name))

@@ -88,6 +88,27 @@ struct StandardFormatTests {
         #expect(m.accepted.allSatisfy { $0.measuredAt == at(1_547_057_125) })
     }
 
+    @Test("FHIR PHD glucose coded MDC_CONC_GLU_UNDETERMINED_PLASMA (160368), as in the HL7 PHD IG's example")
+    func fhirPlasmaGlucose() throws {
+        let m = try decode(try fixture("fhir-phd-glucose-plasma.json"), .fhir)
+        #expect(m.deviceID == "phd-fake-glucometer-0001")
+        let o = try #require(m.accepted.first)
+        // 2025-01-08T19:07:48-05:00 = 2025-01-09T00:07:48Z.
+        #expect(o.type == .glucose && o.canonicalValue == 99 && o.unit == "mg/dL" && o.measuredAt == at(1_736_381_268))
+    }
+
+    @Test("every IEEE 11073 MDC_CONC_GLU_* sample type is glucose; control solution is unknown_type", arguments: [
+        ("160020", "ok"), ("160184", "ok"), ("160188", "ok"), ("160192", "ok"), ("160196", "ok"), ("160200", "ok"),
+        ("160204", "ok"), ("160212", "ok"), ("160364", "ok"), ("160368", "ok"),
+        ("160208", "unknown_type"), ("160372", "unknown_type"), ("160376", "unknown_type"), ("160380", "unknown_type"),
+    ])
+    func fhirGlucoseCodes(code: String, outcome: String) throws {
+        let json = #"{"resourceType":"Observation","code":{"coding":[{"system":"urn:iso:std:iso:11073:10101","code":"\#(code)"}]},"effectiveDateTime":"2025-01-08T19:07:48-05:00","valueQuantity":{"value":5.5,"code":"mmol/L"}}"#
+        let m = try decode(json, .fhir, topicDevice: "g-1")
+        #expect(m.outcomes == [outcome])
+        if outcome == "ok" { #expect(close(m.accepted[0].canonicalValue, 99.099)) }  // 5.5 × 18.018
+    }
+
     @Test("FHIR glucose in mmol/L with effectivePeriod.start: 6.3 × 18.018 = 113.5134 mg/dL (§3.3)")
     func fhirGlucose() throws {
         let o = try #require(try decode(try fixture("fhir-glucose-period.json"), .fhir, topicDevice: "gm-1").accepted.first)

@@ -222,4 +222,68 @@ struct MaintenanceTests {
                                         performedBy: "nurse", activity: "call"))
         }
     }
+
+    @Test("one entry longer than billing.max_entry_minutes, and RPM time before the episode, are refused with the rule")
+    func implausibleTimeRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try farPatient(dir)  // episode from 2026-03-01 in Pago Pago (UTC−11)
+        func log(_ minutes: Int, _ at: String, program: CareProgram = .rpm, max: Int = 120) throws {
+            try db.logTime(NewTimeEntry(patientID: "pp", program: program, minutes: minutes,
+                                        performedAt: MeasurementTimePolicy.parseRFC3339(at)!, performedBy: "rn", activity: "call",
+                                        maxMinutes: max))
+        }
+        do {
+            try log(600, "2026-03-10T10:00:00-11:00")
+            Issue.record("a 600-minute entry was accepted")
+        } catch let e as BillingError {
+            #expect(e.description.hasPrefix("a single time entry of 600 minutes is refused: more than billing.max_entry_minutes (120)"))
+            #expect(e.description.contains("clinical-and-billing.md §2.2 rule 8"))
+        }
+        try log(120, "2026-03-10T10:00:00-11:00")
+        try log(180, "2026-03-11T10:00:00-11:00", max: 240)  // a program that allows longer sessions
+        // 2026-03-01T05:00Z is still February 28 in Pago Pago: before the episode.
+        do {
+            try log(20, "2026-03-01T05:00:00Z")
+            Issue.record("time before the episode was accepted")
+        } catch let e as BillingError {
+            #expect(e.description.hasPrefix("2026-02-28 is before patient pp's RPM episode started on 2026-03-01"))
+            #expect(e.description.contains("clinical-and-billing.md §2.2 rule 15"))
+        }
+        // CCM minutes are not RPM episode time.
+        try log(20, "2026-02-20T10:00:00-11:00", program: .ccm)
+        try db.upsertPatient(Patient(id: "noep", timezone: "UTC", programs: [.diabetes]), actor: "t")
+        #expect(throws: BillingError.self) {
+            try db.logTime(NewTimeEntry(patientID: "noep", minutes: 10, performedAt: Date().addingTimeInterval(-60),
+                                        performedBy: "rn", activity: "call"))
+        }
+    }
+
+    @Test("entries logged before these rules do not bill: the report leaves them out and says so")
+    func legacyEntriesFlagged() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try AppDatabase.open(path: dir.path + "/legacy.sqlite")
+        try db.upsertPatient(Patient(id: "lg", timezone: "UTC", programs: [.diabetes]), actor: "t")
+        try db.startEpisode(patientID: "lg", startDate: LocalDate("2026-03-10")!, practitioner: "Dr. Ng", actor: "t")
+        try db.logTime(NewTimeEntry(patientID: "lg", minutes: 25, performedAt: MeasurementTimePolicy.parseRFC3339("2026-03-12T15:00:00Z")!,
+                                    performedBy: "rn", activity: "call", modality: .audio))
+        // As the old code accepted them: 600 minutes in one entry, and 30 minutes before the episode.
+        try db.writer.write { db in
+            for (minutes, at) in [(600, "2026-03-15T15:00:00Z"), (30, "2026-03-05T15:00:00Z")] {
+                try db.execute(sql: """
+                    INSERT INTO time_entries(patient_id, program, minutes, performed_at, performed_by, activity, interactive, created_at)
+                    VALUES ('lg', 'rpm', ?, ?, 'rn', 'old', 0, 0)
+                    """, arguments: [minutes, epochMilliseconds(MeasurementTimePolicy.parseRFC3339(at)!)])
+            }
+        }
+        let row = try #require(try db.billingReport(month: YearMonth("2026-03")!, rules: BillingRules()).first)
+        // 25 interactive minutes: 99457 alone. Counting everything, 655 minutes would have billed
+        // 99457 + 31 × 99458 ((655 − 20) / 20, uncapped).
+        #expect(row.rpmMinutes == 25)
+        #expect(row.managementCodes == ["99457": 1])
+        #expect(row.review.count == 2)
+        #expect(row.review.first?.hasSuffix(": 600 minutes, more than billing.max_entry_minutes (120): not counted; void it and log each session") == true)
+        #expect(row.review.last == "30 RPM minutes dated outside episode 1 (2026-03-10 to open) not counted: consent precedes service (clinical-and-billing.md §2.2 rule 15)")
+    }
 }

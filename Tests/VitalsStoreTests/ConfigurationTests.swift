@@ -66,6 +66,53 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("a unit on a type's limits converts them to the canonical unit, as threshold set does")
+    func thresholdUnits() throws {
+        let c = try VitalsConfiguration.parse(yaml: """
+            thresholds:
+              defaults:
+                body_weight: {critical_high: 220, unit: "[lb_av]"}
+                glucose: {unit: mmol/L, critical_low: 3.0, warning_low: 3.9}
+                body_temperature: {unit: "[degF]", critical_high: 100.4, warning_high: 100}
+            """)
+        // 220 lb × 0.45359237 = 99.7903214 kg, rounded to 6 decimals.
+        #expect(c.thresholds.defaults[.bodyWeight]?.criticalHigh == 99.790321)
+        // 3.0 and 3.9 mmol/L × 18.018 = 54.054 and 70.2702 mg/dL.
+        #expect(c.thresholds.defaults[.glucose]?.criticalLow == 54.054)
+        #expect(c.thresholds.defaults[.glucose]?.warningLow == 70.2702)
+        // (100.4 − 32) × 5/9 = 38 °C; (100 − 32) × 5/9 = 37.777778 °C.
+        #expect(c.thresholds.defaults[.bodyTemperature]?.criticalHigh == 38)
+        #expect(c.thresholds.defaults[.bodyTemperature]?.warningHigh == 37.777778)
+        #expect(c.warnings.isEmpty)
+    }
+
+    @Test("a limit implausible in the canonical unit is refused with the unit it fits; an ambiguous one is a warning")
+    func thresholdUnitsImplausibleOrAmbiguous() throws {
+        // 250 as kg (the canonical unit) is a plausible weight, and so is 250 lb (113.4 kg): which was meant?
+        let c = try VitalsConfiguration.parse(yaml: "thresholds:\n  defaults:\n    body_weight: {critical_high: 250}\n")
+        #expect(c.thresholds.defaults[.bodyWeight]?.criticalHigh == 250)
+        #expect(c.warnings.map(\.description) == [
+            #"thresholds.defaults.body_weight.critical_high: 250 is read as 250 kg, but as [lb_av] (113.4 kg) it would be plausible too: add unit: "kg" or unit: "[lb_av]" to this type"#,
+        ])
+        func errors(_ yaml: String) -> [String] {
+            do {
+                _ = try VitalsConfiguration.parse(yaml: yaml)
+                return []
+            } catch let e as ConfigurationErrors { return e.errors.map(\.description) } catch { return ["\(error)"] }
+        }
+        // 3.9 mg/dL is below any meter; 3.9 mmol/L = 70.27 mg/dL.
+        #expect(errors("thresholds:\n  defaults:\n    glucose: {warning_low: 3.9}\n") == [
+            #"thresholds.defaults.glucose.warning_low: 3.9 is outside the plausible range of glucose in mg/dL (10–600 mg/dL); if it is mmol/L (3.9 mmol/L = 70.27 mg/dL), write unit: "mmol/L""#,
+        ])
+        // 900 lb × 0.45359237 = 408.233133 kg (shown to 2 decimals): no scale weighs it.
+        #expect(errors("thresholds:\n  defaults:\n    body_weight: {unit: lb, critical_high: 900}\n") == [
+            "thresholds.defaults.body_weight.critical_high: 900 [lb_av] = 408.23 kg is outside the plausible range of body_weight (2–400 kg)",
+        ])
+        #expect(errors("thresholds:\n  defaults:\n    glucose: {unit: kg, critical_high: 400}\n") == [
+            "thresholds.defaults.glucose.unit: must be a unit of glucose: mg/dL, mmol/L, kg/m3",
+        ])
+    }
+
     @Test("a thresholds section changes only the limits it names; none removes one")
     func thresholdsMergeOverDefaults() throws {
         // One heart-rate limit must not drop the blood-pressure and glucose red flags.

@@ -27,6 +27,32 @@ struct IngestTests {
         #expect(try db.tasks()[0].occurrences == 1)
     }
 
+    @Test("an oversized payload keeps its first 4,096 bytes, its size and its SHA-256, never the whole")
+    func oversizedPayloadBounded() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        // One million "a": over the 256 KiB limit. Its SHA-256 is the FIPS 180-2 test vector.
+        let big = IncomingMessage(topic: "devices/g1/readings", deviceID: "g1", payload: Array(repeating: UInt8(ascii: "a"), count: 1_000_000),
+                                  receivedAt: Date())
+        let s = try await db.ingest([big, big], pipeline: pipeline)
+        #expect(s.deadLetters == [.tooLarge: 1])
+        let letter = try #require(try db.deadLetters().first)
+        #expect(letter.payloadBytes == 1_000_000)
+        let stored = try #require(try db.storedDeadLetterPayload(id: letter.id))
+        #expect(stored.bytes == Data(repeating: UInt8(ascii: "a"), count: 4096))
+        #expect(stored.size == 1_000_000)
+        #expect(stored.isTruncated)
+        #expect(stored.sha256?.map { String(format: "%02x", $0) }.joined() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        let bytesOnDisk = try await db.writer.read { db in try Int.fetchOne(db, sql: "SELECT sum(length(payload)) FROM dead_letter_payloads") }
+        #expect(bytesOnDisk == 4096)
+        // A payload within the limit is kept whole.
+        _ = try await db.ingest([message("g1", #"{"hello":1}"#)], pipeline: pipeline)
+        let newest = try #require(try db.deadLetters().first)
+        let small = try #require(try db.storedDeadLetterPayload(id: newest.id))
+        #expect(small.bytes == Data(#"{"hello":1}"#.utf8) && !small.isTruncated)
+    }
+
     @Test("same key, another value: kept as a conflicting_duplicate dead letter")
     func conflicting() async throws {
         let dir = try TemporaryDirectory()

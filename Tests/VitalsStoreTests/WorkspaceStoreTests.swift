@@ -153,6 +153,10 @@ struct TaskOwnershipTests {
         try db.addUser(username: "bo", displayName: "Bo Chen", role: .careManager, passwordHash: fakeHash, actor: "admin")
         try db.addUser(username: "dr.ng", displayName: "Dr. Ng", role: .clinician, passwordHash: fakeHash, actor: "admin")
         try db.assignCareManager(patientID: "p2", username: "ana", actor: "admin")
+        // Minutes count only within an RPM episode: consent given a month ago.
+        try db.startEpisode(
+            patientID: "p2", startDate: LocalDate(Date().addingTimeInterval(-30 * 86_400), in: TimeZone(identifier: "America/Chicago")!),
+            practitioner: "Dr. Ng", actor: "admin")
         return db
     }
 

@@ -59,13 +59,22 @@ public struct BillingRules: Sendable, Hashable {
     public var max99458Units: Int?
     /// Most 99439 units a month. Default 2.
     public var max99439Units: Int?
+    /// Most minutes one time entry may hold (default 120, at most 600). Each entry records the
+    /// duration of one piece of work (`clinical-and-billing.md` §2.2 rule 8); no source gives a
+    /// ceiling, so this is a program choice that catches typos: one 600-minute entry would bill
+    /// 99457 + 29 × 99458 with no 99458 cap.
+    public var maxEntryMinutes: Int
+
+    /// The default of ``maxEntryMinutes``.
+    public static let defaultMaxEntryMinutes = 120
 
     public init(anchor: DevicePeriodAnchor = .rolling30Days, setupMinimumDays: Int = 16, max99458Units: Int? = nil,
-                max99439Units: Int? = 2) {
+                max99439Units: Int? = 2, maxEntryMinutes: Int = BillingRules.defaultMaxEntryMinutes) {
         self.anchor = anchor
         self.setupMinimumDays = setupMinimumDays
         self.max99458Units = max99458Units
         self.max99439Units = max99439Units
+        self.maxEntryMinutes = maxEntryMinutes
     }
 
     /// The device periods of an episode that start on or before `through`.

@@ -1,0 +1,68 @@
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The daemon's exclusive claim on a database: an `flock` on `<database path>.lock`, held while the
+/// process lives (the kernel drops it when the process ends, also on `kill -9`).
+///
+/// Two daemons on one database would each take the broker session of the other (one client id),
+/// and each would miss the readings the other acknowledged. The daemon takes this lock before it
+/// touches the broker, so a second copy with the same configuration stops before connecting.
+/// The admin commands do not take it: they run beside the daemon.
+public final class DatabaseLock: Sendable {
+    /// The lock file.
+    public let path: String
+    /// The locked file descriptor; nil once released.
+    private let fd: Mutex<Int32?>
+
+    /// A problem taking the lock.
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Takes the lock, or fails at once when another process holds it.
+    ///
+    /// The file is created with mode 0600 (``PrivateFile``) and holds the pid of the process that has the lock.
+    /// - Parameter databasePath: `database.path`; the lock file is this path with `.lock` appended.
+    /// - Throws: ``Failure`` naming the lock file and, when readable, the pid that holds it.
+    public init(databasePath: String) throws {
+        path = databasePath + ".lock"
+        try PrivateFile.prepare(path)
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw Failure(description: "database.path: cannot open the lock file \(path): \(String(cString: strerror(errno)))")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let n = pread(fd, &buffer, buffer.count, 0)
+            close(fd)
+            guard code == EWOULDBLOCK else {
+                throw Failure(description: "database.path: cannot lock \(path): \(String(cString: strerror(code)))")
+            }
+            let holder = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
+            throw Failure(description: """
+                database.path: \(databasePath) is in use by another vitalsd\(holder.isEmpty ? "" : " (pid \(holder))"), \
+                which holds the lock \(path); stop it first, or give this daemon its own database.path and mqtt.client_id
+                """)
+        }
+        _ = ftruncate(fd, 0)
+        let pid = Array("\(getpid())\n".utf8)
+        _ = pwrite(fd, pid, pid.count, 0)
+        self.fd = Mutex(fd)
+    }
+
+    /// Gives the lock up (the daemon has stopped and closed the database); later calls do nothing.
+    public func release() {
+        fd.withLock { fd in
+            if let open = fd { close(open) }
+            fd = nil
+        }
+    }
+
+    deinit {
+        release()
+    }
+}
