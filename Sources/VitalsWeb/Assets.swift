@@ -117,7 +117,7 @@ enum Assets {
         nav.windows { margin: .3rem 0 .6rem; }
         figure.vital-chart { margin: 0 0 1.2rem; }
         figure.vital-chart figcaption { font-weight: 600; margin-bottom: .2rem; }
-        svg.chart { display: block; max-width: 100%; height: auto; background: #fff; }
+        svg.chart { display: block; width: 100%; max-width: 1000px; height: auto; background: #fff; }
         svg.chart .band-warning { fill: #fef0c7; opacity: .7; }
         svg.chart .band-critical { fill: var(--crit-bg); opacity: .9; }
         svg.chart .limit { stroke-width: 1; stroke-dasharray: 4 3; }

@@ -143,7 +143,7 @@ enum Chart {
         calendar.timeZone = zone
         let startDay = calendar.startOfDay(for: start)
         let firstTick = calendar.date(byAdding: .day, value: 1, to: startDay) ?? startDay
-        let tickDays = max(1, Int((span / 86_400 / 7).rounded(.up)))
+        let tickDays = max(1, Int((span / 86_400 / 7).rounded()))
         var day = 0
         while let t = calendar.date(byAdding: .day, value: day, to: firstTick), t < end {
             let c = calendar.dateComponents([.month, .day], from: t)

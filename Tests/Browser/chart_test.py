@@ -36,6 +36,7 @@ def setUpModule():
         raise unittest.SkipTest(f"{wt.VITALSD} is not built: run swift build first")
     wt.USERS[CLINICIAN[0]] = CLINICIAN[1:]
     stack = wt.Stack()
+    wt.stack = stack  # the helpers of workspace_test.py use it
     try:
         stack.start_broker()
         stack.write_config()
@@ -84,8 +85,16 @@ class PatientChart(unittest.TestCase):
     tearDown = wt.CareManagerShift.tearDown
     open_browser = wt.CareManagerShift.open_browser
     sign_in = wt.CareManagerShift.sign_in
-    screenshot = wt.CareManagerShift.screenshot
     wait_text = wt.CareManagerShift.wait_text
+
+    def screenshot_top(self, d, css, name):
+        """A PNG of the page down to the bottom of `css`, for the README."""
+        os.makedirs(wt.SCREENSHOTS, exist_ok=True)
+        bottom = d.execute_script(
+            f"return Math.ceil(document.querySelector('{css}').getBoundingClientRect().bottom + scrollY + 12)")
+        d.set_window_size(1440, bottom + d.get_window_size()["height"] - d.execute_script("return innerHeight"))
+        d.save_screenshot(os.path.join(wt.SCREENSHOTS, name))
+        d.set_window_size(1440, 900)
 
     def chart(self, d):
         return d.find_element(By.CSS_SELECTOR, "#chart-glucose svg.chart")
@@ -125,13 +134,18 @@ class PatientChart(unittest.TestCase):
         self.sign_in(ana, "ana")
         week = self.check_window(ana, "1w", 7)
         self.assertGreater(week, 1500)
+        self.screenshot_top(ana, "#charts", "chart.png")
         everything = self.check_window(ana, "3m", 91)
         self.assertEqual(everything, len(readings))
-        self.screenshot(ana, "chart.png")
         # The logbook pages the window; the CSV holds every reading of it.
         self.assertIn(f"{everything} readings", ana.find_element(By.CSS_SELECTOR, "#logbook h2").text)
         self.assertLessEqual(len(ana.find_elements(By.CSS_SELECTOR, "table.logbook tbody tr")), 100)
-        self.assertIn("late", ana.find_element(By.CSS_SELECTOR, "table.logbook tbody").text)
+        # The oldest page: readings received (replayed) more than a day after they were measured.
+        pages = (everything + 99) // 100
+        ana.get(f"{stack.base}/patients/{PATIENT}?window=3m&log={pages}")
+        self.assertIn(f"Page {pages} of {pages}", ana.find_element(By.CSS_SELECTOR, "#logbook .pager").text)
+        self.assertEqual(len(ana.find_elements(By.CSS_SELECTOR, "table.logbook tbody tr")), everything - (pages - 1) * 100)
+        self.assertIn("late", ana.find_element(By.CSS_SELECTOR, "table.logbook tbody tr").text)
         text = ana.execute_script(
             "return fetch(document.getElementById('readings-csv').getAttribute('href')).then(r => r.text())")
         lines = [line for line in text.splitlines() if line]
