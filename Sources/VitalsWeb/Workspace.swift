@@ -51,6 +51,8 @@ public struct Workspace: Sendable {
     let database: AppDatabase
     let settings: VitalsConfiguration.Web
     let thresholds: ThresholdPolicy
+    /// Trend rules and late data, for the patient chart's rules in force and logbook flags.
+    let alerts: AlertPolicy
     let lifetime: SessionLifetime
     let throttle: SignInThrottle
     let pages: Pages
@@ -66,6 +68,7 @@ public struct Workspace: Sendable {
         self.database = database
         settings = configuration.web
         thresholds = configuration.thresholds
+        alerts = configuration.alerts
         lifetime = SessionLifetime(
             idleSeconds: configuration.web.sessionIdleMinutes * 60, absoluteSeconds: configuration.web.sessionMaxHours * 3_600)
         self.throttle = throttle
