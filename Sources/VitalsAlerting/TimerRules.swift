@@ -86,6 +86,8 @@ public struct AdherenceSnapshot: Sendable, Hashable {
     public var raisedKeys: Set<String>
     /// The patient's unresolved tasks.
     public var unresolved: [CareTask]
+    /// The patient's monitoring is paused now (hospital stay, travel): no routine task is owed.
+    public var paused = false
 
     public init(
         patientID: String, timeZone: TimeZone, episodeID: Int64, episodeStart: LocalDate, period: DevicePeriod?,
@@ -155,7 +157,11 @@ public enum RoutineRules {
     ///   ``Settings/noDataDays`` days (since the last reading, or the episode start if none), which
     ///   also flags the patient's unresolved reading tasks as resting on stale data (F16);
     /// - otherwise one `device` task per silence of a single device while the others still send.
+    ///
+    /// Nothing while the patient's monitoring is paused (``AdherenceSnapshot/paused``): a patient in
+    /// hospital sends nothing, and no one is to call them about it.
     public static func evaluate(_ p: AdherenceSnapshot, settings: Settings, now: Date) -> [TaskChange] {
+        guard !p.paused else { return [] }
         var changes: [TaskChange] = []
         var unresolved = Set(p.unresolved.map(\.condition))
         var raised = p.raisedKeys

@@ -91,7 +91,7 @@ extension AppDatabase {
     ) throws -> [Row] {
         // ?2 and ?3 are the page's limit and offset in the plain query; here every task is ranked.
         let ranked = try Row.fetchAll(
-            db, sql: "SELECT t.id, t.priority, t.patient_id, (t.status = 'open' AND t.escalated_to IN (?1, ?4)) FROM tasks t WHERE \(tab.filter) ORDER BY \(tab.order)",
+            db, sql: "SELECT t.id, t.priority, t.patient_id, coalesce(t.status = 'open' AND t.escalated_to IN (?1, ?4), 0) FROM tasks t WHERE \(tab.filter) ORDER BY \(tab.order)",
             arguments: [username, -1, 0, roleTarget])
         let progress = try billingProgress(db, patientIDs: Set(ranked.map { $0[2] as String }), rules: rules, now: now)
         let order = ranked.enumerated().map {

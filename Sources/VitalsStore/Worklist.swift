@@ -35,7 +35,7 @@ public enum WorklistTab: String, Sendable, Hashable, CaseIterable {
         case .resolved: "t.resolved_at DESC, t.id DESC"
         default:
             """
-            (t.status = 'open' AND t.escalated_to IN (?1, ?4)) DESC,
+            coalesce(t.status = 'open' AND t.escalated_to IN (?1, ?4), 0) DESC,
             CASE t.priority WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
             t.next_escalation_at IS NULL, t.next_escalation_at, t.opened_at, t.id
             """

@@ -102,8 +102,11 @@ struct BillingController {
         return workspace.pages.render("billing-days", values)
     }
 
-    /// A value for a query string.
+    /// A value for a query string: RFC 3986 unreserved characters kept, everything else percent-encoded.
     static func query(_ value: String) -> String {
-        value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? value
+        value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? value
     }
+
+    private static let unreserved = CharacterSet.alphanumerics.intersection(CharacterSet(charactersIn: Unicode.Scalar(0)..<Unicode.Scalar(128)))
+        .union(CharacterSet(charactersIn: "-._~"))
 }

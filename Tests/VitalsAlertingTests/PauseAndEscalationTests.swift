@@ -27,6 +27,21 @@ struct PauseAndEscalationTests {
         #expect(m.ingest([reading(.glucose, 45, at: t0 - 60)], receivedAt: t0 + 60, now: t0 + 60).changes.isEmpty)
     }
 
+    @Test("a paused patient owes no routine task: 10 silent days and 16 days out of reach open nothing")
+    func pausedRoutine() {
+        let utc = TimeZone(identifier: "UTC")!
+        let start = LocalDate("2026-03-01")!
+        let now = Date(timeIntervalSince1970: 1_773_997_200)  // 2026-03-20T09:00:00Z
+        var p = AdherenceSnapshot(
+            patientID: "p1", timeZone: utc, episodeID: 4, episodeStart: start,
+            period: BillingRules().devicePeriods(episodeStart: start, episodeEnd: nil, through: LocalDate(now, in: utc)).last,
+            dataDaysSoFar: 2, todayHasData: false, lastReadingAt: now - 10 * 86_400, devices: [], raisedKeys: [], unresolved: [])
+        // Not paused: a days-of-data task and a no-data task (2 + 10 + 1 < 16; 10 silent days ≥ 3).
+        #expect(RoutineRules.evaluate(p, settings: .init(), now: now).count == 2)
+        p.paused = true
+        #expect(RoutineRules.evaluate(p, settings: .init(), now: now).isEmpty)
+    }
+
     @Test("the first escalation reaches the owner, or the care manager; later ones the backup user or role")
     func escalationTargets() {
         var policy = defaults

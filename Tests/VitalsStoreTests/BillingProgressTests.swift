@@ -136,3 +136,45 @@ struct BillingProgressTests {
         #expect(try await db.billingProgress(patientID: "none", rules: BillingRules(), now: now) == nil)
     }
 }
+
+@Suite("the worklist sorted by billing need")
+struct BillableWorklistTests {
+    @Test("within a priority, the patient who needs a reading soonest comes first; patients without an episode last")
+    func billableOrder() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try AppDatabase.open(path: dir.path + "/worklist.sqlite")
+        // Three diabetes patients in UTC, episodes from 2026-03-01; on 2026-03-16 (14 days left after today),
+        // with today's critical reading as a day of data: "a" has 03-01…03-04 and today, 5 days
+        // (5 + 14 = 19: three to spare, a reading needed by 03-20, 4 days on); "b" 03-01 and today,
+        // 2 days (2 + 14 = 16: none to spare, a reading needed tomorrow); "c" has no episode.
+        for id in ["a", "b", "c"] {
+            try db.upsertPatient(Patient(id: id, timezone: "UTC", programs: [.diabetes]), actor: "t")
+            try db.upsertDevice(Device(id: "g-\(id)", kind: .glucometer, patientID: id), actor: "t")
+        }
+        for id in ["a", "b"] { try db.startEpisode(patientID: id, startDate: LocalDate("2026-03-01")!, practitioner: "Dr. Ng", actor: "t") }
+        func reading(_ device: String, _ value: Int, _ time: String) -> IncomingMessage {
+            message(device, #"{"type":"glucose","value":\#(value),"unit":"mg/dL","measured_at":"\#(time)"}"#)
+        }
+        let now = MeasurementTimePolicy.parseRFC3339("2026-03-16T10:00:00Z")!
+        var messages = (1...4).map { reading("g-a", 110, String(format: "2026-03-%02dT08:00:00Z", $0)) }
+        messages.append(reading("g-b", 110, "2026-03-01T08:00:00Z"))
+        _ = try await db.ingest(messages, pipeline: pipeline, now: now)
+        // A critical low for each, opened in the order c, a, b (the default order: the oldest first).
+        for (id, minute) in [("c", 1), ("a", 2), ("b", 3)] {
+            _ = try await db.ingest([reading("g-\(id)", 45, "2026-03-16T09:0\(minute):00Z")], pipeline: pipeline, now: now)
+        }
+        let plain = try await db.worklist(tab: .team, username: "nobody", page: 1, pageSize: 10, now: now)
+        #expect(plain.entries.map(\.task.patientID) == ["c", "a", "b"])
+        let billable = try await db.worklist(tab: .team, username: "nobody", page: 1, pageSize: 10, now: now, billable: BillingRules())
+        #expect(billable.entries.map(\.task.patientID) == ["b", "a", "c"])
+        let second = try await db.worklist(tab: .team, username: "nobody", page: 2, pageSize: 2, now: now, billable: BillingRules())
+        #expect(second.entries.map(\.task.patientID) == ["c"])
+        let progress = try await db.billingProgress(patientIDs: ["a", "b", "c"], rules: BillingRules(), now: now)
+        #expect(progress["b"]?.need == BillingProgress.Need(days: 1, minutesShort: 0))
+        #expect(progress["b"]?.deviceDays?.sixteenNeedsDataBy == LocalDate("2026-03-17")!)
+        #expect(progress["a"]?.need == BillingProgress.Need(days: 4, minutesShort: 0))
+        #expect(progress["a"]?.deviceDays?.sixteenNeedsDataBy == LocalDate("2026-03-20")!)
+        #expect(progress["c"] == nil)
+    }
+}
