@@ -54,20 +54,40 @@ extension AppDatabase {
     /// Access-log entries, oldest first.
     /// - Parameters:
     ///   - actor: only this actor's entries (`client:<id>` or a user name).
+    ///   - patientID: only entries about this patient: their chart (`patient`), a FHIR `Patient` read,
+    ///     or one of their tasks (`task` entries whose detail is ``patientDetail(_:)``).
     ///   - since: only entries at or after this instant.
-    public func accessEntries(actor: String? = nil, since: Date? = nil, limit: Int = 1000) throws -> [AccessEntry] {
+    public func accessEntries(actor: String? = nil, patientID: String? = nil, since: Date? = nil, limit: Int = 1000) throws -> [AccessEntry] {
         try writer.read { db in
             try Row.fetchAll(
                 db,
                 sql: """
                     SELECT * FROM access_log WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR at >= ?2)
+                      AND (?4 IS NULL OR (target_type IN ('patient', 'Patient') AND target_id = ?4)
+                           OR (target_type = 'task' AND detail = ?5))
                     ORDER BY id LIMIT ?3
                     """,
-                arguments: [actor, since.map(epochMilliseconds), limit]
+                arguments: [actor, since.map(epochMilliseconds), limit, patientID, patientID.map(Self.patientDetail)]
             ).map { r in
                 AccessEntry(id: r["id"], at: dateFromEpochMilliseconds(r["at"]), actor: r["actor"], action: r["action"],
                             targetType: r["target_type"], targetID: r["target_id"], detail: r["detail"])
             }
+        }
+    }
+
+    /// The detail of an access to something of a patient's other than their chart (a task): `patient <id>`.
+    public static func patientDetail(_ patientID: String) -> String {
+        "patient \(patientID)"
+    }
+
+    /// Records that `actor` opened a task's page (`task.viewed`), with the task's patient in the detail
+    /// (``patientDetail(_:)``) so that `audit list --access --patient` finds it.
+    /// - Throws: GRDB errors.
+    public func recordTaskView(actor: String, taskID: Int64, at: Date = Date()) async throws {
+        try await writer.write { db in
+            let patientID = try String.fetchOne(db, sql: "SELECT patient_id FROM tasks WHERE id = ?", arguments: [taskID])
+            try Self.recordAccess(db, actor: actor, action: "task.viewed", targetType: "task", targetID: String(taskID),
+                                  detail: patientID.map(Self.patientDetail), at: at)
         }
     }
 }

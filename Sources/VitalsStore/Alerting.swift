@@ -115,9 +115,11 @@ extension AppDatabase {
         try writer.read { db in try Self.ruleOverrides(db, patientID: patientID) }
     }
 
-    /// Sets, or with `nil` removes, a patient's change to one trend rule. Audited.
+    /// Sets, or with `nil` removes, a patient's change to one trend rule. Audited, with `reason` when given.
     /// - Throws: ``TaskError`` when the patient does not exist; database errors.
-    public func setRuleOverride(patientID: String, ruleID: String, override: RuleOverride?, actor: String, at: Date = Date()) throws {
+    public func setRuleOverride(
+        patientID: String, ruleID: String, override: RuleOverride?, actor: String, reason: String? = nil, at: Date = Date()
+    ) throws {
         try writer.write { db in
             guard try Self.fetchPatient(db, id: patientID) != nil else { throw TaskError("patient \(patientID) is not enrolled") }
             if let override {
@@ -132,7 +134,8 @@ extension AppDatabase {
                 try db.execute(sql: "DELETE FROM patient_rule_overrides WHERE patient_id = ? AND rule_id = ?", arguments: [patientID, ruleID])
             }
             let detail = override.map { $0.disabled ? "\(ruleID) off" : "\(ruleID) bound set" } ?? "\(ruleID) cleared"
-            try Self.audit(db, actor: actor, action: "rule.override", targetType: "patient", targetID: patientID, detail: detail, at: at)
+            try Self.audit(db, actor: actor, action: "rule.override", targetType: "patient", targetID: patientID,
+                           detail: detail + Self.reasonSuffix(reason), at: at)
         }
     }
 }

@@ -750,6 +750,14 @@ extension AppDatabase {
                 CREATE INDEX dead_letters_not_replayed ON dead_letters(reason, received_at) WHERE replayed_at IS NULL;
                 """)
         }
+        migrator.registerMigration("audit and access log by target") { db in
+            // The patient chart's timeline reads a patient's threshold changes from the audit log, and
+            // `audit list --access --patient` a patient's chart and task views from the access log.
+            try db.execute(sql: """
+                CREATE INDEX audit_log_target ON audit_log(target_type, target_id);
+                CREATE INDEX access_log_target ON access_log(target_type, target_id);
+                """)
+        }
         migrator.registerMigration("time entries: seconds measured by the workspace timer") { db in
             // The workspace timer measures seconds; billing adds a month's seconds before it takes full
             // minutes. Entries typed in minutes keep seconds NULL. New column only (the table stays append-only).

@@ -347,15 +347,17 @@ extension AppDatabase {
 
     /// Devices, optionally only one patient's, by id.
     public func devices(patientID: String? = nil) throws -> [Device] {
-        try writer.read { db in
-            let rows = try Row.fetchAll(
-                db,
-                sql: "SELECT id, kind, patient_id, created_at FROM devices WHERE ?1 IS NULL OR patient_id = ?1 ORDER BY id",
-                arguments: [patientID])
-            return rows.map { row in
-                Device(id: row["id"], kind: DeviceKind(rawValue: row["kind"]) ?? .other, patientID: row["patient_id"],
-                       createdAt: dateFromEpochMilliseconds(row["created_at"]))
-            }
+        try writer.read { db in try Self.fetchDevices(db, patientID: patientID) }
+    }
+
+    static func fetchDevices(_ db: Database, patientID: String?) throws -> [Device] {
+        try Row.fetchAll(
+            db,
+            sql: "SELECT id, kind, patient_id, created_at FROM devices WHERE ?1 IS NULL OR patient_id = ?1 ORDER BY id",
+            arguments: [patientID]
+        ).map { row in
+            Device(id: row["id"], kind: DeviceKind(rawValue: row["kind"]) ?? .other, patientID: row["patient_id"],
+                   createdAt: dateFromEpochMilliseconds(row["created_at"]))
         }
     }
 

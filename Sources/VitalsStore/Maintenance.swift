@@ -15,6 +15,13 @@ public struct AuditEntry: Sendable, Hashable, Codable {
     public var detail: String?
 }
 
+extension AuditEntry {
+    init(row r: Row) {
+        self.init(id: r["id"], at: dateFromEpochMilliseconds(r["at"]), actor: r["actor"], action: r["action"],
+                  targetType: r["target_type"], targetID: r["target_id"], detail: r["detail"])
+    }
+}
+
 extension AppDatabase {
     /// The audit trail since `since` (all when nil), oldest first.
     public func auditEntries(since: Date? = nil, limit: Int = 1000) throws -> [AuditEntry] {
@@ -22,10 +29,7 @@ extension AppDatabase {
             try Row.fetchAll(
                 db, sql: "SELECT * FROM audit_log WHERE ?1 IS NULL OR at >= ?1 ORDER BY id LIMIT ?2",
                 arguments: [since.map(epochMilliseconds), limit]
-            ).map { r in
-                AuditEntry(id: r["id"], at: dateFromEpochMilliseconds(r["at"]), actor: r["actor"], action: r["action"],
-                           targetType: r["target_type"], targetID: r["target_id"], detail: r["detail"])
-            }
+            ).map(AuditEntry.init(row:))
         }
     }
 

@@ -9,8 +9,9 @@ extension AppDatabase {
     ///   - slot: type, level and direction.
     ///   - value: the limit in ``VitalType/canonicalUnit`` (mm[Hg], /min, mg/dL, kg, %, Cel).
     ///   - actor: the clinician or admin who set it, for the audit trail.
+    ///   - reason: why, for the audit trail (the workspace asks for one).
     /// - Throws: ``EnrollmentError`` when the patient is not enrolled.
-    public func setThreshold(patientID: String, slot: ThresholdSlot, value: Double, actor: String) throws {
+    public func setThreshold(patientID: String, slot: ThresholdSlot, value: Double, actor: String, reason: String? = nil) throws {
         try writer.write { db in
             guard try Self.fetchPatient(db, id: patientID) != nil else {
                 throw EnrollmentError("patient \(patientID) is not enrolled")
@@ -29,23 +30,30 @@ extension AppDatabase {
                             epochMilliseconds(Date())])
             try Self.audit(
                 db, actor: actor, action: "threshold.set", targetType: "patient", targetID: patientID,
-                detail: "\(slot.type.rawValue) \(slot.level.rawValue)_\(slot.direction.rawValue): \(before.map { Observation.format($0) } ?? "default") -> \(Observation.format(value)) \(slot.type.canonicalUnit.rawValue)")
+                detail: "\(slot.type.rawValue) \(slot.level.rawValue)_\(slot.direction.rawValue): \(before.map { Observation.format($0) } ?? "default") -> \(Observation.format(value)) \(slot.type.canonicalUnit.rawValue)"
+                    + Self.reasonSuffix(reason))
         }
     }
 
     /// Removes a patient's own limit, so the program default applies again.
     /// - Returns: true if there was one.
+    /// - Parameter reason: why, for the audit trail.
     @discardableResult
-    public func clearThreshold(patientID: String, slot: ThresholdSlot, actor: String) throws -> Bool {
+    public func clearThreshold(patientID: String, slot: ThresholdSlot, actor: String, reason: String? = nil) throws -> Bool {
         try writer.write { db in
             try db.execute(
                 sql: "DELETE FROM patient_thresholds WHERE patient_id = ? AND type = ? AND level = ? AND direction = ?",
                 arguments: [patientID, slot.type.rawValue, slot.level.rawValue, slot.direction.rawValue])
             guard db.changesCount > 0 else { return false }
             try Self.audit(db, actor: actor, action: "threshold.clear", targetType: "patient", targetID: patientID,
-                           detail: "\(slot.type.rawValue) \(slot.level.rawValue)_\(slot.direction.rawValue)")
+                           detail: "\(slot.type.rawValue) \(slot.level.rawValue)_\(slot.direction.rawValue)" + Self.reasonSuffix(reason))
             return true
         }
+    }
+
+    /// `; reason: …` for an audit detail, or nothing.
+    static func reasonSuffix(_ reason: String?) -> String {
+        reason.map { "; reason: \($0)" } ?? ""
     }
 
     /// A patient's own limits, by slot.

@@ -33,24 +33,30 @@ extension AppDatabase {
     ///   - limit: at most this many.
     public func readingRows(patientID: String, since: Date? = nil, type: VitalType? = nil, limit: Int = 100) throws -> [ReadingRow] {
         try writer.read { db in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT id, device_id, type, value, unit, canonical_value, canonical_unit, measured_at, received_at, source,
-                           flags, time_source
-                    FROM readings
-                    WHERE patient_id = ?1 AND (?2 IS NULL OR measured_at >= ?2) AND (?3 IS NULL OR type = ?3)
-                    ORDER BY measured_at DESC, id DESC LIMIT ?4
-                    """,
-                arguments: [patientID, since.map(epochMilliseconds), type?.rawValue, limit]
-            ).map { r in
-                ReadingRow(
-                    id: r["id"], deviceID: r["device_id"], type: r["type"], value: r["value"], unit: r["unit"],
-                    canonicalValue: r["canonical_value"], canonicalUnit: r["canonical_unit"],
-                    measuredAt: dateFromEpochMilliseconds(r["measured_at"]), receivedAt: dateFromEpochMilliseconds(r["received_at"]),
-                    source: r["source"], flags: ((r["flags"] as String?) ?? "").split(separator: ",").map(String.init),
-                    timeSource: r["time_source"])
-            }
+            try Self.fetchReadingRows(db, sql: """
+                WHERE patient_id = ?1 AND (?2 IS NULL OR measured_at >= ?2) AND (?3 IS NULL OR type = ?3)
+                ORDER BY measured_at DESC, id DESC LIMIT ?4
+                """, arguments: [patientID, since.map(epochMilliseconds), type?.rawValue, limit])
+        }
+    }
+
+    /// Readings selected by `clauses` (`WHERE … ORDER BY … LIMIT …` over `readings`).
+    static func fetchReadingRows(_ db: Database, sql clauses: String, arguments: StatementArguments) throws -> [ReadingRow] {
+        try Row.fetchAll(
+            db,
+            sql: """
+                SELECT id, device_id, type, value, unit, canonical_value, canonical_unit, measured_at, received_at, source,
+                       flags, time_source
+                FROM readings
+                """ + "\n" + clauses,
+            arguments: arguments
+        ).map { r in
+            ReadingRow(
+                id: r["id"], deviceID: r["device_id"], type: r["type"], value: r["value"], unit: r["unit"],
+                canonicalValue: r["canonical_value"], canonicalUnit: r["canonical_unit"],
+                measuredAt: dateFromEpochMilliseconds(r["measured_at"]), receivedAt: dateFromEpochMilliseconds(r["received_at"]),
+                source: r["source"], flags: ((r["flags"] as String?) ?? "").split(separator: ",").map(String.init),
+                timeSource: r["time_source"])
         }
     }
 }

@@ -113,6 +113,33 @@ enum Assets {
         svg.sparkline .limit { stroke: var(--crit); stroke-width: 1; stroke-dasharray: 3 2; }
         svg.sparkline .last { fill: var(--crit); }
 
+        /* The patient chart (Chart.swift): bands beyond the limits, the readings, task markers. */
+        section.charts, section.logbook, section.devices, section.thresholds, section.history#timeline { margin-top: 1.4rem; }
+        nav.windows { margin: .3rem 0 .6rem; }
+        figure.vital-chart { margin: 0 0 1.2rem; }
+        figure.vital-chart figcaption { font-weight: 600; margin-bottom: .2rem; }
+        svg.chart { display: block; width: 100%; max-width: 1000px; height: auto; background: #fff; }
+        svg.chart .band-warning { fill: #fef0c7; opacity: .7; }
+        svg.chart .band-critical { fill: var(--crit-bg); opacity: .9; }
+        svg.chart .limit { stroke-width: 1; stroke-dasharray: 4 3; }
+        svg.chart .limit-warning { stroke: #f79009; }
+        svg.chart .limit-critical { stroke: var(--crit); }
+        svg.chart .limit-other { stroke-dasharray: 1 3; }
+        svg.chart .grid { stroke: #eaecf0; stroke-width: 1; }
+        svg.chart .tick { font-size: 10px; fill: #667085; }
+        svg.chart .frame { fill: none; stroke: #d0d5dd; }
+        svg.chart .trace { fill: none; stroke: #344054; stroke-width: 1.2; stroke-linejoin: round; }
+        svg.chart .trace-diastolic_bp { stroke: #1d4ed8; }
+        svg.chart .dot { fill: #344054; }
+        svg.chart .dot-diastolic_bp { fill: #1d4ed8; }
+        svg.chart .marker { fill: none; stroke: var(--crit); stroke-width: 1.6; }
+        svg.chart .extreme.min { fill: none; stroke: #6941c6; stroke-width: 1.4; }
+        table.stats { font-size: .85rem; border-collapse: collapse; margin-top: .3rem; }
+        table.stats th, table.stats td { padding: .15rem .6rem; text-align: left; }
+        table.stats .num { text-align: right; }
+        table.logbook tr.device-event td { color: #b93815; }
+        table.limits tr.own td { font-weight: 600; }
+
         .pager { display: flex; gap: 1rem; justify-content: center; padding: .8rem; color: var(--sub); }
         .flash { padding: .6rem .9rem; border-radius: 6px; margin: .5rem 0 1rem; }
         .flash.ok { background: #ecfdf3; color: #05603a; border: 1px solid #abefc6; }

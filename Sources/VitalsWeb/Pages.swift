@@ -53,8 +53,9 @@ struct Pages: Sendable {
 
     // MARK: Times
 
-    /// `2026-11-28 07:10` in the display zone.
-    func local(_ date: Date) -> String {
+    /// `2026-11-28 07:10 CST` in the display zone, or in `zone` (a patient's).
+    func local(_ date: Date, in zone: TimeZone? = nil) -> String {
+        let timeZone = zone ?? timeZone
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone
         let c = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)

@@ -14,6 +14,7 @@ struct PatientController {
         group.get("patients", use: list)
         group.get("patients/:id", use: show)
         group.post("patients/:id", use: update)
+        ChartController(workspace: workspace).addRoutes(to: group)
     }
 
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
@@ -35,13 +36,26 @@ struct PatientController {
         return workspace.pages.render("patients", values)
     }
 
+    /// Messages after a successful change, by the `done` query value (never text from the request).
+    static let done = ["saved": "Saved.", "limits": "Changed; the change is in the audit trail and on the timeline."]
+
+    /// The patient chart; the view is recorded in the access log (`chart.viewed`).
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
-        try await render(context.parameters.get("id") ?? "", context: context,
-                         flash: request.uri.queryParameters.get("done") == "saved" ? "Saved." : nil)
+        let id = context.parameters.get("id") ?? ""
+        let query = request.uri.queryParameters
+        let window = ChartWindow(query: query.get("window"))
+        let response = try await render(
+            id, context: context, window: window, logbookPage: query.get("log").flatMap { Int($0) } ?? 1,
+            flash: query.get("done").flatMap { Self.done[$0] })
+        try await workspace.database.recordAccess(
+            actor: try context.user().username, action: "chart.viewed", targetType: "patient", targetID: id,
+            detail: "window=\(window.rawValue)", at: workspace.clock())
+        return response
     }
 
     func render(
-        _ id: String, context: Context, flash: String? = nil, error: String? = nil, status: HTTPResponse.Status = .ok
+        _ id: String, context: Context, window: ChartWindow = .twoWeeks, logbookPage: Int = 1, flash: String? = nil,
+        error: String? = nil, status: HTTPResponse.Status = .ok
     ) async throws -> Response {
         let user = try context.user()
         let db = workspace.database
@@ -50,7 +64,9 @@ struct PatientController {
         async let tasksLookup = db.caseloadTasks(patientID: id)
         let (users, tasks) = try await (usersLookup, tasksLookup)
         let names = Dictionary(users.map { ($0.username, $0.displayName) }, uniquingKeysWith: { a, _ in a })
-        var values = workspace.pageValues(context, title: patient.name ?? patient.id, nav: "patients")
+        var values = try await ChartController(workspace: workspace).values(
+            patient: patient, window: window, logbookPage: logbookPage, user: user, names: names)
+        values.merge(workspace.pageValues(context, title: patient.name ?? patient.id, nav: "patients"), uniquingKeysWith: { _, page in page })
         values["id"] = patient.id
         values["name"] = patient.name ?? patient.id
         if let birth = patient.birthDate { values["birth"] = TaskController.birthText(birth, now: workspace.clock(), zone: workspace.pages.timeZone) }
@@ -58,6 +74,10 @@ struct PatientController {
         values["careManager"] = patient.careManager.map { names[$0] ?? $0 } ?? "—"
         values["programs"] = patient.programs.map(\.rawValue).joined(separator: ", ")
         values["timezone"] = patient.timezone
+        let episodes = try await workspace.blocking { try db.episodes(patientID: id) }
+        values["episodes"] = episodes.sorted { $0.startDate > $1.startDate }.prefix(2).map { e in
+            (e.endDate.map { "ended \($0)" } ?? "active") + " · consent \(e.startDate) · billed by \(e.billingPractitioner)"
+        }
         values["tasks"] = tasks.map { t -> [String: Any] in
             [
                 "id": t.id, "priority": t.priority.rawValue, "priorityLabel": TaskPresentation.priorityLabel(t.priority),

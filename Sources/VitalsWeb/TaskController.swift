@@ -33,7 +33,10 @@ struct TaskController {
     }
 
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
-        try await render(try taskID(context), context: context, flash: request.uri.queryParameters.get("done").flatMap { Self.done[$0] })
+        let id = try taskID(context)
+        let response = try await render(id, context: context, flash: request.uri.queryParameters.get("done").flatMap { Self.done[$0] })
+        try await workspace.database.recordTaskView(actor: try context.user().username, taskID: id, at: workspace.clock())
+        return response
     }
 
     /// The task page, with a message after an action or an error that refused one.
@@ -119,28 +122,31 @@ struct TaskController {
             items.append((at, order, item))
         }
         for (i, e) in events.enumerated() {
-            let what: String
-            switch e.event {
-            case "opened": what = "opened the task (\(e.detail ?? ""))"
-            case "updated": what = "added an occurrence"
-            case "priority_raised": what = "raised the priority to critical"
-            case "acknowledged": what = "acknowledged"
-            case "resolved":
-                what = e.detail.flatMap(TaskDisposition.init(rawValue:)).map { "resolved: \($0.label)" } ?? "resolved"
-            case "assigned":
-                what = e.detail == e.actor ? "claimed the task"
-                    : e.detail == "none" ? "put the task back in Unassigned" : "assigned the task to \(who(e.detail))"
-            case "reopened": what = "reopened the task"
-            case "escalated": what = "escalated: not acknowledged in time (\(e.detail ?? ""))"
-            case "recovered": what = "readings back within limits"
-            case "confirmation": what = "re-measurement: \(TaskPresentation.confirmation(e.detail.flatMap(Confirmation.init(rawValue:))) ?? "")"
-            case "data_stale": what = "marked the data stale: the devices went silent"
-            default: what = e.event
-            }
-            add(e.at, i, kind: e.event, actor: e.actor, what: what)
+            add(e.at, i, kind: e.event, actor: e.actor, what: eventText(e, who: who))
         }
         for n in notes { add(n.at, 100_000 + Int(n.id ?? 0), kind: "note", actor: n.author, what: "wrote a note", text: n.text) }
         return items.sorted { ($0.0, $0.1) > ($1.0, $1.1) }.map(\.2)
+    }
+
+    /// What a task event says in a history: `acknowledged`, `assigned the task to Bo Chen, RN`, ….
+    static func eventText(_ e: TaskEvent, who: (String?) -> String) -> String {
+        switch e.event {
+        case "opened": return "opened the task (\(e.detail ?? ""))"
+        case "updated": return "added an occurrence"
+        case "priority_raised": return "raised the priority to critical"
+        case "acknowledged": return "acknowledged"
+        case "resolved":
+            return e.detail.flatMap(TaskDisposition.init(rawValue:)).map { "resolved: \($0.label)" } ?? "resolved"
+        case "assigned":
+            return e.detail == e.actor ? "claimed the task"
+                : e.detail == "none" ? "put the task back in Unassigned" : "assigned the task to \(who(e.detail))"
+        case "reopened": return "reopened the task"
+        case "escalated": return "escalated: not acknowledged in time (\(e.detail ?? ""))"
+        case "recovered": return "readings back within limits"
+        case "confirmation": return "re-measurement: \(TaskPresentation.confirmation(e.detail.flatMap(Confirmation.init(rawValue:))) ?? "")"
+        case "data_stale": return "marked the data stale: the devices went silent"
+        default: return e.event
+        }
     }
 
     // MARK: Actions

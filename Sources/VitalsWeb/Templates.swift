@@ -1,12 +1,14 @@
 // The workspace's Mustache templates, compiled into the binary so that an installed vitalsd finds
 // them without a resources folder. `{{name}}` escapes & < > " ' (swift-mustache's HTML content type);
-// the only unescaped values (`{{{…}}}`) are SVG drawn by ``Sparkline`` from numbers.
+// the only unescaped values (`{{{…}}}`) are SVG drawn by ``Sparkline`` and ``Chart`` from numbers and escaped text.
 
 enum Templates {
     static let all: [String: String] = [
         "head": head, "foot": foot, "signin": signIn, "worklist": worklist, "worklist-body": worklistBody,
         "worklist-fragment": worklistFragment,
         "task": task, "time-fields": timeFields, "patient": patient, "patients": patients, "error": error,
+        "patient-charts": patientCharts, "patient-logbook": patientLogbook, "patient-devices": patientDevices,
+        "patient-timeline": patientTimeline, "patient-thresholds": patientThresholds,
         "patient-billing": patientBilling, "billing": billing, "billing-days": billingDays,
     ]
 
@@ -225,9 +227,9 @@ enum Templates {
     static let patient = """
         {{> head}}
         <p class="crumbs"><a href="/patients">← Patients</a></p>
-        {{#flash}}<p class="flash ok" role="status">{{.}}</p>{{/flash}}
-        {{#error}}<p class="flash error" role="alert">{{.}}</p>{{/error}}
-        <section class="patient-page">
+        {{#flash}}<p class="flash ok" role="status" id="flash">{{.}}</p>{{/flash}}
+        {{#error}}<p class="flash error" role="alert" id="error">{{.}}</p>{{/error}}
+        <section class="patient-page" id="chart" data-patient="{{id}}" data-window="{{window}}">
           <h1>{{name}} <span class="sub">{{id}}</span></h1>
           <dl class="inline">
             {{#birth}}<dt>Born</dt><dd>{{.}}</dd>{{/birth}}
@@ -235,12 +237,20 @@ enum Templates {
             <dt>Care manager</dt><dd>{{careManager}}</dd>
             <dt>Programs</dt><dd>{{programs}}</dd>
             <dt>Time zone</dt><dd>{{timezone}}</dd>
+            {{#episodes}}<dt>Episode</dt><dd>{{.}}</dd>{{/episodes}}
+            {{^episodes}}<dt>Episode</dt><dd>none</dd>{{/episodes}}
           </dl>
           <h2>Unresolved tasks</h2>
           <ul class="tasks">
           {{#tasks}}<li><span class="prio prio-{{priority}}">{{priorityLabel}}</span> <a href="/tasks/{{id}}">{{condition}}</a> · {{statusLabel}} · {{owner}}</li>{{/tasks}}
           {{^tasks}}<li class="fine">None.</li>{{/tasks}}
           </ul>
+          {{> patient-billing}}
+          {{> patient-charts}}
+          {{> patient-logbook}}
+          {{> patient-devices}}
+          {{> patient-thresholds}}
+          {{> patient-timeline}}
           {{#canEdit}}
           <form method="post" action="/patients/{{id}}" id="patient-details" class="block">
             <input type="hidden" name="csrf" value="{{csrf}}">
@@ -252,9 +262,108 @@ enum Templates {
             <button type="submit" class="primary">Save</button>
           </form>
           {{/canEdit}}
-          {{> patient-billing}}
         </section>
         {{> foot}}
+        """
+
+    /// The window selector, and per vital its chart (SVG from ``Chart``, numbers only) and statistics.
+    static let patientCharts = """
+        <section class="charts" id="charts">
+          <h2>Readings over {{windowLabel}}</h2>
+          <nav class="tabs windows" aria-label="Window">{{#windows}}<a href="{{href}}" class="tab{{#current}} current{{/current}}" id="window-{{key}}"{{#current}} aria-current="page"{{/current}}>{{label}}</a>{{/windows}}</nav>
+          {{#charts}}
+          <figure class="vital-chart" id="chart-{{id}}">
+            <figcaption>{{title}} <span class="sub">{{unit}}</span></figcaption>
+            {{{svg}}}
+            <table class="stats">
+              <thead><tr><th></th><th class="num">Readings</th><th class="num">Mean</th><th class="num">Min</th><th class="num">Max</th><th class="num">Time in range 70–180</th></tr></thead>
+              <tbody>{{#stats}}<tr><th>{{type}}</th><td class="num">{{count}}</td><td class="num">{{mean}}</td><td class="num stat-min">{{min}}</td><td class="num">{{max}}</td><td class="num">{{timeInRange}}{{^timeInRange}}—{{/timeInRange}}</td></tr>{{/stats}}</tbody>
+            </table>
+          </figure>
+          {{/charts}}
+          {{^charts}}<p class="fine">No readings in this window.</p>{{/charts}}
+        </section>
+        """
+
+    static let patientLogbook = """
+        <section class="logbook" id="logbook">
+          <h2>Logbook <span class="sub">{{logbookTotal}} readings · times in the patient's zone</span></h2>
+          <p><a href="{{csvLink}}" id="readings-csv" download>Download CSV ({{windowLabel}})</a></p>
+          <table class="logbook">
+          <thead><tr><th>Measured</th><th>Vital</th><th>As received</th><th>Canonical (UCUM)</th><th>Flags</th><th>Device</th></tr></thead>
+          <tbody>
+          {{#logbook}}<tr{{#event}} class="device-event"{{/event}}><td class="nowrap"><time datetime="{{iso}}">{{when}}</time></td><td>{{type}}</td><td>{{received}}</td><td>{{canonical}}</td><td>{{flags}}</td><td>{{device}}</td></tr>{{/logbook}}
+          {{^logbook}}<tr><td colspan="6" class="empty">No readings in this window.</td></tr>{{/logbook}}
+          </tbody>
+          </table>
+          {{#logbookPager}}<nav class="pager">{{#previous}}<a href="{{.}}">← Newer</a>{{/previous}} <span>Page {{page}} of {{pages}}</span> {{#next}}<a href="{{.}}">Older →</a>{{/next}}</nav>{{/logbookPager}}
+        </section>
+        """
+
+    static let patientDevices = """
+        <section class="devices" id="devices">
+          <h2>Devices</h2>
+          <table>
+          <thead><tr><th>Device</th><th>Kind</th><th>Last reading</th><th>Battery</th><th>Signal</th><th>Recent error codes and HI/LO</th></tr></thead>
+          <tbody>
+          {{#devices}}<tr><td>{{id}}</td><td>{{kind}}</td><td>{{lastReading}}</td><td>{{battery}}{{^battery}}—{{/battery}}</td><td>{{signal}}{{^signal}}—{{/signal}}</td><td>{{#events}}<div>{{.}}</div>{{/events}}{{^events}}none{{/events}}</td></tr>{{/devices}}
+          {{^devices}}<tr><td colspan="6" class="empty">No devices.</td></tr>{{/devices}}
+          </tbody>
+          </table>
+        </section>
+        """
+
+    static let patientThresholds = """
+        <section class="thresholds" id="thresholds">
+          <h2>Limits and trend rules in force</h2>
+          <table class="limits">
+          <thead><tr><th>Vital</th><th>Level</th><th>Limit</th><th>From</th><th>Source</th></tr></thead>
+          <tbody>
+          {{#limitsInForce}}<tr{{#patient}} class="own"{{/patient}}><td>{{type}}</td><td>{{level}}</td><td>{{limit}}</td><td>{{origin}}</td><td class="sub">{{source}}</td></tr>{{/limitsInForce}}
+          </tbody>
+          </table>
+          <table class="rules">
+          <thead><tr><th>Rule</th><th>Level</th><th>Trend</th><th>From</th><th>Source</th></tr></thead>
+          <tbody>
+          {{#rulesInForce}}<tr><td>{{id}}</td><td>{{level}}</td><td>{{trend}}</td><td>{{origin}}</td><td class="sub">{{source}}</td></tr>{{/rulesInForce}}
+          {{^rulesInForce}}<tr><td colspan="5" class="empty">No trend rules apply.</td></tr>{{/rulesInForce}}
+          </tbody>
+          </table>
+          {{#canChangeLimits}}
+          <form method="post" action="/patients/{{id}}/thresholds" id="change-limit" class="block">
+            <input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="window" value="{{window}}">
+            <h3>Change a limit for this patient</h3>
+            <label>Limit <select name="slot" required><option value="">Choose…</option>{{#slots}}<option value="{{value}}">{{label}}</option>{{/slots}}</select></label>
+            <label>New value <input name="value" inputmode="decimal" maxlength="12"></label>
+            <label class="wide">Reason <input name="reason" required maxlength="500" placeholder="e.g. Dr. Ng's order of today"></label>
+            <button type="submit" name="action" value="set" class="primary">Set the limit</button>
+            <button type="submit" name="action" value="clear">Back to the program's limit</button>
+          </form>
+          {{#hasRules}}
+          <form method="post" action="/patients/{{id}}/rules" id="change-rule" class="block">
+            <input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="window" value="{{window}}">
+            <h3>Change a trend rule for this patient</h3>
+            <label>Rule <select name="rule" required>{{#ruleChoices}}<option value="{{id}}">{{id}}</option>{{/ruleChoices}}</select></label>
+            <label>New bound <input name="bound" inputmode="decimal" maxlength="12"></label>
+            <label class="wide">Reason <input name="reason" required maxlength="500"></label>
+            <button type="submit" name="action" value="bound" class="primary">Set the bound</button>
+            <button type="submit" name="action" value="off">Switch off</button>
+            <button type="submit" name="action" value="clear">As configured</button>
+          </form>
+          {{/hasRules}}
+          {{/canChangeLimits}}
+          {{^canChangeLimits}}<p class="fine">Clinicians and admins change limits and trend rules.</p>{{/canChangeLimits}}
+        </section>
+        """
+
+    static let patientTimeline = """
+        <section class="history" id="timeline">
+          <h2>Timeline</h2>
+          <ol class="timeline">
+          {{#timeline}}<li class="h-{{kind}}"><time datetime="{{iso}}">{{when}}</time> <span class="who">{{who}}</span> <span class="what">{{what}}</span>{{#task}} <a href="/tasks/{{.}}">task {{.}}</a>{{/task}}{{#text}}<blockquote>{{.}}</blockquote>{{/text}}</li>{{/timeline}}
+          {{^timeline}}<li class="fine">Nothing yet.</li>{{/timeline}}
+          </ol>
+        </section>
         """
 
     static let patients = """

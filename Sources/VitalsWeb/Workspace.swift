@@ -53,6 +53,8 @@ public struct Workspace: Sendable {
     let thresholds: ThresholdPolicy
     /// `billing.*`: the rules of billing progress, the timer's longest entry and the billing page.
     let billing: BillingRules
+    /// Trend rules and late data, for the patient chart's rules in force and logbook flags.
+    let alerts: AlertPolicy
     let lifetime: SessionLifetime
     let throttle: SignInThrottle
     let pages: Pages
@@ -69,6 +71,7 @@ public struct Workspace: Sendable {
         settings = configuration.web
         thresholds = configuration.thresholds
         billing = configuration.billing
+        alerts = configuration.alerts
         lifetime = SessionLifetime(
             idleSeconds: configuration.web.sessionIdleMinutes * 60, absoluteSeconds: configuration.web.sessionMaxHours * 3_600)
         self.throttle = throttle

@@ -261,16 +261,15 @@ struct ThresholdCommand: ParsableCommand {
                 }
                 canonical = (c * 1_000_000).rounded() / 1_000_000
             }
-            guard type.plausibleRange.contains(canonical) else {
-                throw ValidationError("\(Observation.format(canonical)) \(type.canonicalUnit.rawValue) is outside the plausible range of \(type.rawValue)")
+            let slot = ThresholdSlot(type: type, level: level, direction: direction)
+            if !type.plausibleRange.contains(canonical),
+               let problem = config.thresholds.problemSetting(slot, to: canonical, programs: [], overrides: [:]) {
+                throw ValidationError(problem)
             }
             guard let p = try db.patient(id: patient) else { throw ValidationError("patient \(patient) is not enrolled") }
-            var overrides = try db.thresholdOverrides(patientID: patient)
-            let slot = ThresholdSlot(type: type, level: level, direction: direction)
-            overrides[slot] = canonical
-            let resulting = config.thresholds.effectiveLimits(for: type, programs: p.programs, overrides: overrides).limits
-            if let problem = resulting.orderingProblem {
-                throw ValidationError("refused: with this limit, \(type.rawValue) \(problem)")
+            if let problem = config.thresholds.problemSetting(
+                slot, to: canonical, programs: p.programs, overrides: try db.thresholdOverrides(patientID: patient)) {
+                throw ValidationError(problem)
             }
             try db.setThreshold(patientID: patient, slot: slot, value: canonical, actor: actor(by))
             print("patient \(patient): \(type.rawValue) \(level.rawValue) \(direction.rawValue) = \(Observation.format(canonical)) \(type.canonicalUnit.rawValue)")

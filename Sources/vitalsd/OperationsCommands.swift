@@ -15,11 +15,15 @@ struct AuditCommand: ParsableCommand {
         @Option(help: "Only entries at or after this time (RFC 3339 or YYYY-MM-DD, UTC).") var since: String?
         @Option var limit: Int = 1000
         @Option var format: OutputFormat = .table
-        @Flag(help: "The access log: FHIR reads and searches, tokens issued and refused.") var access = false
-        @Option(help: "With --access: only this actor (a user name, or client:<client id>).") var actor: String?
+        @Flag(help: "The access log: workspace chart and task views, FHIR reads and searches, tokens issued and refused.")
+        var access = false
+        @Option(name: [.customLong("actor"), .customLong("user")],
+                help: "With --access: only this actor (a user name, or client:<client id>).") var actor: String?
+        @Option(help: "With --access: only views of this patient's chart, tasks and FHIR Patient resource.") var patient: String?
 
         func validate() throws {
             if actor != nil && !access { throw ValidationError("--actor needs --access") }
+            if patient != nil && !access { throw ValidationError("--patient needs --access") }
         }
 
         func run() throws {
@@ -29,7 +33,7 @@ struct AuditCommand: ParsableCommand {
                 return instant
             }
             if access {
-                let entries = try db.accessEntries(actor: actor, since: start, limit: limit)
+                let entries = try db.accessEntries(actor: actor, patientID: patient, since: start, limit: limit)
                 try emit(format, json: entries, header: ["id", "at", "actor", "action", "target", "detail"],
                          rows: entries.map { [String($0.id), iso($0.at), $0.actor, $0.action,
                                               "\($0.targetType) \($0.targetID ?? "")", $0.detail ?? ""] })
