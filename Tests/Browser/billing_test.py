@@ -117,7 +117,9 @@ class CareManagerTime(unittest.TestCase):
         self.assertEqual(rows[0][1:], ("rpm", "ana", 1))
         self.assertLessEqual(abs(rows[0][0] - 65), 2)
         self.assertEqual(self.query("SELECT count(*) FROM audit_log WHERE action = 'time.log' AND actor = 'ana'")[0][0], 1)
-        self.screenshot("patient-billing.png")
+        d.set_window_size(1440, 900)
+        os.makedirs(ws.SCREENSHOTS, exist_ok=True)
+        d.find_element(By.ID, "billing-progress").screenshot(os.path.join(ws.SCREENSHOTS, "patient-billing.png"))
         # A length longer than the page has been open is refused.
         d.get(stack.base + "/patients/p-1002")
         d.execute_script("var f = document.getElementById('timer'); f.querySelector('#timer-seconds').value = '3600';"
