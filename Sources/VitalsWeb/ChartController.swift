@@ -275,19 +275,19 @@ struct ChartController {
             }
         }
         for (i, a) in t.thresholdChanges.enumerated() {
-            let what = switch a.action {
-            case "threshold.set": "changed a limit"
-            case "threshold.clear": "removed a patient limit"
-            default: "changed a trend rule"
+            let (kind, what) = switch a.action {
+            case "threshold.set": ("threshold", "changed a limit")
+            case "threshold.clear": ("threshold", "removed a patient limit")
+            case "monitoring.pause": ("pause", "paused monitoring")
+            case "monitoring.resume": ("pause", "resumed monitoring")
+            default: ("threshold", "changed a trend rule")
             }
-            add(a.at, -i, kind: "threshold", actor: a.actor, what: what, text: a.detail)
+            add(a.at, -i, kind: kind, actor: a.actor, what: what, text: a.detail)
         }
-        for (i, p) in t.pauses.enumerated() {
-            add(p.startsAt, -i, kind: "pause", actor: p.createdBy, what: "paused monitoring through \(p.endDate)", text: p.reason)
-            if let closed = p.closedAt, let by = p.closedBy, by != "expired" {
-                add(closed, -i, kind: "pause", actor: by, what: "resumed monitoring")
-            } else if p.effectiveEnd <= now {
-                add(p.effectiveEnd, -i, kind: "pause", actor: "vitalsd", what: "monitoring pause ended (its last day passed)")
+        // A pause and an early resume are audited (above); a pause that ran to its last day ends without one.
+        for (i, p) in t.pauses.enumerated() where p.closedBy == nil || p.closedBy == "expired" {
+            if p.effectiveEnd <= now {
+                add(p.effectiveEnd, -i, kind: "pause", actor: "vitalsd", what: "monitoring pause ended (its last day, \(p.endDate), passed)")
             }
         }
         return items.sorted { ($0.0, $0.1) > ($1.0, $1.1) }.map(\.2)

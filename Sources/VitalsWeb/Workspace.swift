@@ -51,10 +51,10 @@ public struct Workspace: Sendable {
     let database: AppDatabase
     let settings: VitalsConfiguration.Web
     let thresholds: ThresholdPolicy
-    /// `billing.*`: the rules of billing progress, the timer's longest entry and the billing page.
-    let billing: BillingRules
     /// Trend rules and late data, for the patient chart's rules in force and logbook flags.
     let alerts: AlertPolicy
+    /// `billing.*`: the rules of billing progress, the timer's longest entry and the billing page.
+    let billing: BillingRules
     let lifetime: SessionLifetime
     let throttle: SignInThrottle
     let pages: Pages
@@ -70,8 +70,8 @@ public struct Workspace: Sendable {
         self.database = database
         settings = configuration.web
         thresholds = configuration.thresholds
-        billing = configuration.billing
         alerts = configuration.alerts
+        billing = configuration.billing
         lifetime = SessionLifetime(
             idleSeconds: configuration.web.sessionIdleMinutes * 60, absoluteSeconds: configuration.web.sessionMaxHours * 3_600)
         self.throttle = throttle

@@ -48,6 +48,12 @@ struct ChartStoreTests {
         #expect(timeline.thresholdChanges.map(\.actor) == ["dr.ng"])
         #expect(timeline.thresholdChanges.first?.detail == "glucose critical_low: default -> 60 mg/dL; reason: order of today")
         #expect(try await db.patientTimeline(patientID: "p2").events.isEmpty)
+        // A pause of monitoring and its early end are on the timeline, newest first, with who.
+        _ = try db.pauseMonitoring(patientID: "p1", through: LocalDate(Date(), in: .gmt).adding(days: 30), reason: "in hospital", actor: "ana")
+        _ = try db.resumeMonitoring(patientID: "p1", actor: "ben")
+        let changes = try await db.patientTimeline(patientID: "p1").thresholdChanges
+        #expect(changes.map(\.action) == ["monitoring.resume", "monitoring.pause", "threshold.set"])
+        #expect(changes.map(\.actor) == ["ben", "ana", "dr.ng"])
 
         let devices = try await db.deviceOverview(patientID: "p1")
         #expect(devices.map(\.device.id) == ["g1"])
