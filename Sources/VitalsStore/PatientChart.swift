@@ -173,6 +173,8 @@ public struct PatientTimeline: Sendable {
     /// Audit entries `threshold.set`, `threshold.clear`, `rule.override`, `monitoring.pause` and
     /// `monitoring.resume` of the patient, newest first.
     public var thresholdChanges: [AuditEntry]
+    /// The patient's monitoring pauses, newest first.
+    public var pauses: [MonitoringPause] = []
 }
 
 extension AppDatabase {
@@ -214,7 +216,11 @@ extension AppDatabase {
                     ORDER BY id DESC LIMIT ?
                     """, arguments: [patientID, limit]
             ).map(AuditEntry.init(row:))
-            return PatientTimeline(events: events, notes: notes, timeEntries: time, thresholdChanges: changes)
+            let pauses = try Row.fetchAll(
+                db, sql: "SELECT * FROM monitoring_pauses WHERE patient_id = ? ORDER BY starts_at DESC, id DESC LIMIT ?",
+                arguments: [patientID, limit]
+            ).map(MonitoringPause.init(row:))
+            return PatientTimeline(events: events, notes: notes, timeEntries: time, thresholdChanges: changes, pauses: pauses)
         }
     }
 }

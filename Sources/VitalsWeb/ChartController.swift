@@ -65,7 +65,7 @@ struct ChartController {
         values.merge(logbookValues(logbook, page: page, window: window, start: start, zone: zone, patient: patient),
                      uniquingKeysWith: { a, _ in a })
         values["devices"] = devices.map { deviceValues($0, now: now, zone: zone) }
-        values["timeline"] = Self.timeline(timeline, who: who, pages: workspace.pages)
+        values["timeline"] = Self.timeline(timeline, who: who, pages: workspace.pages, now: workspace.clock())
         values.merge(thresholdValues(patient: patient, overrides: chart.overrides, rules: chart.ruleOverrides, user: user),
                      uniquingKeysWith: { a, _ in a })
         return values
@@ -247,7 +247,7 @@ struct ChartController {
     // MARK: Timeline
 
     /// Task events, notes, dispositions, time entries and their voids, and threshold changes, newest first.
-    static func timeline(_ t: PatientTimeline, who: (String?) -> String, pages: Pages) -> [[String: Any]] {
+    static func timeline(_ t: PatientTimeline, who: (String?) -> String, pages: Pages, now: Date = Date()) -> [[String: Any]] {
         var items: [(Date, Int, [String: Any])] = []
         func add(_ at: Date, _ order: Int, kind: String, actor: String, what: String, task: Int64? = nil, text: String? = nil) {
             var item: [String: Any] = ["iso": Pages.iso(at), "when": pages.local(at), "who": who(actor), "what": what, "kind": kind]
@@ -268,7 +268,7 @@ struct ChartController {
                 add(e.performedAt, -i, kind: "time-void", actor: e.performedBy, what: "voided time entry \(voided)", text: e.voidReason)
             } else {
                 add(e.performedAt, -i, kind: "time", actor: e.performedBy,
-                    what: "logged \(e.minutes) min \(e.program.rawValue.uppercased())"
+                    what: "logged \(e.seconds.map { TimerController.duration(seconds: $0) } ?? "\(e.minutes) min") \(e.program.rawValue.uppercased())"
                         + (e.modality.map { ", interactive (\($0.rawValue.replacingOccurrences(of: "_", with: " ")))" } ?? "")
                         + (e.voided ? " (voided)" : "") + " — entry \(e.id)",
                     task: e.taskID, text: e.activity)
@@ -283,6 +283,12 @@ struct ChartController {
             default: ("threshold", "changed a trend rule")
             }
             add(a.at, -i, kind: kind, actor: a.actor, what: what, text: a.detail)
+        }
+        // A pause and an early resume are audited (above); a pause that ran to its last day ends without one.
+        for (i, p) in t.pauses.enumerated() where p.closedBy == nil || p.closedBy == "expired" {
+            if p.effectiveEnd <= now {
+                add(p.effectiveEnd, -i, kind: "pause", actor: "vitalsd", what: "monitoring pause ended (its last day, \(p.endDate), passed)")
+            }
         }
         return items.sorted { ($0.0, $0.1) > ($1.0, $1.1) }.map(\.2)
     }

@@ -61,6 +61,17 @@ class CareManagerTime(unittest.TestCase):
         with sqlite3.connect(f"file:{stack.db_path}?mode=ro", uri=True, timeout=10) as db:
             return db.execute(sql, args).fetchall()
 
+    def screenshot(self, name):
+        """A PNG of the whole page, for the README (docs/screenshots)."""
+        d = self.driver
+        os.makedirs(ws.SCREENSHOTS, exist_ok=True)
+        size = d.get_window_size()
+        content = d.execute_script("return Math.ceil(document.querySelector('main').getBoundingClientRect().bottom + scrollY)")
+        chrome = size["height"] - d.execute_script("return innerHeight")
+        d.set_window_size(size["width"], content + chrome)
+        d.save_screenshot(os.path.join(ws.SCREENSHOTS, name))
+        d.set_window_size(size["width"], size["height"])
+
     def visibility(self):
         return self.driver.execute_script("return document.visibilityState")
 
@@ -106,6 +117,9 @@ class CareManagerTime(unittest.TestCase):
         self.assertEqual(rows[0][1:], ("rpm", "ana", 1))
         self.assertLessEqual(abs(rows[0][0] - 65), 2)
         self.assertEqual(self.query("SELECT count(*) FROM audit_log WHERE action = 'time.log' AND actor = 'ana'")[0][0], 1)
+        d.set_window_size(1440, 900)
+        os.makedirs(ws.SCREENSHOTS, exist_ok=True)
+        d.find_element(By.ID, "billing-progress").screenshot(os.path.join(ws.SCREENSHOTS, "patient-billing.png"))
         # A length longer than the page has been open is refused.
         d.get(stack.base + "/patients/p-1002")
         d.execute_script("var f = document.getElementById('timer'); f.querySelector('#timer-seconds').value = '3600';"
@@ -146,6 +160,11 @@ class CareManagerTime(unittest.TestCase):
             "monitoring.pause:ana,monitoring.resume:setup")
         d.get(stack.base + "/patients/p-1003")
         self.assertIn("resumed", d.find_element(By.ID, "pauses").text)
+        # The pause and its end are on the chart's timeline too.
+        timeline = d.find_element(By.ID, "timeline").text
+        self.assertIn("paused monitoring", timeline)
+        self.assertIn("through " + until, timeline)
+        self.assertIn("resumed monitoring", timeline)
         self.assertEqual(len(d.find_elements(By.ID, "paused")), 0)
 
     def test_billing_page_and_progress(self):
@@ -172,6 +191,9 @@ class CareManagerTime(unittest.TestCase):
                 link = links[0]
                 break
         self.assertIsNotNone(link, "an evidence link for p-1005")
+        self.screenshot("billing.png")
+        link = [a for a in d.find_elements(By.CSS_SELECTOR, "#billing-report a.evidence")
+                if "patient=p-1005" in a.get_attribute("href") and int(a.text) >= 1][0]
         link.click()
         Wait(d).until(lambda d: d.find_elements(By.ID, "days-count"))
         self.assertGreaterEqual(int(d.find_element(By.ID, "days-count").text), 1)
@@ -180,6 +202,19 @@ class CareManagerTime(unittest.TestCase):
             "fetch('/billing/csv?month=' + arguments[0], {credentials: 'same-origin'}).then(r => r.text()).then(done);",
             now.strftime("%Y-%m"))
         self.assertTrue(csv.startswith("patient_id,device_period,data_days,device_code,rpm_minutes"), csv[:200])
+        # A practitioner's name that a spreadsheet would run as a formula is neutralised in the CSV and
+        # shown as text on the page.
+        stack.vitalsd("patient", "add", "--id", "p-2001", "--timezone", "UTC", "--program", "hypertension", "--by", "setup")
+        stack.vitalsd("episode", "start", "--patient", "p-2001", "--start", now.strftime("%Y-%m-01"),
+                      "--practitioner", "=HYPERLINK(\"http://x\")", "--by", "setup")
+        csv = d.execute_async_script(
+            "var done = arguments[arguments.length - 1];"
+            "fetch('/billing/csv?month=' + arguments[0], {credentials: 'same-origin'}).then(r => r.text()).then(done);",
+            now.strftime("%Y-%m"))
+        self.assertIn("'=HYPERLINK", csv)
+        self.assertNotIn(",=HYPERLINK", csv)
+        d.get(stack.base + "/billing?month=" + now.strftime("%Y-%m"))
+        self.assertIn('=HYPERLINK("http://x")', d.find_element(By.ID, "billing-report").text)
         # A worklist row carries days of data and minutes; the sort option keeps the tab.
         stack.publish("p-1002-dev", {"measured_at": ws.iso(now), "readings": [
             {"type": "systolic_bp", "value": 185, "unit": "mmHg"}, {"type": "diastolic_bp", "value": 125, "unit": "mmHg"}]})
