@@ -135,9 +135,15 @@ extension AppDatabase {
     /// - Parameter eventLimit: events per device.
     /// - Throws: GRDB errors.
     public func deviceOverview(patientID: String, eventLimit: Int = 5) async throws -> [DeviceOverview] {
-        try await writer.read { db in
+        let loincCodes = try Self.jsonArray(Set(VitalType.allCases.map(\.loinc)))
+        return try await writer.read { db in
             try Self.fetchDevices(db, patientID: patientID).map { device in
-                let last = try Int64.fetchOne(db, sql: "SELECT max(measured_at) FROM readings WHERE device_id = ?", arguments: [device.id])
+                // Per LOINC code, so that each maximum is one step down the (device_id, loinc, measured_at) key.
+                let last = try Int64.fetchOne(
+                    db, sql: """
+                        SELECT max(m) FROM (SELECT (SELECT max(measured_at) FROM readings r WHERE r.device_id = ?1 AND r.loinc = codes.value) AS m
+                                            FROM json_each(?2) AS codes)
+                        """, arguments: [device.id, loincCodes])
                 return DeviceOverview(
                     device: device, lastReadingAt: last.map(dateFromEpochMilliseconds),
                     status: try Self.fetchDeviceStatus(db, deviceID: device.id),
