@@ -10,6 +10,7 @@ public struct ChartPoint: Sendable, Hashable {
     /// In the type's ``VitalType/canonicalUnit``.
     public var value: Double
 
+    /// A point of reading `readingID`; `value` in the canonical unit.
     public init(readingID: Int64, measuredAt: Date, value: Double) {
         self.readingID = readingID
         self.measuredAt = measuredAt
