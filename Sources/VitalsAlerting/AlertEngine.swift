@@ -19,6 +19,8 @@ import VitalsDomain
 /// - A `critical` task waits ``AlertPolicy/confirmationWindowSeconds`` for a re-measurement, also one
 ///   measured after it but received before it (issue: confirmation by measurement time), and is
 ///   escalated after ``AlertPolicy/escalationAfterSeconds`` unless acknowledged (``TimerRules``).
+/// - While the patient's monitoring is paused (``PatientSnapshot/pauses``), and for readings measured
+///   during a pause, the rules raise and change nothing: the readings are only stored.
 public struct AlertEngine {
     /// Evaluates one patient's new readings, new device events and refused readings of a device
     /// with a wrong clock.
@@ -36,8 +38,12 @@ public struct AlertEngine {
         snapshot: PatientSnapshot, policy: AlertingPolicy, now: Date
     ) -> AlertDecision {
         var engine = AlertEngine(snapshot: snapshot, policy: policy, now: now, batch: readings)
-        engine.evaluate(readings)
-        for problem in deviceProblems { engine.raise(problem) }
+        // A paused patient (issue 14, item 7): nothing evaluated while a pause runs, and nothing
+        // measured during one, so that no task opens or changes and no rule changes state.
+        func paused(_ instant: Date) -> Bool { snapshot.pauses.contains { $0.start <= instant && instant < $0.end } }
+        if paused(now) { return engine.decision }
+        engine.evaluate(readings.filter { !paused($0.observation.measuredAt) })
+        for problem in deviceProblems where !paused(problem.event.measuredAt ?? problem.receivedAt) { engine.raise(problem) }
         for problem in clockProblems { engine.raise(problem) }
         return engine.decision
     }

@@ -107,6 +107,9 @@ public struct PatientSnapshot: Sendable, Hashable {
     /// without trend rules for the batch's types): a rule that needs it then asks for it
     /// (``AlertDecision/needsHistory``) and the caller evaluates again with it.
     public var history: [StoredValue]?
+    /// The patient's monitoring pauses (hospital stay, travel), each from its start to its end or
+    /// the moment it was resumed: while one runs, readings are stored and shown but raise no task.
+    public var pauses: [DateInterval] = []
 
     public init(
         patientID: String, programs: [Program], thresholdOverrides: [ThresholdSlot: Double] = [:],

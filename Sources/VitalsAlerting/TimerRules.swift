@@ -9,9 +9,18 @@ public enum TimerRules {
     /// scheduled ``AlertPolicy/escalationRepeat(after:)`` seconds later. The schedule is a field of
     /// the task, so a restart neither forgets nor repeats an escalation.
     ///
-    /// - Parameter tasks: tasks with a `nextEscalationAt` (others are ignored).
+    /// The escalation reaches a person (issue 13, item 8), named in `escalated_to` and the event's
+    /// detail: the first one the task's owner, or without one the patient's care manager (or, with
+    /// neither, the backup); later ones ``AlertPolicy/escalationBackup`` (a user, or `role:<role>`),
+    /// or whom the first reached when no backup is configured.
+    ///
+    /// - Parameters:
+    ///   - tasks: tasks with a `nextEscalationAt` (others are ignored).
+    ///   - careManagers: the active care manager of each task's patient, by patient id.
     /// - Returns: one update per escalated task, earliest due first.
-    public static func escalations(_ tasks: [CareTask], policy: AlertPolicy, now: Date) -> [TaskChange] {
+    public static func escalations(
+        _ tasks: [CareTask], policy: AlertPolicy, careManagers: [String: String] = [:], now: Date
+    ) -> [TaskChange] {
         tasks.filter { ($0.nextEscalationAt ?? .distantFuture) <= now && $0.status == .open }
             .sorted { ($0.nextEscalationAt!, $0.id) < ($1.nextEscalationAt!, $1.id) }
             .map { task in
@@ -19,9 +28,14 @@ public enum TimerRules {
                 t.escalationLevel += 1
                 t.escalatedAt = now
                 t.nextEscalationAt = now.addingTimeInterval(policy.escalationRepeat(after: t.escalationLevel))
+                let first = t.owner ?? careManagers[t.patientID]
+                t.escalatedTo = t.escalationLevel == 1
+                    ? first ?? policy.escalationBackup?.target
+                    : policy.escalationBackup?.target ?? t.escalatedTo ?? first
                 t.updatedAt = now
                 t.version += 1
-                return .update(.stored(t.id), t, TaskEventRecord(.escalated, at: now, detail: "level \(t.escalationLevel)"))
+                let detail = "level \(t.escalationLevel)" + (t.escalatedTo.map { " to \($0)" } ?? ", nobody to reach")
+                return .update(.stored(t.id), t, TaskEventRecord(.escalated, at: now, detail: detail))
             }
     }
 
@@ -72,6 +86,8 @@ public struct AdherenceSnapshot: Sendable, Hashable {
     public var raisedKeys: Set<String>
     /// The patient's unresolved tasks.
     public var unresolved: [CareTask]
+    /// The patient's monitoring is paused now (hospital stay, travel): no routine task is owed.
+    public var paused = false
 
     public init(
         patientID: String, timeZone: TimeZone, episodeID: Int64, episodeStart: LocalDate, period: DevicePeriod?,
@@ -132,7 +148,7 @@ public enum RoutineRules {
     /// left after today, and today unless it already has data
     /// (`days_with_data + days_remaining >= minimum`, `clinical-and-billing.md` §3.2).
     public static func reachable(_ minimum: Int, dataDays: Int, daysLeft: Int, todayHasData: Bool) -> Bool {
-        dataDays + daysLeft + (todayHasData ? 0 : 1) >= minimum
+        BillingProgress.reachable(minimum, dataDays: dataDays, daysLeft: daysLeft, todayHasData: todayHasData)
     }
 
     /// The routine tasks one patient owes:
@@ -141,7 +157,11 @@ public enum RoutineRules {
     ///   ``Settings/noDataDays`` days (since the last reading, or the episode start if none), which
     ///   also flags the patient's unresolved reading tasks as resting on stale data (F16);
     /// - otherwise one `device` task per silence of a single device while the others still send.
+    ///
+    /// Nothing while the patient's monitoring is paused (``AdherenceSnapshot/paused``): a patient in
+    /// hospital sends nothing, and no one is to call them about it.
     public static func evaluate(_ p: AdherenceSnapshot, settings: Settings, now: Date) -> [TaskChange] {
+        guard !p.paused else { return [] }
         var changes: [TaskChange] = []
         var unresolved = Set(p.unresolved.map(\.condition))
         var raised = p.raisedKeys

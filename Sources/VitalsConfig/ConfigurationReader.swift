@@ -25,7 +25,8 @@ struct ConfigurationReader {
         "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units", "max_entry_minutes"],
         "thresholds": ["defaults", "programs"],
         "alerts": ["late_after_hours", "realert_after_hours", "realert_worsening_percent", "confirmation_window_minutes", "escalation_after_minutes",
-                   "escalation_repeat_minutes", "check_interval_seconds", "rules", "programs"],
+                   "escalation_repeat_minutes", "escalation_backup_user", "escalation_backup_role", "check_interval_seconds",
+                   "rules", "programs"],
         "delivery": ["mqtt_enabled", "mqtt_topic", "webhook_url", "webhook_secret_file", "webhook_timeout_seconds",
                      "retry_max_seconds", "fhir"],
         "fhir": ["enabled", "public_base_url", "default_count", "max_count", "token_lifetime_seconds", "jwks_timeout_seconds",
@@ -167,6 +168,18 @@ struct ConfigurationReader {
             }
         }
         double(values, "alerts.check_interval_seconds") { config.alertCheckIntervalSeconds = $0 }
+        string(values, "alerts.escalation_backup_user") { config.alerts.escalationBackup = .user($0.lowercased()) }
+        var backupRole: String?
+        string(values, "alerts.escalation_backup_role") { backupRole = $0 }
+        if let role = backupRole {
+            if values["alerts.escalation_backup_user"] != nil {
+                errors.append(ConfigurationError(key: "alerts.escalation_backup_role", "set either escalation_backup_user or escalation_backup_role, not both"))
+            } else if ["care_manager", "clinician", "admin"].contains(role) {
+                config.alerts.escalationBackup = .role(role)
+            } else {
+                errors.append(ConfigurationError(key: "alerts.escalation_backup_role", "must be care_manager, clinician or admin"))
+            }
+        }
         if let node = alertRuleNodes["rules"] {
             config.alerts.defaultRules = readRules(node, key: "alerts.rules")
         }

@@ -279,6 +279,8 @@ public struct VitalsConfiguration: Sendable, Hashable {
         ("alerts.late_after_hours", "VITALSD_ALERTS_LATE_AFTER_HOURS"),
         ("alerts.escalation_after_minutes", "VITALSD_ALERTS_ESCALATION_AFTER_MINUTES"),
         ("alerts.check_interval_seconds", "VITALSD_ALERTS_CHECK_INTERVAL_SECONDS"),
+        ("alerts.escalation_backup_user", "VITALSD_ALERTS_ESCALATION_BACKUP_USER"),
+        ("alerts.escalation_backup_role", "VITALSD_ALERTS_ESCALATION_BACKUP_ROLE"),
         ("delivery.mqtt_enabled", "VITALSD_DELIVERY_MQTT_ENABLED"),
         ("delivery.mqtt_topic", "VITALSD_DELIVERY_MQTT_TOPIC"),
         ("delivery.webhook_url", "VITALSD_DELIVERY_WEBHOOK_URL"),

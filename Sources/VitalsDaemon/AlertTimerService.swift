@@ -37,7 +37,7 @@ public struct AlertTimerService: Service {
                 let (s, waiting) = try await databaseWork {
                     (try await database.runAlertTimers(policy: policy, now: clock.now()), try await database.escalationCounts().waiting)
                 }
-                metrics?.recordEscalations(s.escalated, waiting: waiting)
+                metrics?.recordEscalations(s.escalated, byLevel: s.escalatedByLevel, waiting: waiting)
                 if s.escalated > 0 {
                     logger.warning("critical tasks escalated: not acknowledged in time", metadata: ["task.escalated": "\(s.escalated)"])
                 }

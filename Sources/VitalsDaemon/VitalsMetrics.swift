@@ -20,7 +20,8 @@ import VitalsStore
 /// - `vitalsd_breaches_suppressed_total` (a condition still active after its task was resolved),
 ///   `vitalsd_late_breaches_total` (breaches sent to a late-data review task);
 /// - `vitalsd_tasks_escalated_total`, `vitalsd_tasks_awaiting_acknowledgement` (open critical tasks on
-///   an escalation clock);
+///   an escalation clock), and `vitalsd_escalations_total{level}` by the level reached: `1` (the
+///   owner or care manager), `2` (the backup), `3+` (the backup again);
 /// - `vitalsd_outbox_backlog{channel}` (task events not yet delivered), `vitalsd_task_events_delivered_total{channel}`,
 ///   `vitalsd_delivery_failures_total{channel}` for the channels `mqtt` and `webhook`, and for `fhir`
 ///   (the FHIR push channel: readings waiting, Observations delivered);
@@ -44,6 +45,8 @@ public final class VitalsMetrics: Sendable {
     private let suppressed: Metrics.Counter
     private let late: Metrics.Counter
     private let escalated: Metrics.Counter
+    /// By level label: `1`, `2`, `3+`.
+    private let escalationsByLevel: [String: Metrics.Counter]
     private let awaitingAcknowledgement: Metrics.Gauge
     private let backlog: [String: Metrics.Gauge]
     private let delivered: [String: Metrics.Counter]
@@ -79,6 +82,9 @@ public final class VitalsMetrics: Sendable {
         suppressed = Metrics.Counter(label: "vitalsd_breaches_suppressed_total", factory: factory)
         late = Metrics.Counter(label: "vitalsd_late_breaches_total", factory: factory)
         escalated = Metrics.Counter(label: "vitalsd_tasks_escalated_total", factory: factory)
+        escalationsByLevel = Dictionary(uniqueKeysWithValues: ["1", "2", "3+"].map {
+            ($0, Metrics.Counter(label: "vitalsd_escalations_total", dimensions: [("level", $0)], factory: factory))
+        })
         awaitingAcknowledgement = Metrics.Gauge(label: "vitalsd_tasks_awaiting_acknowledgement", factory: factory)
         /// One metric per delivery channel, labelled `channel`.
         func perChannel<M>(_ make: (String) -> M) -> [String: M] {
@@ -94,8 +100,9 @@ public final class VitalsMetrics: Sendable {
     }
 
     /// Records a run of the alert timers: tasks escalated, and open critical tasks still waiting.
-    func recordEscalations(_ count: Int, waiting: Int) {
+    func recordEscalations(_ count: Int, byLevel: [Int: Int], waiting: Int) {
         if count > 0 { escalated.increment(by: count) }
+        for (level, n) in byLevel where n > 0 { escalationsByLevel[level >= 3 ? "3+" : String(level)]?.increment(by: n) }
         awaitingAcknowledgement.record(waiting)
     }
 

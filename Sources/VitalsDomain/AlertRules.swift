@@ -176,6 +176,22 @@ public enum TrendEvaluator {
     private static func round6(_ x: Double) -> Double { (x * 1_000_000).rounded() / 1_000_000 }
 }
 
+/// Who a critical task's later escalations reach when nobody acknowledges it: one user, or every
+/// user of a role (their worklists show it on top).
+public enum EscalationBackup: Sendable, Hashable {
+    case user(String)
+    /// `care_manager`, `clinician` or `admin`.
+    case role(String)
+
+    /// As stored in a task's `escalated_to`: the user name, or `role:<role>`.
+    public var target: String {
+        switch self {
+        case .user(let name): name
+        case .role(let role): "role:" + role
+        }
+    }
+}
+
 /// Alerting rules beyond single-reading limits: trends, recovery, confirmation, late data and escalation.
 ///
 /// Every default has a source: `clinical-and-billing.md` §3.1–3.2 and `failure-modes.md` F13–F16.
@@ -204,6 +220,10 @@ public struct AlertPolicy: Sendable, Hashable {
     /// Seconds between further escalations while still unacknowledged: the n-th repeat waits
     /// `escalationRepeatSeconds[min(n, count − 1)]`. Default [1,800].
     public var escalationRepeatSeconds: [Double]
+    /// Who the second and later escalations reach (`alerts.escalation_backup_user` or
+    /// `alerts.escalation_backup_role`); the first reaches the task's owner or the patient's care
+    /// manager. Nil: later escalations stay with whom the first reached.
+    public var escalationBackup: EscalationBackup?
 
     public init(
         defaultRules: [TrendRule] = [], programRules: [Program: [TrendRule]] = [:], lateAfterSeconds: Double = 86_400,

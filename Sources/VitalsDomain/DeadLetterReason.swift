@@ -1,3 +1,5 @@
+import Foundation
+
 /// Why a message, or one reading in it, could not become a stored reading.
 ///
 /// The raw value is the machine-readable reason stored in `dead_letters.reason` and
@@ -56,6 +58,10 @@ public struct Rejection: Error, Sendable, Hashable {
     /// (`time_source` `received_at`, flag `estimated_time`). It is never stored as a reading; its
     /// values go to a device task so that a critical value is not lost with the clock.
     public var clockObservation: Observation?
+    /// For a `bad_timestamp` caused by a wrong device clock: the receive time, by which a decoder
+    /// times the reading it builds as ``clockObservation``. Nil for every other rejection, including
+    /// a time that could not be read at all.
+    public var clockReceivedAt: Date?
 
     public init(_ reason: DeadLetterReason, _ detail: String, clockObservation: Observation? = nil) {
         self.reason = reason

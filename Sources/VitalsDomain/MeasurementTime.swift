@@ -59,12 +59,17 @@ public struct MeasurementTimePolicy: Sendable, Hashable {
 
     /// Checks the plausibility bounds of an already parsed time.
     /// - Throws: ``Rejection`` with reason `bad_timestamp`.
+    /// The rejection carries ``Rejection/clockReceivedAt``: the time was read, the clock is wrong.
     public func check(_ date: Date, receivedAt: Date) throws(Rejection) {
+        var problem: Rejection?
         if date < earliest {
-            throw Rejection(.badTimestamp, "measured_at is before 2000-01-02 (device clock unset, or seconds sent as milliseconds)")
+            problem = Rejection(.badTimestamp, "measured_at is before 2000-01-02 (device clock unset, or seconds sent as milliseconds)")
+        } else if date.timeIntervalSince(receivedAt) > maxFutureSkew {
+            problem = Rejection(.badTimestamp, "measured_at is more than \(Int(maxFutureSkew)) s in the future")
         }
-        if date.timeIntervalSince(receivedAt) > maxFutureSkew {
-            throw Rejection(.badTimestamp, "measured_at is more than \(Int(maxFutureSkew)) s in the future")
+        if var problem {
+            problem.clockReceivedAt = receivedAt
+            throw problem
         }
     }
 

@@ -181,6 +181,9 @@ public struct CareTask: Sendable, Hashable, Codable {
     public var escalatedAt: Date?
     /// When the next escalation is due; set only on an open critical task.
     public var nextEscalationAt: Date?
+    /// Who the last escalation reached: a user name, or `role:<role>` for everyone of a role
+    /// (``TimerRules/escalations(_:policy:careManagers:now:)``); nil before the first.
+    public var escalatedTo: String?
     /// For a `critical` task: whether a re-measurement confirmed it.
     public var confirmation: Confirmation?
     /// When a pending confirmation's window ends.
@@ -243,6 +246,7 @@ public struct CareTask: Sendable, Hashable, Codable {
         case escalationLevel = "escalation_level"
         case escalatedAt = "escalated_at"
         case nextEscalationAt = "next_escalation_at"
+        case escalatedTo = "escalated_to"
         case confirmationDueAt = "confirmation_due_at"
         case dataStale = "data_stale"
         case suppressedBreaches = "suppressed_breaches"

@@ -105,11 +105,14 @@ public enum DeviceTime {
     }
 
     /// Applies the plausibility rules (unset clock, future skew).
-    /// - Throws: ``Rejection`` `bad_timestamp`.
+    /// - Throws: ``Rejection`` `bad_timestamp` with ``Rejection/clockReceivedAt`` set: the device's
+    ///   clock is wrong, so ``ReadingCollector`` keeps the value, timed by receipt, for a device task.
     public static func checked(_ date: Date, context: DecodeContext) throws(Rejection) -> Date {
         try context.timePolicy.check(date, receivedAt: context.receivedAt)
         if date < unsetClockDayEnd {
-            throw Rejection(.badTimestamp, "measured_at is on 2000-01-01, the reset value of unset device clocks")
+            var problem = Rejection(.badTimestamp, "measured_at is on 2000-01-01, the reset value of unset device clocks")
+            problem.clockReceivedAt = context.receivedAt
+            throw problem
         }
         return date
     }

@@ -204,7 +204,21 @@ struct ReadingCollector {
                 event = DeviceEvent(deviceID: deviceID, kind: kind, type: type, measuredAt: try? time.get().date, code: code)
                 throw DeviceNumber.rejection(kind, code: code, field: field)
             }
-            let t = try time.get()
+            let t: ReadingTime
+            switch time {
+            case .success(let good):
+                t = good
+            case .failure(var problem):
+                // The time is wrong, not the value: keep the value (timed by receipt) for a device
+                // task, as the canonical decoder does, so that a critical value is not lost with the clock.
+                if let receivedAt = problem.clockReceivedAt {
+                    problem.clockObservation = try? Observation.make(
+                        deviceID: deviceID, type: type, value: number, unit: unit, in: ucum, scale: scale,
+                        measuredAt: receivedAt, flags: flags.union(.estimatedTime), timeSource: .receivedAt,
+                        vendorReadingID: vendorID)
+                }
+                throw problem
+            }
             return try Observation.make(
                 deviceID: deviceID, type: type, value: number, unit: unit, in: ucum, scale: scale,
                 measuredAt: t.date, flags: flags.union(t.flags), timeSource: t.source,

@@ -8,6 +8,8 @@ extension AppDatabase {
     public struct AlertTimerSummary: Sendable, Hashable {
         /// Tasks escalated in this run.
         public var escalated = 0
+        /// Tasks escalated in this run, by the level they reached (1 for the first escalation).
+        public var escalatedByLevel: [Int: Int] = [:]
         /// Pending confirmations closed as `not_repeated`.
         public var notRepeated = 0
         public init() {}
@@ -25,7 +27,21 @@ extension AppDatabase {
             let due = try Row.fetchAll(
                 db, sql: "SELECT \(CareTask.columns) FROM tasks WHERE next_escalation_at <= ? ORDER BY next_escalation_at", arguments: [nowMS]
             ).map(CareTask.init(row:))
-            let escalations = TimerRules.escalations(due, policy: policy, now: now)
+            // The active care manager of each due task's patient: whom a first escalation reaches
+            // when the task has no owner.
+            var careManagers: [String: String] = [:]
+            if !due.isEmpty {
+                for row in try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT p.id, u.username FROM patients p JOIN users u ON u.username = p.care_manager AND u.disabled = 0
+                        WHERE p.id IN (SELECT value FROM json_each(?))
+                        """,
+                    arguments: [try Self.jsonArray(Set(due.map(\.patientID)))]) {
+                    careManagers[row[0]] = row[1]
+                }
+            }
+            let escalations = TimerRules.escalations(due, policy: policy, careManagers: careManagers, now: now)
             try Self.apply(db, escalations)
             let pending = try Row.fetchAll(
                 db, sql: "SELECT \(CareTask.columns) FROM tasks WHERE confirmation = 'pending' AND confirmation_due_at < ?", arguments: [nowMS]
@@ -34,6 +50,7 @@ extension AppDatabase {
             try Self.apply(db, expired)
             var summary = AlertTimerSummary()
             summary.escalated = escalations.count
+            for case .update(_, let task, _) in escalations { summary.escalatedByLevel[task.escalationLevel, default: 0] += 1 }
             summary.notRepeated = expired.count
             return summary
         }

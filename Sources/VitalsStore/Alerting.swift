@@ -33,6 +33,7 @@ extension AppDatabase {
         while let row = try ruleRows.next() {
             result[row[0]]?.ruleOverrides[row[1]] = RuleOverride(bound: row[2], disabled: row[3])
         }
+        for (id, pause) in try monitoringPauseIntervals(db, patientIDsJSON: ids) { result[id]?.pauses.append(pause) }
         let stateRows = try Row.fetchCursor(
             db.cachedStatement(sql: """
                 SELECT patient_id, rule, active, level, since FROM alert_states WHERE patient_id IN (SELECT value FROM json_each(?))

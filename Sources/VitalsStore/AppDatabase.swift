@@ -758,6 +758,50 @@ extension AppDatabase {
                 CREATE INDEX access_log_target ON access_log(target_type, target_id);
                 """)
         }
+        migrator.registerMigration("time entries: seconds measured by the workspace timer") { db in
+            // The workspace timer measures seconds; billing adds a month's seconds before it takes full
+            // minutes. Entries typed in minutes keep seconds NULL. New column only (the table stays append-only).
+            try db.execute(sql: """
+                ALTER TABLE time_entries ADD COLUMN seconds INTEGER CHECK (seconds IS NULL OR seconds BETWEEN 1 AND 36000);
+                """)
+        }
+        migrator.registerMigration("monitoring pauses") { db in
+            // A patient's monitoring paused (hospital stay, travel) until the end of a local date, with
+            // a reason: readings are stored and shown, no alert task is raised. History is kept: a pause
+            // only ever gets its close (resumed early, or closed when its end passed), once; one open
+            // pause per patient.
+            try db.execute(sql: """
+                CREATE TABLE monitoring_pauses (
+                    id INTEGER PRIMARY KEY,
+                    patient_id TEXT NOT NULL REFERENCES patients(id),
+                    starts_at INTEGER NOT NULL,
+                    end_date TEXT NOT NULL CHECK (end_date GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'),
+                    -- The first instant after end_date in the patient's time zone.
+                    ends_at INTEGER NOT NULL,
+                    reason TEXT NOT NULL CHECK (length(trim(reason)) BETWEEN 1 AND 500),
+                    created_by TEXT NOT NULL CHECK (length(created_by) > 0),
+                    created_at INTEGER NOT NULL,
+                    closed_at INTEGER,
+                    closed_by TEXT,
+                    CHECK (ends_at > starts_at),
+                    CHECK ((closed_at IS NULL) = (closed_by IS NULL)),
+                    CHECK (closed_at IS NULL OR closed_at >= starts_at)
+                );
+                CREATE UNIQUE INDEX monitoring_pauses_one_open ON monitoring_pauses(patient_id) WHERE closed_at IS NULL;
+                CREATE TRIGGER monitoring_pauses_close_only BEFORE UPDATE ON monitoring_pauses
+                    WHEN OLD.closed_at IS NOT NULL OR NEW.patient_id IS NOT OLD.patient_id OR NEW.starts_at IS NOT OLD.starts_at
+                      OR NEW.end_date IS NOT OLD.end_date OR NEW.ends_at IS NOT OLD.ends_at OR NEW.reason IS NOT OLD.reason
+                      OR NEW.created_by IS NOT OLD.created_by OR NEW.created_at IS NOT OLD.created_at
+                    BEGIN SELECT RAISE(ABORT, 'a monitoring pause only gets its close, once'); END;
+                CREATE TRIGGER monitoring_pauses_no_delete BEFORE DELETE ON monitoring_pauses
+                    BEGIN SELECT RAISE(ABORT, 'monitoring pauses are history; resume instead'); END;
+                """)
+        }
+        migrator.registerMigration("tasks: whom an escalation reached") { db in
+            // An escalation reaches a person: the owner or care manager first, then the configured backup
+            // user or `role:<role>`. New column only.
+            try db.execute(sql: "ALTER TABLE tasks ADD COLUMN escalated_to TEXT CHECK (escalated_to IS NULL OR length(escalated_to) BETWEEN 1 AND 80)")
+        }
         return migrator
     }
 }

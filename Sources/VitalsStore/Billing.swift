@@ -35,7 +35,11 @@ public struct TimeEntry: Sendable, Hashable, Codable {
     public var id: Int64
     public var patientID: String
     public var program: CareProgram
+    /// Whole minutes as logged; for an entry measured by the workspace timer, its seconds rounded to
+    /// the nearest minute (at least 1), for display only: billing counts ``seconds`` then.
     public var minutes: Int
+    /// The measured length in seconds of an entry made by the workspace timer; nil for minutes typed in.
+    public var seconds: Int?
     public var performedAt: Date
     public var performedBy: String
     public var activity: String
@@ -51,6 +55,9 @@ public struct TimeEntry: Sendable, Hashable, Codable {
 
     /// Counts toward billing: neither a voiding entry nor voided.
     public var isValid: Bool { voidsEntryID == nil && !voided }
+
+    /// The entry's length in seconds: measured (``seconds``) or logged minutes × 60.
+    public var durationSeconds: Int { seconds ?? minutes * 60 }
 }
 
 extension TimeEntry {
@@ -58,7 +65,7 @@ extension TimeEntry {
     init(row r: Row) {
         self.init(
             id: r["id"], patientID: r["patient_id"], program: CareProgram(rawValue: r["program"]) ?? .rpm,
-            minutes: r["minutes"], performedAt: dateFromEpochMilliseconds(r["performed_at"]),
+            minutes: r["minutes"], seconds: r["seconds"], performedAt: dateFromEpochMilliseconds(r["performed_at"]),
             performedBy: r["performed_by"], activity: r["activity"], interactive: r["interactive"],
             modality: (r["modality"] as String?).flatMap(InteractionModality.init), taskID: r["task_id"],
             voidsEntryID: r["voids_entry_id"], voidReason: r["void_reason"], voided: r["voided"])
@@ -70,6 +77,8 @@ public struct NewTimeEntry: Sendable, Hashable {
     public var patientID: String
     public var program: CareProgram
     public var minutes: Int
+    /// Seconds measured by the workspace timer (``init(patientID:program:seconds:performedAt:performedBy:activity:modality:maxMinutes:)``).
+    public var seconds: Int?
     public var performedAt: Date
     public var performedBy: String
     public var activity: String
@@ -91,6 +100,17 @@ public struct NewTimeEntry: Sendable, Hashable {
         self.activity = activity
         self.modality = modality
         self.taskID = taskID
+    }
+
+    /// An entry measured by the workspace timer: `seconds` long, ending at `end`, so performed at
+    /// `end − seconds`. Its ``minutes`` are the seconds rounded to the nearest minute (at least 1),
+    /// for display; billing counts the seconds.
+    public init(patientID: String, program: CareProgram, seconds: Int, end: Date, performedBy: String, activity: String,
+                modality: InteractionModality?, maxMinutes: Int = BillingRules.defaultMaxEntryMinutes) {
+        self.init(patientID: patientID, program: program, minutes: max(1, Int((Double(seconds) / 60).rounded())),
+                  performedAt: end.addingTimeInterval(-Double(seconds)), performedBy: performedBy, activity: activity,
+                  modality: modality, maxMinutes: maxMinutes)
+        self.seconds = seconds
     }
 }
 
@@ -146,14 +166,16 @@ extension AppDatabase {
 
     /// Episodes, optionally one patient's, oldest first.
     public func episodes(patientID: String? = nil) throws -> [Episode] {
-        try writer.read { db in
-            try Row.fetchAll(
-                db, sql: "SELECT * FROM episodes WHERE ?1 IS NULL OR patient_id = ?1 ORDER BY patient_id, start_date",
-                arguments: [patientID]
-            ).map { r in
-                Episode(id: r["id"], patientID: r["patient_id"], startDate: LocalDate(r["start_date"] as String)!,
-                        endDate: (r["end_date"] as String?).flatMap(LocalDate.init), billingPractitioner: r["billing_practitioner"])
-            }
+        try writer.read { db in try Self.fetchEpisodes(db, patientID: patientID) }
+    }
+
+    static func fetchEpisodes(_ db: Database, patientID: String?) throws -> [Episode] {
+        try Row.fetchAll(
+            db, sql: "SELECT * FROM episodes WHERE ?1 IS NULL OR patient_id = ?1 ORDER BY patient_id, start_date",
+            arguments: [patientID]
+        ).map { r in
+            Episode(id: r["id"], patientID: r["patient_id"], startDate: LocalDate(r["start_date"] as String)!,
+                    endDate: (r["end_date"] as String?).flatMap(LocalDate.init), billingPractitioner: r["billing_practitioner"])
         }
     }
 
@@ -173,10 +195,22 @@ extension AppDatabase {
         try writer.write { db in try Self.logTime(db, entry) }
     }
 
+    /// ``logTime(_:)`` for async callers (the workspace): the same rules, without blocking a thread of the pool.
+    @discardableResult
+    public func recordTime(_ entry: NewTimeEntry) async throws -> Int64 {
+        try await writer.write { db in try Self.logTime(db, entry) }
+    }
+
     static func logTime(_ db: Database, _ entry: NewTimeEntry) throws -> Int64 {
         guard try fetchPatient(db, id: entry.patientID) != nil else { throw BillingError("patient \(entry.patientID) is not enrolled") }
         guard entry.minutes >= 1 else { throw BillingError("minutes must be at least 1") }
         let limit = min(entry.maxMinutes, 600)
+        if let seconds = entry.seconds {
+            guard (1...limit * 60).contains(seconds) else {
+                throw BillingError(
+                    "a timed entry of \(seconds) seconds is refused: it must be 1 second to billing.max_entry_minutes (\(limit) minutes); each entry is the duration of one piece of work (clinical-and-billing.md §2.2 rule 8)")
+            }
+        }
         guard entry.minutes <= limit else {
             throw BillingError(
                 "a single time entry of \(entry.minutes) minutes is refused: more than billing.max_entry_minutes (\(limit)); log each session as its own entry (each entry is the duration of one piece of work, clinical-and-billing.md §2.2 rule 8)")
@@ -191,16 +225,16 @@ extension AppDatabase {
         }
         try db.execute(
             sql: """
-                INSERT INTO time_entries(patient_id, program, minutes, performed_at, performed_by, activity, interactive,
+                INSERT INTO time_entries(patient_id, program, minutes, seconds, performed_at, performed_by, activity, interactive,
                                          modality, task_id, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
-            arguments: [entry.patientID, entry.program.rawValue, entry.minutes, epochMilliseconds(entry.performedAt),
+            arguments: [entry.patientID, entry.program.rawValue, entry.minutes, entry.seconds, epochMilliseconds(entry.performedAt),
                         entry.performedBy, entry.activity, entry.modality != nil, entry.modality?.rawValue, entry.taskID,
                         epochMilliseconds(Date())])
         let id = db.lastInsertedRowID
         try audit(db, actor: entry.performedBy, action: "time.log", targetType: "patient", targetID: entry.patientID,
-                  detail: "entry \(id): \(entry.minutes) min \(entry.program.rawValue)\(entry.modality.map { ", interactive \($0.rawValue)" } ?? "")")
+                  detail: "entry \(id): \(entry.seconds.map { "\($0) s" } ?? "\(entry.minutes) min") \(entry.program.rawValue)\(entry.modality.map { ", interactive \($0.rawValue)" } ?? "")")
         return id
     }
 
@@ -243,11 +277,11 @@ extension AppDatabase {
             }
             try db.execute(
                 sql: """
-                    INSERT INTO time_entries(patient_id, program, minutes, performed_at, performed_by, activity, interactive,
+                    INSERT INTO time_entries(patient_id, program, minutes, seconds, performed_at, performed_by, activity, interactive,
                                              voids_entry_id, void_reason, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
                     """,
-                arguments: [row["patient_id"], row["program"], row["minutes"], row["performed_at"], actor,
+                arguments: [row["patient_id"], row["program"], row["minutes"], row["seconds"], row["performed_at"], actor,
                             "void of entry \(entryID)", entryID, reason, epochMilliseconds(Date())])
             let id = db.lastInsertedRowID
             try Self.audit(db, actor: actor, action: "time.void", targetType: "patient", targetID: row["patient_id"],
@@ -258,18 +292,19 @@ extension AppDatabase {
 
     /// A patient's time entries performed in [from, to), oldest first, with their voided state.
     public func timeEntries(patientID: String, from: Date? = nil, to: Date? = nil) throws -> [TimeEntry] {
-        try writer.read { db in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT e.*, EXISTS (SELECT 1 FROM time_entries v WHERE v.voids_entry_id = e.id) AS voided
-                    FROM time_entries e
-                    WHERE e.patient_id = ?1 AND (?2 IS NULL OR e.performed_at >= ?2) AND (?3 IS NULL OR e.performed_at < ?3)
-                    ORDER BY e.performed_at, e.id
-                    """,
-                arguments: [patientID, from.map(epochMilliseconds), to.map(epochMilliseconds)]
-            ).map(TimeEntry.init(row:))
-        }
+        try writer.read { db in try Self.timeEntries(db, patientID: patientID, from: from, to: to) }
+    }
+
+    static func timeEntries(_ db: Database, patientID: String, from: Date?, to: Date?) throws -> [TimeEntry] {
+        try Row.fetchAll(
+            db.cachedStatement(sql: """
+                SELECT e.*, EXISTS (SELECT 1 FROM time_entries v WHERE v.voids_entry_id = e.id) AS voided
+                FROM time_entries e
+                WHERE e.patient_id = ?1 AND (?2 IS NULL OR e.performed_at >= ?2) AND (?3 IS NULL OR e.performed_at < ?3)
+                ORDER BY e.performed_at, e.id
+                """),
+            arguments: [patientID, from.map(epochMilliseconds), to.map(epochMilliseconds)]
+        ).map(TimeEntry.init(row:))
     }
 
     /// The time entries logged against a task, oldest first, with their voided state.

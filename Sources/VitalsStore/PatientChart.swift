@@ -155,7 +155,7 @@ extension AppDatabase {
 }
 
 /// A patient's history for the chart's timeline: the events and notes of all their tasks, their time
-/// entries (with voids) and the changes to their limits and trend rules.
+/// entries (with voids), the changes to their limits and trend rules, and the pauses of their monitoring.
 public struct PatientTimeline: Sendable {
     /// A task event with the task it belongs to.
     public struct Event: Sendable, Hashable {
@@ -177,7 +177,8 @@ public struct PatientTimeline: Sendable {
     public var notes: [Note]
     /// Time entries and their voids, newest first.
     public var timeEntries: [TimeEntry]
-    /// Audit entries `threshold.set`, `threshold.clear` and `rule.override` of the patient, newest first.
+    /// Audit entries `threshold.set`, `threshold.clear`, `rule.override`, `monitoring.pause` and
+    /// `monitoring.resume` of the patient, newest first.
     public var thresholdChanges: [AuditEntry]
 }
 
@@ -216,7 +217,7 @@ extension AppDatabase {
             let changes = try Row.fetchAll(
                 db, sql: """
                     SELECT * FROM audit_log
-                    WHERE target_type = 'patient' AND target_id = ? AND action IN ('threshold.set', 'threshold.clear', 'rule.override')
+                    WHERE target_type = 'patient' AND target_id = ? AND action IN ('threshold.set', 'threshold.clear', 'rule.override', 'monitoring.pause', 'monitoring.resume')
                     ORDER BY id DESC LIMIT ?
                     """, arguments: [patientID, limit]
             ).map(AuditEntry.init(row:))

@@ -107,10 +107,13 @@ extension AppDatabase {
                 deviceID: $0["id"], kind: $0["kind"], lastReadingAt: ($0["last"] as Int64?).map(dateFromEpochMilliseconds))
         }
         let (keys, unresolved) = try routineState(db, patientID: episode.patientID)
-        return AdherenceSnapshot(
+        var snapshot = AdherenceSnapshot(
             patientID: episode.patientID, timeZone: zone, episodeID: episode.id, episodeStart: episode.startDate,
             period: adherence?.period, dataDaysSoFar: adherence?.dataDaysSoFar ?? 0,
             todayHasData: adherence.map { $0.lastDataDay == LocalDate(now, in: zone) } ?? false,
             lastReadingAt: last.map(dateFromEpochMilliseconds), devices: devices, raisedKeys: keys, unresolved: unresolved)
+        snapshot.paused = try monitoringPauseIntervals(db, patientIDsJSON: try jsonArray([episode.patientID]))
+            .contains { $0.1.start <= now && now < $0.1.end }
+        return snapshot
     }
 }

@@ -50,8 +50,8 @@ extension AppDatabase {
                                       occurrences, opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at,
                                       resolved_by, escalation_level, escalated_at, next_escalation_at, confirmation,
                                       confirmation_due_at, data_stale, suppressed_breaches, last_suppressed_at, owner,
-                                      disposition, version)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                      disposition, escalated_to, version)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(arguments: StatementArguments(Self.columns(t)) + [t.version])
                 t.id = db.lastInsertedRowID
                 ids[change.ref] = t.id
@@ -69,7 +69,7 @@ extension AppDatabase {
                         occurrences = ?, opened_at = ?, updated_at = ?, acknowledged_at = ?, acknowledged_by = ?,
                         resolved_at = ?, resolved_by = ?, escalation_level = ?, escalated_at = ?, next_escalation_at = ?,
                         confirmation = ?, confirmation_due_at = ?, data_stale = ?, suppressed_breaches = ?,
-                        last_suppressed_at = ?, owner = ?, disposition = ?, version = ?
+                        last_suppressed_at = ?, owner = ?, disposition = ?, escalated_to = ?, version = ?
                     WHERE id = ? AND version = ?
                     """).execute(arguments: StatementArguments(Self.columns(t)) + [t.version, t.id, expected])
                 guard db.changesCount == 1 else {
@@ -99,7 +99,7 @@ extension AppDatabase {
             t.occurrences, ms(t.openedAt), ms(t.updatedAt), ms(t.acknowledgedAt), t.acknowledgedBy, ms(t.resolvedAt),
             t.resolvedBy, t.escalationLevel, ms(t.escalatedAt), ms(t.nextEscalationAt), t.confirmation?.rawValue,
             ms(t.confirmationDueAt), t.dataStale, t.suppressedBreaches, ms(t.lastSuppressedAt), t.owner,
-            t.disposition?.rawValue,
+            t.disposition?.rawValue, t.escalatedTo,
         ]
     }
 
@@ -138,6 +138,7 @@ extension AppDatabase {
         json.field("reason", t.reason)
         json.field("occurrences", Int64(t.occurrences))
         json.field("escalation_level", Int64(t.escalationLevel))
+        json.field("escalated_to", t.escalatedTo)
         json.field("confirmation", t.confirmation?.rawValue)
         json.field("data_stale", t.dataStale)
         json.field("opened_at", isoMilliseconds(t.openedAt))
@@ -201,7 +202,7 @@ extension CareTask {
         last_measured_at, latest_summary, worst_reading_id, worst_summary, worst_measured_at, worst_severity, worst_level,
         occurrences, opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, escalation_level,
         escalated_at, next_escalation_at, confirmation, confirmation_due_at, data_stale, suppressed_breaches,
-        last_suppressed_at, version, owner, disposition
+        last_suppressed_at, version, owner, disposition, escalated_to
         """
 
     /// ``columns`` qualified by a table alias, for a join: `SELECT \(CareTask.columns(of: "t")), … FROM tasks t JOIN …`.
@@ -245,6 +246,7 @@ extension CareTask {
         version = row[33]
         owner = row[34]
         disposition = (row[35] as String?).flatMap(TaskDisposition.init(rawValue:))
+        escalatedTo = row[36]
     }
 }
 

@@ -15,10 +15,12 @@ public enum WorklistTab: String, Sendable, Hashable, CaseIterable {
     /// Resolved tasks, most recent first (to look back, or reopen one).
     case resolved
 
-    /// The SQL condition on `tasks t` that selects the tab's tasks; `?1` is the signed-in user name.
+    /// The SQL condition on `tasks t` that selects the tab's tasks; `?1` is the signed-in user name,
+    /// `?4` their role as an escalation target (`role:<role>`). Mine holds the user's tasks and the
+    /// open tasks escalated to them or their role.
     var filter: String {
         switch self {
-        case .mine: "t.status <> 'resolved' AND t.priority <> 'routine' AND t.owner = ?1"
+        case .mine: "t.status <> 'resolved' AND t.priority <> 'routine' AND (t.owner = ?1 OR (t.status = 'open' AND t.escalated_to IN (?1, ?4)))"
         case .unassigned: "t.status <> 'resolved' AND t.priority <> 'routine' AND t.owner IS NULL"
         case .team: "t.status <> 'resolved' AND t.priority <> 'routine'"
         case .routine: "t.status <> 'resolved' AND t.priority = 'routine'"
@@ -26,13 +28,14 @@ public enum WorklistTab: String, Sendable, Hashable, CaseIterable {
         }
     }
 
-    /// Priority (critical, warning, routine), then the escalation due first, then the oldest; resolved:
-    /// the latest resolved first.
+    /// Open tasks escalated to the user or their role on top, then priority (critical, warning,
+    /// routine), then the escalation due first, then the oldest; resolved: the latest resolved first.
     var order: String {
         switch self {
         case .resolved: "t.resolved_at DESC, t.id DESC"
         default:
             """
+            coalesce(t.status = 'open' AND t.escalated_to IN (?1, ?4), 0) DESC,
             CASE t.priority WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
             t.next_escalation_at IS NULL, t.next_escalation_at, t.opened_at, t.id
             """
@@ -112,35 +115,49 @@ public struct SparklineWindow: Sendable, Hashable {
 extension AppDatabase {
     /// A page of a worklist tab for `username`, sorted as ``WorklistTab/order`` says, with each row's
     /// latest readings, limits context, badges and sparkline data, read in one transaction.
+    ///
+    /// - Parameter billable: when set, tasks of the same priority are sorted by their patient's
+    ///   ``BillingProgress/need`` under these rules (who needs a reading or a call soonest to stay
+    ///   billable first; patients who need nothing last), then as ``WorklistTab/order`` says.
+    ///   `role`: the user's role (`care_manager`, …): tasks escalated to it count as escalated to the user.
     public func worklist(
-        tab: WorklistTab, username: String, page: Int, pageSize: Int, window: SparklineWindow = .init(), now: Date
+        tab: WorklistTab, username: String, page: Int, pageSize: Int, window: SparklineWindow = .init(), now: Date,
+        billable: BillingRules? = nil, role: String? = nil
     ) async throws -> WorklistPage {
-        try await writer.read { db in
+        let roleTarget = role.map { "role:" + $0 } ?? ""
+        return try await writer.read { db in
             let counts = try Row.fetchOne(
                 db.cachedStatement(sql: """
-                    SELECT coalesce(sum(priority <> 'routine' AND owner = ?1), 0) AS mine,
+                    SELECT coalesce(sum(priority <> 'routine' AND (owner = ?1 OR (status = 'open' AND escalated_to IN (?1, ?2)))), 0) AS mine,
                            coalesce(sum(priority <> 'routine' AND owner IS NULL), 0) AS unassigned,
                            coalesce(sum(priority <> 'routine'), 0) AS team,
                            coalesce(sum(priority = 'routine'), 0) AS routine,
-                           coalesce(sum(status = 'open' AND priority = 'critical' AND (owner = ?1 OR owner IS NULL)), 0) AS critical
+                           coalesce(sum(status = 'open' AND priority = 'critical'
+                                        AND (owner = ?1 OR owner IS NULL OR escalated_to IN (?1, ?2))), 0) AS critical
                     FROM tasks WHERE status <> 'resolved'
                     """),
-                arguments: [username])!
+                arguments: [username, roleTarget])!
             let byTab: [WorklistTab: Int] = [
                 .mine: counts["mine"], .unassigned: counts["unassigned"], .team: counts["team"], .routine: counts["routine"],
             ]
             let total = try tab == .resolved
                 ? Int.fetchOne(db, sql: "SELECT count(*) FROM tasks WHERE status = 'resolved'") ?? 0
                 : byTab[tab] ?? 0
-            let rows = try Row.fetchAll(
-                db.cachedStatement(sql: """
-                    SELECT \(CareTask.columns(of: "t")), p.name AS patient_name, u.display_name AS owner_name
-                    FROM tasks t JOIN patients p ON p.id = t.patient_id LEFT JOIN users u ON u.username = t.owner
-                    WHERE \(tab.filter)
-                    ORDER BY \(tab.order)
-                    LIMIT ?2 OFFSET ?3
-                    """),
-                arguments: [username, pageSize, max(0, page - 1) * pageSize])
+            let rows: [Row]
+            if let rules = billable, tab != .resolved {
+                rows = try Self.billableOrderedRows(
+                    db, tab: tab, username: username, roleTarget: roleTarget, page: page, pageSize: pageSize, rules: rules, now: now)
+            } else {
+                rows = try Row.fetchAll(
+                    db.cachedStatement(sql: """
+                        SELECT \(CareTask.columns(of: "t")), p.name AS patient_name, u.display_name AS owner_name
+                        FROM tasks t JOIN patients p ON p.id = t.patient_id LEFT JOIN users u ON u.username = t.owner
+                        WHERE \(tab.filter)
+                        ORDER BY \(tab.order)
+                        LIMIT ?2 OFFSET ?3
+                        """),
+                    arguments: [username, pageSize, max(0, page - 1) * pageSize, roleTarget])
+            }
             return WorklistPage(
                 tab: tab, page: page, pageSize: pageSize, total: total,
                 entries: try Self.entries(db, rows, window: window, now: now), counts: byTab, openCritical: counts["critical"])

@@ -105,6 +105,7 @@ enum Assets {
         .badge-stale { background: #eaecf0; color: #344054; }
         .badge-late { background: #f4ebff; color: #6941c6; }
         .badge-device { background: #fff4ed; color: #b93815; }
+        .badge-escalated { background: var(--crit); color: #fff; }
 
         svg.sparkline { display: block; overflow: visible; }
         svg.sparkline .trace { fill: none; stroke: #344054; stroke-width: 1.3; stroke-linejoin: round; }
@@ -195,6 +196,21 @@ enum Assets {
         .patient-page, .error-page { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 1rem 1.4rem; }
         ul.tasks { padding-left: 1.1rem; }
         ul.tasks li { margin: .3rem 0; }
+        .bill { font-size: .75rem; color: var(--sub); white-space: nowrap; cursor: help; }
+        .bill.day-risk, .bill.day-lost { color: var(--crit); font-weight: 600; }
+        .sorts { margin: 0 0 .4rem; }
+        .sorts a.current { font-weight: 700; color: var(--ink); }
+        section.billing .meters { display: flex; flex-wrap: wrap; gap: 1rem; }
+        section.billing .meter { border: 1px solid var(--line); border-radius: 6px; padding: .6rem .9rem; min-width: 14rem; background: #fcfcfd; }
+        section.billing .meter .label { color: var(--sub); font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; }
+        section.billing .meter .big { font-size: 1.6rem; font-weight: 700; font-variant-numeric: tabular-nums; }
+        section.billing .meter progress { width: 100%; }
+        form.timer .clock { font-variant-numeric: tabular-nums; font-size: 1.3rem; margin-left: .5rem; }
+        ul.time-entries, ul.pauses { padding-left: 1.1rem; }
+        .flash.paused { background: #eff8ff; color: #175cd3; border: 1px solid #b2ddff; }
+        ul.time-entries time { color: var(--sub); font-size: .85rem; }
+        section.billing .meter.state-ok { border-color: #abefc6; }
+        section.billing .meter.state-risk, section.billing .meter.state-lost { border-color: #fecdca; background: var(--crit-bg); }
         @media (max-width: 900px) {
           article.task { display: block; }
           table.worklist th:nth-child(5), table.worklist td:nth-child(5), table.worklist th:nth-child(10), table.worklist td:nth-child(10) { display: none; }
@@ -203,7 +219,7 @@ enum Assets {
 
     static let script = """
         // The workspace's only script: live worklist rows over server-sent events, the critical count in the
-        // tab title, and keyboard shortcuts. Every action also works without it, as a plain form post.
+        // tab title, keyboard shortcuts, and the patient page's timer. Every action also works without it, as a plain form post.
         (function () {
           'use strict';
           var body = document.body;
@@ -289,6 +305,37 @@ enum Assets {
               location.href = current.querySelector('a.open-task').href;
             }
           });
+
+          // The patient page's timer: counts while the page is visible (Page Visibility API), stops
+          // counting while it is hidden or frozen, and Stop posts the seconds counted with the form.
+          var timer = document.getElementById('timer');
+          if (timer) {
+            var clock = document.getElementById('timer-clock');
+            var state = document.getElementById('timer-state');
+            var field = document.getElementById('timer-seconds');
+            var counted = 0;
+            var since = null;
+            var now = function () { return performance.now(); };
+            var seconds = function () { return Math.round((counted + (since === null ? 0 : now() - since)) / 1000); };
+            var show = function () {
+              var s = seconds();
+              clock.textContent = Math.floor(s / 60) + ':' + ('0' + (s % 60)).slice(-2);
+              clock.dataset.seconds = String(s);
+              state.textContent = since === null ? 'paused while the page is hidden' : 'running';
+              field.value = String(s);
+            };
+            var run = function () { if (since === null) { since = now(); } show(); };
+            var halt = function () { if (since !== null) { counted += now() - since; since = null; } show(); };
+            var follow = function () { if (document.visibilityState === 'visible') { run(); } else { halt(); } };
+            document.addEventListener('visibilitychange', follow);
+            document.addEventListener('freeze', halt);
+            document.addEventListener('resume', follow);
+            timer.addEventListener('submit', function () { halt(); });
+            // Read by the browser tests: the seconds counted so far, without waiting for the next tick.
+            window.vitalsdTimerSeconds = seconds;
+            follow();
+            setInterval(show, 1000);
+          }
         })();
         """
 }

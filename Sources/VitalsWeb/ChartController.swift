@@ -275,12 +275,14 @@ struct ChartController {
             }
         }
         for (i, a) in t.thresholdChanges.enumerated() {
-            let what = switch a.action {
-            case "threshold.set": "changed a limit"
-            case "threshold.clear": "removed a patient limit"
-            default: "changed a trend rule"
+            let (kind, what) = switch a.action {
+            case "threshold.set": ("threshold", "changed a limit")
+            case "threshold.clear": ("threshold", "removed a patient limit")
+            case "monitoring.pause": ("pause", "paused monitoring")
+            case "monitoring.resume": ("pause", "resumed monitoring")
+            default: ("threshold", "changed a trend rule")
             }
-            add(a.at, -i, kind: "threshold", actor: a.actor, what: what, text: a.detail)
+            add(a.at, -i, kind: kind, actor: a.actor, what: what, text: a.detail)
         }
         return items.sorted { ($0.0, $0.1) > ($1.0, $1.1) }.map(\.2)
     }

@@ -96,6 +96,7 @@ struct PatientController {
             }
         if let flash { values["flash"] = flash }
         if let error { values["error"] = error }
+        try await PatientBillingPanel.fill(&values, patientID: patient.id, workspace: workspace)
         return workspace.pages.render("patient", values, status: status)
     }
 

@@ -134,7 +134,9 @@ struct TaskPresentation {
 
     /// `in 12 min`, `due now`, `escalated ×2 · next in 30 min`, `escalated ×1`, or `—`.
     var escalation: (text: String, due: Bool) {
-        let level = task.escalationLevel > 0 ? "escalated ×\(task.escalationLevel)" : nil
+        let level = task.escalationLevel > 0
+            ? "escalated ×\(task.escalationLevel)" + (task.escalatedTo.map { " to \($0.replacingOccurrences(of: "role:", with: "every "))" } ?? "")
+            : nil
         guard let next = entry.nextEscalationAt else { return (level ?? "—", false) }
         let seconds = next.timeIntervalSince(now)
         let when = seconds <= 0 ? "due now" : Pages.inTime(seconds)

@@ -122,6 +122,7 @@ extension Workspace {
             values["user"] = [
                 "displayName": session.user.displayName, "roleLabel": session.user.role.rawValue.replacingOccurrences(of: "_", with: " "),
                 "csrf": session.csrfToken, "navWorklist": nav == "worklist", "navPatients": nav == "patients",
+                "navBilling": nav == "billing",
             ] as [String: Any]
             values["csrf"] = session.csrfToken
         }

@@ -9,8 +9,7 @@ enum Templates {
         "task": task, "time-fields": timeFields, "patient": patient, "patients": patients, "error": error,
         "patient-charts": patientCharts, "patient-logbook": patientLogbook, "patient-devices": patientDevices,
         "patient-timeline": patientTimeline, "patient-thresholds": patientThresholds,
-        // The billing progress, timer and pause panel of the patient chart.
-        "patient-billing": "",
+        "patient-billing": patientBilling, "billing": billing, "billing-days": billingDays,
     ]
 
     static let head = """
@@ -31,6 +30,7 @@ enum Templates {
           <nav class="main">
             <a href="/worklist"{{#navWorklist}} aria-current="page"{{/navWorklist}}>Worklist</a>
             <a href="/patients"{{#navPatients}} aria-current="page"{{/navPatients}}>Patients</a>
+            <a href="/billing"{{#navBilling}} aria-current="page"{{/navBilling}} id="nav-billing">Billing</a>
           </nav>
           <div class="who">
             <span class="name">{{displayName}}</span> <span class="role">{{roleLabel}}</span>
@@ -87,16 +87,17 @@ enum Templates {
 
     static let worklistBody = """
         <nav class="tabs" aria-label="Worklist tabs">
-        {{#tabs}}<a href="/worklist?tab={{id}}" class="tab{{#current}} current{{/current}}" data-key="{{key}}" id="tab-{{id}}"{{#current}} aria-current="page"{{/current}}>{{label}}{{#hasCount}} <span class="count">{{count}}</span>{{/hasCount}}</a>{{/tabs}}
+        {{#tabs}}<a href="/worklist?tab={{id}}{{sortQuery}}" class="tab{{#current}} current{{/current}}" data-key="{{key}}" id="tab-{{id}}"{{#current}} aria-current="page"{{/current}}>{{label}}{{#hasCount}} <span class="count">{{count}}</span>{{/hasCount}}</a>{{/tabs}}
         <span class="critical-summary{{#openCritical}} alarm{{/openCritical}}" id="critical-count">{{criticalText}}</span>
         </nav>
+        <p class="sorts fine">Sort within each priority: {{#sorts}}<a href="{{query}}" class="sort{{#current}} current{{/current}}"{{#current}} aria-current="true"{{/current}}>{{label}}</a> {{/sorts}}</p>
         <table class="worklist">
         <thead><tr><th>Priority</th><th>Patient</th><th>Condition</th><th>Latest · limit</th><th>Last 14 days</th><th class="num" title="Occurrences: readings that breached while the task was unresolved">Times</th><th>Status</th><th>Escalation</th><th>Owner</th><th>Opened</th></tr></thead>
         <tbody>
         {{#rows}}
         <tr data-task="{{id}}" data-version="{{version}}" class="row p-{{priority}}{{#escalated}} escalated{{/escalated}}">
           <td><span class="prio prio-{{priority}}">{{priorityLabel}}</span></td>
-          <td class="patient"><a href="/tasks/{{id}}" class="open-task">{{patientName}}</a><div class="sub">{{patientID}}</div></td>
+          <td class="patient"><a href="/tasks/{{id}}" class="open-task">{{patientName}}</a><div class="sub">{{patientID}}</div>{{#billing}}<div class="bill day-{{dayState}} min-{{minuteState}}" title="{{help}}">{{text}} {{call}}</div>{{/billing}}</td>
           <td>{{condition}}{{#badges}} <span class="badge badge-{{kind}}" title="{{help}}">{{label}}</span>{{/badges}}</td>
           <td class="value">{{value}}<div class="sub">{{limit}}</div></td>
           <td class="spark">{{{sparkline}}}</td>
@@ -386,6 +387,110 @@ enum Templates {
           <p>{{message}}</p>
           <p><a href="/worklist">Back to the worklist</a></p>
         </section>
+        {{> foot}}
+        """
+
+    /// The patient page's billing panel: progress toward this month's codes, the timer, monitoring pauses.
+    static let patientBilling = """
+        <section class="billing" id="billing-progress">
+          <h2>Billing progress</h2>
+          {{#billing}}
+          <div class="meters">
+            {{#device}}
+            <div class="meter state-{{dayState}}">
+              <div class="label">Days of data</div>
+              <div class="big"><span id="data-days">{{dataDays}}</span> <span class="sub">of {{full}}</span></div>
+              <progress max="{{full}}" value="{{dataDays}}"></progress>
+              <div class="sub">Device code so far: {{code}}</div>
+            </div>
+            {{/device}}
+            <div class="meter state-{{minuteState}}">
+              <div class="label">RPM minutes, {{month}}</div>
+              <div class="big"><span id="rpm-minutes">{{rpmMinutes}}</span> <span class="sub">next {{nextTarget}}</span></div>
+              <progress max="{{minuteMax}}" value="{{rpmMinutes}}"></progress>
+              <div class="sub" id="interactive">{{#interactive}}Interactive communication done{{/interactive}}{{^interactive}}No interactive communication yet{{/interactive}} · codes: {{rpmCodes}}</div>
+            </div>
+            <div class="meter">
+              <div class="label">CCM minutes, {{month}}</div>
+              <div class="big"><span id="ccm-minutes">{{ccmMinutes}}</span></div>
+              <div class="sub">Codes: {{ccmCodes}} · counted apart from RPM</div>
+            </div>
+          </div>
+          <p class="fine" id="days-text">{{daysText}} {{monthDaysLeft}} days of {{month}} left after today.</p>
+          {{/billing}}
+          {{^billing}}<p class="fine">No RPM episode has started: nothing to bill yet.</p>{{/billing}}
+          <form method="post" action="/patients/{{id}}/time" id="timer" class="block timer" data-served="{{servedAt}}">
+            <input type="hidden" name="csrf" value="{{csrf}}">
+            <input type="hidden" name="served_at" value="{{servedAt}}">
+            <input type="hidden" name="seconds" value="0" id="timer-seconds">
+            <h3>Timer <span class="clock" id="timer-clock" data-seconds="0">0:00</span> <span class="sub" id="timer-state">starts when the page is visible</span></h3>
+            <p class="fine">Counts while this page is open and visible; it stops counting while the tab is hidden. Stop logs the time measured (at most {{maxEntryMinutes}} minutes).</p>
+            <label>Program <select name="program" id="timer-program"><option value="rpm">RPM</option><option value="ccm">CCM</option></select></label>
+            <label class="wide">Activity <input name="activity" maxlength="200" placeholder="e.g. reviewed two weeks of weight" id="timer-activity"></label>
+            <label>Interactive communication <select name="modality" id="timer-modality"><option value="">— none</option><option value="audio">Audio call</option><option value="video">Video call</option><option value="sync_message">Two-way messaging</option></select></label>
+            <button type="submit" class="primary" id="timer-stop">Stop and log time</button>
+          </form>
+          <section class="monitoring" id="monitoring">
+            <h3>Monitoring</h3>
+            {{#paused}}
+            <p class="flash paused" id="paused">Monitoring paused through {{until}} ({{reason}}, by {{by}}): readings are stored and shown, no alert task is raised.</p>
+            {{#pausedReadings}}<p class="fine" id="paused-readings">Readings stored during this pause: {{count}}.{{#latest}} <span class="paused-reading">{{text}} <time>{{when}}</time></span>;{{/latest}}</p>{{/pausedReadings}}
+            <form method="post" action="/patients/{{id}}/resume" id="resume" class="inline">
+              <input type="hidden" name="csrf" value="{{csrf}}">
+              <button type="submit">Resume monitoring now</button>
+            </form>
+            {{/paused}}
+            {{^paused}}
+            <form method="post" action="/patients/{{id}}/pause" id="pause" class="block">
+              <input type="hidden" name="csrf" value="{{csrf}}">
+              <label>Pause through <input type="date" name="until" required id="pause-until"></label>
+              <label class="wide">Reason <input name="reason" maxlength="500" required placeholder="e.g. hospital stay" id="pause-reason"></label>
+              <button type="submit">Pause monitoring</button>
+            </form>
+            {{/paused}}
+            <ul class="pauses" id="pauses">{{#pauses}}<li>Paused {{from}} through {{until}} by {{by}}: {{reason}}{{#ended}} · {{.}}{{/ended}}</li>{{/pauses}}{{^pauses}}<li class="fine">Never paused.</li>{{/pauses}}</ul>
+          </section>
+          <h3>Time this month</h3>
+          <ul class="time-entries" id="time-entries">
+          {{#timeEntries}}<li data-entry="{{id}}" data-seconds="{{seconds}}"><time>{{when}}</time> {{length}} {{program}} by {{who}}{{#interactive}}, {{.}}{{/interactive}} — {{activity}}{{#timed}} <span class="sub">(timer)</span>{{/timed}}{{#state}} <span class="sub">{{.}}</span>{{/state}}</li>{{/timeEntries}}
+          {{^timeEntries}}<li class="fine">No time logged this month.</li>{{/timeEntries}}
+          </ul>
+        </section>
+        """
+
+    /// The month's `report billing`, with each device code's evidence one click away.
+    static let billing = """
+        {{> head}}
+        <h1>Billing, {{month}}</h1>
+        <nav class="pager"><a href="/billing?month={{previous}}" id="previous-month">← {{previous}}</a>
+          <form method="get" action="/billing" class="inline"><label>Month <input name="month" value="{{month}}" pattern="[0-9]{4}-[0-9]{2}" size="7"></label> <button type="submit">Show</button></form>
+          <a href="/billing?month={{next}}" id="next-month">{{next}} →</a>
+          <a href="/billing/csv?month={{month}}" id="billing-csv" download>Download CSV</a></nav>
+        <p class="fine">Device periods that end in the month with their days of data and device code (99445, 99454, 99453), and the calendar month's RPM minutes (99470, 99457, 99458, with the interactive communication) and CCM minutes (99490, 99439), as <code>vitalsd report billing</code> gives them. Days of data are the patient's local dates.</p>
+        <table class="billing" id="billing-report">
+        <thead><tr><th>Patient</th><th>Device period</th><th class="num">Days of data</th><th>Device code</th><th class="num">RPM minutes</th><th>Interactive</th><th>RPM codes</th><th class="num">CCM minutes</th><th>CCM codes</th><th>Billing practitioner</th></tr></thead>
+        <tbody>
+        {{#rows}}<tr><td><a href="/patients/{{patientID}}">{{patientID}}</a></td><td>{{period}}</td><td class="num">{{#evidence}}<a href="{{.}}" class="evidence" title="The dated transmission log of this period">{{dataDays}}</a>{{/evidence}}{{^evidence}}{{dataDays}}{{/evidence}}</td><td>{{deviceCode}}</td><td class="num">{{rpmMinutes}}</td><td>{{interactive}}</td><td>{{managementCodes}}</td><td class="num">{{ccmMinutes}}</td><td>{{ccmCodes}}</td><td>{{practitioner}}</td></tr>{{/rows}}
+        {{^rows}}<tr><td colspan="10" class="empty">No episode overlaps {{month}}.</td></tr>{{/rows}}
+        </tbody>
+        </table>
+        <ul class="review">{{#review}}<li>Review {{patientID}}: {{note}}</li>{{/review}}</ul>
+        {{> foot}}
+        """
+
+    /// The evidence of one device code: the period's dated transmission log (`vitalsd report days`).
+    static let billingDays = """
+        {{> head}}
+        <p class="crumbs"><a href="/billing?month={{month}}">← Billing {{month}}</a></p>
+        <h1>Days of data: <a href="/patients/{{patientID}}">{{patientID}}</a>, period {{number}}</h1>
+        <p>Episode {{episode}}, period {{number}}: {{start}} to {{end}} ({{timezone}}). <strong id="days-count">{{count}}</strong> days of data → <strong id="days-code">{{code}}</strong>.</p>
+        <table class="days" id="days">
+        <thead><tr><th>Local date</th><th class="num">Readings</th><th>First</th><th>Last</th><th>Devices</th></tr></thead>
+        <tbody>
+        {{#days}}<tr><td>{{date}}</td><td class="num">{{readings}}</td><td>{{first}}</td><td>{{last}}</td><td>{{devices}}</td></tr>{{/days}}
+        {{^days}}<tr><td colspan="5" class="empty">No device data in this period.</td></tr>{{/days}}
+        </tbody>
+        </table>
         {{> foot}}
         """
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import VitalsConfig
+import VitalsDomain
 import ServiceLifecycle
 import VitalsStore
 
@@ -29,9 +30,18 @@ struct WorklistController {
         let now = workspace.clock()
         let cursor = try await workspace.database.worklistCursor()
         let window = SparklineWindow()
-        let page = try await workspace.database.worklist(
-            tab: tab, username: user.username, page: pageNumber, pageSize: workspace.settings.pageSize, window: window, now: now)
         var values = workspace.pageValues(context, title: "Worklist", nav: "worklist")
+        let billable = q.get("sort") == "billable"
+        let page = try await workspace.database.worklist(
+            tab: tab, username: user.username, page: pageNumber, pageSize: workspace.settings.pageSize, window: window, now: now,
+            billable: billable ? workspace.billing : nil, role: user.role.rawValue)
+        let progress = try await workspace.database.billingProgress(
+            patientIDs: Set(page.entries.map(\.task.patientID)), rules: workspace.billing, now: now)
+        let sortQuery = billable ? "&sort=billable" : ""
+        values["sortQuery"] = sortQuery
+        values["sorts"] = [("", "Priority"), ("billable", "Needs a reading or a call to stay billable")].map {
+            ["query": "/worklist?tab=\(tab.rawValue)" + ($0.0.isEmpty ? "" : "&sort=\($0.0)"), "label": $0.1, "current": billable == !$0.0.isEmpty] as [String: Any]
+        }
         values["live"] = "worklist"
         values["cursor"] = "\(cursor.taskEvent).\(cursor.audit)"
         values["openCritical"] = page.openCritical
@@ -46,8 +56,15 @@ struct WorklistController {
             }
             return item
         }
-        values["rows"] = page.entries.map {
-            TaskPresentation(entry: $0, thresholds: workspace.thresholds, window: window, now: now).row(pages: workspace.pages)
+        values["rows"] = page.entries.map { entry -> [String: Any] in
+            var row = TaskPresentation(entry: entry, thresholds: workspace.thresholds, window: window, now: now).row(pages: workspace.pages)
+            if let p = progress[entry.task.patientID] { row["billing"] = BillingProgressView(progress: p, rules: workspace.billing).row }
+            if entry.task.status == .open, let to = entry.task.escalatedTo, to == user.username || to == "role:" + user.role.rawValue {
+                let badge = ["kind": "escalated", "label": "escalated to you",
+                             "help": "Nobody acknowledged this critical task in time: the escalation names \(to == user.username ? "you" : "your role")."]
+                row["badges"] = [badge] + (row["badges"] as? [[String: String]] ?? [])
+            }
+            return row
         }
         values["emptyText"] = switch tab {
         case .mine: "Nothing is yours right now. New tasks of your patients land here; see Unassigned for tasks nobody has."
@@ -59,8 +76,8 @@ struct WorklistController {
         let pages = max(1, (page.total + page.pageSize - 1) / page.pageSize)
         if pages > 1 {
             var pager: [String: Any] = ["page": pageNumber, "pages": pages, "total": page.total]
-            if pageNumber > 1 { pager["previous"] = "/worklist?tab=\(tab.rawValue)&page=\(pageNumber - 1)" }
-            if pageNumber < pages { pager["next"] = "/worklist?tab=\(tab.rawValue)&page=\(pageNumber + 1)" }
+            if pageNumber > 1 { pager["previous"] = "/worklist?tab=\(tab.rawValue)\(sortQuery)&page=\(pageNumber - 1)" }
+            if pageNumber < pages { pager["next"] = "/worklist?tab=\(tab.rawValue)\(sortQuery)&page=\(pageNumber + 1)" }
             values["pager"] = pager
         }
         return values

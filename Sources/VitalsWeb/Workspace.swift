@@ -40,7 +40,7 @@ public struct WorkspaceRequestContext: RequestContext {
 /// their own form (the workspace's become pages); the workspace's sign-in does not apply to them. A
 /// group needing its own context uses `router.group(_:context:)` with a `ChildRequestContext`. They
 /// must not use the paths of the workspace (`/`, `/signin`, `/signout`, `/worklist`, `/tasks`,
-/// `/patients`, `/events`, `/static`).
+/// `/patients`, `/billing`, `/events`, `/static`).
 public protocol WorkspaceRouteGroup: Sendable {
     /// Registers the group's routes.
     func addRoutes(to router: Router<WorkspaceRequestContext>)
@@ -53,6 +53,8 @@ public struct Workspace: Sendable {
     let thresholds: ThresholdPolicy
     /// Trend rules and late data, for the patient chart's rules in force and logbook flags.
     let alerts: AlertPolicy
+    /// `billing.*`: the rules of billing progress, the timer's longest entry and the billing page.
+    let billing: BillingRules
     let lifetime: SessionLifetime
     let throttle: SignInThrottle
     let pages: Pages
@@ -69,6 +71,7 @@ public struct Workspace: Sendable {
         settings = configuration.web
         thresholds = configuration.thresholds
         alerts = configuration.alerts
+        billing = configuration.billing
         lifetime = SessionLifetime(
             idleSeconds: configuration.web.sessionIdleMinutes * 60, absoluteSeconds: configuration.web.sessionMaxHours * 3_600)
         self.throttle = throttle
@@ -134,6 +137,9 @@ public struct Workspace: Sendable {
         WorklistController(workspace: self).addRoutes(to: signedIn)
         TaskController(workspace: self).addRoutes(to: signedIn)
         PatientController(workspace: self).addRoutes(to: signedIn)
+        TimerController(workspace: self).addRoutes(to: signedIn)
+        PauseController(workspace: self).addRoutes(to: signedIn)
+        BillingController(workspace: self).addRoutes(to: signedIn)
         return router
     }
 }

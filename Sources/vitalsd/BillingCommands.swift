@@ -157,36 +157,12 @@ struct ReportCommand: ParsableCommand {
             guard let m = YearMonth(month) else { throw ValidationError("--month must be YYYY-MM") }
             let (config, db) = try options.database()
             let report = try db.billingReport(month: m, rules: config.billing)
-            var rows: [[String]] = []
-            for p in report {
-                let management = codesText(p.managementCodes)
-                let ccm = codesText(p.ccmCodes)
-                let periods = p.periods.isEmpty ? [nil] : p.periods.map(Optional.some)
-                for period in periods {
-                    var device = ""
-                    if let period {
-                        device = period.deviceCode ?? "none"
-                        if period.setup99453 { device += " + 99453" }
-                    }
-                    rows.append([
-                        p.patientID, period.map { "\($0.period.number): \($0.period.start)..\($0.period.end)\($0.inProgress ? " (in progress)" : "")" } ?? "-",
-                        period.map { String($0.dataDays) } ?? "", device, String(p.rpmMinutes), p.interactive ? "yes" : "no",
-                        management, String(p.ccmMinutes), ccm, p.billingPractitioner,
-                    ] + (format == .csv ? [p.review.joined(separator: "; ")] : []))
-                }
-            }
-            try emit(format, json: report,
-                     header: ["patient_id", "device_period", "data_days", "device_code", "rpm_minutes", "interactive",
-                              "management_codes", "ccm_minutes", "ccm_codes", "billing_practitioner"] + (format == .csv ? ["review"] : []),
-                     rows: rows)
+            try emit(format, json: report, header: PatientBilling.columns + (format == .csv ? ["review"] : []),
+                     rows: report.flatMap { $0.rows(review: format == .csv) })
             if format == .table {
                 // Time entries that did not count, under the table: never billed in silence.
                 for p in report { for note in p.review { print("review \(p.patientID): \(note)") } }
             }
-        }
-
-        func codesText(_ codes: CPTCodes) -> String {
-            codes.isEmpty ? "none" : codes.sorted { $0.key < $1.key }.map { $0.value > 1 ? "\($0.key) x\($0.value)" : $0.key }.joined(separator: " + ")
         }
     }
 
@@ -200,18 +176,16 @@ struct ReportCommand: ParsableCommand {
 
         func run() throws {
             let (config, db) = try options.database()
-            guard let p = try db.patient(id: patient), let zone = TimeZone(identifier: p.timezone) else {
-                throw ValidationError("patient \(patient) is not enrolled")
+            let evidence: PeriodEvidence
+            do {
+                evidence = try db.periodEvidence(patientID: patient, period: period, rules: config.billing)
+            } catch let error as BillingError {
+                throw ValidationError(error.description)
             }
-            guard let episode = try db.episodes(patientID: patient).last else { throw ValidationError("patient \(patient) has no episode") }
-            let through = episode.startDate.adding(days: 31 * period + 31)
-            let periods = config.billing.devicePeriods(episodeStart: episode.startDate, episodeEnd: episode.endDate, through: through)
-            guard period >= 1, period <= periods.count else { throw ValidationError("the episode has \(periods.count) periods so far") }
-            let chosen = periods[period - 1]
-            let days = try db.transmissionDays(patientID: patient, timeZone: zone, from: chosen.start, through: chosen.end)
+            let (chosen, days) = (evidence.period, evidence.days)
             if format != .json {
-                print("patient \(patient), episode \(episode.id), period \(period): \(chosen.start)..\(chosen.end) (\(p.timezone))")
-                print("days of data: \(days.count) -> \(config.billing.deviceSupplyCode(dataDays: days.count) ?? "no device code")")
+                print("patient \(patient), episode \(evidence.episode.id), period \(period): \(chosen.start)..\(chosen.end) (\(evidence.timezone))")
+                print("days of data: \(days.count) -> \(evidence.code ?? "no device code")")
             }
             try emit(format, json: days, header: ["date", "readings", "first", "last", "devices"],
                      rows: days.map { [$0.date.description, String($0.readings), iso($0.first), iso($0.last), $0.devices.joined(separator: ";")] })

@@ -15,7 +15,7 @@ extension TaskStatus: ExpressibleByArgument {}
 struct PatientCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "patient", abstract: "Enroll and list patients; caseloads.",
-        subcommands: [Add.self, List.self, Show.self, Assign.self])
+        subcommands: [Add.self, List.self, Show.self, Assign.self, Pause.self, Resume.self])
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(

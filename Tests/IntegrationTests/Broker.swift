@@ -6,10 +6,10 @@ import Glibc
 /// Uses the repository's `Config/mosquitto.conf` settings (persistence, unlimited queue, 5000 in flight)
 /// with the port and paths replaced.
 final class Broker: @unchecked Sendable {
-    let port: Int
+    private(set) var port = 0
     let directory: String
     /// A TLS listener's port, when started with `tls`.
-    let tlsPort: Int?
+    private(set) var tlsPort: Int?
     private let tls: (ca: String, cert: String, key: String)?
     private var process: ChildProcess?
 
@@ -19,9 +19,18 @@ final class Broker: @unchecked Sendable {
         // mosquitto started as root drops to its own user: let it write its persistence file here.
         try FileManager.default.createDirectory(
             atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
-        port = try Self.freePort()
-        tlsPort = tls == nil ? nil : try Self.freePort()
-        try start()
+        // A port found free can be taken by another test's process before mosquitto binds it: then
+        // mosquitto exits at once, and the broker starts again on other ports.
+        for attempt in 1... {
+            port = try Self.freePort()
+            tlsPort = tls == nil ? nil : try Self.freePort()
+            do {
+                try start()
+                return
+            } catch let failure as TestFailure where attempt < 5 && failure.description.contains("Address already in use") {
+                stop()
+            }
+        }
     }
 
     /// The shipped broker configuration with this broker's port and directory.
@@ -46,7 +55,7 @@ final class Broker: @unchecked Sendable {
             path: try Self.mosquittoPath(), arguments: ["-c", try writeConfiguration()], logPath: log, runAs: "mosquitto")
         // A generous deadline: on a loaded machine a start can take seconds; it returns as soon as it listens.
         let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
+        while Date() < deadline, process?.isRunning ?? false {
             if Self.canConnect(port: port) && (tlsPort.map(Self.canConnect(port:)) ?? true) { return }
             usleep(20_000)
         }

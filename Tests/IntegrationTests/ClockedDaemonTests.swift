@@ -221,6 +221,27 @@ struct ClockedDaemonTests {
         await daemon.stop()
     }
 
+    @Test("issue 11.3: a SenML glucose 41 with an unset device clock opens the same critical clock task")
+    func wrongDeviceClockSenML() async throws {
+        let env = try TestEnvironment(mqttExtra: """
+              subscriptions:
+                - {topic: "gw/+/senml", format: senml}
+            """)
+        let clock = ManualWallClock(day0)
+        let daemon = try await ClockedDaemon.start(env, clock: clock)
+        let pub = try await env.publisher()
+        defer { pub.close() }
+        // `t` 946684800 s is 2000-01-01T00:00:00Z, the reset value of an unset clock.
+        try pub.publish(topic: "gw/g1/senml", payload: Array(#"[{"bn":"urn:dev:id:g1:","n":"glucose","u":"mg/dL","v":41,"t":946684800}]"#.utf8))
+        #expect(await eventually(20) { (try? env.database.tasks().count) == 1 })
+        let task = try #require(try env.database.tasks().first)
+        #expect(task.vital == "clock:g1" && task.kind == .device && task.priority == .critical)
+        #expect(task.reason.hasSuffix("Worst value, received 2026-03-02T07:00:00Z: Glucose 41 mg/dL below critical limit 54 mg/dL"))
+        #expect(try env.statistics().readings == 0)
+        #expect(try env.statistics().deadLettersByReason == ["bad_timestamp": 1])
+        await daemon.stop()
+    }
+
     @Test("issue 11.6: a delayed crisis sees the re-measurement that arrived before it: not_confirmed")
     func confirmationByMeasurementTime() async throws {
         let env = try TestEnvironment()

@@ -19,6 +19,8 @@ struct Ledger {
     var history: [StoredValue] = []
     var thresholdOverrides: [ThresholdSlot: Double] = [:]
     var ruleOverrides: [String: RuleOverride] = [:]
+    /// Monitoring pauses of the patient.
+    var pauses: [DateInterval] = []
     var nextReading: Int64 = 1
     var events: [(task: Int64, event: TaskEventRecord)] = []
     var notes: [(task: Int64, note: TaskNote)] = []
@@ -31,9 +33,11 @@ struct Ledger {
     }
 
     var snapshot: PatientSnapshot {
-        PatientSnapshot(
+        var s = PatientSnapshot(
             patientID: patientID, programs: programs, thresholdOverrides: thresholdOverrides, ruleOverrides: ruleOverrides,
             states: states, tasks: Array(tasks.values), history: history)
+        s.pauses = pauses
+        return s
     }
 
     /// Applies changes as the task writer does; checks versions.

@@ -6,6 +6,27 @@ import VitalsFormats
 /// Smaller quirks of each format, one test each (`payload-formats.md` §1–3).
 @Suite("format quirks")
 struct MoreQuirkTests {
+    @Test("issue 11.3: a device format with an unset clock keeps the value, timed by receipt, for a device task")
+    func wrongClockKeepsValue() throws {
+        // SenML `t` 946684800 s is 2000-01-01T00:00:00Z; BodyTrace ts 5 min ahead of the receipt.
+        let senml = try decode(#"[{"bn":"urn:dev:id:g7:","n":"glucose","u":"mg/dL","v":41,"t":946684800}]"#, .senml)
+        let ahead = try decode(#"{"deviceId":8600000000001,"ts":\#(Int64(received.timeIntervalSince1970 * 1000) + 900_000),"values":{"unit":1,"weight":70100,"tare":0}}"#, .bodytrace)
+        for (message, value) in [(senml, 41.0), (ahead, 70.1)] {
+            guard case .failure(let rejection) = try #require(message.readings.first) else {
+                Issue.record("a wrong clock was accepted")
+                continue
+            }
+            #expect(rejection.reason == .badTimestamp)
+            let kept = try #require(rejection.clockObservation)
+            #expect(close(kept.canonicalValue, value) && kept.measuredAt == received)
+            #expect(kept.timeSource == .receivedAt && kept.flags.contains(.estimatedTime))
+        }
+        // A time that cannot be read at all is not a clock problem: nothing is kept.
+        let unreadable = try decode(#"{"deviceId":8600000000001,"ts":"soon","values":{"unit":1,"weight":70100,"tare":0}}"#, .bodytrace)
+        guard case .failure(let r) = try #require(unreadable.readings.first) else { return }
+        #expect(r.reason == .badTimestamp && r.clockObservation == nil)
+    }
+
     @Test("Telli v1: no tzOffsetMinutes, no mem, no devdata; a UUID device id")
     func telliV1() throws {
         let m = try decode(#"{"data":{"unit":"kg","weight":80.5},"deviceId":"00000000-0000-4000-8000-000000000009","readingType":"Weight","time":"1721400730000"}"#, .telli)

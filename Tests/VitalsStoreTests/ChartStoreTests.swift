@@ -36,7 +36,10 @@ struct ChartStoreTests {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let db = try enrolledDatabase(dir)
-        _ = try await db.ingest([glucose(45, minutesAgo: 30)], pipeline: pipeline)
+        let before = Date()
+        let message = glucose(45, minutesAgo: 30)
+        let after = Date()
+        _ = try await db.ingest([message], pipeline: pipeline)
         let task = try #require(try db.tasks(patientID: "p1").first)
         _ = try db.noteTask(id: task.id, by: "ana", text: "Called her.")
         try db.setThreshold(patientID: "p1", slot: ThresholdSlot(type: .glucose, level: .critical, direction: .low), value: 60,
@@ -48,11 +51,18 @@ struct ChartStoreTests {
         #expect(timeline.thresholdChanges.map(\.actor) == ["dr.ng"])
         #expect(timeline.thresholdChanges.first?.detail == "glucose critical_low: default -> 60 mg/dL; reason: order of today")
         #expect(try await db.patientTimeline(patientID: "p2").events.isEmpty)
+        // A pause of monitoring and its early end are on the timeline, newest first, with who.
+        _ = try db.pauseMonitoring(patientID: "p1", through: LocalDate(Date(), in: .gmt).adding(days: 30), reason: "in hospital", actor: "ana")
+        _ = try db.resumeMonitoring(patientID: "p1", actor: "ben")
+        let changes = try await db.patientTimeline(patientID: "p1").thresholdChanges
+        #expect(changes.map(\.action) == ["monitoring.resume", "monitoring.pause", "threshold.set"])
+        #expect(changes.map(\.actor) == ["ben", "ana", "dr.ng"])
 
         let devices = try await db.deviceOverview(patientID: "p1")
         #expect(devices.map(\.device.id) == ["g1"])
-        let measured = try #require(try db.readingRows(patientID: "p1").first?.measuredAt)
-        #expect(devices.first?.lastReadingAt == measured)
+        let last = try #require(devices.first?.lastReadingAt)
+        // Measured 30 minutes before the message was made, whatever the time the test took since.
+        #expect(last >= before.addingTimeInterval(-30 * 60 - 0.001) && last <= after.addingTimeInterval(-30 * 60 + 0.001))
     }
 
     @Test("chart and task views are in the access log, found by patient")
