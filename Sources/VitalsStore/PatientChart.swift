@@ -10,6 +10,7 @@ public struct ChartPoint: Sendable, Hashable {
     /// In the type's ``VitalType/canonicalUnit``.
     public var value: Double
 
+    /// A point of reading `readingID`; `value` in the canonical unit.
     public init(readingID: Int64, measuredAt: Date, value: Double) {
         self.readingID = readingID
         self.measuredAt = measuredAt
@@ -135,9 +136,15 @@ extension AppDatabase {
     /// - Parameter eventLimit: events per device.
     /// - Throws: GRDB errors.
     public func deviceOverview(patientID: String, eventLimit: Int = 5) async throws -> [DeviceOverview] {
-        try await writer.read { db in
+        let loincCodes = try Self.jsonArray(Set(VitalType.allCases.map(\.loinc)))
+        return try await writer.read { db in
             try Self.fetchDevices(db, patientID: patientID).map { device in
-                let last = try Int64.fetchOne(db, sql: "SELECT max(measured_at) FROM readings WHERE device_id = ?", arguments: [device.id])
+                // Per LOINC code, so that each maximum is one step down the (device_id, loinc, measured_at) key.
+                let last = try Int64.fetchOne(
+                    db, sql: """
+                        SELECT max(m) FROM (SELECT (SELECT max(measured_at) FROM readings r WHERE r.device_id = ?1 AND r.loinc = codes.value) AS m
+                                            FROM json_each(?2) AS codes)
+                        """, arguments: [device.id, loincCodes])
                 return DeviceOverview(
                     device: device, lastReadingAt: last.map(dateFromEpochMilliseconds),
                     status: try Self.fetchDeviceStatus(db, deviceID: device.id),

@@ -201,10 +201,13 @@ enum Chart {
         return 10 * magnitude
     }
 
-    /// The median time between consecutive points, in seconds (0 for fewer than two).
+    /// The median time between consecutive points, in seconds (0 for fewer than two), from at most
+    /// 1,001 evenly spread pairs.
     static func medianInterval(_ points: [ChartPoint]) -> Double {
         guard points.count > 1 else { return 0 }
-        let gaps = zip(points.dropFirst(), points).map { $0.measuredAt.timeIntervalSince($1.measuredAt) }.sorted()
+        let stride = max(1, (points.count - 1) / 1_000)
+        let gaps = Swift.stride(from: 1, to: points.count, by: stride)
+            .map { points[$0].measuredAt.timeIntervalSince(points[$0 - 1].measuredAt) }.sorted()
         return gaps[gaps.count / 2]
     }
 

@@ -4,8 +4,9 @@ import Hummingbird
 import VitalsDomain
 import VitalsStore
 
-/// Patients and caseloads: the list (mine, without a care manager, all), a patient's page, and the form
-/// that changes their name, date of birth, phone and care manager (care managers and admins).
+/// Patients and caseloads: the list (mine, without a care manager, all), a patient's chart (its
+/// sections from ``ChartController``), and the form that changes their name, date of birth, phone and
+/// care manager (care managers and admins).
 struct PatientController {
     typealias Context = WorkspaceRequestContext
     let workspace: Workspace

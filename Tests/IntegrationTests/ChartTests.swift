@@ -84,3 +84,65 @@ struct ChartTests {
         #expect(ChartController.chartGroups([.diastolicBP]) == [[.diastolicBP]])
     }
 }
+
+@Suite("the patient chart over HTTP: blood pressure chart, limit form by role, reason required, CSV", .serialized)
+struct ChartPageTests {
+    @Test("a clinician's limit change needs a reason and the CSRF token; a care manager's is refused; views are logged")
+    func limitForm() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        try server.database.addUser(username: "ng", displayName: "Dr. Ng", role: .clinician,
+                                    passwordHash: try Passwords.hash("clinician pass 3"), actor: "test")
+        let ms = Int64((Date().timeIntervalSince1970 - 3_600) * 1000)
+        _ = try await server.database.ingest([IncomingMessage(
+            topic: "devices/c1/readings", deviceID: "c1",
+            payload: Array(#"{"measured_at":\#(ms),"readings":[{"type":"systolic_bp","value":150,"unit":"mmHg"},{"type":"diastolic_bp","value":95,"unit":"mmHg"}]}"#.utf8),
+            receivedAt: Date())], pipeline: IngestPipeline(thresholds: .clinicalDefaults))
+
+        let ana = try #require(try await server.signIn("ana").cookie)
+        let page = try await server.get("/patients/p2?window=1w", cookie: ana)
+        #expect(page.status == 200)
+        // One chart for both pressures, systolic limits as bands, diastolic as lines; no limit form for a care manager.
+        #expect(page.body.contains("id=\"chart-systolic_bp\""))
+        #expect(!page.body.contains("id=\"chart-diastolic_bp\""))
+        #expect(page.body.contains("class=\"trace trace-diastolic_bp\"") || page.body.contains("class=\"dot dot-diastolic_bp\""))
+        #expect(page.body.contains("data-type=\"diastolic_bp\" data-level=\"critical\" data-direction=\"high\" data-limit=\"120\""))
+        #expect(!page.body.contains("id=\"change-limit\""))
+        let csrf = try #require(page.field("csrf"))
+        let form = ["csrf": csrf, "slot": "systolic_bp|warning|high", "value": "150", "reason": "Dr. Ng's order", "action": "set"]
+        #expect(try await server.post("/patients/p2/thresholds", cookie: ana, form: form).status == 403)
+
+        let ng = try #require(try await server.signIn("ng", password: "clinician pass 3").cookie)
+        let ngPage = try await server.get("/patients/p2", cookie: ng)
+        #expect(ngPage.body.contains("id=\"change-limit\""))
+        let token = try #require(ngPage.field("csrf"))
+        #expect(try await server.post("/patients/p2/thresholds", cookie: ng, form: form.merging(["csrf": ""]) { $1 }).status == 403)
+        let noReason = try await server.post("/patients/p2/thresholds", cookie: ng, form: form.merging(["csrf": token, "reason": " "]) { $1 })
+        #expect(noReason.status == 400)
+        #expect(noReason.body.contains("Give a reason for the change. Nothing was changed."))
+        // A warning high of 150 (instead of 160) stays under the critical high of 180: in order.
+        let ok = try await server.post("/patients/p2/thresholds", cookie: ng, form: form.merging(["csrf": token]) { $1 })
+        #expect(ok.status == 303)
+        #expect(try server.database.thresholdOverrides(patientID: "p2")
+            == [ThresholdSlot(type: .systolicBP, level: .warning, direction: .high): 150])
+        let audit = try server.database.auditEntries().filter { $0.action == "threshold.set" }
+        #expect(audit.map(\.actor) == ["ng"])
+        #expect(audit.first?.detail == "systolic_bp warning_high: default -> 150 mm[Hg]; reason: Dr. Ng's order")
+        let after = try await server.get("/patients/p2?window=1w", cookie: ng)
+        #expect(after.body.contains("data-level=\"warning\" data-direction=\"high\" data-limit=\"150\""))
+        // Out of order with the limits in force: refused, nothing changed.
+        let bad = try await server.post("/patients/p2/thresholds", cookie: ng,
+                                        form: form.merging(["csrf": token, "slot": "systolic_bp|critical|high", "value": "140"]) { $1 })
+        #expect(bad.status == 400)
+        #expect(try server.database.thresholdOverrides(patientID: "p2").count == 1)
+
+        // The CSV of the window: header and one line per reading.
+        let csv = try await server.get("/patients/p2/readings.csv?window=1w", cookie: ana)
+        #expect(csv.status == 200)
+        let lines = csv.body.split(separator: "\r\n")
+        #expect(lines.count == 3)
+        #expect(lines.dropFirst().allSatisfy { $0.contains(",mmHg,") && $0.contains(",c1,") })
+        let views = try server.database.accessEntries(patientID: "p2").map { "\($0.actor) \($0.action)" }
+        #expect(views == ["ana chart.viewed", "ng chart.viewed", "ng chart.viewed", "ana chart.readings_csv"])
+    }
+}
