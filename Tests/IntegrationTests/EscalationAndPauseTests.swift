@@ -30,14 +30,14 @@ struct EscalationAndPauseTests {
         defer { pub.close() }
         // Unowned when it opens: p1 has no care manager yet; then rn.cara takes the caseload.
         try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(45, at: ms(start.addingTimeInterval(-30))))
-        #expect(await eventually(20) { (try? env.database.tasks().first?.priority) == .critical })
+        #expect(await eventually { (try? env.database.tasks().first?.priority) == .critical })
         let task = try #require(try env.database.tasks().first)
         #expect(task.owner == nil)
         _ = try env.database.assignCareManager(patientID: "p1", username: "rn.cara", actor: "test")
 
         // The timer service may be between runs when the clock moves: move it on in steps until it ran.
         func advance(until level: Int) async -> Bool {
-            await eventually(30) {
+            await eventually {
                 if (try? env.database.task(id: task.id)?.task.escalationLevel) == level { return true }
                 clock.advance(by: 30)
                 return false
@@ -81,7 +81,7 @@ struct EscalationAndPauseTests {
             try env.database.pauseMonitoring(patientID: "p1", through: LocalDate("2026-03-06")!, reason: "again", actor: "x", now: start)
         }
         try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(45, at: ms(start.addingTimeInterval(60))))
-        #expect(await eventually(20) { (try? env.database.readingRows(patientID: "p1").count) == 1 })
+        #expect(await eventually { (try? env.database.readingRows(patientID: "p1").count) == 1 })
         #expect(try env.database.tasks().isEmpty)
         // The schema keeps the history: a pause is never deleted, and gets its close only once.
         #expect(throws: (any Error).self) { try env.database.writer.write { try $0.execute(sql: "DELETE FROM monitoring_pauses") } }
@@ -92,7 +92,7 @@ struct EscalationAndPauseTests {
         }
         clock.advance(by: 900)
         try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(44, at: ms(start.addingTimeInterval(900))))
-        #expect(await eventually(20) { (try? env.database.tasks().count) == 1 })
+        #expect(await eventually { (try? env.database.tasks().count) == 1 })
         let audit = try await env.database.writer.read { db in
             try String.fetchAll(db, sql: "SELECT action FROM audit_log WHERE action LIKE 'monitoring.%' ORDER BY id")
         }

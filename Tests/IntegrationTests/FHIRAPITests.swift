@@ -40,7 +40,7 @@ struct FHIRAPITests {
             actor: "test")
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        #expect(await eventually(15) { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
 
         // A cuff reading at the patient's local time (UTC-06:00), a critical glucose and one in mmol/L.
         let bpInstant = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 3_600).rounded(.down))
@@ -53,7 +53,7 @@ struct FHIRAPITests {
         let mmolMs = msAgo(1_200)
         try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(45, at: lowMs))
         try pub.publish(topic: "devices/g1/readings", payload: Array(#"{"type":"glucose","value":5.5,"unit":"mmol/L","measured_at":\#(mmolMs)}"#.utf8))
-        #expect(await eventually(10) { (try? env.statistics().readings) == 5 && (try? env.database.tasks().count) == 2 })
+        #expect(await eventually { (try? env.statistics().readings) == 5 && (try? env.database.tasks().count) == 2 })
 
         // Discovery and the CapabilityStatement need no token.
         let metadata = try await request("GET", "\(env.fhirBase)/metadata")
@@ -197,7 +197,7 @@ struct FHIRAPITests {
         #expect(!log.contains { ($0.detail ?? "").contains("182") || ($0.detail ?? "").contains("mg/dL") })
 
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
     }
 
     @Test("paging over 1,050 Observations returns each exactly once, also while readings arrive between pages")
@@ -206,7 +206,7 @@ struct FHIRAPITests {
         let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        #expect(await eventually(15) { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let pub = try await env.publisher()
         defer { pub.close() }
         // One CGM upload of 1,050 readings a minute apart, all within the last 18 hours.
@@ -236,7 +236,7 @@ struct FHIRAPITests {
                 let early = (0..<10).map { times[5] + 1_000 + Int64($0) }
                 let late = (0..<10).map { times.last! + 60_000 * Int64($0 + 1) }
                 try pub.publish(topic: "devices/g2/readings", payload: upload(early + late))
-                #expect(await eventually(10) { (try? env.statistics().readings) == 1_070 })
+                #expect(await eventually { (try? env.statistics().readings) == 1_070 })
             }
             #expect(pages < 30)
         }
@@ -249,7 +249,7 @@ struct FHIRAPITests {
         #expect(effective == effective.sorted())
         try expectValidFHIR(bundles)
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
     }
 
     @Test("tokens: a foreign key, an expired or replayed assertion, a wrong audience, excess scope and a missing scope are refused")
@@ -258,7 +258,7 @@ struct FHIRAPITests {
         let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        #expect(await eventually(15) { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let client = try env.registerClient(scopes: ["system/Observation.rs", "system/Patient.read"])
         let now = Int64(Date().timeIntervalSince1970)
 
@@ -342,7 +342,7 @@ struct FHIRAPITests {
         #expect(listed == 0)
         #expect(listing.contains("token.refused") && listing.contains("fhir.forbidden"))
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
     }
 }
 
@@ -379,25 +379,33 @@ struct JWKSURLTests {
         let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        #expect(await eventually(15) { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let server = JWKSServer(port: try Broker.freePort())
         let first = try TestKey("ES384", kid: "rot-1", directory: env.directory)
         server.jwks.withLock { $0 = (try? first.jwks()) ?? "" }
         server.start()
-        #expect(await eventually(10) { Broker.canConnect(port: server.port) })  // listening before the first token request
+        #expect(await eventually { Broker.canConnect(port: server.port) })  // listening before the first token request
         let client = try FHIRStore(database: env.database).addClient(
             name: "EHR", jwks: nil, jwksURL: server.url, scopes: ["system/Observation.rs"], actor: "test")
         func token(_ key: TestKey) async throws -> HTTPAnswer {
             try await tokenRequest(env.tokenURL, assertion: try await signAssertion(
                 key, clientID: client.id, aud: env.tokenURL, exp: Int64(Date().timeIntervalSince1970) + 240), scope: "system/Observation.rs")
         }
+        let beforeFirstFetch = Date()
         #expect(try await token(first).status == 200)
         #expect(try await token(first).status == 200)
         #expect(server.fetches.withLock { $0 } == 1)  // cached for its max-age
         // The client rotates to a new key: an unknown kid fetches the set again (after 10 s at most once).
         let second = try TestKey("ES384", kid: "rot-2", directory: env.directory)
         server.jwks.withLock { $0 = (try? second.jwks()) ?? "" }
-        #expect(try await token(second).status == 401)  // within 10 s of the last fetch: the cached set is used
+        let rotated = try await token(second)
+        if Date().timeIntervalSince(beforeFirstFetch) < 10 {
+            // Certainly within 10 s of the last fetch: the cached set is used.
+            #expect(rotated.status == 401)
+        } else {
+            // A busy machine took longer than that: either answer is right, with what it implies.
+            #expect(rotated.status == 401 || (rotated.status == 200 && server.fetches.withLock { $0 } == 2))
+        }
         try await Task.sleep(for: .seconds(10.5))
         #expect(try await token(second).status == 200)
         #expect(server.fetches.withLock { $0 } == 2)
@@ -407,6 +415,6 @@ struct JWKSURLTests {
         #expect(answer.status == 401)
         #expect(answer.json["error"] as? String == "invalid_client")
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
     }
 }

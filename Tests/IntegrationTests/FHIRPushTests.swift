@@ -141,12 +141,12 @@ struct FHIRPushTests {
         for t in glucoseTimes { try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(110, at: t)) }
         let lateTime = msAgo(30 * 3600)
         try pub.publish(topic: "devices/g2/readings", payload: glucoseJSON(120, at: lateTime))
-        #expect(await eventually(10) { (try? env.statistics().readings) == 9 })
+        #expect(await eventually { (try? env.statistics().readings) == 9 })
 
         // A restart in the middle of the outage; then a manual reading.
         try await Task.sleep(for: .seconds(max(0, outage / 2 - Date().timeIntervalSince(started))))
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
         daemon = try env.startProcess()
         let manualTime = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 120).rounded(.down))
         _ = try env.database.recordManualReading(
@@ -159,7 +159,7 @@ struct FHIRPushTests {
         ehr.start()
         let expected = ["c1/85354-9/\(Int64(bpInstant.timeIntervalSince1970) * 1000)", "c1/8867-4/\(Int64(bpInstant.timeIntervalSince1970) * 1000)"]
             + glucoseTimes.map { "g1/41653-7/\($0)" } + ["g2/41653-7/\(lateTime)", "g1/41653-7/\(Int64(manualTime.timeIntervalSince1970) * 1000)"]
-        #expect(await eventually(30) { ehr.state.withLock { $0.created.count } >= expected.count })
+        #expect(await eventually { ehr.state.withLock { $0.created.count } >= expected.count })
         try await Task.sleep(for: .seconds(2))  // room for a stray repeat to show up
         let state = ehr.state.withLock { $0 }
         #expect(state.created == expected)  // every Observation, in reading order, the BP pair as one panel
@@ -191,7 +191,7 @@ struct FHIRPushTests {
         try expectValidFHIR(bundles.enumerated().map { ("transaction \($0.offset)", $0.element) })
 
         daemon.signal(SIGTERM)
-        #expect(await daemon.waitForExit(seconds: 10))
+        #expect(await daemon.waitForExit(seconds: 30))
         await ehr.stop()
     }
 }

@@ -134,7 +134,7 @@ final class WorkspaceServer: @unchecked Sendable {
         let app = try Workspace.application(configuration: config, database: database, logger: logger, clock: { clock.read() })
         task = Task { try await app.runService(gracefulShutdownSignals: []) }
         let port = port
-        let up = await eventually(20) { Broker.canConnect(port: port) }
+        let up = await eventually { Broker.canConnect(port: port) }
         if !up { throw TestFailure("the workspace did not listen on \(port)") }
     }
 
