@@ -59,6 +59,8 @@ let package = Package(
             dependencies: [
                 "VitalsDomain", "VitalsFormats", "VitalsAlerting",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // SQLite's C API, for the statements bound column by column (RawStatement.swift).
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict

@@ -224,6 +224,9 @@ public struct DeviceTopicFilter: Sendable, Hashable {
     /// The MQTT topic filter, e.g. `devices/+/readings`.
     public let filter: String
     private let levels: [Substring]
+    /// For a filter with one `+` and no `#` (`devices/+/readings`): the bytes before the `+` level
+    /// with its `/` (`devices/`) and after it (`/readings`), for ``deviceID(in:)`` without splitting.
+    private let around: (prefix: [UInt8], suffix: [UInt8])?
 
     /// Whether the filter has a `+` level that names the device.
     public var namesDevice: Bool { levels.contains("+") }
@@ -240,7 +243,18 @@ public struct DeviceTopicFilter: Sendable, Hashable {
         guard plus == 1 || (!deviceInTopic && plus == 0) else {
             throw Rejection(.badTopic, "topic filter '\(filter)' must have exactly one '+' level for the device id")
         }
+        if plus == 1, !levels.contains("#"), let k = levels.firstIndex(of: "+") {
+            let before = levels[..<k].map { $0 + "/" }.joined()
+            let after = levels[(k + 1)...].map { "/" + $0 }.joined()
+            around = (Array(before.utf8), Array(after.utf8))
+        } else {
+            around = nil
+        }
     }
+
+    public static func == (a: Self, b: Self) -> Bool { a.filter == b.filter && a.levels == b.levels }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(filter) }
 
     /// True when `topic` matches the filter (MQTT matching: `+` one level, `#` the rest).
     public func matches(_ topic: String) -> Bool {
@@ -255,6 +269,18 @@ public struct DeviceTopicFilter: Sendable, Hashable {
 
     /// The device id in `topic`, or `nil` if the topic does not match this filter.
     public func deviceID(in topic: String) -> String? {
+        if let (prefix, suffix) = around {
+            // The level between the prefix and the suffix, if it is one non-empty level.
+            var topic = topic
+            return topic.withUTF8 { bytes -> String? in
+                guard bytes.count > prefix.count + suffix.count,
+                      bytes.starts(with: prefix), bytes[(bytes.count - suffix.count)...].elementsEqual(suffix)
+                else { return nil }
+                let level = bytes[prefix.count..<(bytes.count - suffix.count)]
+                guard !level.contains(UInt8(ascii: "/")) else { return nil }
+                return String(decoding: level, as: UTF8.self)
+            }
+        }
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
         var device: Substring?
         for (i, level) in levels.enumerated() {

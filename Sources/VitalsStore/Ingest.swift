@@ -358,13 +358,13 @@ extension AppDatabase {
         var clockProblems: [String: [ClockProblem]] = [:]
         var evaluated = 0
         // Prepared once per batch: a per-row cache lookup hashes the whole SQL text each time.
-        let insertReading = try db.cachedStatement(sql: """
+        let insertReading = RawStatement(try db.cachedStatement(sql: """
             INSERT INTO readings(device_id, patient_id, type, loinc, value, unit, canonical_value,
                                  canonical_unit, measured_at, received_at, source, message_id,
                                  flags, time_source, local_offset_minutes, vendor_reading_id, format)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(device_id, loinc, measured_at) DO NOTHING
-            """)
+            """))
         let storedValue = try db.cachedStatement(
             sql: "SELECT canonical_value FROM readings WHERE device_id = ? AND loinc = ? AND measured_at = ?")
         let markers = try db.cachedStatement(sql: "SELECT flags FROM reading_markers WHERE device_id = ? AND measured_at = ?")
@@ -414,6 +414,7 @@ extension AppDatabase {
                     overflow[rejection.reason, default: 0] += 1
                 }
             }
+            let receivedAt = epochMilliseconds(message.receivedAt)
             for (index, reading) in decoded.readings.enumerated() {
                 let observation: Observation
                 switch reading {
@@ -433,15 +434,27 @@ extension AppDatabase {
                     markers, arguments: [observation.deviceID, measuredAt]) {
                     flags.formUnion(ObservationFlags(rawValue: marked))
                 }
-                try insertReading.execute(
-                    arguments: [
-                        observation.deviceID, patientID, observation.type.rawValue, observation.type.loinc,
-                        observation.value, observation.unit, observation.canonicalValue,
-                        observation.type.canonicalUnit.rawValue, measuredAt, epochMilliseconds(message.receivedAt),
-                        observation.source.rawValue, decoded.messageID, flags.stored,
-                        observation.timeSource.rawValue, observation.localOffsetMinutes, observation.vendorReadingID,
-                        decoded.format,
-                    ])
+                // Bound column by column: GRDB's `execute(arguments:)` boxed each of the 17 values
+                // and cost as much as SQLite's insert (BENCHMARKS.md, "Levers").
+                insertReading.reset()
+                insertReading.bind(1, observation.deviceID)
+                insertReading.bind(2, patientID)
+                insertReading.bind(3, observation.type.rawValue)
+                insertReading.bind(4, observation.type.loinc)
+                insertReading.bind(5, observation.value)
+                insertReading.bind(6, observation.unit)
+                insertReading.bind(7, observation.canonicalValue)
+                insertReading.bind(8, observation.type.canonicalUnit.rawValue)
+                insertReading.bind(9, measuredAt)
+                insertReading.bind(10, receivedAt)
+                insertReading.bind(11, observation.source.rawValue)
+                insertReading.bind(12, decoded.messageID)
+                insertReading.bind(13, flags.stored)
+                insertReading.bind(14, observation.timeSource.rawValue)
+                insertReading.bind(15, observation.localOffsetMinutes)
+                insertReading.bind(16, observation.vendorReadingID)
+                insertReading.bind(17, decoded.format)
+                try insertReading.execute()
                 // One row inserted, or none on a conflict with the unique key.
                 if db.changesCount == 1 {
                     let id = db.lastInsertedRowID

@@ -96,6 +96,30 @@ struct DecoderTests {
         #expect(throws: Rejection.self) { try DeviceTopicFilter("a/+/+/b") }
     }
 
+    @Test("the device level is found without splitting the topic, with the same answers as MQTT matching")
+    func topicsByPrefixAndSuffix() throws {
+        let f = try DeviceTopicFilter("devices/+/readings")
+        #expect(f.deviceID(in: "devices/readings") == nil)
+        #expect(f.deviceID(in: "devices/x/readings/") == nil)
+        #expect(f.deviceID(in: "/devices/x/readings") == nil)
+        #expect(f.deviceID(in: "devices/x/readingss") == nil)
+        #expect(f.deviceID(in: "devicess/x/readings") == nil)
+        #expect(f.deviceID(in: "devices/ü-1/readings") == "ü-1")
+        let first = try DeviceTopicFilter("+/readings")
+        #expect(first.deviceID(in: "d1/readings") == "d1")
+        #expect(first.deviceID(in: "/readings") == nil)
+        #expect(first.deviceID(in: "a/b/readings") == nil)
+        let last = try DeviceTopicFilter("gw/+")
+        #expect(last.deviceID(in: "gw/d2") == "d2")
+        #expect(last.deviceID(in: "gw/") == nil)
+        #expect(last.deviceID(in: "gw/d2/x") == nil)
+        let alone = try DeviceTopicFilter("+")
+        #expect(alone.deviceID(in: "d3") == "d3")
+        #expect(alone.deviceID(in: "") == nil)
+        #expect(alone.deviceID(in: "a/b") == nil)
+        #expect(try DeviceTopicFilter("devices/+/readings") == f)
+    }
+
     @Test("JSON kinds stay exact: a numeric string is a string, 1 is not true")
     func jsonKinds() throws {
         let v = try JSONDecoder().decode(JSONValue.self, from: Data(#"""

@@ -20,6 +20,16 @@ struct UnitsAndValuesTests {
         #expect(UCUMUnit(spelling: "") == nil)
     }
 
+    @Test("blanks around a spelling are ignored, inside one they are part of it")
+    func spellingsWithBlanks() {
+        #expect(UCUMUnit(spelling: " mg/dL") == .milligramPerDecilitre)
+        #expect(UCUMUnit(spelling: "mg/dL\t") == .milligramPerDecilitre)
+        #expect(UCUMUnit(spelling: "\u{00A0}kg\u{00A0}") == .kilogram)
+        #expect(UCUMUnit(spelling: "mm Hg") == .millimetreOfMercury)
+        #expect(UCUMUnit(spelling: "mg/ dL") == nil)
+        #expect(UCUMUnit(spelling: "°C ") == .celsius)
+    }
+
     @Test("conversions use the reference factors")
     func conversions() throws {
         // 5.0 mmol/L × 18.018 = 90.09 mg/dL
