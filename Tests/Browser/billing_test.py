@@ -16,24 +16,14 @@ from selenium.webdriver.support.ui import Select
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import workspace_test as ws  # noqa: E402
-from workspace_test import DEADLINE, USERS, Stack, Wait, browser, wait_for  # noqa: E402
+from workspace_test import DEADLINE, USERS, Wait, browser, wait_for  # noqa: E402
 
 stack = None
 
 
 def setUpModule():
     global stack
-    if not os.access(ws.VITALSD, os.X_OK):
-        raise unittest.SkipTest(f"{ws.VITALSD} is not built: run swift build first")
-    stack = Stack()
-    try:
-        stack.start_broker()
-        stack.write_config()
-        stack.enroll()
-        stack.start_daemon()
-    except BaseException:
-        stack.stop()
-        raise
+    stack = ws.start_stack(history=False)
 
 
 def tearDownModule():

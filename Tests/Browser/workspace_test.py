@@ -231,20 +231,28 @@ def browser():
 stack = None
 
 
-def setUpModule():
-    global stack
+def start_stack(history=True):
+    """A broker, the enrolled patients and a daemon (and two weeks of readings with `history`), for a
+    test module's setUpModule; skips the module when vitalsd is not built, stops what started on failure."""
     if not os.access(VITALSD, os.X_OK):
         raise unittest.SkipTest(f"{VITALSD} is not built: run swift build first")
-    stack = Stack()
+    started = Stack()
     try:
-        stack.start_broker()
-        stack.write_config()
-        stack.enroll()
-        stack.start_daemon()
-        stack.history()
+        started.start_broker()
+        started.write_config()
+        started.enroll()
+        started.start_daemon()
+        if history:
+            started.history()
     except BaseException:
-        stack.stop()
+        started.stop()
         raise
+    return started
+
+
+def setUpModule():
+    global stack
+    stack = start_stack()
 
 
 def tearDownModule():
