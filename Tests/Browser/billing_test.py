@@ -16,7 +16,7 @@ from selenium.webdriver.support.ui import Select
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import workspace_test as ws  # noqa: E402
-from workspace_test import DEADLINE, USERS, Wait, browser, wait_for  # noqa: E402
+from workspace_test import DEADLINE, Wait, browser, wait_for  # noqa: E402
 
 stack = None
 
@@ -39,13 +39,7 @@ class CareManagerTime(unittest.TestCase):
         self.driver.quit()
 
     def sign_in(self, username):
-        d = self.driver
-        d.get(stack.base + "/worklist")
-        Wait(d).until(lambda d: "/signin" in d.current_url)
-        d.find_element(By.ID, "username").send_keys(username)
-        d.find_element(By.ID, "password").send_keys(USERS[username][2])
-        d.find_element(By.ID, "sign-in").click()
-        Wait(d).until(lambda d: d.current_url.startswith(stack.base + "/worklist"))
+        ws.sign_in(self.driver, stack, username)
 
     def query(self, sql, *args):
         with sqlite3.connect(f"file:{stack.db_path}?mode=ro", uri=True, timeout=10) as db:

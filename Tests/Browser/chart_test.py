@@ -197,8 +197,4 @@ class PatientChart(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed"
-          + (f", {len(result.skipped)} skipped" if result.skipped else ""))
-    sys.exit(0 if failed == 0 and result.testsRun > 0 else 1)
+    wt.main()

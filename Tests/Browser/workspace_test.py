@@ -250,6 +250,25 @@ def start_stack(history=True):
     return started
 
 
+def sign_in(d, on, username):
+    """Signs `username` in through the sign-in page that a worklist visit leads to, on the stack `on`."""
+    d.get(on.base + "/worklist")
+    Wait(d).until(lambda d: "/signin" in d.current_url)
+    d.find_element(By.ID, "username").send_keys(username)
+    d.find_element(By.ID, "password").send_keys(USERS[username][2])
+    d.find_element(By.ID, "sign-in").click()
+    Wait(d).until(lambda d: d.current_url.startswith(on.base + "/worklist"))
+
+
+def main():
+    """Runs a test module's tests, prints a one-line count, and exits non-zero on a failure or no test."""
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed"
+          + (f", {len(result.skipped)} skipped" if result.skipped else ""))
+    sys.exit(0 if failed == 0 and result.testsRun > 0 else 1)
+
+
 def setUpModule():
     global stack
     stack = start_stack()
@@ -274,12 +293,7 @@ class CareManagerShift(unittest.TestCase):
         return d
 
     def sign_in(self, d, username):
-        d.get(stack.base + "/worklist")
-        Wait(d).until(lambda d: "/signin" in d.current_url)
-        d.find_element(By.ID, "username").send_keys(username)
-        d.find_element(By.ID, "password").send_keys(USERS[username][2])
-        d.find_element(By.ID, "sign-in").click()
-        Wait(d).until(lambda d: d.current_url.startswith(stack.base + "/worklist"))
+        sign_in(d, stack, username)
         self.assertIn(USERS[username][0], d.find_element(By.CSS_SELECTOR, "header.top .name").text)
 
     @staticmethod
@@ -420,8 +434,4 @@ class CareManagerShift(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed"
-          + (f", {len(result.skipped)} skipped" if result.skipped else ""))
-    sys.exit(0 if failed == 0 and result.testsRun > 0 else 1)
+    main()
