@@ -12,7 +12,6 @@ Run by scripts/browser-test. Environment: as workspace_test.py.
 import csv
 import os
 import re
-import sys
 import unittest
 from datetime import datetime, timedelta, timezone
 
