@@ -23,6 +23,9 @@ extension AppDatabase {
         // The version each task has in the database now, as this writer left it: an update expects it
         // and writes one more.
         var versions: [TaskRef: Int] = [:]
+        // The owner this writer gave a task it opened: the engine's later changes of the same task in
+        // this call carry its copy from before the open, without it.
+        var assignedOwners: [TaskRef: String] = [:]
         func id(_ ref: TaskRef) throws -> Int64 {
             if case .stored(let id) = ref { return id }
             guard let id = ids[ref] else { throw TaskError(.notFound, "a change names a task not opened before it") }
@@ -41,6 +44,7 @@ extension AppDatabase {
                             WHERE p.id = ? AND u.disabled = 0
                             """),
                         arguments: [t.patientID])
+                    if let owner = t.owner { assignedOwners[change.ref] = owner }
                 }
                 t.version = max(task.version, 1)
                 try db.cachedStatement(sql: """
@@ -60,6 +64,7 @@ extension AppDatabase {
             case .update(let ref, let task, let event):
                 var t = task
                 t.id = try id(ref)
+                if t.owner == nil, let owner = assignedOwners[ref] { t.owner = owner }
                 let expected = versions[ref] ?? (task.version - 1)
                 t.version = expected + 1
                 try db.cachedStatement(sql: """

@@ -179,6 +179,26 @@ struct TaskOwnershipTests {
         #expect(try db.tasks().first { $0.patientID == "p2" && $0.direction == .low }?.owner == nil)
     }
 
+    @Test("a task opened and changed again in the same batch keeps the care manager it went to")
+    func ownerKeptWhenChangedInItsBatch() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try setUp(dir)
+        try db.assignCareManager(patientID: "p1", username: "bo", actor: "admin")
+        // One batch: 48 mg/dL opens a critical low task; 262 mg/dL two seconds later re-measures it
+        // (not confirmed, recovered: two changes of the same task) and opens a warning high one.
+        _ = try await db.ingest([glucose(48, minutesAgo: 1), glucose(262, minutesAgo: 1 - 2.0 / 60)], pipeline: pipeline)
+        let tasks = try db.tasks().filter { $0.patientID == "p1" }
+        #expect(tasks.count == 2)
+        let low = try #require(tasks.first { $0.direction == .low })
+        #expect(low.priority == .critical)
+        #expect(low.confirmation == .notConfirmed)
+        #expect(low.owner == "bo")
+        #expect(tasks.first { $0.direction == .high }?.owner == "bo")
+        let mine = try await db.worklist(tab: .mine, username: "bo", page: 1, pageSize: 50, now: Date(), role: "care_manager")
+        #expect(mine.counts[.unassigned] == 0)
+    }
+
     @Test("of two claims at the same version one wins; the other is told who has the task")
     func claimRace() async throws {
         let dir = try TemporaryDirectory()
