@@ -139,6 +139,26 @@ public enum Daemon {
         }
     }
 
+    /// Whether `alerts.escalation_backup_user` or `alerts.escalation_backup_role` reaches somebody: the
+    /// user must exist and be enabled, the role must have at least one enabled user. Otherwise the second
+    /// and later escalations of an unacknowledged critical task would wait with nobody.
+    /// - Returns: the problem, keyed by the setting, or nil (also when no backup is configured).
+    /// - Throws: database errors.
+    public static func escalationBackupProblem(_ config: VitalsConfiguration, database: AppDatabase) throws -> ConfigurationError? {
+        switch config.alerts.escalationBackup {
+        case nil:
+            return nil
+        case .user(let name):
+            guard let user = try database.user(username: name) else {
+                return ConfigurationError(key: "alerts.escalation_backup_user", "no workspace user has this name (vitalsd user add)")
+            }
+            return user.disabled ? ConfigurationError(key: "alerts.escalation_backup_user", "this workspace user is disabled") : nil
+        case .role(let role):
+            let reachable = try database.users().contains { $0.role.rawValue == role && !$0.disabled }
+            return reachable ? nil : ConfigurationError(key: "alerts.escalation_backup_role", "no enabled workspace user has this role")
+        }
+    }
+
     /// The daemon, built and not yet running: its service group and the parts tests look at.
     public struct Composition: Sendable {
         /// Every service; runs until SIGTERM or SIGINT (or ``ServiceGroup/triggerGracefulShutdown()``).
@@ -187,6 +207,10 @@ public enum Daemon {
         let lock = try DatabaseLock(databasePath: config.database.path)
         if config.http.enabled { try HTTPEndpoints.checkPortFree(host: config.http.host, port: config.http.port) }
         let database = try openDatabase(config, backgroundCheckpoints: true)
+        // Not a reason to stop ingest: the first escalation still reaches the owner or care manager.
+        if let problem = try escalationBackupProblem(config, database: database) {
+            logger.error("escalations beyond the first reach nobody", metadata: ["config.key": "\(problem.key)", "config.problem": "\(problem.message)"])
+        }
         let checkpointer = try AppDatabase.walCheckpointer(
             path: config.database.path, synchronous: AppDatabase.Synchronous(rawValue: config.database.synchronous) ?? .full)
         let metrics = VitalsMetrics()

@@ -122,6 +122,14 @@ struct ConfigCommand: ParsableCommand {
             var problems: [String] = []
             if let problem = Daemon.databaseDirectoryProblem(config) { problems.append(problem.description) }
             do { _ = try config.mqttPassword() } catch { problems.append("\(error)") }
+            // Users live in the database: checked when it exists already.
+            if problems.isEmpty, FileManager.default.fileExists(atPath: config.database.path) {
+                do {
+                    if let problem = try Daemon.escalationBackupProblem(config, database: try Daemon.openDatabase(config)) {
+                        problems.append(problem.description)
+                    }
+                } catch { problems.append("\(error)") }
+            }
             if !problems.isEmpty {
                 FileHandle.standardError.write(Data((problems.joined(separator: "\n") + "\n").utf8))
                 throw ExitCode(2)

@@ -157,6 +157,29 @@ struct CommandLineTests {
         #expect(r.stdout.contains("configuration ok: \(env.configPath) (1 warnings)"))
     }
 
+    @Test("config check fails while alerts.escalation_backup_user names nobody or a disabled user, and passes once it is enabled")
+    func escalationBackupUser() async throws {
+        let env = try TestEnvironment(extraYAML: "alerts:\n  escalation_backup_user: dr.backup\n")
+        let missing = try await run(env, ["config", "check"])
+        #expect(missing.code == 2)
+        #expect(missing.output.contains("alerts.escalation_backup_user: no workspace user has this name"), "\(missing.output)")
+        _ = try env.database.addUser(
+            username: "dr.backup", displayName: "Dr. Backup", role: .clinician, passwordHash: "$2b$12$" + String(repeating: "a", count: 53),
+            actor: "test")
+        try env.database.setUserDisabled(username: "dr.backup", disabled: true, actor: "test")
+        let disabled = try await run(env, ["config", "check"])
+        #expect(disabled.code == 2)
+        #expect(disabled.output.contains("alerts.escalation_backup_user: this workspace user is disabled"), "\(disabled.output)")
+        try env.database.setUserDisabled(username: "dr.backup", disabled: false, actor: "test")
+        let ok = try await run(env, ["config", "check"])
+        #expect(ok.code == 0, "\(ok.output)")
+
+        let role = try TestEnvironment(extraYAML: "alerts:\n  escalation_backup_role: clinician\n")
+        let noClinician = try await run(role, ["config", "check"])
+        #expect(noClinician.code == 2)
+        #expect(noClinician.output.contains("alerts.escalation_backup_role: no enabled workspace user has this role"), "\(noClinician.output)")
+    }
+
     @Test("dead-letters replay stores the readings of a device enrolled later, once")
     func deadLetterReplay() async throws {
         let env = try TestEnvironment()
