@@ -124,6 +124,9 @@ final class ThrowawayPostgres: Sendable {
         p.executableURL = URL(fileURLWithPath: asRoot ? "/usr/sbin/runuser" : arguments[0])
         p.arguments = asRoot ? ["-u", "postgres", "--"] + arguments : Array(arguments.dropFirst())
         p.currentDirectoryURL = URL(fileURLWithPath: "/")
+        // The server keeps the real clock when the suite runs under libfaketime (scripts/test
+        // --faketime): leases are judged by the server's clock, and no test compares it with its own.
+        p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FAKETIME") && $0.key != "LD_PRELOAD" }
         return p
     }
 
