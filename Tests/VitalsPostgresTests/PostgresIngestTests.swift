@@ -31,6 +31,19 @@ struct PostgresIngestTests {
         }
     }
 
+    @Test func aBatchOfTenThousandReadingsIsStoredWholeAndOnce() async throws {
+        try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
+                .acquire(session: "s", node: "n", ttl: .seconds(60)))
+            // 100 devices × 100 readings a minute apart: 10,000 distinct keys.
+            let readings = (0..<100).flatMap { d in (0..<100).map { i in glucose("dev-\(d)", at: Int64(i) * 60_000) } }
+            let ingest = PostgresIngest(client: client, logger: testLogger)
+            #expect(try await ingest.store(batch: IngestBatch(readings: readings), lease: lease).newReadings == 10_000)
+            #expect(try await ingest.store(batch: IngestBatch(readings: readings), lease: lease).newReadings == 0)
+            #expect(try await rowCount(client, "readings") == 10_000)
+        }
+    }
+
     @Test func storesEveryColumnAsGivenWithNulls() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
             let lease = try #require(try await SessionLeases(client: client, logger: testLogger)

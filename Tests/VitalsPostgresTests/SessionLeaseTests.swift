@@ -17,6 +17,20 @@ func rowCount(_ client: PostgresClient, _ table: String) async throws -> Int64 {
     return -1
 }
 
+/// Waits (up to 60 s) until a query of this database that starts with `prefix` waits for a lock.
+func waitUntilBlocked(_ client: PostgresClient, queryStartingWith prefix: String) async throws {
+    let deadline = Date().addingTimeInterval(60)
+    while Date() < deadline {
+        let waiting = try await client.query("""
+            SELECT count(*) FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock' AND starts_with(ltrim(query), \(prefix))
+            """, logger: testLogger).collect().map { try $0.decode(Int64.self) }
+        if waiting.first ?? 0 > 0 { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    throw ClusterFailure("no query starting with '\(prefix)' waited for a lock within 60 s")
+}
+
 @Suite("MQTT session leases in PostgreSQL: exclusive, taken over after expiry, fencing a former owner")
 struct SessionLeaseTests {
     @Test func aLiveLeaseIsExclusive() async throws {
@@ -82,6 +96,41 @@ struct SessionLeaseTests {
             let owners = try await leases.owners()
             #expect(owners.map(\.owner) == ["node-b"])
             #expect(owners.map(\.epoch) == [2])
+        }
+    }
+
+    @Test func aTakeoverWaitsForTheBatchInFlightToCommit() async throws {
+        try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            let leases = SessionLeases(client: client, logger: testLogger)
+            let ingest = PostgresIngest(client: client, logger: testLogger)
+            let a = try #require(try await leases.acquire(session: "gw-east", node: "node-a", ttl: .milliseconds(300)))
+            try await client.withConnection { blocker in
+                // Another transaction holds the readings table, so node-a's batch stops after its lease check.
+                try await blocker.query("BEGIN", logger: testLogger)
+                try await blocker.query("LOCK TABLE readings IN EXCLUSIVE MODE", logger: testLogger)
+                async let stored = ingest.store(batch: IngestBatch(readings: [glucose("d1", at: 7_000)]), lease: a)
+                try await waitUntilBlocked(client, queryStartingWith: "WITH inserted")
+                // The lease expires by the server's clock while the batch is in flight.
+                let deadline = Date().addingTimeInterval(60)
+                while Date() < deadline {
+                    let expired = try await client.query(
+                        "SELECT clock_timestamp() > expires_at FROM mqtt_session_leases", logger: testLogger
+                    ).collect().map { try $0.decode(Bool.self) }
+                    if expired == [true] { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                // node-b's takeover waits for the batch's lock on the lease row…
+                async let taken = leases.acquire(session: "gw-east", node: "node-b", ttl: .seconds(60))
+                try await waitUntilBlocked(client, queryStartingWith: "INSERT INTO mqtt_session_leases")
+                try await blocker.query("COMMIT", logger: testLogger)
+                // …so the batch commits under epoch 1, and node-b owns the session from epoch 2 on.
+                #expect(try await stored == IngestOutcome(newReadings: 1, newDeadLetters: 0))
+                #expect(try await taken?.epoch == 2)
+            }
+            #expect(try await rowCount(client, "readings") == 1)
+            await #expect(throws: LeaseLost(lease: a, currentOwner: "node-b", currentEpoch: 2)) {
+                try await ingest.store(batch: IngestBatch(readings: [glucose("d1", at: 8_000)]), lease: a)
+            }
         }
     }
 
