@@ -180,3 +180,29 @@ struct SessionLeaseTests {
         }
     }
 }
+
+@Suite("The throw-away cluster's guard against a refused password")
+struct RefusedPasswordTests {
+    /// postgres-nio retries a refused password instead of failing: without a deadline this would hang.
+    @Test func aWrongPasswordEndsAtTheDeadline() async throws {
+        let cluster = try await ThrowawayPostgres.shared()
+        var configuration = try cluster.configuration(database: "postgres", maximumConnections: 1)
+        configuration.password = "not-the-password"
+        let client = PostgresClient(configuration: configuration)
+        let started = ContinuousClock.now
+        let outcome: Result<Int64, any Error> = await withTaskGroup(of: Result<Int64, any Error>?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            do {
+                return .success(try await withDeadline(.seconds(2)) { try await rowCount(client, "pg_database") })
+            } catch {
+                return .failure(error)
+            }
+        }
+        #expect(throws: ClusterFailure.self) { try outcome.get() }
+        #expect(ContinuousClock.now - started < .seconds(30))
+    }
+}
