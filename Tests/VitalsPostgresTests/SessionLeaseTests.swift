@@ -186,23 +186,14 @@ struct RefusedPasswordTests {
     /// postgres-nio retries a refused password instead of failing: without a deadline this would hang.
     @Test func aWrongPasswordEndsAtTheDeadline() async throws {
         let cluster = try await ThrowawayPostgres.shared()
-        var configuration = try cluster.configuration(database: "postgres", maximumConnections: 1)
-        configuration.password = "not-the-password"
-        let client = PostgresClient(configuration: configuration)
+        var settings = try cluster.settings()
+        settings.password = PostgresSettings.Secret("not-the-password")
         let started = ContinuousClock.now
-        let outcome: Result<Int64, any Error> = await withTaskGroup(of: Result<Int64, any Error>?.self) { group in
-            group.addTask {
-                await client.run()
-                return nil
-            }
-            defer { group.cancelAll() }
-            do {
-                return .success(try await withDeadline(.seconds(2)) { try await rowCount(client, "pg_database") })
-            } catch {
-                return .failure(error)
+        await #expect(throws: ClusterFailure.self) {
+            try await cluster.withClient(settings: settings, maximumConnections: 1, deadline: .seconds(2)) { client in
+                try await rowCount(client, "pg_database")
             }
         }
-        #expect(throws: ClusterFailure.self) { try outcome.get() }
         #expect(ContinuousClock.now - started < .seconds(30))
     }
 }

@@ -5,8 +5,9 @@ import PostgresNIO
 import VitalsPostgres
 
 /// A PostgreSQL cluster of the tests' own: initdb into a temporary directory, a server on a random
-/// loopback port with SCRAM password authentication, `fsync=off`; one per test process, started by
-/// the first test that needs it. Each test works in a database of its own (``withDatabase(_:)``).
+/// loopback port with SCRAM password authentication, TLS offered with a certificate for `localhost`
+/// from a private CA made by openssl, `fsync=off`; one per test process, started by the first test
+/// that needs it. Each test works in a database of its own (``withDatabase(migrated:_:)``).
 ///
 /// ## Teardown
 /// The server is started by `pg_ctl` inside a small shell (as the `postgres` user when the tests run
@@ -81,6 +82,22 @@ final class ThrowawayPostgres: Sendable {
             "--pwfile=\(passwordFile)", "-E", "UTF8", "--no-sync",
         ], log: directory + "/initdb.log")
 
+        // A private CA and a server certificate for the name `localhost`, for the TLS tests. The
+        // clock stays the test process's (under --faketime too), so that the certificate is valid
+        // by the clock that verifies it.
+        try await run(asRoot: asRoot, keepClock: true, ["/bin/sh", "-c", """
+            set -e
+            cd "$0"
+            umask 077
+            printf 'subjectAltName=DNS:localhost\\n' >server.ext
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3 \
+                -subj '/CN=vitalsd test CA' -keyout ca.key -out ca.pem
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj '/CN=localhost' \
+                -keyout server.key -out server.csr
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+                -extfile server.ext -out server.pem
+            """, directory], log: directory + "/openssl.log")
+
         // A port found free may be taken by another process before the server binds it: then try another.
         var attempt = 0
         while true {
@@ -89,7 +106,8 @@ final class ThrowawayPostgres: Sendable {
             let script = """
                 set -u
                 "$0/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 \
-                    -o "-p $2 -k $1 -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off" start \
+                    -o "-p $2 -k $1 -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off \
+                    -c ssl=on -c ssl_cert_file=$1/server.pem -c ssl_key_file=$1/server.key" start \
                     >>"$1/pg_ctl.log" 2>&1 || exit 1
                 : >"$1/ready"
                 cat >/dev/null
@@ -119,21 +137,23 @@ final class ThrowawayPostgres: Sendable {
     }
 
     /// A process for `arguments`, as the `postgres` user when running as root.
-    private static func process(asRoot: Bool, _ arguments: [String]) -> Process {
+    private static func process(asRoot: Bool, keepClock: Bool = false, _ arguments: [String]) -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: asRoot ? "/usr/sbin/runuser" : arguments[0])
         p.arguments = asRoot ? ["-u", "postgres", "--"] + arguments : Array(arguments.dropFirst())
         p.currentDirectoryURL = URL(fileURLWithPath: "/")
         // The server keeps the real clock when the suite runs under libfaketime (scripts/test
         // --faketime): leases are judged by the server's clock, and no test compares it with its own.
-        p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FAKETIME") && $0.key != "LD_PRELOAD" }
+        if !keepClock {
+            p.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FAKETIME") && $0.key != "LD_PRELOAD" }
+        }
         return p
     }
 
     /// Runs `arguments` to the end without blocking a thread.
     /// - Throws: ``ClusterFailure`` with the log when it exits with another status than 0.
-    private static func run(asRoot: Bool, _ arguments: [String], log: String) async throws {
-        let p = process(asRoot: asRoot, arguments)
+    private static func run(asRoot: Bool, keepClock: Bool = false, _ arguments: [String], log: String) async throws {
+        let p = process(asRoot: asRoot, keepClock: keepClock, arguments)
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         defer { try? output.close() }
@@ -149,13 +169,19 @@ final class ThrowawayPostgres: Sendable {
     }
 
     /// Settings for `database` as the `postgres` role, with the cluster's password file.
-    func settings(database: String = "postgres") throws -> PostgresSettings {
-        try PostgresSettings(url: "postgres://postgres@127.0.0.1:\(port)/\(database)?sslmode=disable", passwordFile: passwordFile)
+    /// - Parameters:
+    ///   - host: `127.0.0.1`, or `localhost`, the name in the server's certificate.
+    ///   - parameters: the URL's query (`sslmode=…`).
+    func settings(database: String = "postgres", host: String = "127.0.0.1", parameters: String = "sslmode=disable") throws -> PostgresSettings {
+        try PostgresSettings(url: "postgres://postgres@\(host):\(port)/\(database)?\(parameters)", passwordFile: passwordFile)
     }
 
-    /// A client configuration for `database`, with the server-side timeouts of the tests.
-    func configuration(database: String, maximumConnections: Int = 12) throws -> PostgresClient.Configuration {
-        var configuration = try settings(database: database).clientConfiguration(maximumConnections: maximumConnections)
+    /// The PEM file of the CA that signed the server's certificate.
+    var certificateAuthorityFile: String { directory + "/ca.pem" }
+
+    /// A client configuration for `settings`, with the server-side timeouts of the tests.
+    func configuration(_ settings: PostgresSettings, maximumConnections: Int = 12) -> PostgresClient.Configuration {
+        var configuration = settings.clientConfiguration(maximumConnections: maximumConnections)
         configuration.options.additionalStartupParameters = [("statement_timeout", "60s"), ("lock_timeout", "60s")]
         return configuration
     }
@@ -184,14 +210,22 @@ final class ThrowawayPostgres: Sendable {
     func withClient<T: Sendable>(
         database: String, maximumConnections: Int = 12, _ body: @escaping @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
-        let client = PostgresClient(configuration: try configuration(database: database, maximumConnections: maximumConnections))
+        try await withClient(settings: settings(database: database), maximumConnections: maximumConnections, deadline: .seconds(60), body)
+    }
+
+    /// Runs `body` with a running client for `settings`, under `deadline`.
+    func withClient<T: Sendable>(
+        settings: PostgresSettings, maximumConnections: Int = 12, deadline: Duration,
+        _ body: @escaping @Sendable (PostgresClient) async throws -> T
+    ) async throws -> T {
+        let client = PostgresClient(configuration: configuration(settings, maximumConnections: maximumConnections))
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 await client.run()
                 return nil
             }
             defer { group.cancelAll() }
-            return try await withDeadline(.seconds(60)) { try await body(client) }
+            return try await withDeadline(deadline) { try await body(client) }
         }
     }
 }
