@@ -30,6 +30,7 @@ let package = Package(
         // Already in the graph through Hummingbird; named for NIOThreadPool and the TLS configuration.
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // The C library, through Debian's libmosquitto-dev. Only MQTTClient imports it.
@@ -78,6 +79,18 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // PostgreSQL as a shared store: settings, versioned migrations, MQTT session leases with
+        // epochs, and ingest batches fenced by the lease in the same transaction.
+        .target(
+            name: "VitalsPostgres",
+            dependencies: [
+                "VitalsDomain",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strict
         ),
@@ -153,6 +166,15 @@ let package = Package(
         .testTarget(
             name: "VitalsStoreTests",
             dependencies: ["VitalsStore", "VitalsDomain", "VitalsConfig", "VitalsFormats", "VitalsAlerting", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "VitalsPostgresTests",
+            dependencies: [
+                "VitalsPostgres", "VitalsDomain",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

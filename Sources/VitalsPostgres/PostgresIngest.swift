@@ -1,0 +1,279 @@
+import Foundation
+import Logging
+import PostgresNIO
+import VitalsDomain
+
+/// One row for the `readings` table: a reading already checked, converted and bound to its patient.
+public struct StoredReading: Sendable, Hashable {
+    /// The device's id.
+    public var deviceID: String
+    /// The patient the device was bound to at `measuredAt`.
+    public var patientID: String
+    /// The vital type's name (`glucose`).
+    public var type: String
+    /// Its LOINC code.
+    public var loinc: String
+    /// The value as received, in `unit`.
+    public var value: Double
+    /// The unit as received.
+    public var unit: String
+    /// The value in `canonicalUnit`.
+    public var canonicalValue: Double
+    /// The type's canonical UCUM unit.
+    public var canonicalUnit: String
+    /// When the device measured it, in milliseconds since 1970 UTC.
+    public var measuredAt: Int64
+    /// When vitalsd received it, in milliseconds since 1970 UTC.
+    public var receivedAt: Int64
+    /// `device` or `manual`.
+    public var source: String
+    /// The message's id, when the payload had one.
+    public var messageID: String?
+    /// The device's flags in their stored form (`irregular_heartbeat,from_device_memory`), nil for none.
+    public var flags: String?
+    /// Where `measuredAt` came from (`device`, `device_local`, `vendor_estimate`, `received_at`).
+    public var timeSource: String
+    /// The device's UTC offset at the measurement, minutes east of UTC (-1080…1080).
+    public var localOffsetMinutes: Int?
+    /// The vendor's id of the reading.
+    public var vendorReadingID: String?
+    /// The payload format it arrived in.
+    public var format: String?
+
+    /// A row from a checked observation, as the SQLite ingest stores it.
+    /// - Parameters:
+    ///   - observation: the checked reading.
+    ///   - patientID: the patient its device was bound to at the measurement.
+    ///   - receivedAt: when vitalsd received the message.
+    ///   - messageID: the message's id, if any.
+    ///   - format: the payload format's name, if known.
+    public init(observation: Observation, patientID: String, receivedAt: Date, messageID: String? = nil, format: String? = nil) {
+        self.init(
+            deviceID: observation.deviceID, patientID: patientID, type: observation.type.rawValue,
+            loinc: observation.type.loinc, value: observation.value, unit: observation.unit,
+            canonicalValue: observation.canonicalValue, canonicalUnit: observation.type.canonicalUnit.rawValue,
+            measuredAt: Self.milliseconds(observation.measuredAt), receivedAt: Self.milliseconds(receivedAt),
+            source: observation.source.rawValue, messageID: messageID, flags: observation.flags.stored,
+            timeSource: observation.timeSource.rawValue, localOffsetMinutes: observation.localOffsetMinutes,
+            vendorReadingID: observation.vendorReadingID, format: format)
+    }
+
+    /// A row from its column values.
+    public init(
+        deviceID: String, patientID: String, type: String, loinc: String, value: Double, unit: String,
+        canonicalValue: Double, canonicalUnit: String, measuredAt: Int64, receivedAt: Int64, source: String = "device",
+        messageID: String? = nil, flags: String? = nil, timeSource: String = "device", localOffsetMinutes: Int? = nil,
+        vendorReadingID: String? = nil, format: String? = nil
+    ) {
+        self.deviceID = deviceID
+        self.patientID = patientID
+        self.type = type
+        self.loinc = loinc
+        self.value = value
+        self.unit = unit
+        self.canonicalValue = canonicalValue
+        self.canonicalUnit = canonicalUnit
+        self.measuredAt = measuredAt
+        self.receivedAt = receivedAt
+        self.source = source
+        self.messageID = messageID
+        self.flags = flags
+        self.timeSource = timeSource
+        self.localOffsetMinutes = localOffsetMinutes
+        self.vendorReadingID = vendorReadingID
+        self.format = format
+    }
+
+    /// Milliseconds since 1970 UTC, rounded, as the SQLite store counts them.
+    static func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+}
+
+/// One row for the `dead_letters` table: what could not be stored, with the payload unchanged.
+public struct StoredDeadLetter: Sendable, Hashable {
+    /// When vitalsd received the message, in milliseconds since 1970 UTC.
+    public var receivedAt: Int64
+    /// The topic it arrived on.
+    public var topic: String
+    /// The device, when known.
+    public var deviceID: String?
+    /// Why (a ``DeadLetterReason`` raw value).
+    public var reason: String
+    /// A sentence for the operator (no values).
+    public var detail: String
+    /// The index of the rejected reading inside the message; nil when the whole message was rejected.
+    public var readingIndex: Int?
+    /// The payload bytes as received.
+    public var payload: [UInt8]
+
+    /// A dead letter from its parts.
+    public init(receivedAt: Int64, topic: String, deviceID: String?, reason: String, detail: String, readingIndex: Int? = nil, payload: [UInt8]) {
+        self.receivedAt = receivedAt
+        self.topic = topic
+        self.deviceID = deviceID
+        self.reason = reason
+        self.detail = detail
+        self.readingIndex = readingIndex
+        self.payload = payload
+    }
+
+    /// A dead letter for a rejection.
+    public init(receivedAt: Date, topic: String, deviceID: String?, rejection: Rejection, readingIndex: Int? = nil, payload: [UInt8]) {
+        self.init(
+            receivedAt: StoredReading.milliseconds(receivedAt), topic: topic, deviceID: deviceID,
+            reason: rejection.reason.rawValue, detail: rejection.detail, readingIndex: readingIndex, payload: payload)
+    }
+}
+
+/// What one session delivered between two acknowledgements: stored together or not at all.
+public struct IngestBatch: Sendable, Hashable {
+    /// The readings to store.
+    public var readings: [StoredReading]
+    /// The dead letters to record.
+    public var deadLetters: [StoredDeadLetter]
+
+    /// - Parameters:
+    ///   - readings: the readings to store.
+    ///   - deadLetters: the dead letters to record.
+    public init(readings: [StoredReading] = [], deadLetters: [StoredDeadLetter] = []) {
+        self.readings = readings
+        self.deadLetters = deadLetters
+    }
+}
+
+/// How much of a batch was new.
+public struct IngestOutcome: Sendable, Hashable {
+    /// Readings inserted; the others were already stored (a redelivery).
+    public var newReadings: Int
+    /// Dead letters inserted; the others were already recorded.
+    public var newDeadLetters: Int
+
+    /// An outcome from its counts.
+    public init(newReadings: Int, newDeadLetters: Int) {
+        self.newReadings = newReadings
+        self.newDeadLetters = newDeadLetters
+    }
+}
+
+/// A batch refused because its lease no longer holds: another node took the session (a later
+/// epoch) or the lease was released. Nothing of the batch was written; the node must not
+/// acknowledge it and must stop ingesting the session.
+public struct LeaseLost: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The lease the batch was stored under.
+    public var lease: Lease
+    /// The session's owner now (nil when released or when the session has no row).
+    public var currentOwner: String?
+    /// The session's epoch now (nil when the session has no row).
+    public var currentEpoch: Int64?
+
+    /// A refusal from its parts.
+    public init(lease: Lease, currentOwner: String?, currentEpoch: Int64?) {
+        self.lease = lease
+        self.currentOwner = currentOwner
+        self.currentEpoch = currentEpoch
+    }
+
+    public var description: String {
+        "lease of session \(lease.session) at epoch \(lease.epoch) lost to "
+            + "\(currentOwner ?? "nobody") at epoch \(currentEpoch.map(String.init) ?? "none")"
+    }
+}
+
+/// Stores ingest batches in PostgreSQL, each fenced by the session lease it was received under.
+public struct PostgresIngest: Sendable {
+    private let client: PostgresClient
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - client: a running client on a migrated database.
+    ///   - logger: for postgres-nio's query logging; this type logs nothing itself.
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Stores `batch` in one transaction, if `lease` still holds.
+    ///
+    /// The transaction first locks the lease row `FOR SHARE` where owner and epoch are still the
+    /// lease's: a takeover (an UPDATE of that row) then waits until this batch commits, and a batch
+    /// after a takeover finds no row and writes nothing. Readings go in with one statement; a reading
+    /// already stored (same device, LOINC code and measured_at) is skipped, so a redelivery is
+    /// absorbed. Dead letters likewise, once per (topic, reason, payload, reading index).
+    /// - Parameters:
+    ///   - batch: the readings and dead letters.
+    ///   - lease: the lease of the session the batch arrived on.
+    /// - Returns: how many readings and dead letters were new.
+    /// - Throws: ``LeaseLost`` (nothing written) when the session's owner or epoch changed; the
+    ///   server's or connection's error otherwise (nothing written either, unless the COMMIT's answer
+    ///   was lost: a retry is then absorbed by the unique keys).
+    public func store(batch: IngestBatch, lease: Lease) async throws -> IngestOutcome {
+        let logger = logger
+        return try await unwrappingTransactionError {
+            try await client.withTransaction(logger: logger) { connection -> IngestOutcome in
+                let held = try await connection.query("""
+                    SELECT epoch FROM mqtt_session_leases
+                    WHERE session_id = \(lease.session) AND owner = \(lease.node) AND epoch = \(lease.epoch)
+                    FOR SHARE
+                    """, logger: logger).collect()
+                guard !held.isEmpty else {
+                    let now = try await connection.query(
+                        "SELECT owner, epoch FROM mqtt_session_leases WHERE session_id = \(lease.session)", logger: logger
+                    ).decode((String?, Int64).self).collected()
+                    throw LeaseLost(lease: lease, currentOwner: now.first?.0, currentEpoch: now.first?.1)
+                }
+                var outcome = IngestOutcome(newReadings: 0, newDeadLetters: 0)
+                if !batch.readings.isEmpty {
+                    outcome.newReadings = try await Self.insert(batch.readings, connection, logger)
+                }
+                if !batch.deadLetters.isEmpty {
+                    outcome.newDeadLetters = try await Self.insert(batch.deadLetters, connection, logger)
+                }
+                return outcome
+            }
+        }
+    }
+
+    /// Inserts `readings` with one statement; returns how many were new.
+    private static func insert(_ readings: [StoredReading], _ connection: PostgresConnection, _ logger: Logger) async throws -> Int {
+        let r = readings
+        let rows = try await connection.query("""
+            WITH inserted AS (
+                INSERT INTO readings (device_id, patient_id, type, loinc, value, unit, canonical_value, canonical_unit,
+                                      measured_at, received_at, source, message_id, flags, time_source,
+                                      local_offset_minutes, vendor_reading_id, format)
+                SELECT * FROM unnest(
+                    \(r.map(\.deviceID))::text[], \(r.map(\.patientID))::text[], \(r.map(\.type))::text[],
+                    \(r.map(\.loinc))::text[], \(r.map(\.value))::float8[], \(r.map(\.unit))::text[],
+                    \(r.map(\.canonicalValue))::float8[], \(r.map(\.canonicalUnit))::text[],
+                    \(r.map(\.measuredAt))::int8[], \(r.map(\.receivedAt))::int8[], \(r.map(\.source))::text[],
+                    \(NullableArray(r.map(\.messageID)))::text[], \(NullableArray(r.map(\.flags)))::text[],
+                    \(r.map(\.timeSource))::text[], \(NullableArray(r.map(\.localOffsetMinutes)))::int8[],
+                    \(NullableArray(r.map(\.vendorReadingID)))::text[], \(NullableArray(r.map(\.format)))::text[])
+                ON CONFLICT (device_id, loinc, measured_at) DO NOTHING
+                RETURNING 1
+            )
+            SELECT count(*) FROM inserted
+            """, logger: logger).decode(Int64.self).collected()
+        return Int(rows.first ?? 0)
+    }
+
+    /// Inserts `deadLetters` with one statement; returns how many were new.
+    private static func insert(_ deadLetters: [StoredDeadLetter], _ connection: PostgresConnection, _ logger: Logger) async throws -> Int {
+        let d = deadLetters
+        let payloads = d.map { ByteBuffer(bytes: $0.payload) }
+        let rows = try await connection.query("""
+            WITH inserted AS (
+                INSERT INTO dead_letters (received_at, topic, device_id, reason, detail, reading_index, payload, payload_bytes)
+                SELECT u.received_at, u.topic, u.device_id, u.reason, u.detail, u.reading_index, u.payload, length(u.payload)
+                FROM unnest(
+                    \(d.map(\.receivedAt))::int8[], \(d.map(\.topic))::text[], \(NullableArray(d.map(\.deviceID)))::text[],
+                    \(d.map(\.reason))::text[], \(d.map(\.detail))::text[], \(NullableArray(d.map(\.readingIndex)))::int8[],
+                    \(payloads)::bytea[]
+                ) AS u(received_at, topic, device_id, reason, detail, reading_index, payload)
+                ON CONFLICT DO NOTHING
+                RETURNING 1
+            )
+            SELECT count(*) FROM inserted
+            """, logger: logger).decode(Int64.self).collected()
+        return Int(rows.first ?? 0)
+    }
+}
