@@ -47,6 +47,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // glibc's mallopt (malloc.h), for the daemon's arena limit.
+        .target(name: "CGlibcMalloc"),
         .target(name: "VitalsDomain", swiftSettings: strict),
         // The clinical rules as pure functions: readings, state, policy and a time in, task changes out.
         .target(name: "VitalsAlerting", dependencies: ["VitalsDomain"], swiftSettings: strict),
@@ -139,6 +141,7 @@ let package = Package(
             name: "vitalsd",
             dependencies: [
                 "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "MQTTClient", "VitalsFHIRServer", "VitalsWeb",
+                .target(name: "CGlibcMalloc", condition: .when(platforms: [.linux])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
