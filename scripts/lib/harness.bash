@@ -23,14 +23,21 @@ free_port() {
     echo $p
 }
 
-# start_broker DIR PORT: mosquitto from Config/mosquitto.conf on PORT with persistence in DIR;
-# sets $broker. The same DIR and PORT restart it with its queued messages.
+# start_broker DIR PORT [bench]: mosquitto from Config/mosquitto.conf on PORT with persistence in DIR;
+# sets $broker. The same DIR and PORT restart it with its queued messages. With `bench`, the broker
+# saves its store every 30 minutes instead of after every 100 changes: a save rewrites the whole store,
+# so with backlogs of hundreds of thousands of messages the shipped setting makes queuing and draining
+# quadratic in the broker, for every contender alike (BENCHMARKS.md).
 start_broker() {
     local dir=$1 port=$2
     mkdir -p "$dir"
     chmod 0777 "$dir"   # mosquitto started as root drops to its own user
     sed -e "s/^listener 1883 127.0.0.1/listener $port 127.0.0.1/" -e "s#^persistence_location .*#persistence_location $dir/#" \
         Config/mosquitto.conf >"$dir/mosquitto.conf"
+    if [[ ${3:-} == bench ]]; then
+        sed -i -e 's/^autosave_on_changes .*/autosave_on_changes false/' -e 's/^autosave_interval .*/autosave_interval 1800/' \
+            "$dir/mosquitto.conf"
+    fi
     mosquitto -c "$dir/mosquitto.conf" 2>>"$dir/mosquitto.log" &
     broker=$!
     pids+=($broker)
