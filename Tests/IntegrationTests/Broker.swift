@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import VitalsDomain
 
 /// A real mosquitto on a free loopback port, with persistence in a temporary directory.
 ///
@@ -164,4 +165,24 @@ func eventually(_ seconds: Double = 60, _ condition: () async throws -> Bool) as
         try? await Task.sleep(for: .milliseconds(20))
     }
     return try await condition()
+}
+
+/// Polls `condition` like ``eventually(_:_:)``, and while it does not hold moves `clock` on by
+/// `step` seconds, at most once per `period` of real time.
+///
+/// A timer service on the test clock (escalation, adherence) may be running, not sleeping, when the
+/// test moves the clock; it then sleeps its next interval from the new time and would wait for a
+/// move that never comes. Moving on in steps of one interval lets it run once more.
+func eventually(advancing clock: ManualWallClock, by step: TimeInterval, every period: Duration = .milliseconds(200),
+                _ seconds: Double = 60, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let periodSeconds = Double(period.components.seconds) + Double(period.components.attoseconds) / 1e18
+    var moved = Date()
+    return try await eventually(seconds) {
+        if try await condition() { return true }
+        if Date().timeIntervalSince(moved) >= periodSeconds {
+            clock.advance(by: step)
+            moved = Date()
+        }
+        return false
+    }
 }

@@ -85,13 +85,8 @@ struct ClockedDaemonTests {
         clock.set(day0.addingTimeInterval(9 * 86_400 - 4.5 * 3_600))
         // A check that was running when the clock jumped sleeps its next minute from the new time:
         // move on by a minute each second until it has run (at most 20 minutes: still 3 days).
-        var nudged = Date()
-        #expect(await eventually {
-            if Date().timeIntervalSince(nudged) > 1 {
-                clock.advance(by: 61)
-                nudged = Date()
-            }
-            return (try? env.database.tasks(patientID: "hf1").count) == 2
+        #expect(await eventually(advancing: clock, by: 61, every: .seconds(1)) {
+            (try? env.database.tasks(patientID: "hf1").count) == 2
         })
         await daemon.stop()
         daemon = try await ClockedDaemon.start(env, clock: clock)
@@ -125,8 +120,10 @@ struct ClockedDaemonTests {
         clock.advance(by: 29 * 60)
         try await Task.sleep(for: .milliseconds(300))
         #expect(try env.database.task(id: task.id)?.task.escalationLevel == 0)
-        clock.advance(by: 2 * 60)
-        #expect(await eventually { (try? env.database.task(id: task.id)?.task.escalationLevel) == 1 })
+        // Due at 30 minutes. The timer may have been running, not sleeping, when the clock moved:
+        // move on by one check interval at a time until it has run (level 2 is 30 minutes later).
+        clock.advance(by: 60)
+        #expect(await eventually(advancing: clock, by: 30) { (try? env.database.task(id: task.id)?.task.escalationLevel) == 1 })
 
         let body = try #require(httpGet(port: env.httpPort, "/metrics")).body
         #expect(body.contains(#"vitalsd_tasks_opened_total{priority="critical"} 1"#))

@@ -37,11 +37,7 @@ struct EscalationAndPauseTests {
 
         // The timer service may be between runs when the clock moves: move it on in steps until it ran.
         func advance(until level: Int) async -> Bool {
-            await eventually {
-                if (try? env.database.task(id: task.id)?.task.escalationLevel) == level { return true }
-                clock.advance(by: 30)
-                return false
-            }
+            await eventually(advancing: clock, by: 30) { (try? env.database.task(id: task.id)?.task.escalationLevel) == level }
         }
         clock.advance(by: 30 * 60)
         #expect(await advance(until: 1))
