@@ -118,6 +118,7 @@ public final class IngestService: Service, Sendable {
                     IncomingMessage(topic: m.topic, payload: m.payload, receivedAt: receivedAt, routes: routes, retained: m.retain)
                 }
                 state.storeStarted()
+                let storeStart = ContinuousClock.now
                 guard let summary = try await store(messages, pipeline: pipeline) else {
                     // Shutting down while the database refuses the batch: leave it unacknowledged;
                     // the broker delivers it again after restart.
@@ -128,7 +129,7 @@ public final class IngestService: Service, Sendable {
                 state.storeFinished()
                 batch.acknowledge()
                 metrics?.record(summary, messages: batch.messages, committedAt: .now)
-                record(summary)
+                record(summary, storeTime: .now - storeStart)
             }
         }
         logger.info("ingest stopped", metadata: ["ingest.messages": "\(state.counters.messages)"])
@@ -166,7 +167,8 @@ public final class IngestService: Service, Sendable {
         }))
     }
 
-    private func record(_ summary: IngestSummary) {
+    /// - Parameter storeTime: from handing the batch to the database to its commit, retries included.
+    private func record(_ summary: IngestSummary, storeTime: Duration) {
         state.update { c in
             c.batches += 1
             c.messages += summary.messages
@@ -195,7 +197,8 @@ public final class IngestService: Service, Sendable {
         logger.debug(
             "batch committed",
             metadata: ["ingest.messages": "\(summary.messages)", "ingest.stored": "\(summary.readingsStored)",
-                       "ingest.duplicates": "\(summary.duplicates)"])
+                       "ingest.duplicates": "\(summary.duplicates)",
+                       "ingest.store_ms": "\(storeTime.components.seconds * 1000 + storeTime.components.attoseconds / 1_000_000_000_000_000)"])
     }
 }
 
