@@ -20,7 +20,7 @@ struct ConfigurationReader {
         "log": ["level", "format"],
         "http": ["enabled", "host", "port"],
         "web": ["enabled", "host", "port", "tls_cert_file", "tls_key_file", "behind_tls_proxy", "session_idle_minutes",
-                "session_max_hours", "display_timezone", "page_size"],
+                "session_max_hours", "display_timezone", "page_size", "authentication_requests_per_minute"],
         "adherence": ["no_data_days", "check_interval_seconds", "low_battery_percent"],
         "billing": ["device_period_anchor", "setup_minimum_days", "max_99458_units", "max_99439_units", "max_entry_minutes"],
         "thresholds": ["defaults", "programs"],
@@ -138,6 +138,7 @@ struct ConfigurationReader {
         double(values, "web.session_max_hours") { config.web.sessionMaxHours = $0 }
         string(values, "web.display_timezone") { config.web.displayTimezone = $0 }
         int(values, "web.page_size") { config.web.pageSize = $0 }
+        int(values, "web.authentication_requests_per_minute") { config.web.authenticationRequestsPerMinute = $0 }
         int(values, "adherence.no_data_days") { config.adherence.noDataDays = $0 }
         if values["adherence.low_battery_percent"]?.scalar?.string == "none" {
             config.adherence.lowBatteryPercent = nil
@@ -717,6 +718,8 @@ struct ConfigurationReader {
               "must be at least web.session_idle_minutes and at most 168 hours")
         check(TimeZone(identifier: w.displayTimezone) != nil, "web.display_timezone", "must be an IANA time zone such as America/Chicago")
         check((10...200).contains(w.pageSize), "web.page_size", "must be between 10 and 200")
+        check((1...10_000).contains(w.authenticationRequestsPerMinute), "web.authentication_requests_per_minute",
+              "must be between 1 and 10000")
     }
 
     /// Limits must be ordered: critical_low ≤ warning_low < warning_high ≤ critical_high, and inside

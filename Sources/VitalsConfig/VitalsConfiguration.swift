@@ -131,6 +131,10 @@ public struct VitalsConfiguration: Sendable, Hashable {
         public var displayTimezone = "UTC"
         /// Worklist rows per page (10–200).
         public var pageSize = 50
+        /// Requests per minute from one client address to `POST /signin`, and apart from those to
+        /// `POST /auth/token` (the SMART token endpoint); more are answered 429 before any password or
+        /// signature is checked (1–10,000, default 30).
+        public var authenticationRequestsPerMinute = 30
 
         /// Cookies are `Secure` (and use the `__Host-` prefix): the browser reaches the workspace over HTTPS.
         public var secureCookies: Bool { tlsCertFile != nil || behindTLSProxy }

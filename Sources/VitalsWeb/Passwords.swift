@@ -25,14 +25,22 @@ public enum Passwords {
         return Bcrypt.hash(password, cost: cost)
     }
 
-    /// Whether `password` matches the bcrypt `hash`, computed on NIO's thread pool, off the cooperative
-    /// pool. Without a hash (an unknown user name) it checks ``decoy`` and returns false, taking as long.
+    /// Whether `password` matches the bcrypt `hash`, computed on ``pool``, off the cooperative pool.
+    /// Without a hash (an unknown user name) it checks ``decoy`` and returns false, taking as long.
     static func verify(_ password: String, hash: String?) async throws -> Bool {
-        try await NIOThreadPool.singleton.runIfActive {
+        try await pool.runIfActive {
             let matches = Bcrypt.verify(password, hash: hash ?? decoy)
             return hash != nil && matches && !password.contains("\u{0}") && password.utf8.count <= 72
         }
     }
+
+    /// One thread for every password check: sign-ins queue for it, so that however many arrive they
+    /// use at most one core and never the core that ingest needs (a check is ~0.25 s of CPU).
+    static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        return pool
+    }()
 
     /// A hash of a random password nobody knows: checked for unknown user names, so that a sign-in
     /// takes as long whether the name exists or not.

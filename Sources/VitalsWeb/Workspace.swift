@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 import Logging
+import NIOCore
 import NIOSSL
 import VitalsConfig
 import VitalsDomain
@@ -11,8 +12,10 @@ import VitalsStore
 
 /// The request context of the user-facing listener: the signed-in user's session, once the session
 /// middleware has found it, and the fields of a form post it has read and checked.
-public struct WorkspaceRequestContext: RequestContext {
+public struct WorkspaceRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
+    /// The peer of the connection (a TLS proxy's, behind one).
+    public let remoteAddress: SocketAddress?
     /// The session of the signed-in user; nil on public routes (sign-in, static files) and other groups.
     public var session: WebSession?
     /// SHA-256 of the session id in the cookie.
@@ -20,8 +23,9 @@ public struct WorkspaceRequestContext: RequestContext {
     /// The fields of a form post (`application/x-www-form-urlencoded`), CSRF-checked.
     var form: [String: String] = [:]
 
-    public init(source: Source) {
+    public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
     }
 
     /// Forms are small; a larger body is refused before it is read.
@@ -129,6 +133,9 @@ public struct Workspace: Sendable {
     func router(routeGroups: [any WorkspaceRouteGroup]) -> Router<WorkspaceRequestContext> {
         let router = Router(context: WorkspaceRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware(strictTransport: settings.secureCookies, pages: pages, logger: logger))
+        router.add(middleware: RateLimitMiddleware(
+            paths: ["/signin", "/auth/token"], perMinute: settings.authenticationRequestsPerMinute, behindProxy: settings.behindTLSProxy,
+            logger: logger, now: clock))
         Assets.addRoutes(to: router)
         SignInController(workspace: self).addRoutes(to: router)
         for group in routeGroups { group.addRoutes(to: router) }

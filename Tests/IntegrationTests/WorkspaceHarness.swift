@@ -104,7 +104,8 @@ final class WorkspaceServer: @unchecked Sendable {
     let clock: TestClock
     private let task: Task<Void, any Error>
 
-    init(tls: (cert: String, key: String)? = nil, clock: TestClock = TestClock()) async throws {
+    /// - Parameter webYAML: more `web.*` lines, indented by two spaces.
+    init(tls: (cert: String, key: String)? = nil, clock: TestClock = TestClock(), webYAML: String = "") async throws {
         directory = try TemporaryDirectoryPath()
         port = try Broker.freePort()
         self.clock = clock
@@ -116,6 +117,7 @@ final class WorkspaceServer: @unchecked Sendable {
               port: \(port)
             """
         if let tls { yaml += "\n  tls_cert_file: \(tls.cert)\n  tls_key_file: \(tls.key)" }
+        if !webYAML.isEmpty { yaml += "\n" + webYAML }
         let config = try VitalsConfiguration.parse(yaml: yaml)
         database = try AppDatabase.open(path: config.database.path)
         try database.addUser(username: "ana", displayName: "Ana Ruiz", role: .careManager,

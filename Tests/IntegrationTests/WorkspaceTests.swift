@@ -208,6 +208,46 @@ struct WorkspaceTests {
         #expect(!(try server.database.auditEntries().contains { ($0.detail ?? "").contains("wrong password 1") || ($0.detail ?? "").contains("horse") }))
     }
 
+    @Test("over 3 requests a minute from one address, sign-ins and token requests get 429 and Retry-After before any check")
+    func rateLimit() async throws {
+        let server = try await WorkspaceServer(webYAML: "  authentication_requests_per_minute: 3")
+        defer { Task { await server.stop() } }
+        for i in 1...3 {
+            #expect(try await server.signIn("ana", password: "wrong password \(i)").reply.status == 401)
+        }
+        // The fourth is refused before its password is checked, even the right one, and audits nothing.
+        let fourth = try await server.signIn("ana")
+        #expect(fourth.reply.status == 429 && fourth.cookie == nil)
+        #expect(fourth.reply.header("Retry-After") == "20")  // 3 a minute: one back every 20 s
+        #expect(try server.database.auditEntries().filter { $0.actor == "ana" }.map(\.action)
+                == Array(repeating: "sign_in.failed", count: 3))
+        // The sign-in page itself is not limited; the token endpoint has buckets of its own (without
+        // the FHIR API here, the route answers 404 until the limit, then 429).
+        #expect(try await server.get("/signin").status == 200)
+        for _ in 1...3 { #expect(try await server.post("/auth/token", form: ["grant_type": "client_credentials"]).status == 404) }
+        #expect(try await server.post("/auth/token", form: ["grant_type": "client_credentials"]).status == 429)
+        // One request comes back after 20 s, not two.
+        server.clock.advance(20)
+        #expect(try await server.signIn("ana").cookie != nil)
+        #expect(try await server.signIn("ana").reply.status == 429)
+    }
+
+    @Test("behind a TLS proxy, the limit counts the address the proxy saw: the last of X-Forwarded-For")
+    func rateLimitBehindProxy() async throws {
+        let server = try await WorkspaceServer(webYAML: "  authentication_requests_per_minute: 2\n  behind_tls_proxy: true")
+        defer { Task { await server.stop() } }
+        func token(from forwarded: String) async throws -> Int {
+            try await httpRequest(port: server.port, "POST", "/auth/token", headers: [
+                "Content-Type": "application/x-www-form-urlencoded", "X-Forwarded-For": forwarded,
+            ], body: "grant_type=client_credentials").status
+        }
+        // A client cannot pick its own key by sending a header: the proxy appends the address it saw.
+        #expect(try await token(from: "198.51.100.1, 203.0.113.5") == 404)
+        #expect(try await token(from: "198.51.100.2, 203.0.113.5") == 404)
+        #expect(try await token(from: "198.51.100.3, 203.0.113.5") == 429)
+        #expect(try await token(from: "203.0.113.6") == 404)
+    }
+
     @Test("after 15 idle minutes a page redirects to sign-in saying why")
     func idle() async throws {
         let server = try await WorkspaceServer()
