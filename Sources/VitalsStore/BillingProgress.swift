@@ -107,7 +107,7 @@ extension AppDatabase {
             default: return a.index < b.index
             }
         }
-        let ids = order.dropFirst(max(0, page - 1) * pageSize).prefix(pageSize).map(\.id)
+        let ids = order.dropFirst((WorklistPage.clamp(page) - 1) * pageSize).prefix(pageSize).map(\.id)
         guard !ids.isEmpty else { return [] }
         let rows = try Row.fetchAll(
             db,

@@ -59,6 +59,7 @@ extension AppDatabase {
     }
 
     static func billingReport(_ db: Database, month: YearMonth, rules: BillingRules, today: Date) throws -> [PatientBilling] {
+        try checkReportMonth(month, today: today)
         var result: [PatientBilling] = []
         let programs = try programsByPatient(db)
         let patients = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT * FROM patients ORDER BY id").map { row in
@@ -222,6 +223,19 @@ public struct PeriodEvidence: Sendable, Hashable {
 }
 
 extension AppDatabase {
+    /// Months a report covers: from 2000-01 to a year after `today`. A month further out names no
+    /// billing and would cost a period list per episode for every month in between.
+    /// - Throws: ``BillingError`` for a month outside that range.
+    static func checkReportMonth(_ month: YearMonth, today: Date) throws {
+        let latest = YearMonth(LocalDate(today, in: .gmt).adding(days: 366))
+        guard month.year >= 2000, month.first <= latest.first else {
+            throw BillingError("the month must be between 2000-01 and \(latest)")
+        }
+    }
+
+    /// Highest period number asked of ``periodEvidence(patientID:period:rules:)``: 100 years of periods.
+    static let maximumPeriodNumber = 1_300
+
     /// The transmission log of period `number` (1 for the first) of the patient's latest episode.
     /// - Throws: ``BillingError`` when the patient is unknown, has no episode, or the period does not exist yet.
     public func periodEvidence(patientID: String, period number: Int, rules: BillingRules) throws -> PeriodEvidence {
@@ -238,6 +252,7 @@ extension AppDatabase {
             throw BillingError("patient \(patientID) is not enrolled")
         }
         guard let episode = try fetchEpisodes(db, patientID: patientID).last else { throw BillingError("patient \(patientID) has no episode") }
+        guard (1...maximumPeriodNumber).contains(number) else { throw BillingError("there is no period \(number)") }
         let through = episode.startDate.adding(days: 31 * number + 31)
         let periods = rules.devicePeriods(episodeStart: episode.startDate, episodeEnd: episode.endDate, through: through)
         guard number >= 1, number <= periods.count else { throw BillingError("the episode has \(periods.count) periods so far") }

@@ -90,6 +90,13 @@ public struct WorklistEntry: Sendable {
 
 /// One page of a worklist tab, with the counts the tabs show.
 public struct WorklistPage: Sendable {
+    /// Highest page number served (a page past the last is empty): a bound that keeps offsets
+    /// (`(page - 1) × page size`) far from overflow whatever a URL asks for.
+    public static let maximumPage = 1_000_000
+
+    /// `page` within 1...``maximumPage``.
+    public static func clamp(_ page: Int) -> Int { min(max(1, page), maximumPage) }
+
     public var tab: WorklistTab
     /// 1-based.
     public var page: Int
@@ -156,7 +163,9 @@ extension AppDatabase {
                         ORDER BY \(tab.order)
                         LIMIT ?2 OFFSET ?3
                         """),
-                    arguments: [username, pageSize, max(0, page - 1) * pageSize, roleTarget])
+                    // The resolved tab's filter and order name no ?4: SQLite then takes exactly three arguments.
+                    arguments: StatementArguments([username, pageSize, (WorklistPage.clamp(page) - 1) * pageSize]
+                                                  + (tab == .resolved ? [] : [roleTarget])))
             }
             return WorklistPage(
                 tab: tab, page: page, pageSize: pageSize, total: total,

@@ -27,10 +27,20 @@ struct BillingController {
         return month
     }
 
+    /// The month's billing report.
+    /// - Throws: 400 for a month the report does not cover (``BillingError``).
+    private func report(_ month: YearMonth) async throws -> [PatientBilling] {
+        do {
+            return try await workspace.database.billingReportAsync(month: month, rules: workspace.billing, today: workspace.clock())
+        } catch let error as BillingError {
+            throw HTTPError(.badRequest, message: error.description.prefixCapitalized + ".")
+        }
+    }
+
     @Sendable func page(_ request: Request, context: Context) async throws -> Response {
         _ = try context.user()
         let month = try month(request)
-        let report = try await workspace.database.billingReportAsync(month: month, rules: workspace.billing, today: workspace.clock())
+        let report = try await report(month)
         var values = workspace.pageValues(context, title: "Billing \(month)", nav: "billing")
         values["month"] = month.description
         let previous = month.month == 1 ? String(format: "%04d-12", month.year - 1) : String(format: "%04d-%02d", month.year, month.month - 1)
@@ -57,7 +67,7 @@ struct BillingController {
     @Sendable func csv(_ request: Request, context: Context) async throws -> Response {
         _ = try context.user()
         let month = try month(request)
-        let report = try await workspace.database.billingReportAsync(month: month, rules: workspace.billing, today: workspace.clock())
+        let report = try await report(month)
         var text = CSVText.line(PatientBilling.columns + ["review"]) + "\n"
         for p in report {
             for row in p.rows(review: true) { text += CSVText.line(row) + "\n" }

@@ -37,7 +37,7 @@ struct ChartController {
         let now = workspace.clock()
         let start = now.addingTimeInterval(-Double(window.days) * 86_400)
         let end = now.addingTimeInterval(1)
-        let page = max(1, logbookPage)
+        let page = WorklistPage.clamp(logbookPage)
         let size = Self.logbookPageSize
         // One row before the page (the previous page's last) bounds the page's device events.
         let offset = (page - 1) * size

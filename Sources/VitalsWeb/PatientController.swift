@@ -46,7 +46,7 @@ struct PatientController {
         let query = request.uri.queryParameters
         let window = ChartWindow(query: query.get("window"))
         let response = try await render(
-            id, context: context, window: window, logbookPage: query.get("log").flatMap { Int($0) } ?? 1,
+            id, context: context, window: window, logbookPage: WorklistPage.clamp(query.get("log").flatMap { Int($0) } ?? 1),
             flash: query.get("done").flatMap { Self.done[$0] })
         try await workspace.database.recordAccess(
             actor: try context.user().username, action: "chart.viewed", targetType: "patient", targetID: id,

@@ -26,7 +26,7 @@ struct WorklistController {
         let user = try context.user()
         let q = request.uri.queryParameters
         let tab = q.get("tab").flatMap(WorklistTab.init(rawValue:)) ?? .mine
-        let pageNumber = max(1, q.get("page").flatMap { Int($0) } ?? 1)
+        let pageNumber = WorklistPage.clamp(q.get("page").flatMap { Int($0) } ?? 1)
         let now = workspace.clock()
         let cursor = try await workspace.database.worklistCursor()
         let window = SparklineWindow()

@@ -248,6 +248,38 @@ struct WorkspaceTests {
         #expect(try await token(from: "203.0.113.6") == 404)
     }
 
+    @Test("page, period and month numbers from a URL, however large, get a page or a 400, quickly")
+    func hugeNumbers() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        let ana = try #require(try await server.signIn("ana").cookie)
+        // The Resolved tab lists a resolved task (it answered 500: its query took one argument too many).
+        _ = try await server.database.ingest([crisis()], pipeline: pipeline)
+        let task = try #require(try server.database.tasks().first)
+        _ = try server.database.resolveTask(id: task.id, by: "ana", note: "called, re-measured 128/80")
+        #expect(try await server.get("/worklist?tab=resolved", cookie: ana).body.contains("/tasks/\(task.id)"))
+        let huge = String(Int.max)
+        // These multiplied the number by the page size, or counted 30-day periods up to it: an
+        // arithmetic overflow stopped the whole daemon.
+        for path in ["/worklist?page=\(huge)", "/worklist?tab=team&page=\(huge)", "/worklist?tab=resolved", "/worklist?tab=resolved&page=-\(huge)",
+                     "/patients/p2?log=\(huge)", "/patients/p2?log=-\(huge)"] {
+            #expect(try await server.get(path, cookie: ana).status == 200, "GET \(path)")
+        }
+        for path in ["/billing/days?patient=p2&period=\(huge)", "/billing/days?patient=p2&period=-\(huge)",
+                     "/billing/days?patient=p2&period=1301"] {
+            #expect(try await server.get(path, cookie: ana).status == 404, "GET \(path)")
+        }
+        #expect(try await server.get("/billing/days?patient=p2&period=1", cookie: ana).status == 200)
+        // A month more than a year ahead, or before 2000, is refused before any period is counted.
+        let nextYear = LocalDate(server.clock.read().addingTimeInterval(366 * 86_400), in: .gmt)
+        let later = LocalDate(server.clock.read().addingTimeInterval(400 * 86_400), in: .gmt)
+        for month in ["9999-12", "1999-12", String(later.description.prefix(7))] where month != String(nextYear.description.prefix(7)) {
+            #expect(try await server.get("/billing?month=\(month)", cookie: ana).status == 400, "month \(month)")
+        }
+        #expect(try await server.get("/billing?month=\(nextYear.description.prefix(7))", cookie: ana).status == 200)
+        #expect(try await server.get("/billing/csv?month=9999-12", cookie: ana).status == 400)
+    }
+
     @Test("after 15 idle minutes a page redirects to sign-in saying why")
     func idle() async throws {
         let server = try await WorkspaceServer()
