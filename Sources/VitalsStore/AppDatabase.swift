@@ -802,6 +802,14 @@ extension AppDatabase {
             // user or `role:<role>`. New column only.
             try db.execute(sql: "ALTER TABLE tasks ADD COLUMN escalated_to TEXT CHECK (escalated_to IS NULL OR length(escalated_to) BETWEEN 1 AND 80)")
         }
+        migrator.registerMigration("time entries: once per timer page") { db in
+            // The workspace timer's page token (an HMAC of the page's serving time): one entry per page,
+            // so a form sent again cannot log the same minutes twice. New column only.
+            try db.execute(sql: """
+                ALTER TABLE time_entries ADD COLUMN timer_page TEXT CHECK (timer_page IS NULL OR length(timer_page) BETWEEN 1 AND 64);
+                CREATE UNIQUE INDEX time_entries_once_per_timer_page ON time_entries(timer_page) WHERE timer_page IS NOT NULL;
+                """)
+        }
         return migrator
     }
 }

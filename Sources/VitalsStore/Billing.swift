@@ -86,6 +86,9 @@ public struct NewTimeEntry: Sendable, Hashable {
     public var taskID: Int64?
     /// The most minutes this entry may hold: `billing.max_entry_minutes` (``BillingRules/maxEntryMinutes``).
     public var maxMinutes: Int
+    /// The token of the workspace page whose timer measured this entry; an entry per token
+    /// (`time_entries.timer_page` is unique). Nil for entries typed in.
+    public var timerPage: String?
 
     /// - Parameter modality: set only for a real-time interactive communication.
     public init(patientID: String, program: CareProgram = .rpm, minutes: Int, performedAt: Date = Date(),
@@ -223,15 +226,19 @@ extension AppDatabase {
         guard entry.performedAt <= Date().addingTimeInterval(600) else {
             throw BillingError("the time entry is in the future; log time for work already done")
         }
+        if let page = entry.timerPage,
+           try Bool.fetchOne(db, sql: "SELECT 1 FROM time_entries WHERE timer_page = ?", arguments: [page]) == true {
+            throw BillingError("this timer's time is already logged (the page was sent twice); reload the page to start a new timer")
+        }
         try db.execute(
             sql: """
                 INSERT INTO time_entries(patient_id, program, minutes, seconds, performed_at, performed_by, activity, interactive,
-                                         modality, task_id, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         modality, task_id, created_at, timer_page)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
             arguments: [entry.patientID, entry.program.rawValue, entry.minutes, entry.seconds, epochMilliseconds(entry.performedAt),
                         entry.performedBy, entry.activity, entry.modality != nil, entry.modality?.rawValue, entry.taskID,
-                        epochMilliseconds(Date())])
+                        epochMilliseconds(Date()), entry.timerPage])
         let id = db.lastInsertedRowID
         try audit(db, actor: entry.performedBy, action: "time.log", targetType: "patient", targetID: entry.patientID,
                   detail: "entry \(id): \(entry.seconds.map { "\($0) s" } ?? "\(entry.minutes) min") \(entry.program.rawValue)\(entry.modality.map { ", interactive \($0.rawValue)" } ?? "")")

@@ -108,6 +108,8 @@ enum PatientBillingPanel {
         }
         // The timer: the page's serving time bounds the length it may report.
         values["servedAt"] = epochMilliseconds(now)
+        values["servedToken"] = TimerController.pageToken(
+            csrf: values["csrf"] as? String ?? "", patientID: patientID, servedAt: epochMilliseconds(now))
         values["maxEntryMinutes"] = workspace.billing.maxEntryMinutes
         // This calendar month's entries, in the patient's zone, newest first.
         let zone = try await db.patientRecord(id: patientID).flatMap { TimeZone(identifier: $0.timezone) } ?? .gmt

@@ -422,6 +422,7 @@ enum Templates {
           <form method="post" action="/patients/{{id}}/time" id="timer" class="block timer" data-served="{{servedAt}}">
             <input type="hidden" name="csrf" value="{{csrf}}">
             <input type="hidden" name="served_at" value="{{servedAt}}">
+            <input type="hidden" name="served_token" value="{{servedToken}}">
             <input type="hidden" name="seconds" value="0" id="timer-seconds">
             <h3>Timer <span class="clock" id="timer-clock" data-seconds="0">0:00</span> <span class="sub" id="timer-state">starts when the page is visible</span></h3>
             <p class="fine">Counts while this page is open and visible; it stops counting while the tab is hidden. Stop logs the time measured (at most {{maxEntryMinutes}} minutes).</p>

@@ -280,6 +280,49 @@ struct WorkspaceTests {
         #expect(try await server.get("/billing/csv?month=9999-12", cookie: ana).status == 400)
     }
 
+    @Test("the timer logs once per page, never more than the page has been open, and only with the page's own token")
+    func timerPage() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        let ana = try #require(try await server.signIn("ana").cookie)
+        let page = try await server.get("/patients/p2", cookie: ana)
+        let served = try #require(page.field("served_at"))
+        let token = try #require(page.field("served_token"))
+        let csrf = try #require(page.field("csrf"))
+        server.clock.advance(120)
+        func stop(_ fields: [String: String]) async throws -> HTTPReply {
+            var form = ["csrf": csrf, "served_at": served, "served_token": token, "seconds": "100", "program": "rpm",
+                        "modality": "audio", "activity": "reviewed readings"]
+            form.merge(fields) { $1 }
+            return try await server.post("/patients/p2/time", cookie: ana, form: form)
+        }
+        // A serving time moved back two hours (to claim 117 minutes), or a form without the token: refused.
+        let twoHoursEarlier = String(Int64(served)! - 7_200_000)
+        #expect(try await stop(["served_at": twoHoursEarlier, "seconds": "7000"]).status == 400)
+        #expect(try await stop(["served_token": ""]).status == 400)
+        #expect(try await stop(["seconds": "200"]).status == 400)  // 120 s open, 5 s slack
+        // The page's own 100 s: logged; the same form sent again: refused, one entry.
+        let saved = try await stop([:])
+        #expect(saved.status == 303 && saved.location?.hasSuffix("done=saved") == true)
+        let again = try await stop([:])
+        #expect(again.status == 400 && again.body.contains("already logged"))
+        let entries = try server.database.writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT seconds, performed_by FROM time_entries WHERE patient_id = 'p2'")
+        }
+        #expect(entries.map { $0["seconds"] as Int } == [100])
+        // The schema holds it too.
+        #expect(throws: (any Error).self) {
+            try server.database.writer.write { db in
+                try db.execute(sql: """
+                    INSERT INTO time_entries(patient_id, program, minutes, seconds, performed_at, performed_by, activity, interactive,
+                                             modality, created_at, timer_page)
+                    SELECT patient_id, program, minutes, seconds, performed_at, performed_by, activity, interactive, modality,
+                           created_at, timer_page FROM time_entries
+                    """)
+            }
+        }
+    }
+
     @Test("after 15 idle minutes a page redirects to sign-in saying why")
     func idle() async throws {
         let server = try await WorkspaceServer()
