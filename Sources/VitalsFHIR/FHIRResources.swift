@@ -202,7 +202,8 @@ public struct FHIRMapper: Sendable {
     /// `intent` order, `priority` stat/urgent/routine, `code` (what raised it), `description` (the
     /// reason), `for` the patient, `focus` the Observation whose breach opened it, `input` the latest
     /// breaching Observation, `owner` when known, `reasonCode` the condition, `businessStatus`
-    /// (escalation level and confirmation state, also as extensions), `note`, `authoredOn`,
+    /// (escalation level and confirmation state, also as extensions), `note` (the care managers' notes,
+    /// oldest first, each with its author and time), `authoredOn`,
     /// `lastModified` and `executionPeriod`.
     public func task(_ t: StoredTask) -> FHIRJSON {
         var o = FHIRObject()
@@ -244,7 +245,11 @@ public struct FHIRMapper: Sendable {
             "coding": [["system": .string(FHIRSystems.taskCondition), "code": .string("\(t.condition)-\(t.direction)")]],
             "text": .string("\(t.condition.spaced) \(t.direction)"),
         ]
-        if let note = t.note { o["note"] = [["text": .string(note)]] }
+        if !t.notes.isEmpty {
+            o["note"] = .array(t.notes.map { n in
+                ["authorString": .string(n.author), "time": .string(FHIRTime.instant(epochMilliseconds: n.at)), "text": .string(n.text)]
+            })
+        }
         if let latest = t.latestObservationID, latest != t.focusObservationID {
             o["input"] = [[
                 "type": ["text": "Latest breaching Observation"],

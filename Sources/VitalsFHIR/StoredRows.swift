@@ -107,6 +107,21 @@ public struct StoredDevice: Sendable, Hashable {
     }
 }
 
+/// A care manager's note on a task (a row of `task_notes`).
+public struct StoredTaskNote: Sendable, Hashable {
+    /// The workspace user name of the author.
+    public var author: String
+    /// Epoch milliseconds.
+    public var at: Int64
+    public var text: String
+
+    public init(author: String, at: Int64, text: String) {
+        self.author = author
+        self.at = at
+        self.text = text
+    }
+}
+
 /// A care task (a row of `tasks`), with the Observations it points at already resolved.
 public struct StoredTask: Sendable, Hashable {
     public var id: Int64
@@ -127,7 +142,8 @@ public struct StoredTask: Sendable, Hashable {
     public var openedAt: Int64
     public var updatedAt: Int64
     public var resolvedAt: Int64?
-    public var note: String?
+    /// The task's notes, oldest first.
+    public var notes: [StoredTaskNote]
     public var escalationLevel: Int
     /// `pending`, `confirmed`, `not_confirmed`, `not_repeated`, or nil.
     public var confirmation: String?
@@ -142,7 +158,7 @@ public struct StoredTask: Sendable, Hashable {
     public init(
         id: Int64, patientID: String, kind: String, condition: String, direction: String, priority: String,
         status: String, reason: String, occurrences: Int, openedAt: Int64, updatedAt: Int64, resolvedAt: Int64? = nil,
-        note: String? = nil, escalationLevel: Int = 0, confirmation: String? = nil, dataStale: Bool = false,
+        notes: [StoredTaskNote] = [], escalationLevel: Int = 0, confirmation: String? = nil, dataStale: Bool = false,
         owner: String? = nil, focusObservationID: String? = nil, latestObservationID: String? = nil
     ) {
         self.id = id
@@ -157,7 +173,7 @@ public struct StoredTask: Sendable, Hashable {
         self.openedAt = openedAt
         self.updatedAt = updatedAt
         self.resolvedAt = resolvedAt
-        self.note = note
+        self.notes = notes
         self.escalationLevel = escalationLevel
         self.confirmation = confirmation
         self.dataStale = dataStale

@@ -235,7 +235,10 @@ public struct FHIRStore: Sendable {
         return StoredTask(
             id: row["id"], patientID: row["patient_id"], kind: row["kind"], condition: row["vital"], direction: row["direction"],
             priority: row["priority"], status: row["status"], reason: row["reason"], occurrences: row["occurrences"],
-            openedAt: row["opened_at"], updatedAt: row["updated_at"], resolvedAt: row["resolved_at"], note: row["note"],
+            openedAt: row["opened_at"], updatedAt: row["updated_at"], resolvedAt: row["resolved_at"],
+            notes: try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT author, at, text FROM task_notes WHERE task_id = ? ORDER BY id"), arguments: [row["id"]]
+            ).map { StoredTaskNote(author: $0["author"], at: $0["at"], text: $0["text"]) },
             escalationLevel: row["escalation_level"], confirmation: row["confirmation"], dataStale: row["data_stale"],
             owner: row["owner"],
             focusObservationID: try first.flatMap { try Self.observationID(db, readingID: $0) },

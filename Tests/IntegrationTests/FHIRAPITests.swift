@@ -166,7 +166,15 @@ struct FHIRAPITests {
         #expect(resources(completed.json).isEmpty)
         let recent = try await request("GET", "\(env.fhirBase)/Task?_lastUpdated=ge\(rfc3339(Date().addingTimeInterval(-600), offsetSeconds: 0))", headers: auth)
         #expect(resources(recent.json).count == 2)
+        // The care managers' notes, oldest first, each with its author and time (they were never served).
+        let noteTimes = [Date(timeIntervalSince1970: 1_780_000_000), Date(timeIntervalSince1970: 1_780_000_060)]
+        _ = try env.database.noteTask(id: Int64(task["id"] as! String)!, by: "rn.cara", text: "Called: juice taken", at: noteTimes[0])
+        _ = try env.database.noteTask(id: Int64(task["id"] as! String)!, by: "rn.cara", text: "Re-measured 99 mg/dL", at: noteTimes[1])
         let taskRead = try await request("GET", "\(env.fhirBase)/Task/\(task["id"] as! String)", headers: auth)
+        let notes = try #require(taskRead.json["note"] as? [[String: Any]])
+        #expect(notes.map { $0["text"] as? String } == ["Called: juice taken", "Re-measured 99 mg/dL"])
+        #expect(notes.map { $0["authorString"] as? String } == ["rn.cara", "rn.cara"])
+        #expect(notes.map { $0["time"] as? String } == ["2026-05-28T20:26:40Z", "2026-05-28T20:27:40Z"])
 
         // Errors are OperationOutcomes with the right status; unknown parameters are refused.
         let unknown = try await request("GET", "\(env.fhirBase)/Observation?patient=p1&foo=1", headers: auth)
