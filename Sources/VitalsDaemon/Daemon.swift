@@ -95,8 +95,6 @@ public enum Daemon {
             retryMax: config.delivery.retryMaxSeconds)
     }
 
-    /// Opens the database a configuration names.
-    /// - Throws: GRDB errors when the file cannot be opened or is corrupt.
     /// The problem with `database.path`'s directory, or nil when it exists.
     public static func databaseDirectoryProblem(_ config: VitalsConfiguration) -> ConfigurationError? {
         let directory = (config.database.path as NSString).deletingLastPathComponent
@@ -106,6 +104,7 @@ public enum Daemon {
         return nil
     }
 
+    /// Opens the database a configuration names.
     /// - Throws: ``ConfigurationErrors`` naming `database.path` when the directory is missing or the
     ///   file cannot be opened, is not a database, or fails its integrity check.
     /// - Parameter backgroundCheckpoints: true for the daemon, which runs a ``WALCheckpointService``.

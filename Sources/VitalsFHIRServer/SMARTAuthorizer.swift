@@ -177,7 +177,8 @@ public final class SMARTAuthorizer: Sendable {
             throw OAuthError.invalidClient("alg must be RS384 or ES384")
         }
         guard let kid = header["kid"] as? String, !kid.isEmpty else { throw OAuthError.invalidClient("the JWT header needs a kid") }
-        if let typ = header["typ"] as? String, typ.uppercased() != "JWT" { throw OAuthError.invalidClient("typ must be JWT") }
+        // SMART App Launch 2.x, Backend Services, the authentication JWT header: typ is required, fixed value JWT.
+        guard let typ = header["typ"] as? String, typ.uppercased() == "JWT" else { throw OAuthError.invalidClient("the JWT header needs typ JWT") }
         guard header["crit"] == nil else { throw OAuthError.invalidClient("critical header parameters are not supported") }
         guard let iss = unverified["iss"] as? String, let client = try await readClient(iss), client.enabled else {
             throw OAuthError.invalidClient("unknown or disabled client")

@@ -51,6 +51,12 @@ public struct SenMLDecoder: PayloadDecoder {
             if record.keys.contains(where: { $0.hasSuffix("_") }) {
                 throw Rejection(.unknownFormat, "SenML record \(index) has a must-understand label vitalsd does not know")
             }
+            // RFC 8428 §4.4: a pack of a later version than the one understood (10) must not be used.
+            if let bver = record["bver"] {
+                guard case .number(let v) = bver, v == v.rounded(), (1...10).contains(v) else {
+                    throw Rejection(.unknownFormat, "SenML record \(index): bver is not a SenML version vitalsd reads (10 or earlier)")
+                }
+            }
             if let bn = record["bn"] {
                 guard case .string(let s) = bn else { throw Rejection(.unknownFormat, "SenML record \(index): bn is not a string") }
                 baseName = s

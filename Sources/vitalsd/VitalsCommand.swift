@@ -46,6 +46,9 @@ struct VitalsCommand: AsyncParsableCommand {
             }
         } catch let error as ConfigurationErrors {
             fail("configuration refused:\n\(error.description)", code: 2)
+        } catch let code as ExitCode {
+            // The command printed what it had to say.
+            Foundation.exit(code.rawValue)
         } catch {
             // A command that ran and failed: its reason only (a ValidationError thrown by run() would
             // otherwise print the usage block as if the arguments were wrong).
@@ -147,7 +150,7 @@ struct ConfigCommand: ParsableCommand {
                 } catch { problems.append("\(error)") }
             }
             if !problems.isEmpty {
-                FileHandle.standardError.write(Data((problems.joined(separator: "\n") + "\n").utf8))
+                FileHandle.standardError.write(Data(("vitalsd: configuration refused:\n" + problems.joined(separator: "\n") + "\n").utf8))
                 throw ExitCode(2)
             }
             for w in config.warnings { FileHandle.standardError.write(Data("warning: \(w.description)\n".utf8)) }

@@ -163,6 +163,9 @@ struct CommandLineTests {
         let missing = try await run(env, ["config", "check"])
         #expect(missing.code == 2)
         #expect(missing.output.contains("alerts.escalation_backup_user: no workspace user has this name"), "\(missing.output)")
+        // Under the same header as other refused configurations, and no empty `vitalsd: ` line after it.
+        #expect(missing.output.hasPrefix("vitalsd: configuration refused:\n"), "\(missing.output)")
+        #expect(!missing.output.contains("vitalsd: \n") && !missing.output.hasSuffix("vitalsd: "), "\(missing.output)")
         _ = try env.database.addUser(
             username: "dr.backup", displayName: "Dr. Backup", role: .clinician, passwordHash: "$2b$12$" + String(repeating: "a", count: 53),
             actor: "test")

@@ -288,6 +288,12 @@ struct FHIRAPITests {
         let expired = try await tokenRequest(env.tokenURL, assertion: try await signAssertion(client.key, clientID: client.id, aud: env.tokenURL, exp: now - 10), scope: "system/Observation.rs")
         #expect(expired.status == 401)
         #expect(expired.json["error"] as? String == "invalid_client")
+        // SMART Backend Services: the JWT header's typ is required, fixed value JWT.
+        for assertion in [try signAssertionWithoutTyp(client.key, clientID: client.id, aud: env.tokenURL, exp: now + 60),
+                          try await signAssertion(client.key, clientID: client.id, aud: env.tokenURL, exp: now + 60, typ: "JOSE")] {
+            let refused = try await tokenRequest(env.tokenURL, assertion: assertion, scope: "system/Observation.rs")
+            #expect(refused.status == 401 && refused.json["error_description"] as? String == "the JWT header needs typ JWT")
+        }
         let ahead = try await tokenRequest(env.tokenURL, assertion: try await signAssertion(client.key, clientID: client.id, aud: env.tokenURL, exp: now + 600), scope: "system/Observation.rs")
         #expect(ahead.status == 401)
         // Another audience.
@@ -343,7 +349,7 @@ struct FHIRAPITests {
 
         // Issues and refusals are in the access log, and `audit list --access` shows them.
         let log = try env.database.accessEntries()
-        #expect(log.filter { $0.action == "token.refused" }.count == 7)
+        #expect(log.filter { $0.action == "token.refused" }.count == 9)
         #expect(log.filter { $0.action == "token.issued" }.count == 2)
         #expect(log.contains { $0.action == "fhir.forbidden" && $0.actor == "client:\(client.id)" })
         let (listed, listing) = try runVitalsd(["audit", "list", "--config", env.configPath, "--access", "--actor", "client:\(client.id)"])

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -77,7 +78,9 @@ struct TestClaims: JWTPayload {
 }
 
 /// Signs a client assertion with jwt-kit.
-func signAssertion(_ key: TestKey, clientID: String, aud: String, exp: Int64, jti: String = UUID().uuidString) async throws -> String {
+/// - Parameter typ: the header's `typ` (SMART requires `JWT`).
+func signAssertion(_ key: TestKey, clientID: String, aud: String, exp: Int64, jti: String = UUID().uuidString,
+                   typ: String = "JWT") async throws -> String {
     let keys = JWTKeyCollection()
     let kid = JWKIdentifier(string: key.kid)
     if key.algorithm == "ES384" {
@@ -86,8 +89,21 @@ func signAssertion(_ key: TestKey, clientID: String, aud: String, exp: Int64, jt
         await keys.add(rsa: try Insecure.RSA.PrivateKey(pem: key.pem), digestAlgorithm: .sha384, kid: kid)
     }
     var header = JWTHeader()
-    header.typ = "JWT"
+    header.typ = typ
     return try await keys.sign(TestClaims(iss: clientID, sub: clientID, aud: aud, exp: exp, jti: jti), kid: kid, header: header)
+}
+
+/// An ES384 client assertion whose header has no `typ` (jwt-kit always writes one), signed with
+/// swift-crypto: `base64url(header).base64url(claims).base64url(r ‖ s)` (RFC 7515, RFC 7518 §3.4).
+func signAssertionWithoutTyp(_ key: TestKey, clientID: String, aud: String, exp: Int64) throws -> String {
+    func b64(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+    let header = b64(Data(#"{"alg":"ES384","kid":"\#(key.kid)"}"#.utf8))
+    let claims = b64(Data(#"{"iss":"\#(clientID)","sub":"\#(clientID)","aud":"\#(aud)","exp":\#(exp),"jti":"\#(UUID().uuidString)"}"#.utf8))
+    let signature = try P384.Signing.PrivateKey(pemRepresentation: key.pem).signature(for: Data("\(header).\(claims)".utf8))
+    return "\(header).\(claims).\(b64(signature.rawRepresentation))"
 }
 
 /// POSTs a client_credentials request with an assertion.

@@ -46,15 +46,20 @@ struct StandardFormatTests {
         #expect(o[1].measuredAt == received.addingTimeInterval(-120) && o[1].timeSource == .receivedAt)
     }
 
-    @Test("SenML packs refused whole: not an array, a name RFC 8428 forbids, an unknown must-understand label")
-    func senmlRefused() {
+    @Test("SenML packs refused whole: not an array, a name RFC 8428 forbids, an unknown must-understand label, a later bver")
+    func senmlRefused() throws {
         for (json, reason) in [("{}", DeadLetterReason.unknownFormat), (#"[{"n":"-bad name","v":1}]"#, .unknownFormat),
-                               (#"[{"n":"x/weight","u":"kg","v":80,"ext_":1}]"#, .unknownFormat)] {
+                               (#"[{"n":"x/weight","u":"kg","v":80,"ext_":1}]"#, .unknownFormat),
+                               // RFC 8428 §4.4: a version above 10 must not be used.
+                               (#"[{"bn":"gw/cuff/","bver":11,"n":"sys","u":"mmHg","v":130}]"#, .unknownFormat),
+                               (#"[{"bn":"gw/cuff/","bver":9223372036854775807,"n":"sys","u":"mmHg","v":130}]"#, .unknownFormat)] {
             do {
                 _ = try decode(json, .senml)
                 Issue.record("accepted \(json)")
             } catch { #expect(error.reason == reason) }
         }
+        // Version 10 (the RFC's) and earlier are read.
+        #expect(try decode(#"[{"bn":"gw/cuff/","bver":10,"n":"weight","u":"kg","v":80}]"#, .senml).outcomes == ["ok"])
     }
 
     @Test("SenML per record: vs HI is a range marker; an unknown name is unknown_type; a record without unit is bad_unit")

@@ -26,6 +26,10 @@ struct UserStoreTests {
         let ana = try db.addUser(username: " Ana.Ruiz ", displayName: "Ana Ruiz, RN", role: .careManager, passwordHash: fakeHash, actor: "admin")
         #expect(ana.username == "ana.ruiz")
         #expect(throws: UserError.self) { try db.addUser(username: "ANA.RUIZ", displayName: "x", role: .admin, passwordHash: fakeHash, actor: "a") }
+        // A display name with an escape sequence or a newline would forge `user list` output.
+        for name in ["Eve\u{1B}[31mRED", "Eve\nfake line", "Eve\u{7}"] {
+            #expect(throws: UserError.self) { try db.addUser(username: "eve", displayName: name, role: .careManager, passwordHash: fakeHash, actor: "a") }
+        }
         #expect(throws: UserError.self) { try db.addUser(username: "ana ruiz", displayName: "x", role: .admin, passwordHash: fakeHash, actor: "a") }
         // The schema refuses anything that is not a bcrypt hash (a plain password, say).
         #expect(throws: DatabaseError.self) {
