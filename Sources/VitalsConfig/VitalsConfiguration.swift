@@ -326,17 +326,33 @@ extension VitalsConfiguration {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw ConfigurationErrors(errors: [ConfigurationError(key: path, "cannot read the file")])
         }
-        return try parse(yaml: text, environment: environment)
+        return try parse(yaml: text, environment: environment, source: path)
+    }
+
+    /// A YAML syntax error on one line: where and what, without the file's text that Yams appends
+    /// (a log line or a terminal gets the position, not the whole configuration).
+    static func yamlProblem(_ error: any Error) -> String {
+        if let e = error as? YamlError {
+            switch e {
+            case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+                 .composer(let context, let problem, let mark, _):
+                return "line \(mark.line), column \(mark.column): \(problem)"
+                    + (context.map { " (\($0.text), line \($0.mark.line))" } ?? "")
+            default: break
+            }
+        }
+        return String(describing: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
     }
 
     /// Like ``load(path:environment:)`` for YAML text.
-    public static func parse(yaml: String, environment: [String: String] = [:]) throws -> VitalsConfiguration {
+    /// - Parameter source: the file the text came from, named by a YAML syntax error.
+    public static func parse(yaml: String, environment: [String: String] = [:], source: String = "(file)") throws -> VitalsConfiguration {
         var reader = ConfigurationReader()
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
         } catch {
-            throw ConfigurationErrors(errors: [ConfigurationError(key: "(file)", "not valid YAML: \(error)")])
+            throw ConfigurationErrors(errors: [ConfigurationError(key: source, "not valid YAML: \(yamlProblem(error))")])
         }
         var config = VitalsConfiguration()
         reader.read(root, into: &config, environment: environment)

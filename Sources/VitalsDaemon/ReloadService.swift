@@ -43,6 +43,11 @@ public struct ReloadService: Service {
         return changed
     }
 
+    /// An error's description on one log line: its lines joined with `; `.
+    static func oneLine(_ error: any Error) -> String {
+        String(describing: error).split(whereSeparator: \.isNewline).joined(separator: "; ")
+    }
+
     public func run() async throws {
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
             do {
@@ -58,7 +63,7 @@ public struct ReloadService: Service {
                 }
             } catch {
                 logger.error("configuration reload refused; the running configuration stays",
-                             metadata: ["config.path": "\(configPath)", "config.errors": "\(error)"])
+                             metadata: ["config.path": "\(configPath)", "config.errors": "\(Self.oneLine(error))"])
             }
         }
     }

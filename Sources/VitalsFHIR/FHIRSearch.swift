@@ -156,7 +156,11 @@ public enum FHIRSearch {
     public static func page(_ groups: [String: [String]], defaultCount: Int, maxCount: Int) throws(FHIRError) -> PageRequest {
         var count = defaultCount
         if let text = groups["_count"]?.first {
-            guard let n = Int(text), n >= 1 else { throw .invalid("_count must be a whole number of at least 1 (got '\(text)')") }
+            // Digits beyond Int's range are a large count like any other: lowered.
+            let digits = !text.isEmpty && text.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+            guard let n = Int(text) ?? (digits ? Int.max : nil), n >= 1 else {
+                throw .invalid("_count must be a whole number of at least 1 (got '\(text)')")
+            }
             count = min(n, maxCount)
         }
         var total = false

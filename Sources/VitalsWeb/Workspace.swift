@@ -106,10 +106,15 @@ public struct Workspace: Sendable {
     /// The user-facing listener: the workspace, plus `routeGroups` (other route groups of the same
     /// listener, e.g. an API), over HTTPS when `web.tls_cert_file` is set. A `Service` for the service group.
     /// - Throws: TLS errors when the certificate or key cannot be read; template errors.
+    /// - Parameter idleTimeout: a connection that has sent no complete request part for this long,
+    ///   and is not being answered, is closed (a client that opens connections and sends half a
+    ///   header would otherwise hold them, and the process's descriptors, for ever). Default 30 s.
     public static func application(
         configuration: VitalsConfiguration, database: AppDatabase, logger: Logger, routeGroups: [any WorkspaceRouteGroup] = [],
-        throttle: SignInThrottle = SignInThrottle(), clock: @escaping @Sendable () -> Date = { Date() }
+        throttle: SignInThrottle = SignInThrottle(), clock: @escaping @Sendable () -> Date = { Date() },
+        idleTimeout: Duration = .seconds(30)
     ) throws -> some ApplicationProtocol {
+        let idle = TimeAmount.nanoseconds(idleTimeout.components.seconds * 1_000_000_000 + idleTimeout.components.attoseconds / 1_000_000_000)
         let workspace = try Workspace(configuration: configuration, database: database, logger: logger, throttle: throttle, clock: clock)
         let router = workspace.router(routeGroups: routeGroups)
         let web = configuration.web
@@ -119,9 +124,9 @@ public struct Workspace: Sendable {
                 certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
                 privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
             tls.minimumTLSVersion = .tlsv12
-            server = try .tls(.http1(), tlsConfiguration: tls)
+            server = try .tls(.http1(configuration: .init(idleTimeout: idle)), tlsConfiguration: tls)
         } else {
-            server = .http1()
+            server = .http1(configuration: .init(idleTimeout: idle))
         }
         return Application(
             router: router, server: server,

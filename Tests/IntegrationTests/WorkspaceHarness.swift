@@ -105,7 +105,8 @@ final class WorkspaceServer: @unchecked Sendable {
     private let task: Task<Void, any Error>
 
     /// - Parameter webYAML: more `web.*` lines, indented by two spaces.
-    init(tls: (cert: String, key: String)? = nil, clock: TestClock = TestClock(), webYAML: String = "") async throws {
+    init(tls: (cert: String, key: String)? = nil, clock: TestClock = TestClock(), webYAML: String = "",
+         idleTimeout: Duration = .seconds(30)) async throws {
         directory = try TemporaryDirectoryPath()
         port = try Broker.freePort()
         self.clock = clock
@@ -133,7 +134,8 @@ final class WorkspaceServer: @unchecked Sendable {
             practitioner: "Dr. Ng", actor: "test")
         var logger = Logger(label: "workspace-test")
         logger.logLevel = .warning
-        let app = try Workspace.application(configuration: config, database: database, logger: logger, clock: { clock.read() })
+        let app = try Workspace.application(configuration: config, database: database, logger: logger, clock: { clock.read() },
+                                            idleTimeout: idleTimeout)
         task = Task { try await app.runService(gracefulShutdownSignals: []) }
         let port = port
         let up = await eventually { Broker.canConnect(port: port) }

@@ -323,6 +323,28 @@ struct WorkspaceTests {
         }
     }
 
+    @Test("a connection that sends half a request header is closed after the idle timeout; a whole request is answered")
+    func halfHeader() async throws {
+        let server = try await WorkspaceServer(idleTimeout: .seconds(1))
+        defer { Task { await server.stop() } }
+        let port = server.port
+        // recv on a Dispatch thread: 0 is the server's close, -1 our own 30 s limit.
+        let received: Int = try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                guard let fd = connectLoopback(port: port) else { return continuation.resume(throwing: TestFailure("no listener")) }
+                defer { close(fd) }
+                var timeout = timeval(tv_sec: 30, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                let half = Array("GET /signin HTTP/1.1\r\nHost: x\r\n".utf8)
+                _ = half.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+                var buffer = [UInt8](repeating: 0, count: 1024)
+                continuation.resume(returning: recv(fd, &buffer, buffer.count, 0))
+            }
+        }
+        #expect(received == 0)
+        #expect(try await server.get("/signin").status == 200)
+    }
+
     @Test("after 15 idle minutes a page redirects to sign-in saying why")
     func idle() async throws {
         let server = try await WorkspaceServer()

@@ -64,6 +64,9 @@ struct FHIRSearchTests {
                     "patient=Device/d1", "patient=p1&date=sa2026"] {
             #expect(throws: FHIRError.self, "\(bad)") { try ObservationSearch(query: query(bad), defaultCount: 100, maxCount: 1000) }
         }
+        // A count beyond Int's range is lowered like any other large count; a minus sign is not a count.
+        #expect(try ObservationSearch(query: query("patient=p1&_count=99999999999999999999"), defaultCount: 100, maxCount: 1000).page.count == 1000)
+        #expect(throws: FHIRError.self) { try ObservationSearch(query: query("patient=p1&_count=-99999999999999999999"), defaultCount: 100, maxCount: 1000) }
         let unknown = try? ObservationSearch(query: query("patient=p1&foo=1"), defaultCount: 100, maxCount: 1000)
         #expect(unknown == nil)
         do {

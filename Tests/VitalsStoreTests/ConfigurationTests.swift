@@ -19,6 +19,21 @@ struct ConfigurationTests {
         #expect(c.fhir == VitalsConfiguration.FHIR() && c.delivery.fhir == nil)
     }
 
+    @Test("a YAML syntax error names the file, the line and the problem on one line, without the file's text")
+    func yamlSyntax() throws {
+        let path = NSTemporaryDirectory() + "vitalsd-yaml-\(UUID().uuidString).yaml"
+        try "mqtt:\n  port: 1883\n  host: [unclosed\nweb:\n  enabled: true\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try VitalsConfiguration.load(path: path, environment: [:])
+            Issue.record("accepted")
+        } catch let error as ConfigurationErrors {
+            let text = error.description
+            #expect(text.hasPrefix("\(path): not valid YAML: line "), "\(text)")
+            #expect(!text.contains("\n") && !text.contains("enabled"), "\(text)")
+        }
+    }
+
     @Test("fhir and delivery.fhir are read and checked, each problem naming its key")
     func fhir() throws {
         let key = NSTemporaryDirectory() + "vitalsd-key-\(UUID().uuidString).pem"
