@@ -125,7 +125,7 @@ struct ClockedDaemonTests {
         clock.advance(by: 60)
         #expect(await eventually(advancing: clock, by: 30) { (try? env.database.task(id: task.id)?.task.escalationLevel) == 1 })
 
-        let body = try #require(httpGet(port: env.httpPort, "/metrics")).body
+        let body = try #require(await httpGet(port: env.httpPort, "/metrics")).body
         #expect(body.contains(#"vitalsd_tasks_opened_total{priority="critical"} 1"#))
         #expect(body.contains(#"vitalsd_tasks_opened_total{priority="warning"} 1"#))
         #expect(body.contains(#"vitalsd_tasks_open{priority="critical"} 1"#))

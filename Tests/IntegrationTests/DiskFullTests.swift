@@ -31,7 +31,7 @@ struct DiskFullTests {
         }
         let env = try TestEnvironment(databasePath: mount + "/vitalsd.sqlite")
         let daemon = try env.startProcess()
-        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let pub = try await env.publisher()
         defer { pub.close() }
         let base = msAgo(86_400)
@@ -45,17 +45,17 @@ struct DiskFullTests {
                 try? pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(100 + Double(sent % 50), at: base + Int64(sent) * 1000))
                 sent += 1
             }
-            guard let r = httpGet(port: env.httpPort, "/readyz") else { return false }
+            guard let r = await httpGet(port: env.httpPort, "/readyz") else { return false }
             return r.status == 503 && r.body.contains("the disk holding the database is full (SQLITE_FULL)")
         }
         #expect(full)
-        #expect(httpGet(port: env.httpPort, "/readyz")?.body.contains("a commit has waited") == false)
+        #expect(await httpGet(port: env.httpPort, "/readyz")?.body.contains("a commit has waited") == false)
 
         // Space again: the batch is committed on its next attempt, and nothing was lost.
         try FileManager.default.removeItem(atPath: mount + "/filler")
         try await pub.waitUntilDelivered()
         #expect(await eventually { (try? env.statistics().readings) == sent })
-        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         #expect(daemon.isRunning)
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(seconds: 30))

@@ -55,7 +55,7 @@ struct EscalationAndPauseTests {
         let other = try await env.database.worklist(tab: .mine, username: "rn.cara", page: 1, pageSize: 50, now: clock.now(), role: "care_manager")
         #expect(other.entries.isEmpty)
 
-        let body = try #require(httpGet(port: env.httpPort, "/metrics")).body
+        let body = try #require(await httpGet(port: env.httpPort, "/metrics")).body
         #expect(body.contains(#"vitalsd_escalations_total{level="1"} 1"#))
         #expect(body.contains(#"vitalsd_escalations_total{level="2"} 1"#))
         #expect(body.contains(#"vitalsd_escalations_total{level="3+"} 0"#))

@@ -40,7 +40,7 @@ struct FHIRAPITests {
             actor: "test")
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
 
         // A cuff reading at the patient's local time (UTC-06:00), a critical glucose and one in mmol/L.
         let bpInstant = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 3_600).rounded(.down))
@@ -195,7 +195,7 @@ struct FHIRAPITests {
 
         validated += [("Patient", patient.json), ("Device", device.json), ("Task", taskRead.json), ("Task searchset", tasks.json),
                       ("Device searchset", devices.json), ("OperationOutcome 400", unknown.json), ("OperationOutcome 404", missing.json)]
-        #expect(try expectValidFHIR(validated) == validated.count)
+        #expect(try await expectValidFHIR(validated) == validated.count)
 
         // Every access is in the access log under the client, with ids and parameter names only.
         let log = try env.database.accessEntries(actor: "client:\(client.id)")
@@ -214,7 +214,7 @@ struct FHIRAPITests {
         let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let pub = try await env.publisher()
         defer { pub.close() }
         // One CGM upload of 1,050 readings a minute apart, all within the last 18 hours.
@@ -255,7 +255,7 @@ struct FHIRAPITests {
         #expect(seen.count == 1_060)  // the 10 later ones too; the 10 earlier ones lie behind the position reached
         let effective = seen.compactMap { Int64($0.split(separator: "/").last!) }
         #expect(effective == effective.sorted())
-        try expectValidFHIR(bundles)
+        try await expectValidFHIR(bundles)
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(seconds: 30))
     }
@@ -266,7 +266,7 @@ struct FHIRAPITests {
         let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let client = try env.registerClient(scopes: ["system/Observation.rs", "system/Patient.read"])
         let now = Int64(Date().timeIntervalSince1970)
 
@@ -327,22 +327,22 @@ struct FHIRAPITests {
         let rsa = try TestKey("RS384", kid: "ehr-rsa-1", directory: env.directory)
         let jwksPath = env.directory + "/ehr-jwks.json"
         try rsa.jwks().write(toFile: jwksPath, atomically: true, encoding: .utf8)
-        let (added, addOutput) = try runVitalsd(["client", "add", "--config", env.configPath, "--name", "EHR RSA", "--jwks", jwksPath,
+        let (added, addOutput) = try await runVitalsd(["client", "add", "--config", env.configPath, "--name", "EHR RSA", "--jwks", jwksPath,
                                                  "--scope", "system/Observation.rs system/Patient.rs"])
         #expect(added == 0)
         let rsaClient = addOutput.trimmingCharacters(in: .whitespacesAndNewlines)
         let common = ["--token-url", env.tokenURL, "--client-id", rsaClient, "--key", rsa.pemPath, "--kid", "ehr-rsa-1", "--alg", "RS384"]
-        let (ok, okOutput) = try runPython("smart_token.py", common + ["--scope", "system/Observation.rs"])
+        let (ok, okOutput) = try await runPython("smart_token.py", common + ["--scope", "system/Observation.rs"])
         #expect(ok == 0, "\(okOutput)")
         let pyToken = try #require((try? JSONSerialization.jsonObject(with: Data(okOutput.utf8)) as? [String: Any])?["access_token"] as? String)
         let pySearch = try await request("GET", "\(env.fhirBase)/Observation?patient=p1", headers: ["Authorization": "Bearer \(pyToken)"])
         #expect(pySearch.status == 200)
-        let (old, oldOutput) = try runPython("smart_token.py", common + ["--exp-seconds", "-5"])
+        let (old, oldOutput) = try await runPython("smart_token.py", common + ["--exp-seconds", "-5"])
         #expect(old == 1)
         #expect(oldOutput.contains("\"status\": 401") && oldOutput.contains("invalid_client"))
 
         // A disabled client's tokens stop working at once.
-        let (disabled, _) = try runVitalsd(["client", "disable", "--config", env.configPath, rsaClient])
+        let (disabled, _) = try await runVitalsd(["client", "disable", "--config", env.configPath, rsaClient])
         #expect(disabled == 0)
         let revoked = try await request("GET", "\(env.fhirBase)/Observation?patient=p1", headers: ["Authorization": "Bearer \(pyToken)"])
         #expect(revoked.status == 401)
@@ -352,7 +352,7 @@ struct FHIRAPITests {
         #expect(log.filter { $0.action == "token.refused" }.count == 9)
         #expect(log.filter { $0.action == "token.issued" }.count == 2)
         #expect(log.contains { $0.action == "fhir.forbidden" && $0.actor == "client:\(client.id)" })
-        let (listed, listing) = try runVitalsd(["audit", "list", "--config", env.configPath, "--access", "--actor", "client:\(client.id)"])
+        let (listed, listing) = try await runVitalsd(["audit", "list", "--config", env.configPath, "--access", "--actor", "client:\(client.id)"])
         #expect(listed == 0)
         #expect(listing.contains("token.refused") && listing.contains("fhir.forbidden"))
         daemon.signal(SIGTERM)
@@ -393,7 +393,7 @@ struct JWKSURLTests {
         let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
-        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let server = JWKSServer(port: try Broker.freePort())
         let first = try TestKey("ES384", kid: "rot-1", directory: env.directory)
         server.jwks.withLock { $0 = (try? first.jwks()) ?? "" }

@@ -125,7 +125,7 @@ struct FHIRPushTests {
             """)
         try env.database.upsertDevice(Device(id: "c1", kind: .bpCuff, patientID: "p1"), actor: "test")
         // The JWK Set vitalsd prints for registration with the EHR.
-        let (printed, jwks) = try runVitalsd(["client", "push-jwks", "--config", env.configPath])
+        let (printed, jwks) = try await runVitalsd(["client", "push-jwks", "--config", env.configPath])
         #expect(printed == 0)
         let started = Date()
         let pub = try await env.publisher()
@@ -167,7 +167,7 @@ struct FHIRPushTests {
         #expect(state.refusals.isEmpty)
         #expect(state.tokensIssued >= 1)
         #expect(try FHIRStore(database: env.database).pushBacklog(channel: "fhir") == 0)
-        let exposition = try #require(httpGet(port: env.httpPort, "/metrics")).body
+        let exposition = try #require(await httpGet(port: env.httpPort, "/metrics")).body
         #expect(metric(exposition, #"vitalsd_outbox_backlog{channel="fhir"}"#) == 0)
         #expect(metric(exposition, #"vitalsd_task_events_delivered_total{channel="fhir"}"#) == 9)  // since the restart: all 9
         #expect((metric(exposition, #"vitalsd_delivery_failures_total{channel="fhir"}"#) ?? 0) >= 1)
@@ -188,7 +188,7 @@ struct FHIRPushTests {
         #expect(tags(observations[7]) == ["late"])
         #expect(tags(observations[8]) == ["manual"])
         #expect(tags(observations[2]).isEmpty)
-        try expectValidFHIR(bundles.enumerated().map { ("transaction \($0.offset)", $0.element) })
+        try await expectValidFHIR(bundles.enumerated().map { ("transaction \($0.offset)", $0.element) })
 
         daemon.signal(SIGTERM)
         #expect(await daemon.waitForExit(seconds: 30))

@@ -125,17 +125,24 @@ func venvPython() throws -> String {
 }
 
 /// Runs a Python script of Tests/python with the venv's Python. Returns (exit code, standard output).
-func runPython(_ script: String, _ arguments: [String]) throws -> (Int32, String) {
-    try runProgram(try venvPython(), [repositoryRoot.appendingPathComponent("Tests/python/\(script)").path] + arguments)
+func runPython(_ script: String, _ arguments: [String]) async throws -> (Int32, String) {
+    try await runProgram(try venvPython(), [repositoryRoot.appendingPathComponent("Tests/python/\(script)").path] + arguments)
 }
 
 /// Runs the built `vitalsd` with arguments; returns (exit code, standard output).
-func runVitalsd(_ arguments: [String]) throws -> (Int32, String) {
-    try runProgram(try vitalsdBinary(), arguments)
+func runVitalsd(_ arguments: [String]) async throws -> (Int32, String) {
+    try await runProgram(try vitalsdBinary(), arguments)
 }
 
-/// Runs a program to its end; returns (exit code, standard output). Standard error is dropped.
-func runProgram(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
+/// Runs a program to its end on a Dispatch thread (waiting for it on the cooperative pool could starve
+/// the in-process daemons of other tests); returns (exit code, standard output). Standard error is dropped.
+func runProgram(_ path: String, _ arguments: [String]) async throws -> (Int32, String) {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try runProgramBlocking(path, arguments) }) }
+    }
+}
+
+private func runProgramBlocking(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = arguments
@@ -151,12 +158,12 @@ func runProgram(_ path: String, _ arguments: [String]) throws -> (Int32, String)
 /// Validates resources with fhir.resources (R4B models) and records a test issue for each refused one.
 /// - Returns: how many were validated.
 @discardableResult
-func expectValidFHIR(_ resources: [(name: String, resource: Any)], sourceLocation: SourceLocation = #_sourceLocation) throws -> Int {
+func expectValidFHIR(_ resources: [(name: String, resource: Any)], sourceLocation: SourceLocation = #_sourceLocation) async throws -> Int {
     let path = NSTemporaryDirectory() + "fhir-\(UUID().uuidString).json"
     defer { try? FileManager.default.removeItem(atPath: path) }
     let items = resources.map { ["name": $0.name, "resource": $0.resource] }
     try JSONSerialization.data(withJSONObject: items).write(to: URL(fileURLWithPath: path))
-    let (code, output) = try runPython("validate_fhir.py", [path])
+    let (code, output) = try await runPython("validate_fhir.py", [path])
     #expect(code == 0, "validator failed to run: \(output)", sourceLocation: sourceLocation)
     let results = (try? JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]]) ?? []
     #expect(results.count == resources.count, sourceLocation: sourceLocation)

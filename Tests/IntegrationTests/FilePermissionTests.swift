@@ -34,7 +34,7 @@ struct FilePermissionTests {
         }
         // The daemon creates the database; its -wal and -shm files exist while it runs.
         let daemon = try vitalsd(["run"])
-        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         #expect(mode(db) == 0o600)
         #expect(mode(db + "-wal") == 0o600)
         #expect(mode(db + "-shm") == 0o600)
@@ -74,7 +74,7 @@ struct FilePermissionTests {
         // The service's user runs the daemon on it and stores a reading.
         let daemon = try ChildProcess(path: try vitalsdBinary(), arguments: ["run", "--config", env.configPath],
                                       logPath: env.directory + "/vitalsd.log", runAs: "mosquitto")
-        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 },
+        #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 },
                 "\((try? String(contentsOfFile: env.directory + "/vitalsd.log", encoding: .utf8)) ?? "")")
         let pub = try await env.publisher()
         defer { pub.close() }

@@ -8,8 +8,12 @@ import VitalsConfig
 import VitalsStore
 
 /// `GET path` on 127.0.0.1:`port` over a plain socket. Returns (status, body), or nil when nothing listens.
-func httpGet(port: Int, _ path: String) -> (status: Int, body: String)? {
-    (try? blockingRequest(port: port, "GET", path, headers: [:], body: nil)).map { ($0.status, $0.body) }
+///
+/// Async, on a Dispatch thread (``httpRequest(port:_:_:headers:body:)``): a blocking request on the
+/// cooperative pool (two threads here) could starve an in-process daemon that must answer it, or
+/// another test's, until the request times out.
+func httpGet(port: Int, _ path: String) async -> (status: Int, body: String)? {
+    (try? await httpRequest(port: port, "GET", path)).map { ($0.status, $0.body) }
 }
 
 /// The value of a metric line such as `vitalsd_readings_stored_total 3`.
@@ -63,8 +67,8 @@ struct HTTPEndpointTests {
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         let port = env.httpPort
-        #expect(await eventually { httpGet(port: port, "/readyz")?.status == 200 })
-        #expect(httpGet(port: port, "/healthz")?.status == 200)
+        #expect(await eventually { await httpGet(port: port, "/readyz")?.status == 200 })
+        #expect(await httpGet(port: port, "/healthz")?.status == 200)
 
         let pub = try await env.publisher()
         defer { pub.close() }
@@ -76,7 +80,7 @@ struct HTTPEndpointTests {
         try pub.publish(topic: "devices/nobody/readings", payload: glucoseJSON(100, at: base))
         try await pub.waitUntilDelivered()
         #expect(await eventually { (try? env.statistics().readings) == 4 && (try? env.statistics().deadLetters) == 2 })
-        let exposition = try #require(httpGet(port: port, "/metrics")).body
+        let exposition = try #require(await httpGet(port: port, "/metrics")).body
         #expect(metric(exposition, "vitalsd_messages_received_total") == 7)
         #expect(metric(exposition, "vitalsd_readings_stored_total") == 4)
         #expect(metric(exposition, "vitalsd_duplicates_total") == 1)
@@ -89,11 +93,11 @@ struct HTTPEndpointTests {
 
         // The broker goes away: not ready; it comes back: ready again, by itself.
         env.broker.stop()
-        #expect(await eventually { httpGet(port: port, "/readyz")?.status == 503 })
-        #expect(httpGet(port: port, "/healthz")?.status == 200)
+        #expect(await eventually { await httpGet(port: port, "/readyz")?.status == 503 })
+        #expect(await httpGet(port: port, "/healthz")?.status == 200)
         try env.broker.start()
-        #expect(await eventually { httpGet(port: port, "/readyz")?.status == 200 })
-        #expect(metric(try #require(httpGet(port: port, "/metrics")).body, "vitalsd_broker_reconnects") == 1)
+        #expect(await eventually { await httpGet(port: port, "/readyz")?.status == 200 })
+        #expect(metric(try #require(await httpGet(port: port, "/metrics")).body, "vitalsd_broker_reconnects") == 1)
 
         // Another connection holds the write lock until the endpoint has said so: not
         // ready while it lasts; nothing is lost.
@@ -102,9 +106,9 @@ struct HTTPEndpointTests {
         let pub2 = try await env.publisher()  // the first one lost its connection with the broker
         defer { pub2.close() }
         try pub2.publish(topic: "devices/g1/readings", payload: glucoseJSON(101, at: base + 20_000))
-        #expect(await eventually { httpGet(port: port, "/readyz")?.status == 503 })
+        #expect(await eventually { await httpGet(port: port, "/readyz")?.status == 503 })
         try await lock.release()
-        #expect(await eventually { httpGet(port: port, "/readyz")?.status == 200 })
+        #expect(await eventually { await httpGet(port: port, "/readyz")?.status == 200 })
         #expect(await eventually { (try? env.statistics().readings) == 5 })
         #expect(daemon.isRunning)
 
@@ -119,7 +123,7 @@ struct HTTPEndpointTests {
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         let port = env.httpPort
-        #expect(await eventually { httpGet(port: port, "/readyz")?.status == 200 })
+        #expect(await eventually { await httpGet(port: port, "/readyz")?.status == 200 })
         let pub = try await env.publisher()
         defer { pub.close() }
         let first = msAgo(60)
@@ -136,8 +140,8 @@ struct HTTPEndpointTests {
         // while the lock is still held (blocked endpoints would wait out the 10 s busy timeout; the
         // bound leaves room for a loaded machine).
         let start = Date()
-        #expect(httpGet(port: port, "/healthz")?.status == 200)
-        #expect(httpGet(port: port, "/metrics")?.status == 200)
+        #expect(await httpGet(port: port, "/healthz")?.status == 200)
+        #expect(await httpGet(port: port, "/metrics")?.status == 200)
         #expect(Date().timeIntervalSince(start) < 5)
 
         daemon.signal(SIGTERM)

@@ -17,13 +17,13 @@ struct TwoInstancesTests {
         return path
     }
 
-    func metrics(_ port: Int) -> String { httpGet(port: port, "/metrics")?.body ?? "" }
+    func metrics(_ port: Int) async -> String { await httpGet(port: port, "/metrics")?.body ?? "" }
 
     @Test("the same configuration started twice: the second refuses before the broker, naming the lock")
     func sameDatabase() async throws {
         let env = try TestEnvironment()
         let first = try env.startProcess()
-        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
 
         let log = env.directory + "/second.log"
         let second = try ChildProcess(path: try vitalsdBinary(), arguments: ["run", "--config", env.configPath], logPath: log)
@@ -33,8 +33,8 @@ struct TwoInstancesTests {
         #expect(text.contains("database.path: \(env.config.database.path) is in use by another vitalsd (pid \(first.pid))"), "\(text)")
         #expect(text.contains("holds the lock \(env.config.database.path).lock"))
         // It never connected: the first daemon was not knocked off.
-        #expect(metric(metrics(env.httpPort), "vitalsd_broker_reconnects") == 0)
-        #expect(httpGet(port: env.httpPort, "/readyz")?.status == 200)
+        #expect(metric(await metrics(env.httpPort), "vitalsd_broker_reconnects") == 0)
+        #expect(await httpGet(port: env.httpPort, "/readyz")?.status == 200)
 
         // A different database, the same HTTP port: refused naming http.port, still before the broker.
         let otherDB = try secondConfiguration(env, name: "other-db", databasePath: env.directory + "/other.sqlite")
@@ -44,7 +44,7 @@ struct TwoInstancesTests {
         #expect(third.exitCode == 2)
         let text2 = try String(contentsOfFile: log2, encoding: .utf8)
         #expect(text2.contains("http.port: 127.0.0.1:\(env.httpPort) cannot be used for the HTTP endpoints (Address already in use)"), "\(text2)")
-        #expect(metric(metrics(env.httpPort), "vitalsd_broker_reconnects") == 0)
+        #expect(metric(await metrics(env.httpPort), "vitalsd_broker_reconnects") == 0)
         first.signal(SIGTERM)
         #expect(await first.waitForExit(seconds: 30))
         #expect(first.exitCode == 0)
@@ -57,7 +57,7 @@ struct TwoInstancesTests {
         let otherConfig = try secondConfiguration(
             env, name: "other", databasePath: env.directory + "/other.sqlite", httpPort: otherPort)
         let first = try env.startProcess()
-        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let otherLog = env.directory + "/other.log"
         let second = try ChildProcess(path: try vitalsdBinary(), arguments: ["run", "--config", otherConfig], logPath: otherLog)
 
@@ -65,18 +65,18 @@ struct TwoInstancesTests {
         // id): after 3 in a row each reports it.
         for port in [env.httpPort, otherPort] {
             #expect(await eventually {
-                guard let r = httpGet(port: port, "/readyz") else { return false }
+                guard let r = await httpGet(port: port, "/readyz") else { return false }
                 return r.status == 503 && r.body.contains("MQTT session taken over")
                     && r.body.contains("(mqtt.client_id): is a second vitalsd using it?")
             })
-            #expect(metric(metrics(port), "vitalsd_broker_session_taken_over") == 1)
-            #expect((metric(metrics(port), "vitalsd_broker_session_takeovers") ?? 0) >= 3)
+            #expect(metric(await metrics(port), "vitalsd_broker_session_taken_over") == 1)
+            #expect((metric(await metrics(port), "vitalsd_broker_session_takeovers") ?? 0) >= 3)
         }
         // Backing off: the delay doubles from 0.2 s to 2 s (twice reconnect_max_seconds), so over 10 s
         // a daemon reconnects a few times, not thousands (without back-off: about 600 a second).
-        let before = metric(metrics(env.httpPort), "vitalsd_broker_reconnects") ?? 0
+        let before = metric(await metrics(env.httpPort), "vitalsd_broker_reconnects") ?? 0
         try await Task.sleep(for: .seconds(10))
-        let after = metric(metrics(env.httpPort), "vitalsd_broker_reconnects") ?? 0
+        let after = metric(await metrics(env.httpPort), "vitalsd_broker_reconnects") ?? 0
         #expect(after - before <= 20, "\(after - before) reconnects in 10 s")
 
         // One warning (at most one a minute) per daemon, and no per-connection flood.
@@ -89,8 +89,8 @@ struct TwoInstancesTests {
 
         // Alone again, the first holds its session and is ready again by itself (after twice the
         // back-off cap of steady connection).
-        #expect(await eventually { httpGet(port: env.httpPort, "/readyz")?.status == 200 })
-        #expect(metric(metrics(env.httpPort), "vitalsd_broker_session_taken_over") == 0)
+        #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
+        #expect(metric(await metrics(env.httpPort), "vitalsd_broker_session_taken_over") == 0)
         first.signal(SIGTERM)
         #expect(await first.waitForExit(seconds: 30))
     }
