@@ -136,7 +136,8 @@ public struct Workspace: Sendable {
     /// The router of the listener: security headers on every response, public routes (sign-in, static
     /// files), then the pages and actions behind the session middleware.
     func router(routeGroups: [any WorkspaceRouteGroup]) -> Router<WorkspaceRequestContext> {
-        let router = Router(context: WorkspaceRequestContext.self)
+        // HEAD answers as GET without the body (RFC 9110 §9.3.2).
+        let router = Router(context: WorkspaceRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: SecurityHeadersMiddleware(strictTransport: settings.secureCookies, pages: pages, logger: logger))
         router.add(middleware: RateLimitMiddleware(
             paths: ["/signin", "/auth/token"], perMinute: settings.authenticationRequestsPerMinute, behindProxy: settings.behindTLSProxy,

@@ -345,6 +345,21 @@ struct WorkspaceTests {
         #expect(try await server.get("/signin").status == 200)
     }
 
+    @Test("HEAD answers as GET without the body: status, headers and length")
+    func head() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        let get = try await server.get("/static/app.js")
+        let head = try await httpRequest(port: server.port, "HEAD", "/static/app.js")
+        #expect(get.status == 200 && head.status == 200)
+        #expect(head.body.isEmpty)
+        #expect(head.header("content-length") == String(get.body.utf8.count))
+        #expect(head.header("content-type") == get.header("content-type"))
+        #expect(head.header("content-security-policy") != nil)
+        // Behind the sign-in as GET is: a redirect.
+        #expect(try await httpRequest(port: server.port, "HEAD", "/worklist").status == 303)
+    }
+
     @Test("after 15 idle minutes a page redirects to sign-in saying why")
     func idle() async throws {
         let server = try await WorkspaceServer()
