@@ -189,6 +189,13 @@ public final class SMARTAuthorizer: Sendable {
         let key = try await signingKey(client: client, kid: kid, algorithm: alg, now: now)
         if let keyAlg = key.alg, keyAlg != alg { throw OAuthError.invalidClient("key \(kid) is registered for \(keyAlg), not \(alg)") }
 
+        // Claims of the wrong JSON type (an exp given as a string) are named as such, before the
+        // signature check, whose failure would otherwise be reported for them.
+        do {
+            _ = try JSONDecoder().decode(AssertionPayload.self, from: payloadData)
+        } catch {
+            throw OAuthError.invalidClient("the assertion's claims have the wrong types (iss, sub, jti strings; exp, nbf numbers; aud a string or strings)")
+        }
         let payload: AssertionPayload
         do {
             let jwk = try JSONDecoder().decode(JWK.self, from: key.json)

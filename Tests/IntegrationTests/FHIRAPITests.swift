@@ -294,6 +294,14 @@ struct FHIRAPITests {
             let refused = try await tokenRequest(env.tokenURL, assertion: assertion, scope: "system/Observation.rs")
             #expect(refused.status == 401 && refused.json["error_description"] as? String == "the JWT header needs typ JWT")
         }
+        // A correctly signed assertion whose exp is a string: named as a claim problem, not a bad signature.
+        let stringExp = try signRawAssertion(
+            client.key, header: #"{"alg":"ES384","kid":"\#(client.key.kid)","typ":"JWT"}"#,
+            claims: #"{"iss":"\#(client.id)","sub":"\#(client.id)","aud":"\#(env.tokenURL)","exp":"\#(now + 60)","jti":"\#(UUID().uuidString)"}"#)
+        let typed = try await tokenRequest(env.tokenURL, assertion: stringExp, scope: "system/Observation.rs")
+        #expect(typed.status == 401)
+        #expect((typed.json["error_description"] as? String)?.hasPrefix("the assertion's claims have the wrong types") == true,
+                "\(typed.json)")
         let ahead = try await tokenRequest(env.tokenURL, assertion: try await signAssertion(client.key, clientID: client.id, aud: env.tokenURL, exp: now + 600), scope: "system/Observation.rs")
         #expect(ahead.status == 401)
         // Another audience.
@@ -349,7 +357,7 @@ struct FHIRAPITests {
 
         // Issues and refusals are in the access log, and `audit list --access` shows them.
         let log = try env.database.accessEntries()
-        #expect(log.filter { $0.action == "token.refused" }.count == 9)
+        #expect(log.filter { $0.action == "token.refused" }.count == 10)
         #expect(log.filter { $0.action == "token.issued" }.count == 2)
         #expect(log.contains { $0.action == "fhir.forbidden" && $0.actor == "client:\(client.id)" })
         let (listed, listing) = try await runVitalsd(["audit", "list", "--config", env.configPath, "--access", "--actor", "client:\(client.id)"])

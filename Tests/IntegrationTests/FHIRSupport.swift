@@ -93,17 +93,23 @@ func signAssertion(_ key: TestKey, clientID: String, aud: String, exp: Int64, jt
     return try await keys.sign(TestClaims(iss: clientID, sub: clientID, aud: aud, exp: exp, jti: jti), kid: kid, header: header)
 }
 
-/// An ES384 client assertion whose header has no `typ` (jwt-kit always writes one), signed with
-/// swift-crypto: `base64url(header).base64url(claims).base64url(r ‖ s)` (RFC 7515, RFC 7518 §3.4).
-func signAssertionWithoutTyp(_ key: TestKey, clientID: String, aud: String, exp: Int64) throws -> String {
+/// An ES384 JWS of exactly this header and claims JSON (jwt-kit writes its own `typ` and typed
+/// claims), signed with swift-crypto: `base64url(header).base64url(claims).base64url(r ‖ s)`
+/// (RFC 7515, RFC 7518 §3.4).
+func signRawAssertion(_ key: TestKey, header: String, claims: String) throws -> String {
     func b64(_ data: Data) -> String {
         data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }
-    let header = b64(Data(#"{"alg":"ES384","kid":"\#(key.kid)"}"#.utf8))
-    let claims = b64(Data(#"{"iss":"\#(clientID)","sub":"\#(clientID)","aud":"\#(aud)","exp":\#(exp),"jti":"\#(UUID().uuidString)"}"#.utf8))
-    let signature = try P384.Signing.PrivateKey(pemRepresentation: key.pem).signature(for: Data("\(header).\(claims)".utf8))
-    return "\(header).\(claims).\(b64(signature.rawRepresentation))"
+    let input = b64(Data(header.utf8)) + "." + b64(Data(claims.utf8))
+    let signature = try P384.Signing.PrivateKey(pemRepresentation: key.pem).signature(for: Data(input.utf8))
+    return input + "." + b64(signature.rawRepresentation)
+}
+
+/// An ES384 client assertion whose header has no `typ`.
+func signAssertionWithoutTyp(_ key: TestKey, clientID: String, aud: String, exp: Int64) throws -> String {
+    try signRawAssertion(key, header: #"{"alg":"ES384","kid":"\#(key.kid)"}"#,
+                         claims: #"{"iss":"\#(clientID)","sub":"\#(clientID)","aud":"\#(aud)","exp":\#(exp),"jti":"\#(UUID().uuidString)"}"#)
 }
 
 /// POSTs a client_credentials request with an assertion.
