@@ -73,7 +73,8 @@ public enum HTTPEndpoints {
         host: String, port: Int, ingest: IngestService, metrics: VitalsMetrics, database: AppDatabase, databasePath: String,
         logger: Logger
     ) -> some ApplicationProtocol {
-        let router = Router()
+        // HEAD answers as GET without the body (RFC 9110 §9.3.2), as on the web listener.
+        let router = Router(options: .autoGenerateHeadEndpoints)
         router.get("healthz") { _, _ in
             "ok\n"
         }

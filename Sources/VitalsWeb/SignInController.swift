@@ -49,7 +49,11 @@ struct SignInController {
 
     /// A local path to return to after sign-in; anything else (another host, `//x`) becomes the worklist.
     static func safeNext(_ next: String?) -> String {
-        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\"), !next.hasPrefix("/signin") else {
+        // No whitespace or control characters either: browsers drop a tab or newline from a URL, so
+        // `/\t/evil.example` would become `//evil.example`, another site.
+        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\"), !next.hasPrefix("/signin"),
+              !next.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control })
+        else {
             return "/worklist"
         }
         return next

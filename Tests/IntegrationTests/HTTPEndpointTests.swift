@@ -69,6 +69,9 @@ struct HTTPEndpointTests {
         let port = env.httpPort
         #expect(await eventually { await httpGet(port: port, "/readyz")?.status == 200 })
         #expect(await httpGet(port: port, "/healthz")?.status == 200)
+        // HEAD as GET without the body (RFC 9110 §9.3.2), as a load balancer's health check may send it.
+        let head = try await httpRequest(port: port, "HEAD", "/healthz")
+        #expect(head.status == 200 && head.body.isEmpty)
 
         let pub = try await env.publisher()
         defer { pub.close() }

@@ -360,6 +360,21 @@ struct WorkspaceTests {
         #expect(try await httpRequest(port: server.port, "HEAD", "/worklist").status == 303)
     }
 
+    @Test("after sign-in, next is followed only to a local path: not //host, not with a tab a browser would drop")
+    func signInNext() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        for (next, expected) in [("/patients/p2", "/patients/p2"), ("//evil.example", "/worklist"), ("/\t/evil.example", "/worklist"),
+                                 ("/\n/evil.example", "/worklist"), ("https://evil.example", "/worklist")] {
+            let form = try await server.get("/signin")
+            let cookie = try requireCookie(form, prefix: "vitalsd_signin=")
+            let reply = try await server.post("/signin", cookie: cookie, form: [
+                "csrf": form.field("csrf") ?? "", "username": "bo", "password": WorkspaceServer.passwords["bo"]!, "next": next,
+            ])
+            #expect(reply.status == 303 && reply.location == expected, "next \(next.debugDescription)")
+        }
+    }
+
     @Test("after 15 idle minutes a page redirects to sign-in saying why")
     func idle() async throws {
         let server = try await WorkspaceServer()
