@@ -169,12 +169,16 @@ public enum Daemon {
         public let metrics: VitalsMetrics
         /// Held while the daemon exists: one daemon per database.
         let lock: DatabaseLock
+        /// `database.path`.
+        let path: String
 
         /// Runs the service group, then closes the database and gives up its lock.
         public func run() async throws {
             defer { lock.release() }
             try await group.run()
             try database.close()
+            // A clean stop leaves no -wal or -shm file (README: restoring a backup).
+            try? AppDatabase.removeWAL(path: path)
         }
     }
 
@@ -288,7 +292,8 @@ public enum Daemon {
         groupConfig.maximumGracefulShutdownDuration = .seconds(8)
         groupConfig.maximumCancellationDuration = nil
         return Composition(
-            group: ServiceGroup(configuration: groupConfig), ingest: ingest, database: database, metrics: metrics, lock: lock)
+            group: ServiceGroup(configuration: groupConfig), ingest: ingest, database: database, metrics: metrics, lock: lock,
+            path: config.database.path)
     }
 
     /// Runs the daemon until SIGTERM or SIGINT, then shuts down within 10 s.

@@ -840,6 +840,17 @@ extension AppDatabase {
         }
     }
 
+    /// After the daemon's connections are closed: opens one connection, copies what is left of the
+    /// WAL into the database file and closes it, so that SQLite removes the `-wal` and `-shm` files.
+    /// The read-only connections of a pool cannot do that themselves when they close last; a WAL left
+    /// behind would be replayed over a backup copied into the database's place.
+    /// - Throws: GRDB errors (another process has the database open: the files then stay).
+    public static func removeWAL(path: String) throws {
+        let queue = try DatabaseQueue(path: path)
+        _ = try queue.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+        try queue.close()
+    }
+
     /// Whether a write transaction can start on the database file within `timeout` seconds, for
     /// readiness checks: opens a separate short-lived connection and runs `BEGIN IMMEDIATE; ROLLBACK`.
     /// - Returns: nil when writable, otherwise the reason (locked, read-only, missing).
