@@ -585,8 +585,8 @@ struct ConfigurationReader {
         check((5...65535).contains(c.mqtt.keepAliveSeconds), "mqtt.keepalive_seconds", "must be between 5 and 65535 seconds")
         check((1...10_000).contains(c.mqtt.maxBatch), "mqtt.max_batch", "must be between 1 and 10000")
         check(c.mqtt.reconnectMinSeconds > 0, "mqtt.reconnect_min_seconds", "must be greater than 0")
-        check(c.mqtt.reconnectMaxSeconds >= c.mqtt.reconnectMinSeconds, "mqtt.reconnect_max_seconds",
-              "must be at least mqtt.reconnect_min_seconds")
+        check(c.mqtt.reconnectMaxSeconds >= c.mqtt.reconnectMinSeconds && c.mqtt.reconnectMaxSeconds <= 3_600, "mqtt.reconnect_max_seconds",
+              "must be at least mqtt.reconnect_min_seconds and at most 3600 seconds")
         check(!c.mqtt.allTopicFilters.isEmpty, "mqtt.topics", "must list at least one topic filter (here or in mqtt.subscriptions)")
         for (i, topic) in c.mqtt.topics.enumerated() {
             do throws(Rejection) {
@@ -611,18 +611,21 @@ struct ConfigurationReader {
               "is required when mqtt.tls_cert_file is set: without a CA the broker cannot be verified")
         check(["tlsv1.2", "tlsv1.3"].contains(c.mqtt.tlsVersion), "mqtt.tls_version", "must be tlsv1.2 or tlsv1.3")
         check(["full", "normal"].contains(c.database.synchronous), "database.synchronous", "must be 'full' or 'normal'")
-        check(c.database.busyTimeoutSeconds >= 0, "database.busy_timeout_seconds", "must not be negative")
-        check(c.database.checkpointIntervalSeconds >= 1, "database.checkpoint_interval_seconds", "must be at least 1 second")
+        // Upper bounds keep every duration far from the range limits of the integers it becomes
+        // (milliseconds since 1970, SQLite's busy timeout); a value outside them is a typo.
+        check((0...3_600).contains(c.database.busyTimeoutSeconds), "database.busy_timeout_seconds", "must be between 0 and 3600 seconds")
+        check((1...86_400).contains(c.database.checkpointIntervalSeconds), "database.checkpoint_interval_seconds",
+              "must be between 1 and 86400 seconds")
         check((c.database.deadLetterPayloadRetentionDays ?? 1) >= 1, "database.dead_letter_payload_retention_days",
               "must be at least 1 day, or none")
-        check(c.ingest.maxPayloadBytes >= 64, "ingest.max_payload_bytes", "must be at least 64 bytes")
-        check(c.ingest.maxFutureSkewSeconds >= 0, "ingest.max_future_skew_seconds", "must not be negative")
+        check((64...16_777_216).contains(c.ingest.maxPayloadBytes), "ingest.max_payload_bytes", "must be between 64 bytes and 16 MiB")
+        check((0...86_400).contains(c.ingest.maxFutureSkewSeconds), "ingest.max_future_skew_seconds", "must be between 0 and 86400 seconds")
         check((1...65535).contains(c.http.port), "http.port", "must be between 1 and 65535 (got \(c.http.port))")
         check(!c.http.enabled || c.http.port != c.mqtt.port || c.http.host != c.mqtt.host, "http.port", "must differ from mqtt.port")
         validateWeb(c)
         check((1...365).contains(c.adherence.noDataDays), "adherence.no_data_days", "must be between 1 and 365")
         check((0...100).contains(c.adherence.lowBatteryPercent ?? 0), "adherence.low_battery_percent", "must be between 0 and 100, or none")
-        check(c.adherence.checkIntervalSeconds >= 1, "adherence.check_interval_seconds", "must be at least 1 second")
+        check((1...86_400).contains(c.adherence.checkIntervalSeconds), "adherence.check_interval_seconds", "must be between 1 and 86400 seconds")
         check((2...30).contains(c.billing.setupMinimumDays), "billing.setup_minimum_days", "must be between 2 and 30")
         check((c.billing.max99458Units ?? 0) >= 0, "billing.max_99458_units", "must not be negative")
         check((c.billing.max99439Units ?? 0) >= 0, "billing.max_99439_units", "must not be negative")
@@ -630,14 +633,16 @@ struct ConfigurationReader {
         check(["text", "json"].contains(c.log.format), "log.format", "must be text or json")
         check(["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(c.log.level),
               "log.level", "must be one of trace, debug, info, notice, warning, error, critical")
-        check(c.alerts.lateAfterSeconds >= 60, "alerts.late_after_hours", "must be at least 1 minute (0.0167 h)")
-        check(c.alerts.realertAfterSeconds >= 0, "alerts.realert_after_hours", "must not be negative")
+        check((60...30 * 86_400).contains(c.alerts.lateAfterSeconds), "alerts.late_after_hours", "must be between 1 minute (0.0167 h) and 720 hours")
+        check((0...30 * 86_400).contains(c.alerts.realertAfterSeconds), "alerts.realert_after_hours", "must be between 0 and 720 hours")
         check((0...1_000).contains(c.alerts.realertWorseningPercent), "alerts.realert_worsening_percent", "must be between 0 and 1000")
-        check(c.alerts.confirmationWindowSeconds >= 60, "alerts.confirmation_window_minutes", "must be at least 1 minute")
-        check(c.alerts.escalationAfterSeconds >= 60, "alerts.escalation_after_minutes", "must be at least 1 minute")
-        check(c.alerts.escalationRepeatSeconds.allSatisfy { $0 >= 60 }, "alerts.escalation_repeat_minutes",
-              "each interval must be at least 1 minute")
-        check(c.alertCheckIntervalSeconds >= 1, "alerts.check_interval_seconds", "must be at least 1 second")
+        check((60...86_400).contains(c.alerts.confirmationWindowSeconds), "alerts.confirmation_window_minutes",
+              "must be between 1 and 1440 minutes")
+        check((60...7 * 86_400).contains(c.alerts.escalationAfterSeconds), "alerts.escalation_after_minutes",
+              "must be between 1 and 10080 minutes")
+        check(c.alerts.escalationRepeatSeconds.allSatisfy { (60...7 * 86_400).contains($0) }, "alerts.escalation_repeat_minutes",
+              "each interval must be between 1 and 10080 minutes")
+        check((1...3_600).contains(c.alertCheckIntervalSeconds), "alerts.check_interval_seconds", "must be between 1 and 3600 seconds")
         // The same rule may appear under several programs only if it is the same rule.
         let byID = Dictionary(grouping: c.alerts.defaultRules + c.alerts.programRules.values.joined(), by: \.id)
         for (id, rules) in byID.sorted(by: { $0.key < $1.key }) where Set(rules).count > 1 {
@@ -681,10 +686,11 @@ struct ConfigurationReader {
         check((1...c.fhir.maxCount).contains(c.fhir.defaultCount), "fhir.default_count", "must be between 1 and fhir.max_count")
         check((1...300).contains(c.fhir.tokenLifetimeSeconds), "fhir.token_lifetime_seconds",
               "must be between 1 and 300 (SMART: tokens live at most five minutes)")
-        check(c.fhir.jwksTimeoutSeconds > 0, "fhir.jwks_timeout_seconds", "must be greater than 0")
-        check(c.fhir.jwksCacheSeconds >= 0, "fhir.jwks_cache_seconds", "must not be negative")
-        check(c.delivery.webhookTimeoutSeconds > 0, "delivery.webhook_timeout_seconds", "must be greater than 0")
-        check(c.delivery.retryMaxSeconds >= 1, "delivery.retry_max_seconds", "must be at least 1 second")
+        check(c.fhir.jwksTimeoutSeconds > 0 && c.fhir.jwksTimeoutSeconds <= 60, "fhir.jwks_timeout_seconds", "must be greater than 0 and at most 60 seconds")
+        check((0...7 * 86_400).contains(c.fhir.jwksCacheSeconds), "fhir.jwks_cache_seconds", "must be between 0 and 604800 seconds")
+        check(c.delivery.webhookTimeoutSeconds > 0 && c.delivery.webhookTimeoutSeconds <= 300, "delivery.webhook_timeout_seconds",
+              "must be greater than 0 and at most 300 seconds")
+        check((1...86_400).contains(c.delivery.retryMaxSeconds), "delivery.retry_max_seconds", "must be between 1 and 86400 seconds")
         validateThresholds(c.thresholds.defaults, key: "thresholds.defaults")
         for (program, limits) in c.thresholds.programs {
             validateThresholds(limits, key: "thresholds.programs.\(program.rawValue)")

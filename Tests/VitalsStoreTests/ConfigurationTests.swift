@@ -34,6 +34,26 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("durations far beyond sense are refused naming their key (they crashed the daemon when converted to integers)")
+    func durationBounds() {
+        let huge = "9223372036854775807"
+        for (yaml, key) in [("database:\n  busy_timeout_seconds: 2200000", "database.busy_timeout_seconds"),
+                            ("database:\n  checkpoint_interval_seconds: \(huge)", "database.checkpoint_interval_seconds"),
+                            ("alerts:\n  escalation_after_minutes: \(huge)", "alerts.escalation_after_minutes"),
+                            ("alerts:\n  confirmation_window_minutes: \(huge)", "alerts.confirmation_window_minutes"),
+                            ("alerts:\n  late_after_hours: \(huge)", "alerts.late_after_hours"),
+                            ("alerts:\n  escalation_repeat_minutes: [30, \(huge)]", "alerts.escalation_repeat_minutes")] {
+            do {
+                _ = try VitalsConfiguration.parse(yaml: yaml)
+                Issue.record("accepted \(yaml)")
+            } catch let error as ConfigurationErrors {
+                #expect(error.errors.map(\.key) == [key], "\(error)")
+            } catch { Issue.record("\(error)") }
+        }
+        // The shipped values and a week of escalation still pass.
+        #expect(throws: Never.self) { try VitalsConfiguration.parse(yaml: "alerts:\n  escalation_after_minutes: 10080") }
+    }
+
     @Test("fhir and delivery.fhir are read and checked, each problem naming its key")
     func fhir() throws {
         let key = NSTemporaryDirectory() + "vitalsd-key-\(UUID().uuidString).pem"
