@@ -709,11 +709,9 @@ struct ConfigurationReader {
             check(!c.http.enabled || w.port != c.http.port, "web.port", "must differ from http.port")
             check(w.port != c.mqtt.port || !["127.0.0.1", "localhost"].contains(c.mqtt.host), "web.port", "must differ from mqtt.port")
         }
-        for (key, path) in [("web.tls_cert_file", w.tlsCertFile), ("web.tls_key_file", w.tlsKeyFile)] {
-            if let path, !FileManager.default.isReadableFile(atPath: path) {
-                errors.append(ConfigurationError(key: key, "file \(path) does not exist or is not readable"))
-            }
-        }
+        // Whether the TLS files can be read is checked where they are used (``VitalsConfiguration/webTLSFileProblems``,
+        // by the daemon and `config check`): a key under /run/credentials/ exists only inside the service,
+        // and the admin commands, which never read it, must still run.
         check((w.tlsCertFile == nil) == (w.tlsKeyFile == nil), w.tlsCertFile == nil ? "web.tls_cert_file" : "web.tls_key_file",
               "web.tls_cert_file and web.tls_key_file go together")
         check(!w.enabled || w.isLoopback || w.tlsCertFile != nil || w.behindTLSProxy, "web.host",

@@ -372,6 +372,16 @@ extension VitalsConfiguration {
         return text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
     }
 
+    /// `web.tls_cert_file` and `web.tls_key_file` that cannot be read, each naming its key; empty
+    /// when both can (or TLS is off). Checked by the daemon at start and by `config check`, not by the
+    /// admin commands, which never read them (a key under `/run/credentials/` exists only inside the service).
+    public var webTLSFileProblems: [ConfigurationError] {
+        [("web.tls_cert_file", web.tlsCertFile), ("web.tls_key_file", web.tlsKeyFile)].compactMap { key, path in
+            guard let path, !FileManager.default.isReadableFile(atPath: path) else { return nil }
+            return ConfigurationError(key: key, "file \(path) does not exist or is not readable")
+        }
+    }
+
     /// The PEM text of `delivery.fhir.private_key_file`, or nil without a FHIR push channel.
     /// - Throws: ``ConfigurationError`` when the file cannot be read.
     public func fhirPushKey() throws -> String? {

@@ -207,6 +207,7 @@ public enum Daemon {
         // Before anything touches the broker: a second daemon on this database (the same
         // configuration started twice) would take the first one's MQTT session again and again.
         if let problem = databaseDirectoryProblem(config) { throw ConfigurationErrors(errors: [problem]) }
+        if config.web.enabled, !config.webTLSFileProblems.isEmpty { throw ConfigurationErrors(errors: config.webTLSFileProblems) }
         let lock = try DatabaseLock(databasePath: config.database.path)
         if config.http.enabled { try HTTPEndpoints.checkPortFree(host: config.http.host, port: config.http.port) }
         let database = try openDatabase(config, backgroundCheckpoints: true)

@@ -141,6 +141,7 @@ struct ConfigCommand: ParsableCommand {
             var problems: [String] = []
             if let problem = Daemon.databaseDirectoryProblem(config) { problems.append(problem.description) }
             do { _ = try config.mqttPassword() } catch { problems.append("\(error)") }
+            problems += config.webTLSFileProblems.map(\.description)
             // Users live in the database: checked when it exists already.
             if problems.isEmpty, FileManager.default.fileExists(atPath: config.database.path) {
                 do {

@@ -157,6 +157,24 @@ struct CommandLineTests {
         #expect(r.stdout.contains("configuration ok: \(env.configPath) (1 warnings)"))
     }
 
+    @Test("a web TLS key under /run/credentials (there only inside the service) stops neither admin commands nor config's parse; config check names it")
+    func credentialKey() async throws {
+        let cert = NSTemporaryDirectory() + "vitalsd-cert-\(UUID().uuidString).pem"
+        try "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n".write(toFile: cert, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: cert) }
+        let env = try TestEnvironment(extraYAML: """
+            web:
+              enabled: true
+              tls_cert_file: \(cert)
+              tls_key_file: /run/credentials/vitalsd.service/web-key-\(UUID().uuidString)
+            """)
+        let list = try await run(env, ["patient", "list"])
+        #expect(list.code == 0, "\(list.output)")
+        let check = try await run(env, ["config", "check"])
+        #expect(check.code == 2)
+        #expect(check.output.contains("web.tls_key_file: file /run/credentials/vitalsd.service/web-key-"), "\(check.output)")
+    }
+
     @Test("config check fails while alerts.escalation_backup_user names nobody or a disabled user, and passes once it is enabled")
     func escalationBackupUser() async throws {
         let env = try TestEnvironment(extraYAML: "alerts:\n  escalation_backup_user: dr.backup\n")
