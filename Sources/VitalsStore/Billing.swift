@@ -226,9 +226,22 @@ extension AppDatabase {
         guard entry.performedAt <= Date().addingTimeInterval(600) else {
             throw BillingError("the time entry is in the future; log time for work already done")
         }
-        if let page = entry.timerPage,
-           try Bool.fetchOne(db, sql: "SELECT 1 FROM time_entries WHERE timer_page = ?", arguments: [page]) == true {
-            throw BillingError("this timer's time is already logged (the page was sent twice); reload the page to start a new timer")
+        if let page = entry.timerPage {
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM time_entries WHERE timer_page = ?", arguments: [page]) == true {
+                throw BillingError("this timer's time is already logged (the page was sent twice); reload the page to start a new timer")
+            }
+            // One person's time is counted once: timers of two pages (two tabs) running together for
+            // the same patient and program would log the same minutes twice.
+            let start = epochMilliseconds(entry.performedAt)
+            let end = start + Int64(entry.seconds ?? entry.minutes * 60) * 1000
+            if try Bool.fetchOne(db, sql: """
+                SELECT 1 FROM time_entries e
+                WHERE e.patient_id = ? AND e.program = ? AND e.performed_by = ? AND e.timer_page IS NOT NULL
+                  AND e.performed_at < ? AND e.performed_at + e.seconds * 1000 > ?
+                  AND NOT EXISTS (SELECT 1 FROM time_entries v WHERE v.voids_entry_id = e.id)
+                """, arguments: [entry.patientID, entry.program.rawValue, entry.performedBy, end, start]) == true {
+                throw BillingError("this timer ran while another page's timer for the same patient was counting your time, and that time is already logged")
+            }
         }
         try db.execute(
             sql: """

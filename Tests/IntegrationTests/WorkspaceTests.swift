@@ -286,10 +286,13 @@ struct WorkspaceTests {
         defer { Task { await server.stop() } }
         let ana = try #require(try await server.signIn("ana").cookie)
         let page = try await server.get("/patients/p2", cookie: ana)
+        // A second tab, opened a second after the first (in the same millisecond it would carry the same token).
+        server.clock.advance(1)
+        let secondTab = try await server.get("/patients/p2", cookie: ana)
         let served = try #require(page.field("served_at"))
         let token = try #require(page.field("served_token"))
         let csrf = try #require(page.field("csrf"))
-        server.clock.advance(120)
+        server.clock.advance(119)
         func stop(_ fields: [String: String]) async throws -> HTTPReply {
             var form = ["csrf": csrf, "served_at": served, "served_token": token, "seconds": "100", "program": "rpm",
                         "modality": "audio", "activity": "reviewed readings"]
@@ -310,6 +313,12 @@ struct WorkspaceTests {
             try Row.fetchAll(db, sql: "SELECT seconds, performed_by FROM time_entries WHERE patient_id = 'p2'")
         }
         #expect(entries.map { $0["seconds"] as Int } == [100])
+        // The second tab's timer counted the same minutes: refused.
+        let overlapping = try await server.post("/patients/p2/time", cookie: ana, form: [
+            "csrf": csrf, "served_at": try #require(secondTab.field("served_at")), "served_token": try #require(secondTab.field("served_token")),
+            "seconds": "100", "program": "rpm", "activity": "reviewed readings",
+        ])
+        #expect(overlapping.status == 400 && overlapping.body.contains("another page"))
         // The schema holds it too.
         #expect(throws: (any Error).self) {
             try server.database.writer.write { db in
