@@ -69,5 +69,9 @@ struct BillingRulesTests {
         #expect(LocalDate("2026-02-29") == nil)
         #expect(d("2026-03-01").days(since: d("2026-02-01")) == 28)
         #expect(YearMonth("2026-02")!.last == d("2026-02-28"))
+        // Only YYYY-MM: a sign or a doubled hyphen is no month (split on "-" had read -2026-01 as 2026-01).
+        for text in ["-2026-01", "2026--01", "+026-01", "2026-1", "2026-13", "2026-00", "20260-01", "2026/01"] {
+            #expect(YearMonth(text) == nil, "\(text)")
+        }
     }
 }

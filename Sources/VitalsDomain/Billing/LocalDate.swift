@@ -106,11 +106,12 @@ public struct YearMonth: Sendable, Hashable, Comparable, CustomStringConvertible
     public let year: Int
     public let month: Int
 
-    /// Parses `YYYY-MM`.
+    /// Parses `YYYY-MM`: exactly four digits, a hyphen, two digits (no sign, no other separator).
     public init?(_ text: String) {
-        let parts = text.split(separator: "-")
-        guard parts.count == 2, parts[0].count == 4, parts[1].count == 2, let y = Int(parts[0]), let m = Int(parts[1]),
-              (1...12).contains(m) else { return nil }
+        let bytes = Array(text.utf8)
+        let isDigit = { (b: UInt8) in (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) }
+        guard bytes.count == 7, bytes[4] == UInt8(ascii: "-"), bytes[0..<4].allSatisfy(isDigit), bytes[5..<7].allSatisfy(isDigit),
+              let y = Int(text.prefix(4)), let m = Int(text.suffix(2)), (1...12).contains(m) else { return nil }
         year = y
         month = m
     }
