@@ -2,16 +2,33 @@ import Foundation
 import GRDB
 import VitalsDomain
 
+/// Characters that a page or a terminal would show as something else, or not at all.
+enum HiddenCharacters {
+    /// Whether `text` holds a control character (but a newline or tab when `allowNewlines`), a format
+    /// character (bidirectional overrides such as U+202E, zero-width spaces and joiners) or a line or
+    /// paragraph separator: each can forge or hide what a care manager reads.
+    static func contain(_ text: String, allowNewlines: Bool = false) -> Bool {
+        text.unicodeScalars.contains { c in
+            if allowNewlines, c == "\n" || c == "\t" || c == "\r" { return false }
+            switch c.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator: return true
+            default: return false
+            }
+        }
+    }
+}
+
 /// Checks of a patient's name, date of birth and phone number before they are stored.
 ///
 /// They are PHI: errors name the field, never the value.
 public enum PatientDetails {
-    /// A name: 1–200 characters after trimming, no control characters.
+    /// A name: 1–200 characters after trimming, no control, format or separator characters
+    /// (``HiddenCharacters``).
     /// - Throws: ``EnrollmentError``.
     public static func name(_ text: String) throws -> String {
         let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...200).contains(t.count), !t.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw EnrollmentError("name must have 1 to 200 characters and no control characters")
+        guard (1...200).contains(t.count), !HiddenCharacters.contain(t) else {
+            throw EnrollmentError("name must have 1 to 200 characters and no control, invisible or text-direction characters")
         }
         return t
     }

@@ -210,6 +210,9 @@ extension AppDatabase {
         guard trimmed.count <= maximumNoteLength else {
             throw TaskOwnershipError(.invalidInput, "a note has at most \(maximumNoteLength) characters")
         }
+        guard !HiddenCharacters.contain(trimmed, allowNewlines: true) else {
+            throw TaskOwnershipError(.invalidInput, "a note cannot hold control, invisible or text-direction characters")
+        }
         return trimmed
     }
 }

@@ -82,8 +82,8 @@ extension AppDatabase {
         let display = displayName.trimmingCharacters(in: .whitespacesAndNewlines)
         // No control characters: the name is printed by `user list` and on every page (an escape
         // sequence or a newline would forge terminal output or table rows).
-        guard (1...200).contains(display.count), !display.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw UserError("the display name has 1 to 200 characters and no control characters")
+        guard (1...200).contains(display.count), !HiddenCharacters.contain(display) else {
+            throw UserError("the display name has 1 to 200 characters and no control, invisible or text-direction characters")
         }
         return try writer.write { db in
             if try Self.fetchUser(db, username: name) != nil { throw UserError("user \(name) exists") }

@@ -27,9 +27,13 @@ struct UserStoreTests {
         #expect(ana.username == "ana.ruiz")
         #expect(throws: UserError.self) { try db.addUser(username: "ANA.RUIZ", displayName: "x", role: .admin, passwordHash: fakeHash, actor: "a") }
         // A display name with an escape sequence or a newline would forge `user list` output.
-        for name in ["Eve\u{1B}[31mRED", "Eve\nfake line", "Eve\u{7}"] {
+        // Nor a text-direction override, a zero-width space or a line separator, which make a page show
+        // another name than the one stored.
+        for name in ["Eve\u{1B}[31mRED", "Eve\nfake line", "Eve\u{7}", "RTL\u{202E}live", "Ev\u{200B}e", "Eve\u{2028}Ng"] {
             #expect(throws: UserError.self) { try db.addUser(username: "eve", displayName: name, role: .careManager, passwordHash: fakeHash, actor: "a") }
+            #expect(throws: EnrollmentError.self) { try PatientDetails.name(name) }
         }
+        #expect(try PatientDetails.name(" Zoë Ng-O'Brien ") == "Zoë Ng-O'Brien")
         #expect(throws: UserError.self) { try db.addUser(username: "ana ruiz", displayName: "x", role: .admin, passwordHash: fakeHash, actor: "a") }
         // The schema refuses anything that is not a bcrypt hash (a plain password, say).
         #expect(throws: DatabaseError.self) {
