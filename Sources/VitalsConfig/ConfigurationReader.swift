@@ -633,7 +633,9 @@ struct ConfigurationReader {
         check(["text", "json"].contains(c.log.format), "log.format", "must be text or json")
         check(["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(c.log.level),
               "log.level", "must be one of trace, debug, info, notice, warning, error, critical")
-        check((60...30 * 86_400).contains(c.alerts.lateAfterSeconds), "alerts.late_after_hours", "must be between 1 minute (0.0167 h) and 720 hours")
+        // Up to ten million hours: replays of years-old data (scripts/demo) raise it to a million.
+        check((60...10_000_000 * 3_600).contains(c.alerts.lateAfterSeconds), "alerts.late_after_hours",
+              "must be between 1 minute (0.0167 h) and 10000000 hours")
         check((0...30 * 86_400).contains(c.alerts.realertAfterSeconds), "alerts.realert_after_hours", "must be between 0 and 720 hours")
         check((0...1_000).contains(c.alerts.realertWorseningPercent), "alerts.realert_worsening_percent", "must be between 0 and 1000")
         check((60...86_400).contains(c.alerts.confirmationWindowSeconds), "alerts.confirmation_window_minutes",

@@ -52,6 +52,8 @@ struct ConfigurationTests {
         }
         // The shipped values and a week of escalation still pass.
         #expect(throws: Never.self) { try VitalsConfiguration.parse(yaml: "alerts:\n  escalation_after_minutes: 10080") }
+        // scripts/demo replays years-old CGM data with late_after_hours: 1000000.
+        #expect(throws: Never.self) { try VitalsConfiguration.parse(yaml: "alerts:\n  late_after_hours: 1000000") }
     }
 
     @Test("fhir and delivery.fhir are read and checked, each problem naming its key")
