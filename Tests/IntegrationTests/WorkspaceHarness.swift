@@ -98,6 +98,17 @@ final class TestClock: Sendable {
 /// hypertension patient `p2` (cuff `c1`) in Ana's caseload.
 final class WorkspaceServer: @unchecked Sendable {
     static let passwords = ["ana": "correct horse 1", "bo": "battery staple 2"]
+    /// Their bcrypt hashes, computed once for all servers: each hash is ~0.25 s of CPU on a thread of
+    /// the cooperative pool, which the in-process servers of other tests need.
+    private static let hashStore = Mutex<[String: String]?>(nil)
+    static func hashes() throws -> [String: String] {
+        try hashStore.withLock { stored in
+            if let stored { return stored }
+            let made = try passwords.mapValues { try Passwords.hash($0) }
+            stored = made
+            return made
+        }
+    }
     let directory: TemporaryDirectoryPath
     let database: AppDatabase
     let port: Int
@@ -122,9 +133,9 @@ final class WorkspaceServer: @unchecked Sendable {
         let config = try VitalsConfiguration.parse(yaml: yaml)
         database = try AppDatabase.open(path: config.database.path)
         try database.addUser(username: "ana", displayName: "Ana Ruiz", role: .careManager,
-                             passwordHash: try Passwords.hash(Self.passwords["ana"]!), actor: "test")
+                             passwordHash: try Self.hashes()["ana"]!, actor: "test")
         try database.addUser(username: "bo", displayName: "Bo Chen", role: .careManager,
-                             passwordHash: try Passwords.hash(Self.passwords["bo"]!), actor: "test")
+                             passwordHash: try Self.hashes()["bo"]!, actor: "test")
         try database.upsertPatient(Patient(id: "p2", timezone: "America/Chicago", programs: [.hypertension], careManager: "ana"),
                                    actor: "test")
         try database.upsertDevice(Device(id: "c1", kind: .bpCuff, patientID: "p2"), actor: "test")
