@@ -25,8 +25,7 @@ struct TimerController {
     /// stored once per token (`time_entries.timer_page` is unique), so one page logs one entry.
     static func pageToken(csrf: String, patientID: String, servedAt: Int64) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Data("timer|\(patientID)|\(servedAt)".utf8), using: SymmetricKey(data: Data(csrf.utf8)))
-        return Data(mac).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        return SessionToken.base64URL(Data(mac))
     }
 
     /// What the timer's form sent, checked.
