@@ -9,21 +9,36 @@ public struct CSVFileError: Error, Sendable, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Reads a CSV file with a header row into rows keyed by column name.
-/// - Throws: ``CSVFileError`` when the file is unreadable or lacks a required column.
-func readCSV(path: String, required: [String]) throws -> [[String: String]] {
+/// Reads a CSV file with a header row into rows keyed by column name, each with its line number (1
+/// is the header). Rows with every cell empty (blank lines, a trailing newline too many) are skipped.
+/// - Parameters:
+///   - required: columns the file must have.
+///   - optional: the other columns it may have; nil lets it have any others (they are ignored).
+///     Given, a column outside both lists is refused: a misspelt optional column would otherwise be
+///     ignored, and the values under it lost without a word.
+/// - Throws: ``CSVFileError`` when the file is unreadable, lacks a required column or has an unknown one.
+func readCSV(path: String, required: [String], optional: [String]? = nil) throws -> [(line: Int, row: [String: String])] {
     let csv: CSV<Named>
     do {
         csv = try CSV<Named>(url: URL(fileURLWithPath: path), delimiter: .comma, loadColumns: false)
     } catch {
         throw CSVFileError("\(path): cannot read CSV: \(error)")
     }
-    let header = Set(csv.header.map { $0.trimmingCharacters(in: .whitespaces) })
+    let header = csv.header.map { $0.trimmingCharacters(in: .whitespaces) }
     let missing = required.filter { !header.contains($0) }
     guard missing.isEmpty else {
         throw CSVFileError("\(path): missing column(s) \(missing.joined(separator: ", ")); expected \(required.joined(separator: ","))")
     }
-    return csv.rows
+    if let optional {
+        let unknown = header.filter { !required.contains($0) && !optional.contains($0) }
+        guard unknown.isEmpty else {
+            throw CSVFileError(
+                "\(path): unknown column(s) \(unknown.map { "'\($0)'" }.joined(separator: ", ")); the columns are \((required + optional).joined(separator: ","))")
+        }
+    }
+    return csv.rows.enumerated().compactMap { index, row in
+        row.values.allSatisfy { $0.trimmingCharacters(in: .whitespaces).isEmpty } ? nil : (index + 2, row)
+    }
 }
 
 /// The enrollment file of `vitalsd import`: `patient_id,program,timezone,device_id` and the optional
@@ -34,12 +49,18 @@ func readCSV(path: String, required: [String]) throws -> [[String: String]] {
 /// `device_kind` defaults to `other`. An empty name, birth date, phone or care manager cell leaves the
 /// stored value as it is.
 public enum EnrollmentCSV {
-    /// Parses the file.
-    /// - Throws: ``CSVFileError`` naming the line (1 is the header) and the field at fault.
+    /// The columns a file must have.
+    public static let requiredColumns = ["patient_id", "program", "timezone", "device_id"]
+    /// The columns it may have; any other is refused.
+    public static let optionalColumns = ["device_kind", "name", "birth_date", "phone", "care_manager"]
+
+    /// Parses the file and checks each cell as enrollment will (ids, names, dates of birth, phone
+    /// numbers), so that an error names its line; blank lines are skipped.
+    /// - Throws: ``CSVFileError`` naming the line (1 is the header) and the field at fault, or an
+    ///   unknown column.
     public static func read(path: String) throws -> [AppDatabase.ImportRow] {
-        let rows = try readCSV(path: path, required: ["patient_id", "program", "timezone", "device_id"])
-        return try rows.enumerated().map { index, row in
-            let line = index + 2
+        let rows = try readCSV(path: path, required: requiredColumns, optional: optionalColumns)
+        return try rows.map { line, row in
             func field(_ name: String) -> String { (row[name] ?? "").trimmingCharacters(in: .whitespaces) }
             let patientID = field("patient_id")
             guard !patientID.isEmpty else { throw CSVFileError("\(path):\(line): patient_id is empty") }
@@ -62,6 +83,15 @@ public enum EnrollmentCSV {
                 throw CSVFileError("\(path):\(line): device_kind '\(kindText)' is not one of \(DeviceKind.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             func optional(_ name: String) -> String? { field(name).isEmpty ? nil : field(name) }
+            do {
+                try EnrollmentIdentifier.validate(patientID, "patient")
+                if !deviceID.isEmpty { try EnrollmentIdentifier.validate(deviceID, "device") }
+                _ = try optional("name").map(PatientDetails.name)
+                _ = try optional("birth_date").map { try PatientDetails.birthDate($0, today: LocalDate(Date(), in: TimeZone(identifier: timezone)!)) }
+                _ = try optional("phone").map(PatientDetails.phone)
+            } catch let error as EnrollmentError {
+                throw CSVFileError("\(path):\(line): \(error)")
+            }
             return AppDatabase.ImportRow(
                 patient: Patient(id: patientID, timezone: timezone, programs: programs, name: optional("name"),
                                  birthDate: optional("birth_date"), phone: optional("phone"), careManager: optional("care_manager")),
@@ -116,8 +146,7 @@ public enum ReplayCSV {
     /// - Throws: ``CSVFileError`` naming the line and field at fault.
     public static func read(path: String, timeZone: TimeZone?) throws -> [ReplayReading] {
         let rows = try readCSV(path: path, required: ["device_id", "measured_at", "type", "value", "unit"])
-        return try rows.enumerated().map { index, row in
-            let line = index + 2
+        return try rows.map { line, row in
             func field(_ name: String) -> String { (row[name] ?? "").trimmingCharacters(in: .whitespaces) }
             let text = field("measured_at")
             let date: Date

@@ -161,7 +161,7 @@ public struct TaskEventDelivery: Service {
                 request.httpMethod = "POST"
                 request.httpBody = body
                 request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-                request.setValue("task-event-\(e.id)", forHTTPHeaderField: "Idempotency-Key")
+                request.setValue(e.eventID, forHTTPHeaderField: "Idempotency-Key")
                 request.setValue(String(timestamp), forHTTPHeaderField: "X-Vitalsd-Timestamp")
                 request.setValue(signature.signature(body: body, timestamp: timestamp), forHTTPHeaderField: "X-Vitalsd-Signature")
                 let (_, response) = try await session.data(for: request)

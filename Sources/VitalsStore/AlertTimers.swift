@@ -42,12 +42,12 @@ extension AppDatabase {
                 }
             }
             let escalations = TimerRules.escalations(due, policy: policy, careManagers: careManagers, now: now)
-            try Self.apply(db, escalations)
+            try Self.apply(db, escalations, incarnation: incarnation)
             let pending = try Row.fetchAll(
                 db, sql: "SELECT \(CareTask.columns) FROM tasks WHERE confirmation = 'pending' AND confirmation_due_at < ?", arguments: [nowMS]
             ).map(CareTask.init(row:))
             let expired = TimerRules.expiredConfirmations(pending, now: now)
-            try Self.apply(db, expired)
+            try Self.apply(db, expired, incarnation: incarnation)
             var summary = AlertTimerSummary()
             summary.escalated = escalations.count
             for case .update(_, let task, _) in escalations { summary.escalatedByLevel[task.escalationLevel, default: 0] += 1 }

@@ -12,10 +12,18 @@ public struct AppDatabase: Sendable {
     /// The underlying GRDB writer.
     public let writer: any DatabaseWriter
 
+    /// This opening of the database: 12 random hexadecimal digits, new for every `AppDatabase`, so for
+    /// every start of the daemon and every command. Part of each task event's `event_id`
+    /// (`task-event-<row id>-<incarnation>`), which keeps event ids unique after a restore from a
+    /// backup, when SQLite's row ids start again from the copy's highest.
+    public let incarnation: String
+
     /// Wraps a writer and brings its schema up to date.
     /// - Throws: a GRDB `DatabaseError` if a migration fails.
     public init(_ writer: any DatabaseWriter) throws {
         self.writer = writer
+        let digits = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
+        self.incarnation = String(repeating: "0", count: 12 - digits.count) + digits
         try Self.migrator.migrate(writer)
     }
 
@@ -808,6 +816,16 @@ extension AppDatabase {
             try db.execute(sql: """
                 ALTER TABLE time_entries ADD COLUMN timer_page TEXT CHECK (timer_page IS NULL OR length(timer_page) BETWEEN 1 AND 64);
                 CREATE UNIQUE INDEX time_entries_once_per_timer_page ON time_entries(timer_page) WHERE timer_page IS NOT NULL;
+                """)
+        }
+        migrator.registerMigration("outbox: event ids unique across restores") { db in
+            // The event's idempotency key as delivered (`task-event-<id>-<incarnation>`, TaskWriter),
+            // kept beside the body so that the webhook's Idempotency-Key is the body's event_id. Events
+            // written before keep the ids they were written with.
+            try db.execute(sql: """
+                ALTER TABLE outbox ADD COLUMN event_id TEXT NOT NULL DEFAULT '';
+                UPDATE outbox SET event_id = json_extract(body, '$.event_id');
+                CREATE UNIQUE INDEX outbox_event_id ON outbox(event_id);
                 """)
         }
         return migrator

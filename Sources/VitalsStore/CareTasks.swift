@@ -90,19 +90,19 @@ extension AppDatabase {
         id: Int64, actor: String, action: String, time: NewTimeEntry?, at: Date,
         _ decide: @Sendable (CareTask) throws(TaskError) -> [TaskChange]
     ) throws -> CareTask {
-        try writer.write { db in try Self.act(db, id: id, actor: actor, action: action, time: time, at: at, decide) }
+        try writer.write { db in try Self.act(db, id: id, actor: actor, action: action, time: time, at: at, incarnation: incarnation, decide) }
     }
 
     /// ``act(id:actor:action:time:at:_:)`` inside the caller's transaction.
     /// - Parameter auditDetail: what the audit entry says; default the status change, if any.
     static func act(
-        _ db: Database, id: Int64, actor: String, action: String, time: NewTimeEntry?, at: Date,
+        _ db: Database, id: Int64, actor: String, action: String, time: NewTimeEntry?, at: Date, incarnation: String,
         auditDetail: ((CareTask, CareTask) -> String?)? = nil,
         _ decide: (CareTask) throws(TaskError) -> [TaskChange]
     ) throws -> CareTask {
         guard let current = try fetchTask(db, id: id) else { throw TaskError(.notFound, "task \(id) does not exist") }
         let changes = try decide(current)
-        try apply(db, changes)
+        try apply(db, changes, incarnation: incarnation)
         let after = try fetchTask(db, id: id)!
         let detail = auditDetail.map { $0(current, after) }
             ?? (current.status == after.status ? nil : "\(current.status.rawValue) -> \(after.status.rawValue)")

@@ -151,14 +151,14 @@ extension AppDatabase {
     public func ingest(_ messages: [IncomingMessage], pipeline: IngestPipeline, now: Date? = nil) async throws -> IngestSummary {
         let decoded = decode(messages, pipeline: pipeline)
         let now = now ?? Self.batchTime(messages)
-        return try await writer.write { db in try Self.store(db, decoded, pipeline: pipeline, now: now) }
+        return try await writer.write { db in try Self.store(db, decoded, pipeline: pipeline, incarnation: incarnation, now: now) }
     }
 
     /// The blocking form of ``ingest(_:pipeline:now:)``.
     public func ingestBlocking(_ messages: [IncomingMessage], pipeline: IngestPipeline, now: Date? = nil) throws -> IngestSummary {
         let decoded = decode(messages, pipeline: pipeline)
         let now = now ?? Self.batchTime(messages)
-        return try writer.write { db in try Self.store(db, decoded, pipeline: pipeline, now: now) }
+        return try writer.write { db in try Self.store(db, decoded, pipeline: pipeline, incarnation: incarnation, now: now) }
     }
 
     /// The latest receive time of a batch: its evaluation time unless the caller gives one.
@@ -184,7 +184,7 @@ extension AppDatabase {
             topic: "manual", deviceID: deviceID, payload: Array("entered by \(actor)".utf8), receivedAt: now)
         let decoded = DecodedMessage(messageID: nil, deviceID: deviceID, readings: [.success(observation)])
         return try writer.write { db in
-            let summary = try Self.store(db, [(message, .success(decoded))], pipeline: pipeline, now: now)
+            let summary = try Self.store(db, [(message, .success(decoded))], pipeline: pipeline, incarnation: incarnation, now: now)
             if let rejection = summary.rejections.first?.rejection { throw rejection }
             try Self.audit(db, actor: actor, action: "reading.manual", targetType: "device", targetID: deviceID,
                            detail: "\(observation.type.rawValue) at \(epochMilliseconds(measuredAt))")
@@ -295,7 +295,7 @@ extension AppDatabase {
         String(decoding: try JSONEncoder().encode(Array(ids)), as: UTF8.self)
     }
 
-    private static func store(_ db: Database, _ batch: [Decoded], pipeline: IngestPipeline, now: Date) throws -> IngestSummary {
+    private static func store(_ db: Database, _ batch: [Decoded], pipeline: IngestPipeline, incarnation: String, now: Date) throws -> IngestSummary {
         var summary = IngestSummary()
         summary.messages = batch.count
         let (devices, programs) = try bindings(db, batch)
@@ -520,7 +520,7 @@ extension AppDatabase {
                 decision = evaluate(full[patientID] ?? snapshot)
             }
             try storeAlertStates(db, patientID: patientID, decision.states)
-            try apply(db, decision.changes)
+            try apply(db, decision.changes, incarnation: incarnation)
             summary.tasksOpened.merge(decision.opened, uniquingKeysWith: +)
             summary.tasksRaised.merge(decision.raised, uniquingKeysWith: +)
             summary.tasksUpdated += decision.updated

@@ -45,7 +45,7 @@ extension AppDatabase {
             let changes = try await writer.write { db -> [TaskChange] in
                 guard let snapshot = try Self.adherenceSnapshot(db, episode: episode, rules: rules, now: now) else { return [] }
                 let changes = RoutineRules.evaluate(snapshot, settings: settings, now: now)
-                try Self.apply(db, changes)
+                try Self.apply(db, changes, incarnation: incarnation)
                 return changes
             }
             for case .open(let task, _) in changes {
@@ -70,7 +70,7 @@ extension AppDatabase {
                     let changes = RoutineRules.lowBattery(
                         LowBattery(deviceID: row["device_id"], patientID: patientID, kind: row["kind"], percent: row["value"],
                                    raisedKeys: keys, unresolved: unresolved), now: now)
-                    try Self.apply(db, changes)
+                    try Self.apply(db, changes, incarnation: incarnation)
                     opened += changes.count
                 }
                 return opened

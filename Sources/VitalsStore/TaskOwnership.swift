@@ -57,14 +57,14 @@ extension AppDatabase {
         ).map { ($0["owner"], $0["display_name"], TaskStatus(rawValue: $0["status"]) ?? .open, $0["version"]) }
     }
 
-    /// Makes a person's change to a task through ``act(_:id:actor:action:time:at:auditDetail:_:)``, turning a
+    /// Makes a person's change to a task through ``act(_:id:actor:action:time:at:incarnation:auditDetail:_:)``, turning a
     /// refusal into a ``TaskOwnershipError`` that names who has the task now.
     static func ownershipAct(
-        _ db: Database, id: Int64, actor: String, action: String, time: NewTimeEntry? = nil, at: Date,
+        _ db: Database, id: Int64, actor: String, action: String, time: NewTimeEntry? = nil, at: Date, incarnation: String,
         auditDetail: ((CareTask, CareTask) -> String?)? = nil, _ decide: (CareTask) throws(TaskError) -> [TaskChange]
     ) throws {
         do {
-            _ = try act(db, id: id, actor: actor, action: action, time: time, at: at, auditDetail: auditDetail, decide)
+            _ = try Self.act(db, id: id, actor: actor, action: action, time: time, at: at, incarnation: incarnation, auditDetail: auditDetail, decide)
         } catch let error as TaskError {
             let now = try ownership(db, taskID: id)
             switch error.code {
@@ -86,7 +86,8 @@ extension AppDatabase {
     /// - Throws: ``TaskOwnershipError``: `notFound`, `wrongStatus` (resolved), `unknownUser`, or
     ///   `versionConflict` carrying the owner now.
     static func setOwner(
-        _ db: Database, taskID: Int64, owner: String?, expectedVersion: Int?, actor: String, action: String, at: Date
+        _ db: Database, taskID: Int64, owner: String?, expectedVersion: Int?, actor: String, action: String, at: Date,
+        incarnation: String
     ) throws {
         if let owner {
             guard let user = try fetchUser(db, username: owner), !user.disabled else {
@@ -94,7 +95,7 @@ extension AppDatabase {
             }
         }
         try ownershipAct(
-            db, id: taskID, actor: actor, action: action, at: at,
+            db, id: taskID, actor: actor, action: action, at: at, incarnation: incarnation,
             auditDetail: { before, _ in "owner \(before.owner ?? "none") -> \(owner ?? "none")" }
         ) { task throws(TaskError) in
             try TaskActions.assign(task, to: owner, by: actor, expectedVersion: expectedVersion, at: at)
@@ -107,7 +108,7 @@ extension AppDatabase {
     public func claimTask(id: Int64, expectedVersion: Int, by user: String, at: Date) async throws {
         try await writer.write { db in
             try Self.setOwner(db, taskID: id, owner: user, expectedVersion: expectedVersion, actor: user,
-                              action: "task.claim", at: at)
+                              action: "task.claim", at: at, incarnation: incarnation)
         }
     }
 
@@ -116,17 +117,17 @@ extension AppDatabase {
     public func assignTask(id: Int64, to owner: String?, expectedVersion: Int, by actor: String, at: Date) async throws {
         try await writer.write { db in
             try Self.setOwner(db, taskID: id, owner: owner, expectedVersion: expectedVersion, actor: actor,
-                              action: "task.assign", at: at)
+                              action: "task.assign", at: at, incarnation: incarnation)
         }
     }
 
     /// Puts every unresolved task `owner` has back in Unassigned (when the user is disabled).
     /// - Returns: how many tasks.
-    static func releaseTasks(_ db: Database, owner: String, actor: String, at: Date) throws -> Int {
+    static func releaseTasks(_ db: Database, owner: String, actor: String, at: Date, incarnation: String) throws -> Int {
         let ids = try Int64.fetchAll(db, sql: "SELECT id FROM tasks WHERE owner = ? AND status <> 'resolved'", arguments: [owner])
         for id in ids {
             try ownershipAct(
-                db, id: id, actor: actor, action: "task.assign", at: at,
+                db, id: id, actor: actor, action: "task.assign", at: at, incarnation: incarnation,
                 auditDetail: { _, _ in "owner \(owner) -> none (user disabled)" }
             ) { task throws(TaskError) in
                 try TaskActions.assign(task, to: nil, by: actor, expectedVersion: nil, at: at)
@@ -140,7 +141,7 @@ extension AppDatabase {
     public func acknowledge(taskID id: Int64, by actor: String, note: String?, time: NewTimeEntry?, at: Date) async throws {
         let text = try Self.checkedNote(note, required: false)
         try await writer.write { db in
-            try Self.ownershipAct(db, id: id, actor: actor, action: "task.acknowledged", time: time, at: at) { task throws(TaskError) in
+            try Self.ownershipAct(db, id: id, actor: actor, action: "task.acknowledged", time: time, at: at, incarnation: incarnation) { task throws(TaskError) in
                 try TaskActions.acknowledge(task, by: actor, note: text, at: at)
             }
         }
@@ -156,7 +157,7 @@ extension AppDatabase {
         let text = try Self.checkedNote(note, required: true)
         try await writer.write { db in
             try Self.ownershipAct(
-                db, id: id, actor: actor, action: "task.resolved", time: time, at: at,
+                db, id: id, actor: actor, action: "task.resolved", time: time, at: at, incarnation: incarnation,
                 auditDetail: { before, after in "\(before.status.rawValue) -> \(after.status.rawValue), \(disposition.rawValue)" }
             ) { task throws(TaskError) in
                 try TaskActions.resolve(task, by: actor, note: text, disposition: disposition, at: at)
@@ -182,7 +183,7 @@ extension AppDatabase {
                 throw TaskOwnershipError(
                     .newerTaskOpen, "task \(newer) is open for the same condition; work on that one", task: try Self.ownership(db, taskID: id))
             }
-            try Self.ownershipAct(db, id: id, actor: actor, action: "task.reopen", at: at) { task throws(TaskError) in
+            try Self.ownershipAct(db, id: id, actor: actor, action: "task.reopen", at: at, incarnation: incarnation) { task throws(TaskError) in
                 try TaskActions.reopen(task, by: actor, note: text, expectedVersion: expectedVersion, at: at)
             }
         }
@@ -193,7 +194,7 @@ extension AppDatabase {
     public func addTaskNote(taskID: Int64, author: String, text: String, at: Date) async throws {
         let note = try Self.checkedNote(text, required: true)!
         try await writer.write { db in
-            try Self.ownershipAct(db, id: taskID, actor: author, action: "task.note", at: at) { task throws(TaskError) in
+            try Self.ownershipAct(db, id: taskID, actor: author, action: "task.note", at: at, incarnation: incarnation) { task throws(TaskError) in
                 try TaskActions.note(task, by: author, text: note, at: at)
             }
         }

@@ -13,12 +13,14 @@ import VitalsDomain
 extension AppDatabase {
     /// Applies task changes in order inside a write transaction.
     ///
+    /// - Parameter incarnation: the opening of the database whose events these are
+    ///   (``AppDatabase/incarnation``), part of each event's `event_id`.
     /// - Returns: the row id of each task the changes name, new ones included.
     /// - Throws: ``TaskError`` `conflict` when an update was decided from a version of the task that
     ///   is no longer the stored one (another writer changed it first), `not_found` for an unknown
     ///   task; database errors (a broken partial unique index, disk full).
     @discardableResult
-    static func apply(_ db: Database, _ changes: [TaskChange]) throws -> [TaskRef: Int64] {
+    static func apply(_ db: Database, _ changes: [TaskChange], incarnation: String) throws -> [TaskRef: Int64] {
         var ids: [TaskRef: Int64] = [:]
         // The version each task has in the database now, as this writer left it: an update expects it
         // and writes one more.
@@ -60,7 +62,7 @@ extension AppDatabase {
                 t.id = db.lastInsertedRowID
                 ids[change.ref] = t.id
                 versions[change.ref] = t.version
-                try appendEvent(db, t, event)
+                try appendEvent(db, t, event, incarnation: incarnation)
             case .update(let ref, let task, let event):
                 var t = task
                 t.id = try id(ref)
@@ -84,7 +86,7 @@ extension AppDatabase {
                 }
                 ids[ref] = t.id
                 versions[ref] = t.version
-                if let event { try appendEvent(db, t, event) }
+                if let event { try appendEvent(db, t, event, incarnation: incarnation) }
             case .note(let ref, let note):
                 let taskID = try id(ref)
                 try db.cachedStatement(sql: "INSERT INTO task_notes(task_id, at, author, text) VALUES (?, ?, ?, ?)")
@@ -109,22 +111,33 @@ extension AppDatabase {
     }
 
     /// Appends a task event and its outbox copy: the task as it is after the change.
-    private static func appendEvent(_ db: Database, _ task: CareTask, _ event: TaskEventRecord) throws {
+    private static func appendEvent(_ db: Database, _ task: CareTask, _ event: TaskEventRecord, incarnation: String) throws {
         let at = epochMilliseconds(event.at)
         try db.cachedStatement(sql: "INSERT INTO task_events(task_id, at, event, actor, reading_id, detail) VALUES (?, ?, ?, ?, ?, ?)")
             .execute(arguments: [task.id, at, event.kind.rawValue, event.actor, event.readingID, event.detail])
-        let eventID = db.lastInsertedRowID
-        try db.cachedStatement(sql: "INSERT INTO outbox(id, task_id, patient_id, created_at, body) VALUES (?, ?, ?, ?, ?)")
-            .execute(arguments: [eventID, task.id, task.patientID, at, outboxBody(eventID: eventID, task: task, event: event)])
+        let id = db.lastInsertedRowID
+        let eventID = outboxEventID(id, incarnation: incarnation)
+        try db.cachedStatement(sql: "INSERT INTO outbox(id, task_id, patient_id, created_at, body, event_id) VALUES (?, ?, ?, ?, ?, ?)")
+            .execute(arguments: [id, task.id, task.patientID, at, outboxBody(eventID: eventID, task: task, event: event), eventID])
+    }
+
+    /// A task event's `event_id`, the receivers' idempotency key: `task-event-<row id>-<incarnation>`,
+    /// e.g. `task-event-42-3f09a1c2b7de`. The row id alone is not unique for ever: after a restore
+    /// from a backup, SQLite counts on from the copy's highest id, so events raised after the restore
+    /// would repeat the ids of events delivered after the backup was taken, and a receiver that drops
+    /// repeats would drop them. The incarnation is new each time the database is opened, which a
+    /// restore always involves.
+    static func outboxEventID(_ id: Int64, incarnation: String) -> String {
+        "task-event-\(id)-\(incarnation)"
     }
 
     /// The delivered form of a task event (README, "Task events"): FHIR R4 Task vocabulary where it
     /// fits, times in UTC with milliseconds, the task's latest and worst readings with their
     /// measurement times. Carries values, so it is PHI for the receiving system.
-    static func outboxBody(eventID: Int64, task t: CareTask, event: TaskEventRecord) -> String {
+    static func outboxBody(eventID: String, task t: CareTask, event: TaskEventRecord) -> String {
         var json = JSONWriter()
         json.begin()
-        json.field("event_id", "task-event-\(eventID)")
+        json.field("event_id", eventID)
         json.field("event", event.kind.rawValue)
         json.field("at", isoMilliseconds(event.at))
         json.field("actor", event.actor)

@@ -135,7 +135,7 @@ extension AppDatabase {
             var detail = disabled ? "disabled" : "enabled"
             if disabled {
                 try db.execute(sql: "DELETE FROM web_sessions WHERE user_id = ?", arguments: [user.id])
-                let released = try Self.releaseTasks(db, owner: name, actor: actor, at: at)
+                let released = try Self.releaseTasks(db, owner: name, actor: actor, at: at, incarnation: incarnation)
                 detail += "; \(released) unresolved task(s) back to unassigned"
             }
             try Self.audit(db, actor: actor, action: disabled ? "user.disable" : "user.enable", targetType: "user",

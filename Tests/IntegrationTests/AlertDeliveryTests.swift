@@ -47,7 +47,7 @@ struct AlertDeliveryTests {
     func heartFailureScenario() async throws {
         // The 10 days are replayed in seconds: their readings arrive days after they were measured,
         // so late_after_hours is raised for this test; otherwise they would go to a late-data review.
-        let env = try TestEnvironment(extraYAML: """
+        let env = try await TestEnvironment(extraYAML: """
             alerts:
               late_after_hours: 1000
             adherence:
@@ -124,7 +124,7 @@ struct AlertDeliveryTests {
 
     @Test("F15: 20 open alerts, a restart with 200 queued readings (20 repeat breaches), then a reload: no new task, no resent event")
     func noStormAfterRestartAndReload() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         for i in 0..<20 {
             try env.database.upsertPatient(Patient(id: "f\(i)", timezone: "UTC", programs: [.diabetes]), actor: "test")
             try env.database.upsertDevice(Device(id: "fg\(i)", kind: .glucometer, patientID: "f\(i)"), actor: "test")
@@ -174,7 +174,7 @@ struct AlertDeliveryTests {
         let secretPath = NSTemporaryDirectory() + "vitalsd-hook-\(UUID().uuidString)"
         try "hook-secret-7\n".write(toFile: secretPath, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: secretPath) }
-        let env = try TestEnvironment(extraYAML: """
+        let env = try await TestEnvironment(extraYAML: """
             delivery:
               mqtt_enabled: false
               webhook_url: http://127.0.0.1:\(hookPort)/events
@@ -216,7 +216,14 @@ struct AlertDeliveryTests {
         let ids = bodies.compactMap { $0["event_id"] as? String }
         #expect(ids.count == 7)
         #expect(Set(ids).count == 7)  // exactly once
-        let numbers = ids.compactMap { Int($0.dropFirst("task-event-".count)) }
+        // task-event-<row id>-<incarnation>: the first run of the daemon wrote the first four, the
+        // test's own database the acknowledgement and the resolution, the second run the update.
+        let numbers = ids.compactMap { Int($0.split(separator: "-")[2]) }
+        #expect(numbers.count == 7)
+        let incarnations = ids.map { String($0.split(separator: "-")[3]) }
+        let (first, mine, second) = (incarnations[0], env.database.incarnation, incarnations[5])
+        #expect(incarnations == [first, first, first, first, mine, second, mine])
+        #expect(Set([first, mine, second]).count == 3)
         #expect(numbers == numbers.sorted())  // in order
         #expect(bodies.compactMap { $0["event"] as? String } == [
             "opened", "confirmation", "recovered", "opened", "acknowledged", "updated", "resolved",

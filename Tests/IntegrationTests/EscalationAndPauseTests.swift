@@ -17,7 +17,7 @@ private func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 100
 struct EscalationAndPauseTests {
     @Test("an unacknowledged critical task escalates to the care manager, then to the backup role; /metrics counts by level")
     func escalationReachesPeople() async throws {
-        let env = try TestEnvironment(extraYAML: """
+        let env = try await TestEnvironment(extraYAML: """
             alerts:
               check_interval_seconds: 30
               escalation_backup_role: clinician
@@ -64,7 +64,7 @@ struct EscalationAndPauseTests {
 
     @Test("a breaching reading during a pause is stored and opens no task; after resuming, one does")
     func pausedPatient() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let clock = ManualWallClock(start)
         let daemon = try await ClockedDaemon.start(env, clock: clock)
         let pub = try await env.publisher()

@@ -32,7 +32,7 @@ struct FHIRAPITests {
     @Test("readings published through the broker come back as valid FHIR: BP panel, heart rate, glucose, Patient, Device, Task, errors")
     func endToEnd() async throws {
         let port = try Broker.freePort()
-        let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
+        let env = try await TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         try env.database.upsertDevice(Device(id: "c1", kind: .bpCuff, patientID: "p1"), actor: "test")
         try env.database.upsertPatient(
             Patient(id: "p1", timezone: "America/Chicago", programs: [.diabetes], name: "Ada Example", birthDate: "1948-02-29",
@@ -66,7 +66,7 @@ struct FHIRAPITests {
         #expect(smart.json["token_endpoint"] as? String == env.tokenURL)
         #expect(smart.json["token_endpoint_auth_signing_alg_values_supported"] as? [String] == ["RS384", "ES384"])
 
-        let client = try env.registerClient(scopes: ["system/Observation.rs", "system/Patient.rs", "system/Device.rs", "system/Task.rs"])
+        let client = try await env.registerClient(scopes: ["system/Observation.rs", "system/Patient.rs", "system/Device.rs", "system/Task.rs"])
         let token = try await env.bearer(client, scope: "system/Observation.rs system/Patient.rs system/Device.rs system/Task.rs")
         let auth = ["Authorization": "Bearer \(token)"]
 
@@ -211,7 +211,7 @@ struct FHIRAPITests {
     @Test("paging over 1,050 Observations returns each exactly once, also while readings arrive between pages")
     func paging() async throws {
         let port = try Broker.freePort()
-        let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
+        let env = try await TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
@@ -225,7 +225,7 @@ struct FHIRAPITests {
         }
         let times = (0..<1_050).map { base + Int64($0) * 60_000 }
         #expect(await publishUntilStored(pub, env, topic: "devices/g2/readings", payload: upload(times), readings: 1_050))
-        let client = try env.registerClient(scopes: ["system/Observation.rs"])
+        let client = try await env.registerClient(scopes: ["system/Observation.rs"])
         let auth = ["Authorization": "Bearer \(try await env.bearer(client, scope: "system/Observation.rs"))"]
 
         var next: String? = "\(env.fhirBase)/Observation?patient=p1&_count=100"
@@ -263,11 +263,11 @@ struct FHIRAPITests {
     @Test("tokens: a foreign key, an expired or replayed assertion, a wrong audience, excess scope and a missing scope are refused")
     func refusals() async throws {
         let port = try Broker.freePort()
-        let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
+        let env = try await TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
-        let client = try env.registerClient(scopes: ["system/Observation.rs", "system/Patient.read"])
+        let client = try await env.registerClient(scopes: ["system/Observation.rs", "system/Patient.read"])
         let now = Int64(Date().timeIntervalSince1970)
 
         // No token, or a made-up one: 401 with WWW-Authenticate.
@@ -280,7 +280,7 @@ struct FHIRAPITests {
         #expect(madeUp.headers["www-authenticate"]?.contains("invalid_token") == true)
 
         // Signed with a key that is not in the client's JWK Set (same kid): invalid_client, 401.
-        let stranger = try TestKey("ES384", kid: client.key.kid, directory: env.directory + "/other")
+        let stranger = try await TestKey("ES384", kid: client.key.kid, directory: env.directory + "/other")
         let foreign = try await tokenRequest(env.tokenURL, assertion: try await signAssertion(stranger, clientID: client.id, aud: env.tokenURL, exp: now + 240), scope: "system/Observation.rs")
         #expect(foreign.status == 401)
         #expect(foreign.json["error"] as? String == "invalid_client")
@@ -332,7 +332,7 @@ struct FHIRAPITests {
         #expect(allowed.status == 200)
 
         // PyJWT, as an EHR would sign: RS384 from an RSA key registered as a JWK Set file, and an expired one.
-        let rsa = try TestKey("RS384", kid: "ehr-rsa-1", directory: env.directory)
+        let rsa = try await TestKey("RS384", kid: "ehr-rsa-1", directory: env.directory)
         let jwksPath = env.directory + "/ehr-jwks.json"
         try rsa.jwks().write(toFile: jwksPath, atomically: true, encoding: .utf8)
         let (added, addOutput) = try await runVitalsd(["client", "add", "--config", env.configPath, "--name", "EHR RSA", "--jwks", jwksPath,
@@ -398,12 +398,12 @@ struct JWKSURLTests {
     @Test("the JWK Set URL is fetched once within its max-age and again for a new kid (key rotation); a retired key is refused")
     func jwksURL() async throws {
         let port = try Broker.freePort()
-        let env = try TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
+        let env = try await TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
         let server = JWKSServer(port: try Broker.freePort())
-        let first = try TestKey("ES384", kid: "rot-1", directory: env.directory)
+        let first = try await TestKey("ES384", kid: "rot-1", directory: env.directory)
         server.jwks.withLock { $0 = (try? first.jwks()) ?? "" }
         server.start()
         #expect(await eventually { Broker.canConnect(port: server.port) })  // listening before the first token request
@@ -418,7 +418,7 @@ struct JWKSURLTests {
         #expect(try await token(first).status == 200)
         #expect(server.fetches.withLock { $0 } == 1)  // cached for its max-age
         // The client rotates to a new key: an unknown kid fetches the set again (after 10 s at most once).
-        let second = try TestKey("ES384", kid: "rot-2", directory: env.directory)
+        let second = try await TestKey("ES384", kid: "rot-2", directory: env.directory)
         server.jwks.withLock { $0 = (try? second.jwks()) ?? "" }
         let rotated = try await token(second)
         if Date().timeIntervalSince(beforeFirstFetch) < 10 {

@@ -106,9 +106,9 @@ struct FHIRPushTests {
         let outage = Double(environment["VITALSD_TEST_FHIR_OUTAGE_SECONDS"] ?? environment["VITALSD_TEST_WEBHOOK_OUTAGE_SECONDS"] ?? "") ?? 30
         let ehrPort = try Broker.freePort()
         let keyDirectory = NSTemporaryDirectory() + "vitalsd-push-\(UUID().uuidString)"
-        let key = try TestKey("ES384", kid: "vitalsd-push-1", directory: keyDirectory)
+        let key = try await TestKey("ES384", kid: "vitalsd-push-1", directory: keyDirectory)
         defer { try? FileManager.default.removeItem(atPath: keyDirectory) }
-        let env = try TestEnvironment(extraYAML: """
+        let env = try await TestEnvironment(extraYAML: """
             delivery:
               mqtt_enabled: false
               retry_max_seconds: 2

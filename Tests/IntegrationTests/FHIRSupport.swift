@@ -45,7 +45,7 @@ struct TestKey {
     let kid: String
 
     /// `ES384` (P-384) or `RS384` (RSA 2048).
-    init(_ algorithm: String, kid: String, directory: String) throws {
+    init(_ algorithm: String, kid: String, directory: String) async throws {
         self.algorithm = algorithm
         self.kid = kid
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -53,13 +53,8 @@ struct TestKey {
         let args = algorithm == "ES384"
             ? ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", pemPath]
             : ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", pemPath]
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        p.arguments = args
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw TestFailure("openssl genpkey failed") }
+        // RSA key generation takes a while: on a Dispatch thread, not the cooperative pool.
+        guard try await runProgram("/usr/bin/openssl", args).0 == 0 else { throw TestFailure("openssl genpkey failed") }
         pem = try String(contentsOfFile: pemPath, encoding: .utf8)
     }
 
@@ -215,8 +210,8 @@ extension TestEnvironment {
     var tokenURL: String { "http://127.0.0.1:\(webPort)/auth/token" }
 
     /// Registers a client with an inline JWK Set of a new key.
-    func registerClient(scopes: [String], algorithm: String = "ES384") throws -> RegisteredClient {
-        let key = try TestKey(algorithm, kid: "k-\(UUID().uuidString.prefix(8))", directory: directory)
+    func registerClient(scopes: [String], algorithm: String = "ES384") async throws -> RegisteredClient {
+        let key = try await TestKey(algorithm, kid: "k-\(UUID().uuidString.prefix(8))", directory: directory)
         let client = try FHIRStore(database: database).addClient(
             name: "EHR", jwks: try key.jwks(), jwksURL: nil, scopes: scopes, actor: "test")
         return RegisteredClient(id: client.id, key: key)

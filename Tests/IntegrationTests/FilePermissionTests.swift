@@ -19,7 +19,7 @@ struct FilePermissionTests {
 
     @Test("with umask 000 the database, its -wal and -shm files and a backup are 0600")
     func privateWhateverTheUmask() async throws {
-        let env = try TestEnvironment(databasePath: NSTemporaryDirectory() + "vitalsd-perm-\(UUID().uuidString.prefix(8)).sqlite")
+        let env = try await TestEnvironment(databasePath: NSTemporaryDirectory() + "vitalsd-perm-\(UUID().uuidString.prefix(8)).sqlite")
         let db = env.config.database.path
         defer { for f in [db, db + "-wal", db + "-shm", db + ".copy", db + ".lock"] { unlink(f) } }
         // The test process made the database; remove it so that the CLI creates it under umask 000.
@@ -66,7 +66,7 @@ struct FilePermissionTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
 
         // Root (this process) creates and enrolls, as an operator with sudo would.
-        let env = try TestEnvironment(databasePath: directory + "/vitalsd.sqlite")
+        let env = try await TestEnvironment(databasePath: directory + "/vitalsd.sqlite")
         #expect(owner(directory + "/vitalsd.sqlite") == user.pointee.pw_uid)
         #expect(owner(directory + "/vitalsd.sqlite-wal") == user.pointee.pw_uid)
         #expect(owner(directory + "/vitalsd.sqlite-shm") == user.pointee.pw_uid)

@@ -30,8 +30,8 @@ final class TestEnvironment: @unchecked Sendable {
     ///   - databasePath: the database file; default `vitalsd.sqlite` in the broker's directory.
     init(clientID: String = "vitalsd-test-\(UUID().uuidString.prefix(8))", logLevel: String = "warning",
          logFormat: String = "text", httpPort: Int? = nil, webPort: Int? = nil, mqttExtra: String = "", extraYAML: String = "",
-         databasePath: String? = nil) throws {
-        broker = try Broker()
+         databasePath: String? = nil) async throws {
+        broker = try await Broker()
         directory = broker.directory
         let port = try httpPort ?? Broker.freePort()
         self.httpPort = port

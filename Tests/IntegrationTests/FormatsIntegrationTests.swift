@@ -35,7 +35,7 @@ struct FormatsIntegrationTests {
 
     @Test("a mixed stream ends with exactly the expected readings, dead letters, device status and events")
     func mixedStream() async throws {
-        let env = try TestEnvironment(mqttExtra: Self.subscriptions)
+        let env = try await TestEnvironment(mqttExtra: Self.subscriptions)
         let db = env.database
         for (id, kind) in [("860000000000001", DeviceKind.bpCuff), ("phd-711000FEFF5F49B0.B0495F001071", .bpCuff),
                            ("00000000-0000-4000-8000-000000000001", .bpCuff), ("8600000000000", .scale),

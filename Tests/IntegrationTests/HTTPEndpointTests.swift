@@ -63,7 +63,7 @@ final class HeldWriteLock: Sendable {
 struct HTTPEndpointTests {
     @Test("/healthz, /readyz through a broker restart and a held database lock, /metrics with exact counts")
     func endpoints() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         let port = env.httpPort
@@ -95,10 +95,10 @@ struct HTTPEndpointTests {
         #expect(metric(exposition, "vitalsd_ingest_latency_seconds_count") == 7)
 
         // The broker goes away: not ready; it comes back: ready again, by itself.
-        env.broker.stop()
+        await env.broker.stop()
         #expect(await eventually { await httpGet(port: port, "/readyz")?.status == 503 })
         #expect(await httpGet(port: port, "/healthz")?.status == 200)
-        try env.broker.start()
+        try await env.broker.start()
         #expect(await eventually { await httpGet(port: port, "/readyz")?.status == 200 })
         #expect(metric(try #require(await httpGet(port: port, "/metrics")).body, "vitalsd_broker_reconnects") == 1)
 
@@ -122,7 +122,7 @@ struct HTTPEndpointTests {
 
     @Test("SIGTERM while another process holds the write lock: /healthz stays fast, exit 0, nothing lost")
     func shutdownUnderHeldLock() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         let port = env.httpPort

@@ -12,7 +12,7 @@ struct LogPrivacyTests {
 
     @Test("a full run at debug level logs none of the planted values", arguments: ["text", "json"])
     func plantedValuesStayOut(format: String) async throws {
-        let env = try TestEnvironment(logLevel: "trace", logFormat: format)
+        let env = try await TestEnvironment(logLevel: "trace", logFormat: format)
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         let pub = try await env.publisher()

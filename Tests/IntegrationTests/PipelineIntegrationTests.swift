@@ -11,7 +11,7 @@ import VitalsStore
 struct PipelineIntegrationTests {
     @Test("each dead-letter reason, then a valid reading: the valid one is stored, nothing stops")
     func badThenGood() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let daemon = try env.startDaemon()
         try await daemon.waitUntilSubscribed()
         let pub = try await env.publisher()
@@ -51,7 +51,7 @@ struct PipelineIntegrationTests {
 
     @Test("a redelivered reading adds no row and no task")
     func duplicate() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let daemon = try env.startDaemon()
         try await daemon.waitUntilSubscribed()
         let pub = try await env.publisher()
@@ -71,7 +71,7 @@ struct PipelineIntegrationTests {
 
     @Test("two devices of one patient breach at the same moment: one task")
     func concurrentBreaches() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let daemon = try env.startDaemon()
         try await daemon.waitUntilSubscribed()
         let a = try await env.publisher()
@@ -92,7 +92,7 @@ struct PipelineIntegrationTests {
 
     @Test("messages queued at the broker while the daemon is down are all stored once")
     func restartWithBacklog() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         // First run creates the persistent session.
         var daemon = try env.startDaemon()
         try await daemon.waitUntilSubscribed()
@@ -106,8 +106,8 @@ struct PipelineIntegrationTests {
         }
         try await pub.waitUntilDelivered()
         // And the broker restarts while vitalsd is down (persistence on).
-        env.broker.stop()
-        try env.broker.start()
+        await env.broker.stop()
+        try await env.broker.start()
         daemon = try env.startDaemon()
         #expect(await eventually(300) { (try? env.statistics().readings) == count })
         let s = try env.statistics()
@@ -119,7 +119,7 @@ struct PipelineIntegrationTests {
 
     @Test("a broker killed with kill -9 keeps what it acknowledged for an offline daemon, but for the last save window")
     func brokerCrashWindow() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         var daemon = try env.startDaemon()
         try await daemon.waitUntilSubscribed()
         try await daemon.stop()
@@ -131,8 +131,8 @@ struct PipelineIntegrationTests {
             try pub.publish(topic: "devices/g1/readings", payload: glucoseJSON(100, at: base + Int64(i) * 1000))
         }
         try await pub.waitUntilDelivered()  // every reading acknowledged by the broker
-        env.broker.kill()
-        try env.broker.start()
+        await env.broker.kill()
+        try await env.broker.start()
         daemon = try env.startDaemon()
         // Config/mosquitto.conf saves after every 100 changes (autosave_on_changes, autosave_interval 100):
         // at most 99 queued readings are lost. With "autosave_interval 30" all 500 were.
@@ -144,12 +144,12 @@ struct PipelineIntegrationTests {
 
     @Test("the daemon reconnects and resubscribes when the broker restarts")
     func brokerRestart() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let daemon = try env.startDaemon()
         try await daemon.waitUntilSubscribed()
-        env.broker.stop()
+        await env.broker.stop()
         #expect(await eventually { !daemon.service.connectionStatus.connected })
-        try env.broker.start()
+        try await env.broker.start()
         try await daemon.waitUntilSubscribed()
         #expect(daemon.service.connectionStatus.reconnects >= 1)
         let pub = try await env.publisher()
@@ -169,7 +169,7 @@ struct ProcessFaultTests {
     func streamWithInterruption(
         count: Int, signal: Int32, expectCleanExit: Bool
     ) async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         var daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         #expect(await eventually { Broker.canConnect(port: env.broker.port) })

@@ -11,7 +11,7 @@ import VitalsStore
 struct ReloadTests {
     @Test("SIGHUP puts new thresholds and topics in force on the same MQTT session; a bad file is refused")
     func sighup() async throws {
-        let env = try TestEnvironment(logLevel: "notice")
+        let env = try await TestEnvironment(logLevel: "notice")
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         let pub = try await env.publisher()

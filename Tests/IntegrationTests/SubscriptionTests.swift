@@ -38,7 +38,7 @@ struct SubscriptionTests {
 
     @Test("a batch never acknowledged is delivered again: leaving without acknowledging loses nothing")
     func abandonedBatchIsRedelivered() async throws {
-        let broker = try Broker()
+        let broker = try await Broker()
         let id = "ack-test-\(UUID().uuidString.prefix(6))"
         // Create the persistent session, then queue messages while nobody is connected.
         _ = try await MQTTSubscription.with(configuration: configuration(broker, clientID: id), logger: Logger(label: "t")) { sub in

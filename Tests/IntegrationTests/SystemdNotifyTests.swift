@@ -58,7 +58,7 @@ final class FakeNotifySocket: @unchecked Sendable {
 struct SystemdNotifyTests {
     @Test("READY=1 once subscribed, WATCHDOG=1 every WATCHDOG_USEC/2, STOPPING=1 on SIGTERM", arguments: [false, true])
     func notifyProtocol(abstract: Bool) async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let socket = try FakeNotifySocket(abstract: abstract)
         let daemon = try env.startProcess(environment: ["NOTIFY_SOCKET": socket.name, "WATCHDOG_USEC": "400000"])
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }

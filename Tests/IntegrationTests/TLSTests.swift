@@ -59,7 +59,7 @@ struct TLSTests {
         let certificates = try TestCertificates()
         defer { try? FileManager.default.removeItem(atPath: certificates.directory) }
 
-        let good = try Broker(tls: try certificates.brokerCertificate("good", altNames: "IP:127.0.0.1,DNS:localhost"))
+        let good = try await Broker(tls: try certificates.brokerCertificate("good", altNames: "IP:127.0.0.1,DNS:localhost"))
         let ok = try await status(host: "127.0.0.1", port: good.tlsPort!, caFile: certificates.directory + "/ca.crt")
         #expect(ok.subscribed)
         #expect(ok.lastError == nil)
@@ -69,7 +69,7 @@ struct TLSTests {
         #expect(wrongCA.lastError?.contains("not signed by the CA in mqtt.tls_ca_file") == true, "\(wrongCA.lastError ?? "-")")
 
         // The certificate names broker.test; vitalsd connects by IP (failure-modes F8a).
-        let named = try Broker(tls: try certificates.brokerCertificate("named", altNames: "DNS:broker.test"))
+        let named = try await Broker(tls: try certificates.brokerCertificate("named", altNames: "DNS:broker.test"))
         let mismatch = try await status(host: "127.0.0.1", port: named.tlsPort!, caFile: certificates.directory + "/ca.crt")
         #expect(!mismatch.subscribed)
         #expect(mismatch.lastError?.contains("does not name the host '127.0.0.1' (mqtt.host)") == true, "\(mismatch.lastError ?? "-")")
@@ -112,7 +112,7 @@ struct TLSTests {
     func unreadableCAAtConnect() async throws {
         let certificates = try TestCertificates()
         defer { try? FileManager.default.removeItem(atPath: certificates.directory) }
-        let good = try Broker(tls: try certificates.brokerCertificate("good", altNames: "IP:127.0.0.1"))
+        let good = try await Broker(tls: try certificates.brokerCertificate("good", altNames: "IP:127.0.0.1"))
         // PEM-shaped (a DER SEQUENCE of length 0), so only OpenSSL can tell it is no certificate.
         let fake = certificates.directory + "/fake-ca.pem"
         try "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n".write(toFile: fake, atomically: true, encoding: .utf8)

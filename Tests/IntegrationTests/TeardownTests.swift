@@ -38,7 +38,7 @@ struct TeardownTests {
     func abandonedDaemonEnds() async throws {
         var daemon: RunningDaemon?
         do {
-            let env = try TestEnvironment()
+            let env = try await TestEnvironment()
             let running = try env.startDaemon()
             try await running.waitUntilSubscribed()
             daemon = running

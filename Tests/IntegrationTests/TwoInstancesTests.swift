@@ -21,7 +21,7 @@ struct TwoInstancesTests {
 
     @Test("the same configuration started twice: the second refuses before the broker, naming the lock")
     func sameDatabase() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let first = try env.startProcess()
         #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
 
@@ -52,7 +52,7 @@ struct TwoInstancesTests {
 
     @Test("two daemons with one client id: each backs off, says so in /readyz, /metrics and one log line, and recovers alone")
     func sessionTakeover() async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment()
         let otherPort = try Broker.freePort()
         let otherConfig = try secondConfiguration(
             env, name: "other", databasePath: env.directory + "/other.sqlite", httpPort: otherPort)

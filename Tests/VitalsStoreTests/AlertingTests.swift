@@ -261,7 +261,8 @@ struct AlertingTests {
         #expect(events.allSatisfy { $0.patientID == "p2" })
         let first = try #require(try JSONSerialization.jsonObject(with: Data(events[0].body.utf8)) as? [String: Any])
         #expect(first["event"] as? String == "opened")
-        #expect(first["event_id"] as? String == "task-event-\(events[0].id)")
+        #expect(first["event_id"] as? String == "task-event-\(events[0].id)-\(db.incarnation)")
+        #expect(events[0].eventID == first["event_id"] as? String)
         let t = try #require(first["task"] as? [String: Any])
         #expect(t["priority"] as? String == "critical")
         #expect(t["fhir_priority"] as? String == "stat")
@@ -284,6 +285,39 @@ struct AlertingTests {
         #expect(try db.purgeDeliveredEvents(channels: ["mqtt", "webhook"], olderThanDays: 30) == 0)
         #expect(try db.purgeDeliveredEvents(channels: ["mqtt", "webhook"], olderThanDays: 30, now: Date().addingTimeInterval(31 * 86_400)) == 2)
         #expect(try db.task(id: task.id)?.events.count == 2)
+    }
+
+    @Test("after a restore from a backup, new task events get row ids already delivered but event ids never seen")
+    func eventIDsAfterRestore() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/vitalsd.sqlite"
+        let live = try enrolledDatabase(dir)
+        try live.openDeliveryChannel("webhook")
+        _ = try await live.ingest([bp(185, 125, at: Date().addingTimeInterval(-60))], pipeline: pipeline)
+        try await live.markDelivered(channel: "webhook", through: 1)
+        try live.backup(to: dir.path + "/copy.sqlite")
+        // After the backup: the task is acknowledged (event 2) and that event is delivered.
+        let task = try #require(try live.tasks().first)
+        _ = try live.acknowledgeTask(id: task.id, by: "nurse.a")
+        let delivered = try await live.pendingEvents(channel: "webhook", limit: 10)
+        #expect(delivered.map(\.id) == [2])
+        try await live.markDelivered(channel: "webhook", through: 2)
+        try live.close()
+        // The restore: the copy in the database's place, the WAL of the replaced database removed.
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        try FileManager.default.copyItem(atPath: dir.path + "/copy.sqlite", toPath: path)
+        let restored = try AppDatabase.open(path: path)
+        #expect(restored.incarnation != live.incarnation)
+        _ = try restored.resolveTask(id: task.id, by: "nurse.b", note: "called the patient")
+        let after = try await restored.pendingEvents(channel: "webhook", limit: 10)
+        // The copy's cursor stood at event 1; the resolution reuses row id 2, which the receiver has
+        // seen under another event id.
+        #expect(after.map(\.id) == [2])
+        #expect(after[0].eventID == "task-event-2-\(restored.incarnation)")
+        #expect(delivered[0].eventID == "task-event-2-\(live.incarnation)")
+        #expect(after[0].eventID != delivered[0].eventID)
+        #expect(restored.incarnation.count == 12 && restored.incarnation.allSatisfy(\.isHexDigit))
     }
 
     @Test("a silent device next to a working one gets its own routine device task, once")

@@ -1,0 +1,55 @@
+import Foundation
+import Testing
+import VitalsDaemon
+
+@Suite("enrollment and replay CSV files")
+struct CSVFileTests {
+    private func file(_ text: String) throws -> (path: String, remove: () -> Void) {
+        let path = NSTemporaryDirectory() + "vitalsd-csv-\(UUID().uuidString).csv"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return (path, { try? FileManager.default.removeItem(atPath: path) })
+    }
+
+    private func refusal(_ text: String) throws -> String? {
+        let f = try file(text)
+        defer { f.remove() }
+        do {
+            _ = try EnrollmentCSV.read(path: f.path)
+            return nil
+        } catch let error as CSVFileError {
+            return error.description.replacingOccurrences(of: f.path, with: "FILE")
+        }
+    }
+
+    @Test("blank lines, a trailing one included, are skipped; line numbers count them")
+    func blankLines() throws {
+        let f = try file("patient_id,program,timezone,device_id\np1,diabetes,UTC,g1\n\np2,hypertension,UTC,c2\n,,,\n\n")
+        defer { f.remove() }
+        let rows = try EnrollmentCSV.read(path: f.path)
+        #expect(rows.map(\.patient.id) == ["p1", "p2"])
+        #expect(try refusal("patient_id,program,timezone,device_id\np1,diabetes,UTC,g1\n\np2,diet,UTC,c2\n")
+            == "FILE:4: program 'diet' is not one of hypertension, diabetes, heart_failure, copd")
+    }
+
+    @Test("a misspelt column is refused, naming it, instead of losing its values")
+    func unknownColumn() throws {
+        #expect(try refusal("patient_id,program,timezone,device_id,nmae\np1,diabetes,UTC,g1,Ann Lee\n")
+            == "FILE: unknown column(s) 'nmae'; the columns are patient_id,program,timezone,device_id,device_kind,name,birth_date,phone,care_manager")
+    }
+
+    @Test("a name, date of birth, phone or id that enrollment refuses is named with its line, never its value")
+    func cellsWithLines() throws {
+        let header = "patient_id,program,timezone,device_id,name,birth_date,phone\n"
+        let good = "p1,diabetes,UTC,g1,Ann Lee,1950-02-03,+1 555 0100\n"
+        #expect(try refusal(header + good + "p2,diabetes,UTC,g2,A\u{200B}B,,\n")
+            == "FILE:3: name must have 1 to 200 characters and no control, invisible or text-direction characters")
+        #expect(try refusal(header + good + good + "p3,diabetes,UTC,g3,,1850-01-01,\n")
+            == "FILE:4: birth date must be a date YYYY-MM-DD from 1900 up to today")
+        #expect(try refusal(header + "p4,diabetes,UTC,g4,,,call me\n")
+            == "FILE:2: phone must have 3 to 40 characters: digits, spaces, + - ( ) . and x for an extension")
+        let longID = String(repeating: "x", count: 129)
+        let idRefusal = try #require(try refusal(header + "\(longID),diabetes,UTC,g5,,,\n"))
+        #expect(idRefusal.hasPrefix("FILE:2: patient id"))
+        #expect(!idRefusal.contains(longID))
+    }
+}
