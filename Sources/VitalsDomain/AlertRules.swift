@@ -18,7 +18,7 @@ public enum TrendRuleKind: String, Sendable, CaseIterable, Codable, Hashable {
 ///
 /// Examples (the heart-failure defaults, `clinical-and-billing.md` §3.1, HFSA/AHA):
 /// - `delta`, body weight, window 24 h, high, bound 0.9 kg: a gain of ≥ 2 lb in a day;
-/// - `delta`, body weight, window 7 days, high, bound 2.3 kg: a gain of ≥ 5 lb in a week;
+/// - `delta`, body weight, window 7 days, high, bound 2.26 kg: a gain of ≥ 5 lb (2.268 kg) in a week;
 /// - `average`, systolic, window 7 days, high, bound 150 mmHg, at least 3 readings;
 /// - `count`, glucose, window 7 days, low, bound 70 mg/dL, 3 readings: three lows in a week.
 ///
@@ -69,7 +69,7 @@ public struct TrendRule: Sendable, Hashable, Codable {
         return nil
     }
 
-    /// A short description: "weight_gain_7d: body weight rise ≥ 2.3 kg within 7 days".
+    /// A short description: "weight_gain_7d: body weight rise ≥ 2.26 kg within 7 days".
     public var summary: String {
         let unit = type.canonicalUnit.display
         let window = Self.describe(seconds: windowSeconds)
@@ -113,7 +113,7 @@ public struct TrendBreach: Sendable, Hashable {
     public var baseline: Double?
 
     /// A sentence for the care manager, e.g.
-    /// "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: rise ≥ 2.3 kg".
+    /// "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: rise ≥ 2.26 kg".
     public var reason: String {
         let unit = rule.type.canonicalUnit.display
         let name = rule.type.displayName
@@ -264,12 +264,13 @@ public struct AlertPolicy: Sendable, Hashable {
     }
 
     /// The heart-failure weight rules of `clinical-and-billing.md` §3.1 (HFSA/AHA handout:
-    /// gain of > 2–3 lb in a day or 5 lb in a week): 0.9 kg in 24 h and 2.3 kg in 7 days.
+    /// gain of > 2–3 lb in a day or 5 lb in a week): 0.9 kg in 24 h (2 lb = 0.907 kg) and 2.26 kg in
+    /// 7 days (5 lb = 2.268 kg; the rounded 2.3 kg missed a gain of exactly 5 lb from a scale in lb).
     public static let heartFailureWeightRules: [TrendRule] = [
         TrendRule(id: "weight_gain_24h", kind: .delta, type: .bodyWeight, direction: .high, windowSeconds: 86_400,
                   bound: 0.9, level: .warning, source: "HFSA/AHA: gain of 2 lb (0.9 kg) in a day"),
         TrendRule(id: "weight_gain_7d", kind: .delta, type: .bodyWeight, direction: .high, windowSeconds: 7 * 86_400,
-                  bound: 2.3, level: .warning, source: "HFSA/AHA: gain of 5 lb (2.3 kg) in a week"),
+                  bound: 2.26, level: .warning, source: "HFSA/AHA: gain of 5 lb (2.268 kg) in a week"),
     ]
 
     /// The default: the heart-failure weight rules for the `heart_failure` program, nothing else.

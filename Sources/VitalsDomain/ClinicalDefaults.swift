@@ -8,8 +8,9 @@ extension ThresholdPolicy {
     ///   SBP ≥ 160 or DBP ≥ 100 (warning, program choice above stage 2); hypotension SBP < 90 (critical);
     /// - SpO2: < 90 % serious in the general population (critical); COPD programs < 88 %, the bottom
     ///   of the usual 88–92 % individual target (BTS; COPD guidance);
-    /// - body temperature: fever ≥ 38.0 °C / 100.4 °F (critical, CDC usage); ≥ 37.8 °C (warning,
-    ///   long-term-care definition, IDSA).
+    /// - body temperature: fever ≥ 38.0 °C / 100.4 °F (critical, CDC usage); ≥ 100 °F = 37.78 °C
+    ///   (warning, long-term-care definition, IDSA; the limit is 37.77 °C so that 100.0 °F, 37.777… °C,
+    ///   breaches it, which the rounded 37.8 °C did not).
     /// Body weight and heart rate have no absolute defaults: heart failure weight gain is a change
     /// over days, and no guideline gives RPM heart-rate limits.
     public static let clinicalDefaults = ThresholdPolicy(
@@ -25,8 +26,8 @@ extension ThresholdPolicy {
                 source: "AHA hypertensive crisis >= 180/120"),
             .spo2: ThresholdLimits(criticalLow: 90, source: "SpO2 < 90 % serious in the general population"),
             .bodyTemperature: ThresholdLimits(
-                criticalHigh: 38.0, warningHigh: 37.8,
-                source: "CDC fever >= 100.4 F (38.0 C); IDSA long-term care >= 100 F (37.8 C)"),
+                criticalHigh: 38.0, warningHigh: 37.77,
+                source: "CDC fever >= 100.4 F (38.0 C); IDSA long-term care >= 100 F (37.78 C)"),
         ],
         programs: [
             .copd: [.spo2: ThresholdLimits(criticalLow: 88, source: "COPD individual SpO2 target usually 88-92 %")]

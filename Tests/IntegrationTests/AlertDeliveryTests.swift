@@ -102,7 +102,7 @@ struct AlertDeliveryTests {
         #expect(tasks.map(\.kind) == [.trend, .noData])
         // A failed expectation above must not crash the whole run on the indexes below.
         try #require(tasks.count == 2)
-        #expect(tasks[0].reason == "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: Body weight rise ≥ 2.3 kg within 7 days")
+        #expect(tasks[0].reason == "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: Body weight rise ≥ 2.26 kg within 7 days")
         #expect(tasks[0].occurrences == 1)
         #expect(tasks[1].reason.hasPrefix("No device data for 4 days"))
         // The open weight task rests on data that is now stale.

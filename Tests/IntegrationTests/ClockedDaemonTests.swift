@@ -94,7 +94,7 @@ struct ClockedDaemonTests {
         try await Task.sleep(for: .milliseconds(500))
         let tasks = try env.database.tasks(patientID: "hf1").sorted { $0.id < $1.id }
         #expect(tasks.map(\.kind) == [.trend, .noData])
-        #expect(tasks.first?.reason == "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: Body weight rise ≥ 2.3 kg within 7 days")
+        #expect(tasks.first?.reason == "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: Body weight rise ≥ 2.26 kg within 7 days")
         #expect(tasks.last?.reason == "No device data for 3 days since the last reading on 2026-03-07")
         #expect(tasks.first?.dataStale == true)
         #expect(tasks.first?.latest?.measuredAt == day0.addingTimeInterval(5 * 86_400))

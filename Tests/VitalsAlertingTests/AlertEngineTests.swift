@@ -214,7 +214,7 @@ struct AlertEngineTests {
         #expect(l.all[0].kind == .trend)
         #expect(l.all[0].vital == "body_weight")
         #expect(l.all[0].priority == .warning)
-        #expect(l.all[0].reason == "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: Body weight rise ≥ 2.3 kg within 7 days")
+        #expect(l.all[0].reason == "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: Body weight rise ≥ 2.26 kg within 7 days")
         // With the patient's bound at 3 kg the same rise opens nothing.
         var m = Ledger(programs: [.heartFailure])
         m.ruleOverrides["weight_gain_7d"] = RuleOverride(bound: 3, disabled: false)
@@ -264,6 +264,29 @@ struct AlertEngineTests {
         let device = l.all.first { $0.vital == "device:g1" }
         #expect(device?.priority == .routine)
         #expect(device?.conditionKey == "event 8")
+    }
+
+    @Test("a LO marker joins a critical low task and keeps its readings; acknowledged, a clearly worse value opens it again")
+    func markerAndWorseAfterAcknowledgement() {
+        var l = Ledger(programs: [.diabetes])
+        l.ingest([reading(.glucose, 50, at: t0)])
+        let lo = DeviceEvent(deviceID: "g1", kind: .belowRange, type: .glucose, measuredAt: t0 + 60, code: "LO")
+        l.apply(AlertEngine.evaluate(readings: [], deviceProblems: [DeviceProblem(eventID: 9, event: lo, receivedAt: t0 + 65)],
+                                     snapshot: l.snapshot, policy: defaults, now: t0 + 65).changes)
+        #expect(l.all.count == 1)
+        #expect(l.all[0].latest?.readingID == 1)
+        #expect(l.all[0].reason.hasSuffix("; then Glucose below the meter's range (LO) at 2026-03-02T10:01:00Z"))
+        // Acknowledged at 50 mg/dL (severity 54/50 = 1.08): 48 (1.125 < 1.08 × 1.1 = 1.188) leaves it
+        // acknowledged; 45 (1.2) opens it again, compared with what was acknowledged, not with 48.
+        l.apply(try! TaskActions.acknowledge(l.tasks[1]!, by: "nurse.a", note: nil, at: t0 + 300))
+        #expect(l.tasks[1]!.acknowledgedWorst?.summary == "Glucose 50 mg/dL")
+        l.ingest([reading(.glucose, 48, at: t0 + 600)], now: t0 + 605)
+        #expect(l.tasks[1]!.status == .acknowledged)
+        l.ingest([reading(.glucose, 45, at: t0 + 1_200)], now: t0 + 1_205)
+        #expect(l.tasks[1]!.status == .open)
+        #expect(l.tasks[1]!.nextEscalationAt == t0 + 1_205 + minutes(30))
+        #expect(l.tasks[1]!.reason == "Worse since acknowledged (worst then: Glucose 50 mg/dL): Glucose 45 mg/dL below critical limit 54 mg/dL")
+        #expect(l.events.last?.event.detail == "critical, worse: open again")
     }
 
     @Test("issue 3: glucose 41 from a device whose clock reads 2000-01-01 opens a critical clock task naming the value")

@@ -31,11 +31,16 @@ struct AlertRuleTests {
         // +0.8 kg is below it; a reading 25 h earlier is outside the window.
         #expect(TrendEvaluator.evaluate(gain24h, weight(80.8, day: 1), window: window([(0.01, 80.0)])) == nil)
         #expect(TrendEvaluator.evaluate(gain24h, weight(82.0, day: 1.05), window: window([(0, 80.0)])) == nil)
-        // 5 days of +0.5 kg: 80.0 … 82.5; the 7-day rule sees 82.5 − 80.0 = 2.5 ≥ 2.3; the 24 h rule never fires.
+        // 5 days of +0.5 kg: 80.0 … 82.5; the 7-day rule sees 82.5 − 80.0 = 2.5 ≥ 2.26; the 24 h rule never fires.
         let days = [(0.0, 80.0), (1, 80.5), (2, 81.0), (3, 81.5), (4, 82.0)]
         let seven = try #require(TrendEvaluator.evaluate(gain7d, weight(82.5, day: 5), window: window(days)))
         #expect(seven.measured == 2.5)
         #expect(TrendEvaluator.evaluate(gain24h, weight(82.5, day: 5), window: window(days)) == nil)
+        // From a scale in lb: 180 lb → 185 lb is 81.6466 → 83.9146 kg, + 2.268 kg = exactly 5 lb: a breach.
+        // 184.9 lb (+ 4.9 lb = 2.223 kg) is not.
+        let lb = 0.45359237
+        #expect(TrendEvaluator.evaluate(gain7d, weight(185 * lb, day: 5), window: window([(0, 180 * lb)])) != nil)
+        #expect(TrendEvaluator.evaluate(gain7d, weight(184.9 * lb, day: 5), window: window([(0, 180 * lb)])) == nil)
         // At day 4 the rise is 2.0 kg: not yet.
         #expect(TrendEvaluator.evaluate(gain7d, weight(82.0, day: 4), window: window(Array(days.prefix(4)))) == nil)
         // No earlier reading: no change to measure.

@@ -54,6 +54,9 @@ struct ThresholdTests {
         #expect(level(.bodyTemperature, 100.4, unit: "[degF]") == "critical high")  // 100.4 °F = 38.0 °C
         #expect(level(.bodyTemperature, 37.8) == "warning high")
         #expect(level(.bodyTemperature, 37.7) == "none")
+        // IDSA's 100 °F: (100 − 32) × 5/9 = 37.777… °C breaches; 99.9 °F = 37.722… °C does not.
+        #expect(level(.bodyTemperature, 100.0, unit: "[degF]") == "warning high")
+        #expect(level(.bodyTemperature, 99.9, unit: "[degF]") == "none")
         #expect(level(.heartRate, 190) == "none")  // no default heart-rate limits
     }
 
