@@ -293,8 +293,18 @@ public struct AlertEngine {
         if let ref = unresolved[c], var t = tasks[ref] {
             t.occurrences += 1
             t.updatedAt = now
+            let acknowledgedWorst = t.acknowledgedWorst ?? t.worst
             if group.measuredAt >= (t.latest?.measuredAt ?? .distantPast) { t.latest = group.reading }
             if Self.isWorse(group.reading, than: t.worst) { t.worst = group.reading }
+            if t.status == .acknowledged, priority == t.priority, let shown = acknowledgedWorst, clearlyWorse(group, than: shown) {
+                // Clearly worse than anything the task showed when it was acknowledged (the same
+                // measure as the re-alert after a resolution): back to open, escalated again if critical.
+                t.reason = "Worse since acknowledged (worst then: \(shown.summary)): \(group.reason)"
+                reopenWorse(&t)
+                update(ref, t, TaskEventRecord(.updated, at: now, readingID: group.firstReadingID, detail: "\(group.level.rawValue), worse: open again"))
+                decision.updated += 1
+                return
+            }
             if priority > t.priority && priority == .critical {
                 t.priority = .critical
                 t.status = .open
@@ -334,6 +344,14 @@ public struct AlertEngine {
         if priority == .critical { scheduleCritical(&t, measuredAt: group.measuredAt) }
         open(t, TaskEventRecord(.opened, at: now, readingID: group.firstReadingID, detail: group.level.rawValue))
         if priority == .critical { settleAtOpen(.new(c)) }
+    }
+
+    /// An acknowledged task that got clearly worse goes back to `open`, so that the worklist shows it
+    /// again; a critical one waits for acknowledgement (and escalates) anew.
+    func reopenWorse(_ t: inout CareTask) {
+        t.status = .open
+        t.acknowledgedWorst = nil
+        if t.priority == .critical { t.nextEscalationAt = now.addingTimeInterval(policy.alerts.escalationAfterSeconds) }
     }
 
     /// A new critical task (or one raised to critical) waits for acknowledgement and for a re-measurement.
@@ -466,8 +484,18 @@ public struct AlertEngine {
         if let ref = unresolved[condition], var t = tasks[ref] {
             t.occurrences += 1
             t.updatedAt = now
-            if let latest, latest.measuredAt >= (t.latest?.measuredAt ?? .distantPast) { t.latest = latest }
+            if let latest {
+                if t.kind.restsOnReadings {
+                    // A threshold or trend task keeps its readings (the schema requires them, and the
+                    // chart links them); the marker, past any value, is named in the reason once.
+                    let note = "; then \(latest.summary) at \(Self.iso(latest.measuredAt))"
+                    if !t.reason.contains(latest.summary) { t.reason += note }
+                } else if latest.measuredAt >= (t.latest?.measuredAt ?? .distantPast) {
+                    t.latest = latest
+                }
+            }
             var event = TaskEventKind.updated
+            var detail = e.kind.rawValue
             if priority == .critical && t.priority != .critical {
                 t.status = .open
                 t.reason = reason
@@ -475,11 +503,15 @@ public struct AlertEngine {
                 t.nextEscalationAt = now.addingTimeInterval(policy.alerts.escalationAfterSeconds)
                 event = .priorityRaised
                 decision.raised[.critical, default: 0] += 1
+            } else if priority == .critical && t.status == .acknowledged {
+                // Beyond the meter's range is worse than the values the task was acknowledged with.
+                reopenWorse(&t)
+                detail += ", worse: open again"
             } else if priority == .warning && t.priority == .routine {
                 t.priority = .warning
                 decision.raised[.warning, default: 0] += 1
             }
-            update(ref, t, TaskEventRecord(event, at: now, detail: e.kind.rawValue))
+            update(ref, t, TaskEventRecord(event, at: now, detail: detail))
             decision.updated += 1
             return
         }

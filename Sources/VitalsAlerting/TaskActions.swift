@@ -103,6 +103,7 @@ public enum TaskActions {
         case .acknowledged:
             t.acknowledgedAt = at
             t.acknowledgedBy = actor
+            t.acknowledgedWorst = t.worst
         case .resolved:
             t.resolvedAt = at
             t.resolvedBy = actor

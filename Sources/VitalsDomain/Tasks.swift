@@ -63,6 +63,10 @@ public enum TaskKind: String, Sendable, CaseIterable, Codable, Hashable {
     case noData = "no_data"
     /// A device reported a problem: an error code, a value beyond the meter's range, a low battery, a wrong clock.
     case device
+
+    /// Whether a task of this kind rests on stored readings (its first and latest reading ids are
+    /// required by the schema): `threshold`, `trend` and `late_data`.
+    public var restsOnReadings: Bool { self == .threshold || self == .trend || self == .lateData }
 }
 
 /// What happened to a task, as recorded in `task_events` and delivered to other systems.
@@ -184,6 +188,11 @@ public struct CareTask: Sendable, Hashable, Codable {
     /// Who the last escalation reached: a user name, or `role:<role>` for everyone of a role
     /// (``TimerRules/escalations(_:policy:careManagers:now:)``); nil before the first.
     public var escalatedTo: String?
+    /// The worst reading when a person last acknowledged the task: a later reading clearly worse than
+    /// it (``AlertPolicy/realertWorseningPercent``) puts the task back to `open`. Compared with this
+    /// and not the current worst, so that values creeping down by less than the margin each time still
+    /// reopen it once they are clearly worse than what the person saw.
+    public var acknowledgedWorst: TaskReading?
     /// For a `critical` task: whether a re-measurement confirmed it.
     public var confirmation: Confirmation?
     /// When a pending confirmation's window ends.

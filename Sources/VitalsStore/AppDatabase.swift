@@ -828,6 +828,11 @@ extension AppDatabase {
                 CREATE UNIQUE INDEX outbox_event_id ON outbox(event_id);
                 """)
         }
+        migrator.registerMigration("tasks: the worst reading when acknowledged") { db in
+            // A reading clearly worse than it puts an acknowledged task back to open (AlertEngine).
+            // New column only; tasks acknowledged before compare with their worst reading.
+            try db.execute(sql: "ALTER TABLE tasks ADD COLUMN acknowledged_worst TEXT CHECK (acknowledged_worst IS NULL OR json_valid(acknowledged_worst))")
+        }
         return migrator
     }
 }

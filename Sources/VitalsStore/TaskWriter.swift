@@ -56,8 +56,8 @@ extension AppDatabase {
                                       occurrences, opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at,
                                       resolved_by, escalation_level, escalated_at, next_escalation_at, confirmation,
                                       confirmation_due_at, data_stale, suppressed_breaches, last_suppressed_at, owner,
-                                      disposition, escalated_to, version)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                      disposition, escalated_to, acknowledged_worst, version)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(arguments: StatementArguments(Self.columns(t)) + [t.version])
                 t.id = db.lastInsertedRowID
                 ids[change.ref] = t.id
@@ -76,7 +76,7 @@ extension AppDatabase {
                         occurrences = ?, opened_at = ?, updated_at = ?, acknowledged_at = ?, acknowledged_by = ?,
                         resolved_at = ?, resolved_by = ?, escalation_level = ?, escalated_at = ?, next_escalation_at = ?,
                         confirmation = ?, confirmation_due_at = ?, data_stale = ?, suppressed_breaches = ?,
-                        last_suppressed_at = ?, owner = ?, disposition = ?, escalated_to = ?, version = ?
+                        last_suppressed_at = ?, owner = ?, disposition = ?, escalated_to = ?, acknowledged_worst = ?, version = ?
                     WHERE id = ? AND version = ?
                     """).execute(arguments: StatementArguments(Self.columns(t)) + [t.version, t.id, expected])
                 guard db.changesCount == 1 else {
@@ -106,8 +106,24 @@ extension AppDatabase {
             t.occurrences, ms(t.openedAt), ms(t.updatedAt), ms(t.acknowledgedAt), t.acknowledgedBy, ms(t.resolvedAt),
             t.resolvedBy, t.escalationLevel, ms(t.escalatedAt), ms(t.nextEscalationAt), t.confirmation?.rawValue,
             ms(t.confirmationDueAt), t.dataStale, t.suppressedBreaches, ms(t.lastSuppressedAt), t.owner,
-            t.disposition?.rawValue, t.escalatedTo,
+            t.disposition?.rawValue, t.escalatedTo, t.acknowledgedWorst.map(Self.readingJSON),
         ]
+    }
+
+    /// A task reading as stored in `acknowledged_worst`: `{"reading_id":…,"summary":…,"measured_at":…,
+    /// "severity":…,"level":…}` (JSONEncoder, sorted keys).
+    static func readingJSON(_ r: TaskReading) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        return String(decoding: (try? encoder.encode(r)) ?? Data("null".utf8), as: UTF8.self)
+    }
+
+    static func reading(json: String?) -> TaskReading? {
+        guard let json else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        return try? decoder.decode(TaskReading.self, from: Data(json.utf8))
     }
 
     /// Appends a task event and its outbox copy: the task as it is after the change.
@@ -220,7 +236,7 @@ extension CareTask {
         last_measured_at, latest_summary, worst_reading_id, worst_summary, worst_measured_at, worst_severity, worst_level,
         occurrences, opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, escalation_level,
         escalated_at, next_escalation_at, confirmation, confirmation_due_at, data_stale, suppressed_breaches,
-        last_suppressed_at, version, owner, disposition, escalated_to
+        last_suppressed_at, version, owner, disposition, escalated_to, acknowledged_worst
         """
 
     /// ``columns`` qualified by a table alias, for a join: `SELECT \(CareTask.columns(of: "t")), … FROM tasks t JOIN …`.
@@ -265,6 +281,7 @@ extension CareTask {
         owner = row[34]
         disposition = (row[35] as String?).flatMap(TaskDisposition.init(rawValue:))
         escalatedTo = row[36]
+        acknowledgedWorst = AppDatabase.reading(json: row[37])
     }
 }
 

@@ -40,10 +40,13 @@ struct Ledger {
         return s
     }
 
-    /// Applies changes as the task writer does; checks versions.
+    /// Applies changes as the task writer does; checks versions, and what the schema's CHECK
+    /// constraints check: a threshold, trend or late-data task names its first and latest readings.
     mutating func apply(_ changes: [TaskChange]) {
         var ids: [TaskRef: Int64] = [:]
         for change in changes {
+            if case .open(let t, _) = change { precondition(!t.kind.restsOnReadings || (t.firstReadingID != nil && t.latest?.readingID != nil)) }
+            if case .update(_, let t, _) = change { precondition(!t.kind.restsOnReadings || (t.firstReadingID != nil && t.latest?.readingID != nil)) }
             switch change {
             case .open(var t, let e):
                 t.id = Int64(tasks.count + 1)

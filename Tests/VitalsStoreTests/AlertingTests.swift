@@ -241,7 +241,7 @@ struct AlertingTests {
         #expect(tasks[0].kind == .trend)
         #expect(tasks[0].vital == "body_weight")
         #expect(tasks[0].priority == .warning)
-        #expect(tasks[0].reason == "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: Body weight rise ≥ 2.3 kg within 7 days")
+        #expect(tasks[0].reason == "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: Body weight rise ≥ 2.26 kg within 7 days")
         // A patient can have a rule changed: with a 3 kg bound the same rise opens nothing.
         try db.setRuleOverride(patientID: "p1", ruleID: "weight_gain_7d", override: RuleOverride(bound: 3, disabled: false), actor: "dr.a")
         #expect(try db.ruleOverrides(patientID: "p1")["weight_gain_7d"]?.bound == 3)
@@ -320,6 +320,18 @@ struct AlertingTests {
         #expect(restored.incarnation.count == 12 && restored.incarnation.allSatisfy(\.isHexDigit))
     }
 
+    @Test("the id arrays the batch queries pass to json_each read back as the same ids, whatever their characters")
+    func idArrays() throws {
+        let ids: Set<String> = ["p-1", "a\"b", "c\\d", "e\u{01}f\u{1F}", "tab\tnew\nline", "ü🙂", ""]
+        let db = try DatabaseQueue()
+        let read = try db.read { db in
+            try String.fetchAll(db, sql: "SELECT value FROM json_each(?)", arguments: [try AppDatabase.jsonArray(ids)])
+        }
+        #expect(Set(read) == ids)
+        #expect(read.count == ids.count)
+        #expect(try AppDatabase.jsonArray([]) == "[]")
+    }
+
     @Test("a silent device next to a working one gets its own routine device task, once")
     func silentDevice() async throws {
         let dir = try TemporaryDirectory()
@@ -373,6 +385,65 @@ struct AlertingTests {
         let lows = try db.tasks(patientID: "p1")
         #expect(lows.count == 1)
         #expect(lows[0].reason == "3 Glucose readings below 80 mg/dL within 7 days; rule lows_7d: 3 Glucose readings < 80 mg/dL within 7 days")
+    }
+
+    @Test("a LO or HI marker joins the open threshold task of its condition without stopping ingest; it keeps its readings")
+    func markerJoinsThresholdTask() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        let ms = Int64((Date().timeIntervalSince1970 - 600) * 1000)
+        // 50 mg/dL (below the critical 54), then the meter shows LO, in one message: the commit
+        // failed on the tasks' CHECK (a threshold task without a latest reading) and no batch after it
+        // was stored.
+        let both = message("g1", #"{"readings":[{"type":"glucose","value":50,"unit":"mg/dL","measured_at":\#(ms)},{"type":"glucose","value":"LO","unit":"mg/dL","measured_at":\#(ms + 300_000)}]}"#)
+        let s = try await db.ingest([both], pipeline: pipeline)
+        #expect(s.readingsStored == 1)
+        var task = try #require(try db.tasks(patientID: "p1").first)
+        #expect(try db.tasks(patientID: "p1").count == 1)
+        #expect(task.kind == .threshold && task.priority == .critical && task.direction == .low)
+        #expect(task.latest?.summary == "Glucose 50 mg/dL")
+        let loAt = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(ms + 300_000) / 1000))
+        #expect(task.reason.hasSuffix("; then Glucose below the meter's range (LO) at \(loAt)"))
+        // Acknowledged, then LO again: worse than any value, so the task is open again and escalates anew.
+        _ = try db.acknowledgeTask(id: task.id, by: "nurse.a")
+        let again = message("g1", #"{"type":"glucose","value":"LO","unit":"mg/dL","measured_at":\#(ms + 360_000)}"#)
+        _ = try await db.ingest([again], pipeline: pipeline)
+        task = try #require(try db.task(id: task.id)?.task)
+        #expect(task.status == .open)
+        #expect(task.nextEscalationAt != nil)
+        #expect(task.occurrences == 3)
+        // 300 mg/dL (warning), then HI: the task is raised to critical and keeps its reading.
+        let high = message("g1", #"{"type":"glucose","value":300,"unit":"mg/dL","measured_at":\#(ms + 400_000)}"#)
+        let hi = message("g1", #"{"type":"glucose","value":"HI","unit":"mg/dL","measured_at":\#(ms + 420_000)}"#)
+        _ = try await db.ingest([high], pipeline: pipeline)
+        _ = try await db.ingest([hi], pipeline: pipeline)
+        let raised = try #require(try db.tasks(patientID: "p1").first { $0.direction == .high })
+        #expect(raised.kind == .threshold && raised.priority == .critical && raised.status == .open)
+        #expect(raised.latest?.summary == "Glucose 300 mg/dL")
+        // Ingest goes on.
+        #expect(try await db.ingest([glucose(120, minutesAgo: 1)], pipeline: pipeline).readingsStored == 1)
+    }
+
+    @Test("an acknowledged task that gets clearly worse is open again: 182/96 acknowledged, then 230/135")
+    func acknowledgedThenWorse() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        _ = try await db.ingest([bp(182, 96, at: Date().addingTimeInterval(-3_600))], pipeline: pipeline)
+        let task = try #require(try db.tasks(patientID: "p2").first)
+        _ = try db.acknowledgeTask(id: task.id, by: "nurse.a")
+        // 186/100: 186/180 = 1.033, not 10 % past the acknowledged 182/180 = 1.011 (1.112): stays acknowledged.
+        _ = try await db.ingest([bp(186, 100, at: Date().addingTimeInterval(-3_000))], pipeline: pipeline)
+        #expect(try db.task(id: task.id)?.task.status == .acknowledged)
+        // 230/135: 230/180 = 1.278 ≥ 1.112, compared with what was acknowledged (182/96), not with 186/100.
+        _ = try await db.ingest([bp(230, 135, at: Date().addingTimeInterval(-2_400))], pipeline: pipeline)
+        let worse = try #require(try db.task(id: task.id)?.task)
+        #expect(worse.status == .open)
+        #expect(worse.nextEscalationAt != nil)
+        #expect(worse.reason == "Worse since acknowledged (worst then: Systolic blood pressure 182 mmHg): "
+            + "Systolic blood pressure 230 mmHg at or above critical limit 180 mmHg; Diastolic blood pressure 135 mmHg at or above critical limit 120 mmHg")
+        #expect(try db.tasks(patientID: "p2").count == 1)
     }
 
     @Test("a meter's HI is a critical task of its vital; an error code a routine device task; a repeat adds nothing")
