@@ -37,9 +37,14 @@ public struct AlertTimerService: Service {
                 let (s, waiting) = try await databaseWork {
                     (try await database.runAlertTimers(policy: policy, now: clock.now()), try await database.escalationCounts().waiting)
                 }
-                metrics?.recordEscalations(s.escalated, byLevel: s.escalatedByLevel, waiting: waiting)
+                metrics?.recordEscalations(s.escalated, byLevel: s.escalatedByLevel, unreached: s.unreached.count, waiting: waiting)
                 if s.escalated > 0 {
                     logger.warning("critical tasks escalated: not acknowledged in time", metadata: ["task.escalated": "\(s.escalated)"])
+                }
+                if !s.unreached.isEmpty {
+                    logger.error(
+                        "critical tasks escalated to nobody: no owner, no active care manager of the patient, and no enabled alerts.escalation_backup_user or _role",
+                        metadata: ["task.ids": "\(s.unreached.map(String.init).joined(separator: ","))"])
                 }
                 if s.notRepeated > 0 {
                     logger.info("confirmation windows ended without a re-measurement", metadata: ["task.not_repeated": "\(s.notRepeated)"])

@@ -45,6 +45,7 @@ public final class VitalsMetrics: Sendable {
     private let suppressed: Metrics.Counter
     private let late: Metrics.Counter
     private let escalated: Metrics.Counter
+    private let unreached: Metrics.Counter
     /// By level label: `1`, `2`, `3+`.
     private let escalationsByLevel: [String: Metrics.Counter]
     private let awaitingAcknowledgement: Metrics.Gauge
@@ -82,6 +83,7 @@ public final class VitalsMetrics: Sendable {
         suppressed = Metrics.Counter(label: "vitalsd_breaches_suppressed_total", factory: factory)
         late = Metrics.Counter(label: "vitalsd_late_breaches_total", factory: factory)
         escalated = Metrics.Counter(label: "vitalsd_tasks_escalated_total", factory: factory)
+        unreached = Metrics.Counter(label: "vitalsd_escalations_unreached_total", factory: factory)
         escalationsByLevel = Dictionary(uniqueKeysWithValues: ["1", "2", "3+"].map {
             ($0, Metrics.Counter(label: "vitalsd_escalations_total", dimensions: [("level", $0)], factory: factory))
         })
@@ -100,8 +102,10 @@ public final class VitalsMetrics: Sendable {
     }
 
     /// Records a run of the alert timers: tasks escalated, and open critical tasks still waiting.
-    func recordEscalations(_ count: Int, byLevel: [Int: Int], waiting: Int) {
+    /// - Parameter unreached: escalations that reached nobody (no owner, care manager or backup).
+    func recordEscalations(_ count: Int, byLevel: [Int: Int], unreached nobody: Int = 0, waiting: Int) {
         if count > 0 { escalated.increment(by: count) }
+        if nobody > 0 { unreached.increment(by: nobody) }
         for (level, n) in byLevel where n > 0 { escalationsByLevel[level >= 3 ? "3+" : String(level)]?.increment(by: n) }
         awaitingAcknowledgement.record(waiting)
     }

@@ -10,6 +10,9 @@ extension AppDatabase {
         public var escalated = 0
         /// Tasks escalated in this run, by the level they reached (1 for the first escalation).
         public var escalatedByLevel: [Int: Int] = [:]
+        /// Ids of the tasks escalated in this run to nobody: no owner, no active care manager of the
+        /// patient, and no `alerts.escalation_backup_*` (or a backup that is not enabled).
+        public var unreached: [Int64] = []
         /// Pending confirmations closed as `not_repeated`.
         public var notRepeated = 0
         public init() {}
@@ -50,7 +53,10 @@ extension AppDatabase {
             try Self.apply(db, expired, incarnation: incarnation)
             var summary = AlertTimerSummary()
             summary.escalated = escalations.count
-            for case .update(_, let task, _) in escalations { summary.escalatedByLevel[task.escalationLevel, default: 0] += 1 }
+            for case .update(_, let task, _) in escalations {
+                summary.escalatedByLevel[task.escalationLevel, default: 0] += 1
+                if task.escalatedTo == nil { summary.unreached.append(task.id) }
+            }
             summary.notRepeated = expired.count
             return summary
         }

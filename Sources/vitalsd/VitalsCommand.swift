@@ -7,6 +7,7 @@ import Logging
 import MQTTClient
 import VitalsConfig
 import VitalsDaemon
+import VitalsDomain
 import VitalsStore
 
 @main
@@ -154,8 +155,12 @@ struct ConfigCommand: ParsableCommand {
                 FileHandle.standardError.write(Data(("vitalsd: configuration refused:\n" + problems.joined(separator: "\n") + "\n").utf8))
                 throw ExitCode(2)
             }
-            for w in config.warnings { FileHandle.standardError.write(Data("warning: \(w.description)\n".utf8)) }
-            print("configuration ok: \(options.config)\(config.warnings.isEmpty ? "" : " (\(config.warnings.count) warnings)")")
+            var warnings = config.warnings.map(\.description)
+            if config.alerts.escalationBackup == nil {
+                warnings.append("alerts.escalation_backup_user: not set (nor escalation_backup_role): an unacknowledged critical task of a patient without an active care manager escalates to nobody, and later escalations reach nobody beyond the owner")
+            }
+            for w in warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+            print("configuration ok: \(options.config)\(warnings.isEmpty ? "" : " (\(warnings.count) warnings)")")
         }
     }
 }
