@@ -65,9 +65,16 @@ public struct WALCheckpointService: Service {
 
     public func run() async throws {
         var failures = FailureLog(every: .seconds(60))
-        await repeatUntilShutdown(every: interval) {
+        var pause = interval
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            let wait = pause
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            guard !Task.isShuttingDownGracefully && !Task.isCancelled else { break }
             do {
-                let result = try await checkpointer.checkpoint()
+                let result = try await checkpointer.checkpointBounded()
+                // While the WAL is large, the next turn comes soon: each copies less, and the restart
+                // finds little left to copy while it holds commits back.
+                pause = result.walPages > WALCheckpointer.restartAbovePages && !result.restarted ? .milliseconds(20) : interval
                 logger.trace("passive WAL checkpoint", metadata: ["db.pages": "\(result.checkpointed)", "db.wal_pages": "\(result.walPages)"])
                 if let failed = failures.recovered() {
                     logger.notice("WAL checkpoints succeed again", metadata: ["db.failed_checkpoints": "\(failed)"])

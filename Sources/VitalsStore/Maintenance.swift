@@ -57,6 +57,9 @@ extension AppDatabase {
     /// - Throws: GRDB errors when the file cannot be opened.
     public static func walCheckpointer(path: String, synchronous: Synchronous = .full) throws -> WALCheckpointer {
         var config = Configuration()
+        // A restarting checkpoint waits this long for the writer's current transaction, then gives up
+        // until the next turn (a commit of a live batch takes a few milliseconds).
+        config.busyMode = .timeout(0.05)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous == .full ? "FULL" : "NORMAL")")
         }
@@ -102,6 +105,34 @@ public struct WALCheckpointer: Sendable {
         try await queue.writeWithoutTransaction { db in
             let result = try db.checkpoint(.passive)
             return (result.checkpointedFrameCount, result.walFrameCount)
+        }
+    }
+
+    /// WAL pages above which ``checkpoint()`` is followed by a restarting checkpoint once nearly
+    /// everything is copied: 16 MiB of 4 KiB pages.
+    public static let restartAbovePages = 4_096
+
+    /// A passive checkpoint, then, when the WAL holds more than ``restartAbovePages`` and at most
+    /// `restartRemainder` of them are still to copy, a restarting one: it holds new commits back
+    /// while it copies that remainder, so that the next commit writes the WAL from its start again
+    /// instead of appending to it. Under a steady stream of commits a passive checkpoint never
+    /// catches up, and the WAL (and the cost of every commit's `fsync`) grew without bound.
+    /// - Returns: the pages copied and the WAL's pages after the passive checkpoint, and whether the
+    ///   WAL was restarted.
+    /// - Throws: GRDB errors other than a busy writer (the restart is then tried at the next turn).
+    public func checkpointBounded(restartRemainder: Int = 256) async throws -> (checkpointed: Int, walPages: Int, restarted: Bool) {
+        try await queue.writeWithoutTransaction { db in
+            let passive = try db.checkpoint(.passive)
+            guard passive.walFrameCount > Self.restartAbovePages,
+                  passive.walFrameCount - passive.checkpointedFrameCount <= restartRemainder else {
+                return (passive.checkpointedFrameCount, passive.walFrameCount, false)
+            }
+            do {
+                let restart = try db.checkpoint(.restart)
+                return (restart.checkpointedFrameCount, passive.walFrameCount, true)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
+                return (passive.checkpointedFrameCount, passive.walFrameCount, false)
+            }
         }
     }
 

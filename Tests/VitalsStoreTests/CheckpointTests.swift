@@ -28,6 +28,34 @@ struct CheckpointTests {
         #expect(try db.statistics().readings == 20)
     }
 
+    @Test("a WAL past 16 MiB is restarted once nearly all of it is copied, so the next commit writes it from its start")
+    func boundedWAL() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/vitalsd.sqlite"
+        let db = try AppDatabase.open(path: path, backgroundCheckpoints: true)
+        let checkpointer = try AppDatabase.walCheckpointer(path: path)
+        // 20 commits of 1 MiB: about 5,200 pages of 4 KiB in the WAL, above the 4,096 of the bound.
+        try await db.writer.write { try $0.execute(sql: "CREATE TABLE filler(b BLOB)") }
+        for _ in 0..<20 {
+            try await db.writer.write { try $0.execute(sql: "INSERT INTO filler VALUES (zeroblob(1048576))") }
+        }
+        // Below the bound nothing is restarted: a small WAL is left to the passive checkpoints.
+        let small = try AppDatabase.open(path: dir.path + "/small.sqlite", backgroundCheckpoints: true)
+        try await small.writer.write { try $0.execute(sql: "CREATE TABLE t(x)") }
+        let smallResult = try await AppDatabase.walCheckpointer(path: dir.path + "/small.sqlite").checkpointBounded()
+        #expect(!smallResult.restarted)
+
+        let result = try await checkpointer.checkpointBounded()
+        #expect(result.walPages > 5_000)
+        #expect(result.restarted)
+        // The next commit starts the WAL again: a few pages, not 5,000 more.
+        try await db.writer.write { try $0.execute(sql: "INSERT INTO filler VALUES (x'00')") }
+        let after = try await checkpointer.checkpoint()
+        #expect(after.walPages < 10)
+        try checkpointer.close()
+    }
+
     @Test("after the daemon's connections close, removeWAL leaves only the database file, with every commit in it")
     func removeWAL() async throws {
         let dir = try TemporaryDirectory()
