@@ -29,12 +29,14 @@ public struct AlertEngine {
     ///   - readings: readings of `snapshot.patientID` stored in this batch.
     ///   - deviceProblems: device events of this patient recorded for the first time.
     ///   - clockProblems: messages of this patient's devices refused for a wrong device clock.
+    ///   - implausibleValues: readings of this patient's devices refused as implausible.
     ///   - snapshot: the patient's state before the batch.
     ///   - policy: limits and alert rules.
     ///   - now: the time the batch is evaluated (from the daemon's clock).
     /// - Returns: the task changes and rule states to store, and counts for metrics.
     public static func evaluate(
         readings: [NewReading], deviceProblems: [DeviceProblem] = [], clockProblems: [ClockProblem] = [],
+        implausibleValues: [ImplausibleValues] = [],
         snapshot: PatientSnapshot, policy: AlertingPolicy, now: Date
     ) -> AlertDecision {
         var engine = AlertEngine(snapshot: snapshot, policy: policy, now: now, batch: readings)
@@ -45,6 +47,7 @@ public struct AlertEngine {
         engine.evaluate(readings.filter { !paused($0.observation.measuredAt) })
         for problem in deviceProblems where !paused(problem.event.measuredAt ?? problem.receivedAt) { engine.raise(problem) }
         for problem in clockProblems { engine.raise(problem) }
+        for problem in implausibleValues { engine.raise(problem) }
         return engine.decision
     }
 
@@ -520,6 +523,26 @@ public struct AlertEngine {
         t.latest = latest
         if priority == .critical { t.nextEscalationAt = now.addingTimeInterval(policy.alerts.escalationAfterSeconds) }
         open(t, TaskEventRecord(.opened, at: now, detail: e.kind.rawValue))
+    }
+
+    /// Values refused as implausible: one routine `device` task per device (`value:<id>`) that names
+    /// them; a further message adds an occurrence and names its values instead.
+    mutating func raise(_ problem: ImplausibleValues) {
+        let condition = TaskCondition(patientID: patientID, vital: "value:\(problem.deviceID)", direction: .high)
+        let reason = "Device \(problem.deviceID) sent \(problem.values.joined(separator: ", ")), outside what home devices measure "
+            + "(\(problem.detail)); not stored or evaluated: check the device and its unit setting with the patient, and re-measure"
+        if let ref = unresolved[condition], var t = tasks[ref] {
+            t.occurrences += 1
+            t.updatedAt = now
+            t.reason = reason
+            update(ref, t, TaskEventRecord(.updated, at: now, detail: "implausible_value"))
+            decision.updated += 1
+            return
+        }
+        let t = CareTask(patientID: patientID, kind: .device, vital: condition.vital, direction: .high, priority: .routine,
+                         reason: reason, now: now,
+                         conditionKey: "implausible \(problem.deviceID) \(Int64((problem.receivedAt.timeIntervalSince1970 * 1000).rounded()))")
+        open(t, TaskEventRecord(.opened, at: now, detail: "implausible_value"))
     }
 
     /// A device whose clock is wrong sent readings that were refused (their time is unknown): one

@@ -88,6 +88,25 @@ public struct ClockProblem: Sendable, Hashable {
     }
 }
 
+/// Readings of one message refused as implausible (outside what home devices measure: a unit
+/// mix-up, an error code, or a real extreme beyond the device's range). They are not stored or
+/// evaluated; a routine device task names them so that a person looks (clinical safety review).
+public struct ImplausibleValues: Sendable, Hashable {
+    public var deviceID: String
+    /// Each value as received, e.g. "Glucose 650 mg/dL".
+    public var values: [String]
+    /// Why, e.g. "glucose outside plausible range 10–600 mg/dL".
+    public var detail: String
+    public var receivedAt: Date
+
+    public init(deviceID: String, values: [String], detail: String, receivedAt: Date) {
+        self.deviceID = deviceID
+        self.values = values
+        self.detail = detail
+        self.receivedAt = receivedAt
+    }
+}
+
 /// What the rules need to know about one patient, read once per batch before any reading is
 /// evaluated (F15: a restart, reload or reconnect never re-raises what was raised).
 public struct PatientSnapshot: Sendable, Hashable {

@@ -62,6 +62,9 @@ public struct Rejection: Error, Sendable, Hashable {
     /// times the reading it builds as ``clockObservation``. Nil for every other rejection, including
     /// a time that could not be read at all.
     public var clockReceivedAt: Date?
+    /// For an `implausible_value`: the value as received, for a person (e.g. "Glucose 650 mg/dL").
+    /// PHI: it goes to a routine device task, never to the dead letter's detail or a log.
+    public var rejectedValue: String?
 
     public init(_ reason: DeadLetterReason, _ detail: String, clockObservation: Observation? = nil) {
         self.reason = reason

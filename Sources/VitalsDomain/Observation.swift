@@ -102,10 +102,12 @@ public struct Observation: Sendable, Hashable {
         let rounded = (canonical * 1_000_000).rounded() / 1_000_000
         let range = type.plausibleRange
         guard range.contains(rounded) else {
-            throw Rejection(
+            var rejection = Rejection(
                 .implausibleValue,
                 "\(type.rawValue) outside plausible range \(Self.format(range.lowerBound))–\(Self.format(range.upperBound)) \(type.canonicalUnit.display)"
             )
+            rejection.rejectedValue = "\(type.displayName) \(Self.format(value)) \(unit)"
+            throw rejection
         }
         return Observation(
             deviceID: deviceID, type: type, value: value, unit: unit, canonicalValue: rounded,

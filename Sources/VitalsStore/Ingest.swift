@@ -378,6 +378,7 @@ extension AppDatabase {
         var toEvaluate: [String: [NewReading]] = [:]
         var deviceProblems: [String: [DeviceProblem]] = [:]
         var clockProblems: [String: [ClockProblem]] = [:]
+        var implausibleValues: [String: [ImplausibleValues]] = [:]
         var evaluated = 0
         // Prepared once per batch: a per-row cache lookup hashes the whole SQL text each time.
         let insertReading = RawStatement(try db.cachedStatement(sql: """
@@ -424,6 +425,8 @@ extension AppDatabase {
             var overflow: [DeadLetterReason: Int] = [:]
             var clockObservations: [Observation] = []
             var clockDetail = ""
+            var implausible: [String] = []
+            var implausibleDetail = ""
             func rejectReading(_ rejection: Rejection, _ index: Int) throws {
                 rejectedReadings += 1
                 if rejectedReadings <= Self.maxDeadLettersPerMessage {
@@ -431,6 +434,10 @@ extension AppDatabase {
                     if recorded, let o = rejection.clockObservation {
                         clockObservations.append(o)
                         clockDetail = rejection.detail
+                    }
+                    if recorded, let value = rejection.rejectedValue {
+                        implausible.append(value)
+                        implausibleDetail = rejection.detail
                     }
                 } else {
                     overflow[rejection.reason, default: 0] += 1
@@ -503,6 +510,10 @@ extension AppDatabase {
                 clockProblems[patientID, default: []].append(ClockProblem(
                     deviceID: decoded.deviceID, observations: clockObservations, receivedAt: message.receivedAt, detail: clockDetail))
             }
+            if !implausible.isEmpty, let patientID = patient(decoded.deviceID, at: nil) {
+                implausibleValues[patientID, default: []].append(ImplausibleValues(
+                    deviceID: decoded.deviceID, values: implausible, detail: implausibleDetail, receivedAt: message.receivedAt))
+            }
             if let (reason, _) = overflow.max(by: { ($0.value, $1.key.rawValue) < ($1.value, $0.key.rawValue) }) {
                 let counts = overflow.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) x\($0.value)" }
                 try deadLetter(
@@ -521,7 +532,7 @@ extension AppDatabase {
                 evaluated += 1
             }
         }
-        let concerned = Set(toEvaluate.keys).union(deviceProblems.keys).union(clockProblems.keys)
+        let concerned = Set(toEvaluate.keys).union(deviceProblems.keys).union(clockProblems.keys).union(implausibleValues.keys)
         let policy = AlertingPolicy(thresholds: pipeline.thresholds, alerts: pipeline.alerts)
         let snapshots = try snapshots(
             db, patients: Dictionary(uniqueKeysWithValues: concerned.map { ($0, programs[$0] ?? []) }), readings: toEvaluate,
@@ -531,7 +542,8 @@ extension AppDatabase {
             func evaluate(_ snapshot: PatientSnapshot) -> AlertDecision {
                 AlertEngine.evaluate(
                     readings: toEvaluate[patientID] ?? [], deviceProblems: deviceProblems[patientID] ?? [],
-                    clockProblems: clockProblems[patientID] ?? [], snapshot: snapshot, policy: policy, now: now)
+                    clockProblems: clockProblems[patientID] ?? [], implausibleValues: implausibleValues[patientID] ?? [],
+                    snapshot: snapshot, policy: policy, now: now)
             }
             var decision = evaluate(snapshot)
             if decision.needsHistory {

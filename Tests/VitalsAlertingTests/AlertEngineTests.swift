@@ -289,6 +289,25 @@ struct AlertEngineTests {
         #expect(l.events.last?.event.detail == "critical, worse: open again")
     }
 
+    @Test("implausible values: one routine task per device naming them; a later message adds an occurrence")
+    func implausible() {
+        var l = Ledger(programs: [.copd])
+        let first = ImplausibleValues(deviceID: "ox1", values: ["SpO2 85 %"], detail: "spo2 outside plausible range 50–100 %", receivedAt: t0)
+        var d = AlertEngine.evaluate(readings: [], implausibleValues: [first], snapshot: l.snapshot, policy: defaults, now: t0)
+        l.apply(d.changes)
+        #expect(d.opened == [.routine: 1])
+        #expect(l.all[0].vital == "value:ox1" && l.all[0].kind == .device && l.all[0].nextEscalationAt == nil)
+        #expect(l.all[0].conditionKey == "implausible ox1 1772445600000")
+        #expect(l.all[0].reason == "Device ox1 sent SpO2 85 %, outside what home devices measure (spo2 outside plausible range 50–100 %); "
+            + "not stored or evaluated: check the device and its unit setting with the patient, and re-measure")
+        let second = ImplausibleValues(deviceID: "ox1", values: ["SpO2 84 %"], detail: "spo2 outside plausible range 50–100 %", receivedAt: t0 + 60)
+        d = AlertEngine.evaluate(readings: [], implausibleValues: [second], snapshot: l.snapshot, policy: defaults, now: t0 + 60)
+        l.apply(d.changes)
+        #expect(l.all.count == 1)
+        #expect(l.all[0].occurrences == 2)
+        #expect(l.all[0].reason.hasPrefix("Device ox1 sent SpO2 84 %"))
+    }
+
     @Test("issue 3: glucose 41 from a device whose clock reads 2000-01-01 opens a critical clock task naming the value")
     func wrongClock() {
         var l = Ledger(programs: [.diabetes])

@@ -450,6 +450,32 @@ struct AlertingTests {
         #expect(try db.tasks(patientID: "p2").count == 1)
     }
 
+    @Test("an implausible value is a dead letter and a routine device task that names it; a repeat adds nothing")
+    func implausibleValue() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        let ms = Int64((Date().timeIntervalSince1970 - 120) * 1000)
+        let high = message("g1", #"{"type":"glucose","value":650,"unit":"mg/dL","measured_at":\#(ms)}"#)
+        let s = try await db.ingest([high], pipeline: pipeline)
+        #expect(s.readingsStored == 0)
+        #expect(s.deadLetters == [.implausibleValue: 1])
+        var task = try #require(try db.tasks(patientID: "p1").first)
+        #expect(task.kind == .device && task.priority == .routine && task.vital == "value:g1")
+        #expect(task.reason == "Device g1 sent Glucose 650 mg/dL, outside what home devices measure (glucose outside plausible range 10–600 mg/dL); "
+            + "not stored or evaluated: check the device and its unit setting with the patient, and re-measure")
+        // The same message again (a redelivery): no new occurrence.
+        _ = try await db.ingest([high], pipeline: pipeline)
+        #expect(try db.tasks(patientID: "p1").first?.occurrences == 1)
+        // 110 "mmol/L" (1,982 mg/dL, F20) joins the same task, which now names it.
+        let mmol = message("g1", #"{"type":"glucose","value":110,"unit":"mmol/L","measured_at":\#(ms + 60_000)}"#)
+        _ = try await db.ingest([mmol], pipeline: pipeline)
+        task = try #require(try db.tasks(patientID: "p1").first)
+        #expect(try db.tasks(patientID: "p1").count == 1)
+        #expect(task.occurrences == 2)
+        #expect(task.reason.hasPrefix("Device g1 sent Glucose 110 mmol/L, outside"))
+    }
+
     @Test("a meter's HI is a critical task of its vital; an error code a routine device task; a repeat adds nothing")
     func deviceProblems() async throws {
         let dir = try TemporaryDirectory()
