@@ -41,14 +41,25 @@ func databaseWork<T: Sendable>(_ body: @escaping @Sendable () async throws -> T)
 func repeatUntilShutdown(
     every interval: Duration, clock: any WallClock = SystemWallClock(), immediately: Bool = false, _ body: () async -> Void
 ) async {
-    var first = immediately
+    await repeatUntilShutdown(firstAfter: immediately ? nil : interval, clock: clock) {
+        await body()
+        return interval
+    }
+}
+
+/// Runs `body` until a graceful shutdown begins, waiting before each next turn as long as the turn
+/// before returned; the first turn comes after `firstAfter`, or at once when it is nil. The wait
+/// ends early on shutdown.
+func repeatUntilShutdown(
+    firstAfter first: Duration?, clock: any WallClock = SystemWallClock(), _ body: () async -> Duration
+) async {
+    var pause = first
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
-        if !first {
-            try? await cancelWhenGracefulShutdown { try await clock.sleep(for: interval) }
+        if let wait = pause {
+            try? await cancelWhenGracefulShutdown { try await clock.sleep(for: wait) }
             guard !Task.isShuttingDownGracefully && !Task.isCancelled else { break }
         }
-        first = false
-        await body()
+        pause = await body()
     }
 }
 

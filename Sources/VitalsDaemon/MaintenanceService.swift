@@ -65,20 +65,16 @@ public struct WALCheckpointService: Service {
 
     public func run() async throws {
         var failures = FailureLog(every: .seconds(60))
-        var pause = interval
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let wait = pause
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
-            guard !Task.isShuttingDownGracefully && !Task.isCancelled else { break }
+        await repeatUntilShutdown(firstAfter: interval) {
             do {
                 let result = try await checkpointer.checkpointBounded()
-                // While the WAL is large, the next turn comes soon: each copies less, and the restart
-                // finds little left to copy while it holds commits back.
-                pause = result.walPages > WALCheckpointer.restartAbovePages && !result.restarted ? .milliseconds(20) : interval
                 logger.trace("passive WAL checkpoint", metadata: ["db.pages": "\(result.checkpointed)", "db.wal_pages": "\(result.walPages)"])
                 if let failed = failures.recovered() {
                     logger.notice("WAL checkpoints succeed again", metadata: ["db.failed_checkpoints": "\(failed)"])
                 }
+                // While the WAL is large, the next turn comes soon: each copies less, and the restart
+                // finds little left to copy while it holds commits back.
+                return result.walPages > WALCheckpointer.restartAbovePages && !result.restarted ? .milliseconds(20) : interval
             } catch {
                 // Every 0.5 s: log the first failure, then one line a minute with the count.
                 if let count = failures.failed() {
@@ -86,6 +82,7 @@ public struct WALCheckpointService: Service {
                         "db.error": "\(AppDatabase.describeWriteFailure(error))", "db.failed_checkpoints": "\(count)",
                     ])
                 }
+                return interval
             }
         }
         try? checkpointer.close()

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VitalsDaemon
+import VitalsStore
 
 @Suite("enrollment and replay CSV files")
 struct CSVFileTests {
