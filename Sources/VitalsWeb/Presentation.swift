@@ -28,7 +28,8 @@ struct TaskPresentation {
         }
     }
 
-    /// `Blood pressure high`, `Glucose low`, `No data`, `Device cuff-7`, `Battery cuff-7`.
+    /// `Blood pressure high`, `Glucose low`, `No data`, `Device cuff-7`, `Battery low, cuff-7`,
+    /// `Device clock wrong, cuff-7`, `Implausible value, cuff-7`.
     static func condition(vital: String, direction: ThresholdDirection) -> String {
         switch vital {
         case "blood_pressure": return "Blood pressure \(direction.rawValue)"
@@ -38,6 +39,8 @@ struct TaskPresentation {
         default:
             if vital.hasPrefix("device:") { return "Device " + vital.dropFirst("device:".count) }
             if vital.hasPrefix("battery:") { return "Battery low, " + vital.dropFirst("battery:".count) }
+            if vital.hasPrefix("clock:") { return "Device clock wrong, " + vital.dropFirst("clock:".count) }
+            if vital.hasPrefix("value:") { return "Implausible value, " + vital.dropFirst("value:".count) }
             if let type = VitalType(rawValue: vital) { return "\(type.displayName) \(direction.rawValue)" }
             return vital
         }

@@ -4,6 +4,18 @@ import VitalsDomain
 import VitalsStore
 @testable import VitalsWeb
 
+@Suite("how the workspace names a task's condition")
+struct ConditionNameTests {
+    @Test("device conditions read as words, not as their keys")
+    func deviceConditions() {
+        #expect(TaskPresentation.condition(vital: "device:g1", direction: .high) == "Device g1")
+        #expect(TaskPresentation.condition(vital: "battery:g1", direction: .low) == "Battery low, g1")
+        #expect(TaskPresentation.condition(vital: "clock:g1", direction: .high) == "Device clock wrong, g1")
+        #expect(TaskPresentation.condition(vital: "value:g1", direction: .high) == "Implausible value, g1")
+        #expect(TaskPresentation.condition(vital: "glucose", direction: .low) == "Glucose low")
+    }
+}
+
 @Suite("the patient chart's SVG: axis, limit bands, task markers, the plotted minimum")
 struct ChartTests {
     let t0 = Date(timeIntervalSince1970: 1_800_000_000)
