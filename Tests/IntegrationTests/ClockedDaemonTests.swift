@@ -20,7 +20,25 @@ struct ClockedDaemon {
         logger.logLevel = .warning
         var config = env.config
         config.http.enabled = http
-        let composition = try Daemon.compose(config: config, clock: clock, logger: logger, signals: false)
+        // The daemon stopped before has given its lock up, yet once (under faketime, with other tests
+        // spawning processes) the restart found it still held: a child spawned at that moment can hold
+        // a copy of the lock's descriptor until it execs. Wait for the lock to be free, not fail.
+        var composed: Daemon.Composition?
+        var lastError: (any Error)?
+        _ = await eventually(30) {
+            do {
+                composed = try Daemon.compose(config: config, clock: clock, logger: logger, signals: false)
+                return true
+            } catch let error as DatabaseLock.Failure where error.description.contains("is in use by another vitalsd") {
+                lastError = error
+                try? await Task.sleep(for: .milliseconds(50))
+                return false
+            } catch {
+                lastError = error
+                return true
+            }
+        }
+        guard let composition = composed else { throw lastError ?? TestFailure("the daemon could not be composed") }
         let task = Task { try await composition.run() }
         let daemon = ClockedDaemon(composition: composition, task: task)
         guard await eventually(60, { composition.ingest.connectionStatus.subscribed }) else {
