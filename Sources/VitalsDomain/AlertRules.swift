@@ -113,7 +113,8 @@ public struct TrendBreach: Sendable, Hashable {
     public var baseline: Double?
 
     /// A sentence for the care manager, e.g.
-    /// "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: rise ≥ 2.26 kg".
+    /// "Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: rise ≥ 2.26 kg";
+    /// from a scale that weighs in pounds, "rose 2.5 kg (5.5 lb)".
     public var reason: String {
         let unit = rule.type.canonicalUnit.display
         let name = rule.type.displayName
@@ -122,8 +123,17 @@ public struct TrendBreach: Sendable, Hashable {
         switch rule.kind {
         case .delta:
             let verb = rule.direction == .high ? "rose" : "fell"
-            let from = baseline.map { " (\(Observation.format($0)) \(unit) to \(Observation.format(observation.canonicalValue)) \(unit))" } ?? ""
-            what = "\(name) \(verb) \(Observation.format(measured)) \(unit) within \(window)\(from)"
+            // A scale that weighs in pounds: the change and the two weights in pounds as well, as the
+            // patient reads them and the HF handout counts ("5 lb in a week").
+            let inPounds = rule.type == .bodyWeight && UCUMUnit(spelling: observation.unit) == .pound
+            func pounds(_ kg: Double) -> String {
+                Observation.format(((UCUMUnit.kilogram.convert(kg, to: .pound) ?? kg) * 10).rounded() / 10) + " lb"
+            }
+            let from = baseline.map {
+                inPounds ? " (\(pounds($0)) to \(pounds(observation.canonicalValue)))"
+                    : " (\(Observation.format($0)) \(unit) to \(Observation.format(observation.canonicalValue)) \(unit))"
+            } ?? ""
+            what = "\(name) \(verb) \(Observation.format(measured)) \(unit)\(inPounds ? " (\(pounds(measured)))" : "") within \(window)\(from)"
         case .average:
             what = "\(name) mean \(Observation.format((measured * 10).rounded() / 10)) \(unit) over \(window)"
         case .count:

@@ -41,6 +41,12 @@ struct AlertRuleTests {
         let lb = 0.45359237
         #expect(TrendEvaluator.evaluate(gain7d, weight(185 * lb, day: 5), window: window([(0, 180 * lb)])) != nil)
         #expect(TrendEvaluator.evaluate(gain7d, weight(184.9 * lb, day: 5), window: window([(0, 180 * lb)])) == nil)
+        // Its reason also counts in pounds: 5 × 0.45359237 = 2.268 kg, shown "2.27 kg (5 lb)".
+        var fromPounds = weight(185 * lb, day: 5)
+        fromPounds.unit = "[lb_av]"
+        fromPounds.value = 185
+        let inPounds = try #require(TrendEvaluator.evaluate(gain7d, fromPounds, window: window([(0, 180 * lb)])))
+        #expect(inPounds.reason == "Body weight rose 2.27 kg (5 lb) within 7 days (180 lb to 185 lb); rule weight_gain_7d: Body weight rise ≥ 2.26 kg within 7 days")
         // At day 4 the rise is 2.0 kg: not yet.
         #expect(TrendEvaluator.evaluate(gain7d, weight(82.0, day: 4), window: window(Array(days.prefix(4)))) == nil)
         // No earlier reading: no change to measure.
