@@ -15,7 +15,9 @@ import VitalsDomain
 ///   task, unless it is clearly worse (``AlertPolicy/realertWorseningPercent``) than the worst
 ///   reading that task showed the care manager who resolved it: then it opens a new task.
 /// - Breaches of late readings (received more than ``AlertPolicy/lateAfterSeconds`` after they were
-///   measured, F15) go to one `late_data` review task per patient and change no rule state.
+///   measured, F15) go to one `late_data` review task per patient and change no rule state; it is
+///   critical (and escalates) once one of them is critical, since a reset device clock makes current
+///   values look late (F22).
 /// - A `critical` task waits ``AlertPolicy/confirmationWindowSeconds`` for a re-measurement, also one
 ///   measured after it but received before it (issue: confirmation by measurement time), and is
 ///   escalated after ``AlertPolicy/escalationAfterSeconds`` unless acknowledged (``TimerRules``).
@@ -154,7 +156,7 @@ public struct AlertEngine {
         func add(_ condition: TaskCondition, _ kind: TaskKind, _ level: ThresholdLevel, _ reason: String, _ entry: NewReading,
                  severity: Double, newly: Bool, rule: String) {
             let o = entry.observation
-            let value = Self.describe(o)
+            let value = Self.describe(o, in: entries)
             if let k = groups.firstIndex(where: { $0.condition == condition }) {
                 if (level, severity) > (groups[k].level, groups[k].severity) {
                     groups[k].level = level
@@ -217,6 +219,22 @@ public struct AlertEngine {
     /// "Systolic blood pressure 178 mmHg": a reading's value for a task's latest/worst.
     static func describe(_ o: Observation) -> String {
         "\(o.type.displayName) \(Observation.format(o.canonicalValue)) \(o.type.canonicalUnit.display)"
+    }
+
+    /// A reading's value for a task's latest/worst, with the other half of a blood pressure that the
+    /// same device measured at the same instant: "Blood pressure 182/95 mmHg", so that a care manager
+    /// sees the diastolic of a systolic breach (and the reverse) without opening the chart.
+    static func describe(_ o: Observation, in moment: [NewReading]) -> String {
+        let other: VitalType
+        switch o.type {
+        case .systolicBP: other = .diastolicBP
+        case .diastolicBP: other = .systolicBP
+        default: return describe(o)
+        }
+        guard let companion = moment.first(where: { $0.observation.type == other && $0.observation.deviceID == o.deviceID })?.observation
+        else { return describe(o) }
+        let (sys, dia) = o.type == .systolicBP ? (o, companion) : (companion, o)
+        return "Blood pressure \(Observation.format(sys.canonicalValue))/\(Observation.format(dia.canonicalValue)) \(o.type.canonicalUnit.display)"
     }
 
     /// How far past its limit a breach lies: value ÷ limit (high), limit ÷ value (low).
@@ -379,27 +397,48 @@ public struct AlertEngine {
     }
 
     /// Gathers the breaches of late readings into the patient's one `late_data` review task.
+    ///
+    /// Its priority is `warning`, or `critical` as soon as one late breach is critical: a critical
+    /// value that nobody saw is shown at the top and escalates, whatever its age, because a device
+    /// whose clock was reset to a plausible past date (F22) sends current values that only look late,
+    /// and an old one still calls for a call to the patient. Late readings change no rule state (F15).
     mutating func lateDataTask(_ groups: [Group]) {
         let hours = Observation.format(policy.alerts.lateAfterSeconds / 3_600)
         let first = groups[0]
+        let worst = groups.dropFirst().reduce(first) { Self.isWorse($1.reading, than: $0.reading) ? $1 : $0 }
+        let critical = worst.level == .critical
+        let criticalNote = "; critical: \(worst.reading.summary) measured at \(Self.iso(worst.measuredAt)), "
+            + "received late (if the device's clock is wrong, it is current): call the patient"
         let condition = TaskCondition(patientID: patientID, vital: "late_data", direction: .high)
         decision.lateBreaches += 1
         if let ref = unresolved[condition], var t = tasks[ref] {
             t.occurrences += 1
             t.updatedAt = now
             if first.measuredAt >= (t.latest?.measuredAt ?? .distantPast) { t.latest = first.reading }
-            if Self.isWorse(first.reading, than: t.worst) { t.worst = first.reading }
-            update(ref, t, TaskEventRecord(.updated, at: now, readingID: first.firstReadingID, detail: "late_data"))
+            if Self.isWorse(worst.reading, than: t.worst) { t.worst = worst.reading }
+            if critical && t.priority < .critical {
+                t.priority = .critical
+                t.status = .open
+                t.reason += criticalNote
+                t.nextEscalationAt = now.addingTimeInterval(policy.alerts.escalationAfterSeconds)
+                update(ref, t, TaskEventRecord(.priorityRaised, at: now, readingID: worst.firstReadingID, detail: "late_data critical"))
+                decision.raised[.critical, default: 0] += 1
+            } else {
+                update(ref, t, TaskEventRecord(.updated, at: now, readingID: first.firstReadingID, detail: "late_data"))
+            }
             decision.updated += 1
             return
         }
         var t = CareTask(
-            patientID: patientID, kind: .lateData, vital: condition.vital, direction: .high, priority: .warning,
-            reason: "Readings received more than \(hours) h after they were measured breached rules; review them. First: \(first.reason)",
+            patientID: patientID, kind: .lateData, vital: condition.vital, direction: .high, priority: critical ? .critical : .warning,
+            reason: "Readings received more than \(hours) h after they were measured breached rules; review them. First: \(first.reason)"
+                + (critical ? criticalNote : ""),
             now: now)
         t.firstReadingID = first.firstReadingID
         t.latest = first.reading
-        t.worst = first.reading
+        t.worst = worst.reading
+        // No confirmation: the re-measurement window of a late reading has passed.
+        if critical { t.nextEscalationAt = now.addingTimeInterval(policy.alerts.escalationAfterSeconds) }
         open(t, TaskEventRecord(.opened, at: now, readingID: first.firstReadingID, detail: "late_data"))
     }
 

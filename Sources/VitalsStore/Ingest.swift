@@ -455,7 +455,17 @@ extension AppDatabase {
                 }
                 let measuredAt = epochMilliseconds(observation.measuredAt)
                 guard let patientID = patient(decoded.deviceID, at: measuredAt) else {
-                    try rejectReading(Rejection(.beforeBinding, "measured before the device's first binding to a patient"), index)
+                    // Before the device was handed to anyone: an old reading from the device's memory,
+                    // or a clock reset to a plausible past date (F22), when the value is current. Its
+                    // value goes to the device's clock task for the patient who has it now, so that a
+                    // critical value is shown to a person either way.
+                    var received = observation
+                    received.measuredAt = message.receivedAt
+                    received.timeSource = .receivedAt
+                    received.flags.insert(.estimatedTime)
+                    try rejectReading(Rejection(
+                        .beforeBinding, "measured at \(isoDate(measuredAt)), before the device's first binding to a patient (or an old reading from its memory)",
+                        clockObservation: received), index)
                     continue
                 }
                 var flags = observation.flags

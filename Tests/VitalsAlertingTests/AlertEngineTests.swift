@@ -68,6 +68,30 @@ struct AlertEngineTests {
         #expect(l.all[0].occurrences == 2)
         #expect(l.states.isEmpty)
         #expect(l.all[0].reason.hasPrefix("Readings received more than 24 h after they were measured breached rules; review them. First: Glucose 300 mg/dL"))
+        // The 40 mg/dL is critical (limit 54): the review task becomes critical and escalates after 30 min.
+        #expect(d.raised == [.critical: 1])
+        #expect(l.all[0].priority == .critical)
+        #expect(l.all[0].status == .open)
+        #expect(l.all[0].nextEscalationAt == received + 1_800)
+        #expect(l.all[0].worst?.summary == "Glucose 40 mg/dL")
+        #expect(l.all[0].reason.contains("critical: Glucose 40 mg/dL measured at 2026-03-02T10:05:00Z"))
+    }
+
+    @Test("F22: a device clock reset to a plausible past date: its critical value opens a critical review task at once")
+    func clockResetToPastDate() {
+        var l = Ledger(programs: [.hypertension])
+        // The cuff's clock jumped back to 2024-01-01 after a battery change; the reading is current.
+        let measured = Date(timeIntervalSince1970: 1_704_067_200)
+        let d = l.ingest([reading(.systolicBP, 192, at: measured)], receivedAt: t0)
+        #expect(d.opened == [.critical: 1])
+        #expect(l.all.map(\.kind) == [.lateData])
+        #expect(l.all[0].nextEscalationAt == t0 + 1_800)
+        #expect(l.all[0].confirmation == nil)
+        #expect(l.states.isEmpty)
+        // A late warning alone stays a warning.
+        var w = Ledger(programs: [.hypertension])
+        #expect(w.ingest([reading(.systolicBP, 165, at: measured)], receivedAt: t0).opened == [.warning: 1])
+        #expect(w.all[0].nextEscalationAt == nil)
     }
 
     @Test("issue 5: a task shows its latest and its worst reading with their measurement times")
@@ -85,6 +109,23 @@ struct AlertEngineTests {
         #expect(t.latest?.measuredAt == t0 - 9 * 3_600)
         #expect(t.worst?.summary == "Systolic blood pressure 178 mmHg")
         #expect(t.worst?.measuredAt == t0 - 12 * 3_600)
+    }
+
+    @Test("a blood-pressure task shows both halves: a systolic breach with its diastolic, and the reverse")
+    func bloodPressurePair() {
+        var l = Ledger(programs: [.hypertension])
+        l.ingest([reading(.systolicBP, 184, at: t0), reading(.diastolicBP, 92, at: t0)], sameMessage: true)
+        #expect(l.all.count == 1)
+        #expect(l.all[0].latest?.summary == "Blood pressure 184/92 mmHg")
+        #expect(l.all[0].reason == "Systolic blood pressure 184 mmHg at or above critical limit 180 mmHg")
+        // A diastolic breach (122 ≥ 120) with a normal systolic, from another cuff at the same instant:
+        // the first cuff's values are not mixed in.
+        l.ingest([reading(.systolicBP, 150, at: t0 + 60, device: "d2"), reading(.diastolicBP, 122, at: t0 + 60, device: "d2"),
+                  reading(.systolicBP, 186, at: t0 + 60, device: "d1")], sameMessage: true)
+        #expect(l.all[0].latest?.summary == "Blood pressure 150/122 mmHg, Systolic blood pressure 186 mmHg")
+        // A systolic sent alone keeps its own name.
+        l.ingest([reading(.systolicBP, 188, at: t0 + 120)])
+        #expect(l.all[0].latest?.summary == "Systolic blood pressure 188 mmHg")
     }
 
     @Test("issue 4: after a resolve, 262 is suppressed but shown on the task; 399 is clearly worse and opens a new task")

@@ -138,7 +138,9 @@ struct AlertingTests {
         #expect(l.tasksOpened == [.warning: 3])
         let review = try db.tasks(status: .open).filter { $0.kind == .lateData }
         #expect(review.count == 3)
-        #expect(review.allSatisfy { $0.occurrences == 2 && $0.priority == .warning })
+        // 300 mg/dL is a warning; the 40 mg/dL after it is critical (< 54) and raises the review task.
+        #expect(l.tasksRaised == [.critical: 3])
+        #expect(review.allSatisfy { $0.occurrences == 2 && $0.priority == .critical && $0.nextEscalationAt != nil })
         #expect(try db.tasks().filter { $0.vital == "glucose" && $0.direction == .high }.isEmpty)
     }
 
@@ -429,6 +431,30 @@ struct AlertingTests {
         #expect(try await db.ingest([glucose(120, minutesAgo: 1)], pipeline: pipeline).readingsStored == 1)
     }
 
+    @Test("F22: a meter handed over an hour ago whose clock reads 2024-01-01: its 45 mg/dL is refused and opens a critical clock task")
+    func clockBeforeBinding() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try enrolledDatabase(dir)
+        try db.upsertDevice(Device(id: "g9", kind: .glucometer, patientID: "p1"), actor: "test", from: Date().addingTimeInterval(-3_600))
+        let received = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 * 1000).rounded(.down) / 1000)
+        let s = try await db.ingest(
+            [message("g9", #"{"type":"glucose","value":45,"unit":"mg/dL","measured_at":"2024-01-01T00:00:00Z"}"#, receivedAt: received)],
+            pipeline: pipeline)
+        #expect(s.deadLetters == [.beforeBinding: 1])
+        #expect(s.readingsStored == 0)
+        let task = try #require(try db.tasks(patientID: "p1").first)
+        #expect(task.vital == "clock:g9" && task.kind == .device && task.priority == .critical && task.status == .open)
+        #expect(task.nextEscalationAt != nil)
+        #expect(task.reason.contains("measured at 2024-01-01T00:00:00Z, before the device's first binding to a patient"))
+        #expect(task.reason.hasSuffix("Glucose 45 mg/dL below critical limit 54 mg/dL"))
+        // A normal value measured before the binding: the same task, no higher priority.
+        _ = try await db.ingest(
+            [message("g9", #"{"type":"glucose","value":110,"unit":"mg/dL","measured_at":"2024-01-01T01:00:00Z"}"#)], pipeline: pipeline)
+        #expect(try db.tasks(patientID: "p1").count == 1)
+        #expect(try db.tasks(patientID: "p1").first?.occurrences == 2)
+    }
+
     @Test("an acknowledged task that gets clearly worse is open again: 182/96 acknowledged, then 230/135")
     func acknowledgedThenWorse() async throws {
         let dir = try TemporaryDirectory()
@@ -445,7 +471,7 @@ struct AlertingTests {
         let worse = try #require(try db.task(id: task.id)?.task)
         #expect(worse.status == .open)
         #expect(worse.nextEscalationAt != nil)
-        #expect(worse.reason == "Worse since acknowledged (worst then: Systolic blood pressure 182 mmHg): "
+        #expect(worse.reason == "Worse since acknowledged (worst then: Blood pressure 182/96 mmHg): "
             + "Systolic blood pressure 230 mmHg at or above critical limit 180 mmHg; Diastolic blood pressure 135 mmHg at or above critical limit 120 mmHg")
         #expect(try db.tasks(patientID: "p2").count == 1)
     }

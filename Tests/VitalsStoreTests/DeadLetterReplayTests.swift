@@ -52,7 +52,7 @@ struct DeadLetterReplayTests {
         #expect(try db.statistics().deadLetters == 2)
     }
 
-    @Test("a reading measured more than late_after_hours before the replay goes to the late-data review, not a page")
+    @Test("a reading measured more than late_after_hours before the replay goes to the late-data review task")
     func lateByReplay() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
@@ -64,6 +64,7 @@ struct DeadLetterReplayTests {
         let s = try await db.replayDeadLetters(reason: nil, since: nil, routes: routes, pipeline: pipeline, actor: "ops", now: now)
         #expect(s.readingsStored == 1)
         #expect(try db.tasks().map(\.kind) == [.lateData])
+        #expect(try db.tasks().map(\.priority) == [.critical])  // 45 mg/dL < 54
     }
 
     @Test("--since and --reason select; purged and too_large payloads are counted, not replayed")
