@@ -495,7 +495,9 @@ public struct AlertEngine {
     ///
     /// - A meter's HI or LO marker (`above_range`, `below_range`) for a known vital is a `critical`
     ///   task of that vital's condition (glucose above the meter's range is above any limit): it joins
-    ///   an unresolved glucose-high task, raising it to `critical`, or opens one. Late, it is a `warning`.
+    ///   an unresolved glucose-high task, raising it to `critical`, or opens one. Late, it is still
+    ///   critical, as a late critical reading is (a value nobody saw, or a clock that is wrong); its
+    ///   reason says it was received late.
     /// - An error code, or a marker for an unknown vital, is a `routine` task for the device
     ///   (`device:<id>`, `high`), one unresolved per device; repeats add occurrences.
     mutating func raise(_ problem: DeviceProblem) {
@@ -510,9 +512,10 @@ public struct AlertEngine {
             let above = e.kind == .aboveRange
             vital = type.taskVital
             direction = above ? .high : .low
-            priority = late ? .warning : .critical
+            priority = .critical
             reason = "\(type.displayName) \(above ? "above" : "below") the measuring range of device \(e.deviceID) "
                 + "(the device showed \(above ? "HI" : "LO") instead of a value); re-measure or check by other means"
+                + (late ? " (received late, measured \(Self.iso(e.measuredAt ?? problem.receivedAt)); if the device's clock is wrong, it is current)" : "")
             latest = TaskReading(
                 readingID: nil, summary: "\(type.displayName) \(above ? "above" : "below") the meter's range (\(above ? "HI" : "LO"))",
                 measuredAt: e.measuredAt ?? problem.receivedAt, severity: 1, level: nil)

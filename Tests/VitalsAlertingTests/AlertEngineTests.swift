@@ -285,6 +285,18 @@ struct AlertEngineTests {
         #expect(g.all[0].reason == "3 Glucose readings below 80 mg/dL within 7 days; rule lows_7d: 3 Glucose readings < 80 mg/dL within 7 days")
     }
 
+    @Test("a meter's LO received 30 h after it was measured is still critical, and says it came late")
+    func lateMarker() {
+        let l = Ledger(programs: [.diabetes])
+        let lo = DeviceEvent(deviceID: "g1", kind: .belowRange, type: .glucose, measuredAt: t0 - 30 * 3_600, code: "LO")
+        let d = AlertEngine.evaluate(readings: [], deviceProblems: [DeviceProblem(eventID: 3, event: lo, receivedAt: t0)],
+                                     snapshot: l.snapshot, policy: defaults, now: t0)
+        #expect(d.opened == [.critical: 1])
+        guard case .open(let t, _) = d.changes.first else { Issue.record("no task opened"); return }
+        #expect(t.reason.hasSuffix("re-measure or check by other means (received late, measured 2026-03-01T04:00:00Z; if the device's clock is wrong, it is current)"))
+        #expect(t.nextEscalationAt == t0 + 1_800)
+    }
+
     @Test("a meter's HI is a critical task of its vital that a high reading joins; an error code a routine device task")
     func deviceProblems() {
         var l = Ledger(programs: [.diabetes])
