@@ -177,9 +177,22 @@ public enum FHIRSearch {
         return PageRequest(count: count, after: groups["_page"]?.first, total: total)
     }
 
+    /// At most this many comma-separated alternatives in one parameter value.
+    public static let maxAlternatives = 100
+    /// At most this many bytes in one alternative (an id is at most 128; a reference or a token with
+    /// its system is longer).
+    public static let maxAlternativeBytes = 512
+
     /// Comma-separated alternatives of a token or reference parameter, without empty ones.
-    public static func alternatives(_ value: String) -> [String] {
-        value.split(separator: ",").map { String($0) }.filter { !$0.isEmpty }
+    /// - Throws: ``FHIRError`` 400 for more than ``maxAlternatives`` alternatives, or one longer than
+    ///   ``maxAlternativeBytes``: such a value is no search a client needs, and would only fill the access log.
+    public static func alternatives(_ value: String) throws(FHIRError) -> [String] {
+        let list = value.split(separator: ",").map { String($0) }.filter { !$0.isEmpty }
+        guard list.count <= maxAlternatives else { throw .invalid("at most \(maxAlternatives) comma-separated values in one parameter") }
+        guard list.allSatisfy({ $0.utf8.count <= maxAlternativeBytes }) else {
+            throw .invalid("a search value is longer than \(maxAlternativeBytes) bytes")
+        }
+        return list
     }
 
     /// A patient reference value: `P`, `Patient/P`, or `<base>/Patient/P`.
@@ -227,12 +240,16 @@ public struct ObservationSearch: Sendable, Hashable {
         var patients: [String] = []
         for name in ["patient", "subject"] {
             for value in g[name] ?? [] {
-                for alternative in FHIRSearch.alternatives(value) {
+                for alternative in try FHIRSearch.alternatives(value) {
                     patients.append(try FHIRSearch.patientID(alternative, parameter: name))
                 }
             }
         }
-        ids = g["_id"].map { $0.flatMap(FHIRSearch.alternatives) }
+        if let values = g["_id"] {
+            var all: [String] = []
+            for value in values { all += try FHIRSearch.alternatives(value) }
+            ids = all
+        }
         guard !patients.isEmpty || ids != nil else {
             throw .invalid("Observation search needs patient (or subject, or _id): searches run per patient")
         }
@@ -240,7 +257,7 @@ public struct ObservationSearch: Sendable, Hashable {
         var kinds: Set<ObservationKind>?
         if let codes = g["code"]?.first {
             var set = Set<ObservationKind>()
-            for value in FHIRSearch.alternatives(codes) {
+            for value in try FHIRSearch.alternatives(codes) {
                 if let code = FHIRSearch.token(value, system: FHIRSystems.loinc), let kind = ObservationKind.forLOINC(code) {
                     set.insert(kind)
                 }
@@ -249,7 +266,7 @@ public struct ObservationSearch: Sendable, Hashable {
         }
         if let categories = g["category"]?.first {
             var set = Set<ObservationKind>()
-            for value in FHIRSearch.alternatives(categories) {
+            for value in try FHIRSearch.alternatives(categories) {
                 if let code = FHIRSearch.token(value, system: FHIRSystems.observationCategory),
                    let category = ObservationCategory(rawValue: code) {
                     set.formUnion(ObservationKind.forCategory(category))
@@ -297,7 +314,7 @@ public struct TaskSearch: Sendable, Hashable {
         var patients: [String]?
         for name in ["patient", "subject"] {
             for value in g[name] ?? [] {
-                for alternative in FHIRSearch.alternatives(value) {
+                for alternative in try FHIRSearch.alternatives(value) {
                     patients = (patients ?? []) + [try FHIRSearch.patientID(alternative, parameter: name)]
                 }
             }
@@ -305,7 +322,7 @@ public struct TaskSearch: Sendable, Hashable {
         patientIDs = patients
         if let status = g["status"]?.first {
             var stored: [String] = []
-            for value in FHIRSearch.alternatives(status) {
+            for value in try FHIRSearch.alternatives(status) {
                 guard let s = TaskVocabulary.storedStatus(value) else {
                     // A valid FHIR status vitalsd never assigns matches nothing; anything else is an error.
                     let known = ["draft", "received", "rejected", "ready", "cancelled", "in-progress", "on-hold", "failed",
@@ -318,7 +335,9 @@ public struct TaskSearch: Sendable, Hashable {
             statuses = stored
         }
         if let idValues = g["_id"] {
-            ids = idValues.flatMap(FHIRSearch.alternatives).compactMap { Int64($0) }
+            var all: [String] = []
+            for value in idValues { all += try FHIRSearch.alternatives(value) }
+            ids = all.compactMap { Int64($0) }
         }
         var conditions: [InstantCondition] = []
         for value in g["_lastUpdated"] ?? [] { conditions += try InstantCondition.parse(value, parameter: "_lastUpdated") }
@@ -344,12 +363,14 @@ public struct EnrollmentSearch: Sendable, Hashable {
         let allowed: Set<String> = withPatient ? ["identifier", "_id", "patient"] : ["identifier", "_id"]
         let g = try FHIRSearch.group(query, allowed: allowed)
         page = try FHIRSearch.page(g, defaultCount: defaultCount, maxCount: maxCount)
-        ids = g["_id"]?.first.map(FHIRSearch.alternatives)
-        identifiers = g["identifier"]?.first.map { FHIRSearch.alternatives($0).compactMap { FHIRSearch.token($0, system: identifierSystem) } }
+        if let value = g["_id"]?.first { ids = try FHIRSearch.alternatives(value) }
+        if let value = g["identifier"]?.first {
+            identifiers = try FHIRSearch.alternatives(value).compactMap { FHIRSearch.token($0, system: identifierSystem) }
+        }
         var patients: [String]?
         if let value = g["patient"]?.first {
             patients = []
-            for alternative in FHIRSearch.alternatives(value) {
+            for alternative in try FHIRSearch.alternatives(value) {
                 patients?.append(try FHIRSearch.patientID(alternative, parameter: "patient"))
             }
         }

@@ -118,15 +118,26 @@ public struct FHIRAPI: Sendable {
             throw FHIRError.invalid("a read takes no parameters but _format")
         }
         let resource: FHIRJSON?
+        // The patient whose data the read returns (a Patient read names them already).
+        var patientID: String?
         switch type {
-        case "Observation": resource = try await store.observation(id: id).map { mapper.observation($0) }
+        case "Observation":
+            let source = try await store.observation(id: id)
+            patientID = source?.reading.patientID
+            resource = source.map { mapper.observation($0) }
         case "Patient": resource = try await store.patient(id: id).map(mapper.patient)
-        case "Device": resource = try await store.device(id: id).map(mapper.device)
-        default: resource = try await Int64(id).asyncMap { try await store.task(id: $0) }.map(mapper.task)
+        case "Device":
+            let device = try await store.device(id: id)
+            patientID = device?.patientID
+            resource = device.map(mapper.device)
+        default:
+            let task = try await Int64(id).asyncMap { try await store.task(id: $0) }
+            patientID = task?.patientID
+            resource = task.map(mapper.task)
         }
         try await store.database.recordAccess(
             actor: "client:\(grant.clientID)", action: "fhir.read", targetType: type, targetID: id,
-            detail: resource == nil ? "not found" : nil, at: now())
+            detail: resource == nil ? "not found" : nil, disclosed: patientID.map { [$0: 1] } ?? [:], at: now())
         guard let resource else { throw FHIRError.notFound("\(type)/\(id) is not known") }
         return json(resource)
     }
@@ -141,12 +152,15 @@ public struct FHIRAPI: Sendable {
         var next: String?
         var total: Int?
         var patients: [String]?
+        // Patient id → how many of the returned resources are about them (for the access log).
+        var disclosed: [String: Int] = [:]
         switch type {
         case "Observation":
             let search = try ObservationSearch(query: query, defaultCount: d, maxCount: m)
             patients = search.patientIDs
             let result = try await store.observations(search)
             entries = result.page.map { ("Observation", $0.logicalID, mapper.observation($0)) }
+            for o in result.page { disclosed[o.reading.patientID, default: 0] += 1 }
             if result.more, let last = result.page.last {
                 next = ObservationSearch.cursor(measuredAt: last.reading.measuredAt, readingID: last.reading.id)
             }
@@ -156,6 +170,7 @@ public struct FHIRAPI: Sendable {
             patients = search.patientIDs
             let result = try await store.tasks(search)
             entries = result.page.map { ("Task", String($0.id), mapper.task($0)) }
+            for t in result.page { disclosed[t.patientID, default: 0] += 1 }
             if result.more, let last = result.page.last { next = String(last.id) }
             total = result.total
         case "Patient":
@@ -163,6 +178,7 @@ public struct FHIRAPI: Sendable {
                                               defaultCount: d, maxCount: m)
             let result = try await store.patients(search)
             entries = result.page.map { ("Patient", $0.id, mapper.patient($0)) }
+            for p in result.page { disclosed[p.id, default: 0] += 1 }
             if result.more, let last = result.page.last { next = last.id }
         default:
             let search = try EnrollmentSearch(query: query, identifierSystem: mapper.settings.deviceIdentifierSystem, withPatient: true,
@@ -170,12 +186,15 @@ public struct FHIRAPI: Sendable {
             patients = search.patientIDs
             let result = try await store.devices(search)
             entries = result.page.map { ("Device", $0.id, mapper.device($0)) }
+            for d in result.page { disclosed[d.patientID, default: 0] += 1 }
             if result.more, let last = result.page.last { next = last.id }
         }
         let names = Set(query.map(\.name)).subtracting(["_page"]).sorted().joined(separator: ",")
+        // The patients searched for are in the detail's count, not in target_id; those whose data
+        // came back each get a `fhir.disclosed` entry.
         try await store.database.recordAccess(
             actor: "client:\(grant.clientID)", action: "fhir.search", targetType: type,
-            targetID: patients.map { $0.joined(separator: ",") }, detail: "params=\(names) results=\(entries.count)", at: now())
+            detail: "params=\(names) patients=\(patients?.count ?? 0) results=\(entries.count)", disclosed: disclosed, at: now())
         let kept = query.filter { $0.name != "_page" }
         let base = "\(settings.fhirBaseURL)/\(type)"
         let selfURL = base + (query.isEmpty ? "" : "?" + QueryString.build(query))

@@ -41,6 +41,27 @@ extension AppDatabase {
         }
     }
 
+    /// Appends an access and, in the same transaction, one `fhir.disclosed` entry per patient whose
+    /// data it returned (`target_type` `patient`, the patient's id, and in the detail how many
+    /// resources of which type), so that `audit list --access --patient P` shows every search and
+    /// read that disclosed P's data, not only those that named P.
+    ///
+    /// - Parameters:
+    ///   - disclosed: patient id → the number of resources of `targetType` returned about them.
+    /// - Throws: GRDB errors.
+    public func recordAccess(
+        actor: String, action: String, targetType: String, targetID: String? = nil, detail: String? = nil,
+        disclosed: [String: Int], at: Date = Date()
+    ) async throws {
+        try await writer.write { db in
+            try Self.recordAccess(db, actor: actor, action: action, targetType: targetType, targetID: targetID, detail: detail, at: at)
+            for (patientID, count) in disclosed.sorted(by: { $0.key < $1.key }) {
+                try Self.recordAccess(db, actor: actor, action: "fhir.disclosed", targetType: "patient", targetID: patientID,
+                                      detail: "\(action) \(targetType): \(count)", at: at)
+            }
+        }
+    }
+
     /// The same, inside a transaction the caller holds.
     public static func recordAccess(
         _ db: Database, actor: String, action: String, targetType: String, targetID: String? = nil, detail: String? = nil,

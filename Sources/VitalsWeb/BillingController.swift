@@ -38,9 +38,12 @@ struct BillingController {
     }
 
     @Sendable func page(_ request: Request, context: Context) async throws -> Response {
-        _ = try context.user()
+        let user = try context.user()
         let month = try month(request)
         let report = try await report(month)
+        try await workspace.database.recordAccess(
+            actor: user.username, action: "billing.viewed", targetType: "billing", targetID: month.description,
+            detail: "patients=\(report.count)", at: workspace.clock())
         var values = workspace.pageValues(context, title: "Billing \(month)", nav: "billing")
         values["month"] = month.description
         let previous = month.month == 1 ? String(format: "%04d-12", month.year - 1) : String(format: "%04d-%02d", month.year, month.month - 1)
@@ -65,9 +68,12 @@ struct BillingController {
     }
 
     @Sendable func csv(_ request: Request, context: Context) async throws -> Response {
-        _ = try context.user()
+        let user = try context.user()
         let month = try month(request)
         let report = try await report(month)
+        try await workspace.database.recordAccess(
+            actor: user.username, action: "billing.csv", targetType: "billing", targetID: month.description,
+            detail: "patients=\(report.count)", at: workspace.clock())
         var text = CSVText.line(PatientBilling.columns + ["review"]) + "\n"
         for p in report {
             for row in p.rows(review: true) { text += CSVText.line(row) + "\n" }
@@ -82,7 +88,7 @@ struct BillingController {
     }
 
     @Sendable func days(_ request: Request, context: Context) async throws -> Response {
-        _ = try context.user()
+        let user = try context.user()
         let q = request.uri.queryParameters
         guard let patient = q.get("patient").map({ String($0) }), let number = q.get("period").flatMap({ Int($0) }) else {
             throw HTTPError(.badRequest, message: "Name a patient and a period.")
@@ -109,6 +115,9 @@ struct BillingController {
             ["date": d.date.description, "readings": d.readings, "first": d.first.formatted(local), "last": d.last.formatted(local),
              "devices": d.devices.joined(separator: ", ")]
         }
+        try await workspace.database.recordAccess(
+            actor: user.username, action: "billing.days_viewed", targetType: "patient", targetID: patient,
+            detail: "period=\(number)", at: workspace.clock())
         return workspace.pages.render("billing-days", values)
     }
 

@@ -17,7 +17,7 @@ struct SecurityHeadersMiddleware: RouterMiddleware {
         + "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
     /// The paths of the workspace's own routes (other route groups must not use them).
-    static let workspacePaths = ["/signin", "/signout", "/worklist", "/tasks", "/patients", "/events", "/static"]
+    static let workspacePaths = ["/signin", "/signout", "/worklist", "/tasks", "/patients", "/billing", "/events", "/static"]
 
     static func isWorkspacePath(_ path: String) -> Bool {
         path == "/" || workspacePaths.contains { path == $0 || path.hasPrefix($0 + "/") }

@@ -27,6 +27,10 @@ struct PatientController {
         values["filters"] = [("mine", "My caseload"), ("unassigned", "Without a care manager"), ("all", "All patients")].map {
             ["id": $0.0, "label": $0.1, "current": $0.0 == show] as [String: Any]
         }
+        // The list shows names, dates of birth and phone numbers: an access, with its filter and size.
+        try await workspace.database.recordAccess(
+            actor: user.username, action: "patients.listed", targetType: "patients", detail: "show=\(Self.filterName(show)) rows=\(entries.count)",
+            at: workspace.clock())
         values["rows"] = entries.map { e -> [String: Any] in
             [
                 "id": e.patient.id, "name": e.patient.name ?? e.patient.id, "birth": e.patient.birthDate ?? "", "phone": e.patient.phone ?? "",
@@ -35,6 +39,11 @@ struct PatientController {
             ]
         }
         return workspace.pages.render("patients", values)
+    }
+
+    /// The list's filter as logged: one of the three names, never text from the request.
+    static func filterName(_ show: String) -> String {
+        ["mine", "unassigned"].contains(show) ? show : "all"
     }
 
     /// Messages after a successful change, by the `done` query value (never text from the request).
@@ -48,9 +57,6 @@ struct PatientController {
         let response = try await render(
             id, context: context, window: window, logbookPage: WorklistPage.clamp(query.get("log").flatMap { Int($0) } ?? 1),
             flash: query.get("done").flatMap { Self.done[$0] })
-        try await workspace.database.recordAccess(
-            actor: try context.user().username, action: "chart.viewed", targetType: "patient", targetID: id,
-            detail: "window=\(window.rawValue)", at: workspace.clock())
         return response
     }
 
@@ -97,6 +103,10 @@ struct PatientController {
         if let flash { values["flash"] = flash }
         if let error { values["error"] = error }
         try await PatientBillingPanel.fill(&values, patientID: patient.id, workspace: workspace)
+        // Every rendering of the chart is an access, also the one that shows a refused change again.
+        try await db.recordAccess(
+            actor: user.username, action: "chart.viewed", targetType: "patient", targetID: patient.id,
+            detail: "window=\(window.rawValue)" + (error == nil ? "" : " after a refused change"), at: workspace.clock())
         return workspace.pages.render("patient", values, status: status)
     }
 

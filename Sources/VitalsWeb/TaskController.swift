@@ -34,9 +34,7 @@ struct TaskController {
 
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
         let id = try taskID(context)
-        let response = try await render(id, context: context, flash: request.uri.queryParameters.get("done").flatMap { Self.done[$0] })
-        try await workspace.database.recordTaskView(actor: try context.user().username, taskID: id, at: workspace.clock())
-        return response
+        return try await render(id, context: context, flash: request.uri.queryParameters.get("done").flatMap { Self.done[$0] })
     }
 
     /// The task page, with a message after an action or an error that refused one.
@@ -99,6 +97,8 @@ struct TaskController {
             "\(workspace.pages.local(e.performedAt)): \(e.minutes) min \(e.program.rawValue.uppercased()) by \(who(e.performedBy))"
                 + (e.modality.map { ", interactive (\($0.rawValue.replacingOccurrences(of: "_", with: " ")))" } ?? "") + " — \(e.activity)"
         }
+        // Every rendering of the task page is an access, also the one that shows a refused action again.
+        try await db.recordTaskView(actor: user.username, taskID: id, at: now)
         return workspace.pages.render("task", values, status: status)
     }
 

@@ -154,7 +154,11 @@ struct ChartPageTests {
         let lines = csv.body.split(separator: "\r\n")
         #expect(lines.count == 3)
         #expect(lines.dropFirst().allSatisfy { $0.contains(",mmHg,") && $0.contains(",c1,") })
-        let views = try server.database.accessEntries(patientID: "p2").map { "\($0.actor) \($0.action)" }
-        #expect(views == ["ana chart.viewed", "ng chart.viewed", "ng chart.viewed", "ana chart.readings_csv"])
+        // Every rendering of the chart is recorded, also the two that showed a refused change again.
+        let views = try server.database.accessEntries(patientID: "p2").map {
+            "\($0.actor) \($0.action)" + (($0.detail ?? "").hasSuffix("after a refused change") ? " (refused)" : "")
+        }
+        #expect(views == ["ana chart.viewed", "ng chart.viewed", "ng chart.viewed (refused)", "ng chart.viewed",
+                          "ng chart.viewed (refused)", "ana chart.readings_csv"])
     }
 }

@@ -192,6 +192,11 @@ struct FHIRAPITests {
         #expect(unserved.status == 404)
         let write = try await request("POST", "\(env.fhirBase)/Observation", headers: auth, body: Data("{}".utf8))
         #expect(write.status == 405)
+        // A value with more alternatives than any client needs is refused, not logged whole.
+        let many = (0...100).map { "p\($0)" }.joined(separator: ",")
+        #expect(try await request("GET", "\(env.fhirBase)/Observation?patient=\(many)", headers: auth).status == 400)
+        let long = String(repeating: "A", count: 600)
+        #expect(try await request("GET", "\(env.fhirBase)/Patient?_id=\(long)", headers: auth).status == 400)
 
         validated += [("Patient", patient.json), ("Device", device.json), ("Task", taskRead.json), ("Task searchset", tasks.json),
                       ("Device searchset", devices.json), ("OperationOutcome 400", unknown.json), ("OperationOutcome 404", missing.json)]
@@ -200,7 +205,13 @@ struct FHIRAPITests {
         // Every access is in the access log under the client, with ids and parameter names only.
         let log = try env.database.accessEntries(actor: "client:\(client.id)")
         #expect(log.contains { $0.action == "token.issued" })
-        #expect(log.contains { $0.action == "fhir.search" && $0.targetType == "Observation" && $0.targetID == "p1" && $0.detail?.contains("params=_total,patient") == true })
+        #expect(log.contains { $0.action == "fhir.search" && $0.targetType == "Observation" && $0.targetID == nil
+            && $0.detail?.contains("params=_total,patient patients=1 ") == true })
+        // Each patient whose data a search or read returned has an entry of their own, which
+        // `audit list --access --patient` finds.
+        let disclosed = try env.database.accessEntries(patientID: "p1").filter { $0.action == "fhir.disclosed" }
+        #expect(disclosed.contains { $0.actor == "client:\(client.id)" && $0.detail?.hasPrefix("fhir.search Observation: ") == true })
+        #expect(disclosed.contains { $0.detail?.hasPrefix("fhir.search Device: ") == true })
         #expect(log.contains { $0.action == "fhir.read" && $0.targetType == "Patient" && $0.targetID == "p1" })
         #expect(!log.contains { ($0.detail ?? "").contains("182") || ($0.detail ?? "").contains("mg/dL") })
 

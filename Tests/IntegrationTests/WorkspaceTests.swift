@@ -278,6 +278,14 @@ struct WorkspaceTests {
         }
         #expect(try await server.get("/billing?month=\(nextYear.description.prefix(7))", cookie: ana).status == 200)
         #expect(try await server.get("/billing/csv?month=9999-12", cookie: ana).status == 400)
+        // Billing errors are workspace pages, which never echo the request's text as JSON.
+        let unknown = try await server.get("/billing/days?patient=%3Cscript%3Ex%3C/script%3E&period=1", cookie: ana)
+        #expect(unknown.status == 404 && !unknown.body.contains("{\"error\"") && !unknown.body.contains("<script>x"))
+        // The billing pages and the patient list show PHI: each is in the access log under the user.
+        _ = try await server.get("/patients?show=all", cookie: ana)
+        let actions = try server.database.accessEntries(actor: "ana").map(\.action)
+        #expect(actions.contains("billing.viewed") && actions.contains("patients.listed"))
+        #expect(try server.database.accessEntries(patientID: "p2").contains { $0.action == "billing.days_viewed" && $0.detail == "period=1" })
     }
 
     @Test("the timer logs once per page, never more than the page has been open, and only with the page's own token")
