@@ -48,6 +48,16 @@ public struct SMARTScope: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { text }
 
+    /// The scope as granted: as written when it asks for reading only (`system/Observation.rs`,
+    /// `system/Patient.read`), else narrowed to the v2 letters of what vitalsd grants
+    /// (`system/Observation.cruds` → `system/Observation.rs`), so that a token never advertises
+    /// create, update or delete rights that do not exist here.
+    public var grantedText: String {
+        let permissions = text[text.index(after: text.lastIndex(of: ".")!)...]
+        if permissions == "read" || permissions.allSatisfy({ $0 == "r" || $0 == "s" }) { return text }
+        return "system/\(resourceType)." + (interactions.contains(.read) ? "r" : "") + (interactions.contains(.search) ? "s" : "")
+    }
+
     /// Whether this scope allows `interaction` on `type`.
     public func allows(_ interaction: FHIRInteraction, on type: String) -> Bool {
         (resourceType == "*" || resourceType == type) && interactions.contains(interaction)
@@ -68,7 +78,9 @@ public enum SMARTScopeGrant {
     public static let servedTypes = ["Observation", "Patient", "Device", "Task"]
 
     /// The scopes to grant for a request: every requested scope, when each is a `system/` scope of a
-    /// served resource type within the client's registered scopes.
+    /// served resource type within the client's registered scopes, narrowed to reading
+    /// (``SMARTScope/grantedText``): SMART lets a server grant less than was asked, and says what it
+    /// granted in the token response's `scope`.
     ///
     /// SMART Backend Services: the server "SHALL mediate the request to assure that the scope requested
     /// is within the scope pre-authorized to the client", and SHOULD fail a request for data the client
@@ -92,7 +104,9 @@ public enum SMARTScopeGrant {
             guard scope.isCovered(by: allowed, servedTypes: servedTypes) else {
                 return .failure(ScopeRefusal(description: "scope '\(name)' is beyond what this client was registered for"))
             }
-            granted.append(scope)
+            var narrowed = scope
+            narrowed.text = scope.grantedText
+            granted.append(narrowed)
         }
         return .success(granted)
     }

@@ -183,6 +183,10 @@ public final class SMARTAuthorizer: Sendable {
         guard let iss = unverified["iss"] as? String, let client = try await readClient(iss), client.enabled else {
             throw OAuthError.invalidClient("unknown or disabled client")
         }
+        // RFC 7521 §4.2: a client_id sent with the assertion must name the same client.
+        if let claimed = fields["client_id"], claimed != client.id {
+            throw OAuthError.invalidClient("client_id does not name the client of the assertion")
+        }
         if let jku = header["jku"] as? String, jku != client.jwksURL {
             throw OAuthError.invalidClient("jku is not the JWK Set URL registered for this client")
         }

@@ -332,6 +332,20 @@ struct FHIRAPITests {
         let excess = try await tokenRequest(env.tokenURL, assertion: try await signAssertion(client.key, clientID: client.id, aud: env.tokenURL, exp: now + 240), scope: "system/Task.rs")
         #expect(excess.status == 400)
         #expect(excess.json["error"] as? String == "invalid_scope")
+        // Asking for write rights as well: granted, and said to be, as read and search only.
+        let narrowed = try await tokenRequest(
+            env.tokenURL, assertion: try await signAssertion(client.key, clientID: client.id, aud: env.tokenURL, exp: now + 240),
+            scope: "system/Observation.cruds")
+        #expect(narrowed.status == 200 && narrowed.json["scope"] as? String == "system/Observation.rs")
+        // A client_id that names another client than the assertion (RFC 7521 §4.2): refused; the same one is fine.
+        let mismatch = try await tokenRequest(
+            env.tokenURL, assertion: try await signAssertion(client.key, clientID: client.id, aud: env.tokenURL, exp: now + 240),
+            scope: "system/Observation.rs", clientID: "someone-else")
+        #expect(mismatch.status == 401 && mismatch.json["error"] as? String == "invalid_client")
+        let matching = try await tokenRequest(
+            env.tokenURL, assertion: try await signAssertion(client.key, clientID: client.id, aud: env.tokenURL, exp: now + 240),
+            scope: "system/Observation.rs", clientID: client.id)
+        #expect(matching.status == 200)
 
         // A token without system/Observation.rs: 403 on Observation, 200 on Patient (v1 .read).
         let patientOnly = try #require(first.json["access_token"] as? String)
@@ -368,8 +382,10 @@ struct FHIRAPITests {
 
         // Issues and refusals are in the access log, and `audit list --access` shows them.
         let log = try env.database.accessEntries()
-        #expect(log.filter { $0.action == "token.refused" }.count == 10)
-        #expect(log.filter { $0.action == "token.issued" }.count == 2)
+        // Refused: foreign key, expired, typ ×2, string exp, ahead, audience, replay, excess scope,
+        // client_id mismatch, old (PyJWT); issued: once-only, narrowed, matching, PyJWT.
+        #expect(log.filter { $0.action == "token.refused" }.count == 11)
+        #expect(log.filter { $0.action == "token.issued" }.count == 4)
         #expect(log.contains { $0.action == "fhir.forbidden" && $0.actor == "client:\(client.id)" })
         let (listed, listing) = try await runVitalsd(["audit", "list", "--config", env.configPath, "--access", "--actor", "client:\(client.id)"])
         #expect(listed == 0)

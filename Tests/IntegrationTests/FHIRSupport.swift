@@ -108,10 +108,10 @@ func signAssertionWithoutTyp(_ key: TestKey, clientID: String, aud: String, exp:
 }
 
 /// POSTs a client_credentials request with an assertion.
-func tokenRequest(_ tokenURL: String, assertion: String, scope: String) async throws -> HTTPAnswer {
+func tokenRequest(_ tokenURL: String, assertion: String, scope: String, clientID: String? = nil) async throws -> HTTPAnswer {
     let form = [("grant_type", "client_credentials"), ("scope", scope),
                 ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                ("client_assertion", assertion)]
+                ("client_assertion", assertion)] + (clientID.map { [("client_id", $0)] } ?? [])
     let body = form.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)" }.joined(separator: "&")
     return try await request("POST", tokenURL, headers: ["Content-Type": "application/x-www-form-urlencoded"], body: Data(body.utf8))
 }

@@ -120,6 +120,12 @@ struct SMARTTests {
             if case .success = SMARTScopeGrant.grant(requested: refused, registered: registered) { Issue.record("granted '\(refused)'") }
         }
         if case .failure = SMARTScopeGrant.grant(requested: "system/Task.rs", registered: ["system/*.read"]) { Issue.record("wildcard refused") }
+        // Asking for create, update and delete too is granted as what exists here: read and search.
+        if case .success(let s) = SMARTScopeGrant.grant(requested: "system/Observation.cruds system/Patient.*", registered: registered) {
+            #expect(s.map(\.text) == ["system/Observation.rs", "system/Patient.rs"])
+        } else {
+            Issue.record("refused")
+        }
     }
 
     @Test("claims: iss = sub = client, aud = token URL, exp in the future and at most 5 min (+30 s skew) ahead, a jti")
