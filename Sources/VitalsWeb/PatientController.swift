@@ -117,6 +117,13 @@ struct PatientController {
         func field(_ name: String) -> String? {
             context.form[name].flatMap { $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? nil : $0 }
         }
+        // The form always sends all four fields (an empty one clears its value); a request without
+        // one of them is not the form, and would clear data nobody meant to change.
+        let fields = ["name", "birth_date", "phone", "care_manager"]
+        if let missing = fields.first(where: { context.form[$0] == nil }) {
+            return try await render(id, context: context, error: "The form is incomplete (no \(missing) field). Nothing was changed.",
+                                    status: .badRequest)
+        }
         do {
             try await workspace.database.updatePatientDetails(
                 patientID: id, name: field("name"), birthDate: field("birth_date"), phone: field("phone"),

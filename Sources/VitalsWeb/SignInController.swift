@@ -91,6 +91,11 @@ struct SignInController {
                 ? "This account is disabled. Ask your administrator." : "The user name or the password is wrong."
             return page(next: next, username: typed, notice: nil, error: message, status: .unauthorized)
         }
+        // The session this browser had (signing in again, or as someone else) ends: one live
+        // session per browser, and a cookie once replaced never works again.
+        if let previous = request.cookies[workspace.sessionCookie]?.value, let hash = SessionToken.hash(previous) {
+            try await db.endSession(tokenHash: hash, at: now)
+        }
         // A new session id at every sign-in (no session fixation), stored only as its hash.
         let token = SessionToken.make()
         try await db.createSession(

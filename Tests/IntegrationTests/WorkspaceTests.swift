@@ -74,6 +74,27 @@ struct WorkspaceTests {
         #expect(try await server.database.taskNotes(taskID: task.id).map(\.text) == ["Called."])
     }
 
+    @Test("a details post that lacks one of the form's fields changes nothing; the whole form saves")
+    func partialDetails() async throws {
+        let server = try await WorkspaceServer()
+        defer { Task { await server.stop() } }
+        let ana = try #require(try await server.signIn("ana").cookie)
+        let before = try #require(try await server.database.patientRecord(id: "p2"))
+        let token = try #require(try await server.get("/patients/p2", cookie: ana).field("csrf"))
+        // Only a name: before, the missing birth date, phone and care manager were cleared.
+        let partial = try await server.post("/patients/p2", cookie: ana, form: ["csrf": token, "name": "Changed"])
+        #expect(partial.status == 400)
+        #expect(partial.body.contains("The form is incomplete (no birth_date field). Nothing was changed."))
+        #expect(try await server.database.patientRecord(id: "p2") == before)
+        let whole = try await server.post("/patients/p2", cookie: ana, form: [
+            "csrf": token, "name": "Changed", "birth_date": before.birthDate ?? "", "phone": before.phone ?? "",
+            "care_manager": before.careManager ?? "",
+        ])
+        #expect(whole.status == 303)
+        #expect(try await server.database.patientRecord(id: "p2")?.name == "Changed")
+        #expect(try await server.database.patientRecord(id: "p2")?.careManager == before.careManager)
+    }
+
     @Test("a patient name and a note holding markup render as text, on the worklist and the task page")
     func escaping() async throws {
         let server = try await WorkspaceServer()
@@ -161,6 +182,15 @@ struct WorkspaceTests {
         #expect(try await server.get("/worklist", cookie: second).status == 200)
         let actions = try server.database.auditEntries().filter { $0.actor == "ana" }.map(\.action)
         #expect(actions == ["sign_in", "sign_in", "sign_out"])
+        // Signing in again from the browser that holds `second` ends that session: its cookie never works again.
+        let form = try await server.get("/signin")
+        let csrfCookie = try requireCookie(form, prefix: "vitalsd_signin=")
+        let again = try await server.post("/signin", cookie: "\(csrfCookie); \(second)", form: [
+            "csrf": form.field("csrf") ?? "", "username": "ana", "password": WorkspaceServer.passwords["ana"] ?? "",
+        ])
+        #expect(again.status == 303)
+        #expect(try await server.get("/worklist", cookie: second).status == 303)
+        #expect(try server.database.auditEntries().filter { $0.actor == "ana" }.map(\.action).suffix(2) == ["sign_out", "sign_in"])
     }
 
     @Test("under TLS the cookie is Secure with the __Host- prefix, and HSTS is sent")
