@@ -20,8 +20,8 @@ struct SignInController {
         group.post("signout", use: signOut)
     }
 
-    /// The sign-in form, with a fresh CSRF token in a cookie and in the form (double submit: there is
-    /// no session yet to tie it to).
+    /// The sign-in form, with a fresh CSRF token in the form and, signed by the daemon, in a cookie
+    /// (double submit: there is no session yet to tie it to; the signature refuses planted cookies).
     @Sendable func form(_ request: Request, context: Context) async throws -> Response {
         let q = request.uri.queryParameters
         var notice: String?
@@ -43,7 +43,7 @@ struct SignInController {
         if let notice { values["notice"] = notice }
         if let error { values["error"] = error }
         var response = workspace.pages.render("signin", values, status: status)
-        response.headers[.setCookie] = workspace.setCookie(workspace.signInCookie, csrf, maxAge: 3_600)
+        response.headers[.setCookie] = workspace.setCookie(workspace.signInCookie, workspace.signInCookieValue(csrf), maxAge: 3_600)
         return response
     }
 
@@ -61,8 +61,7 @@ struct SignInController {
 
     @Sendable func signIn(_ request: Request, context: Context) async throws -> Response {
         let form = try await FormBody.read(request, context: context)
-        guard let expected = request.cookies[workspace.signInCookie]?.value, let sent = form["csrf"],
-              SessionToken.equal(expected, sent) else {
+        guard workspace.signInTokenMatches(cookie: request.cookies[workspace.signInCookie]?.value, form: form["csrf"]) else {
             throw HTTPError(.forbidden, message: "This sign-in form has expired. Reload the page and try again.")
         }
         let typed = form["username"] ?? ""

@@ -65,6 +65,10 @@ public struct Workspace: Sendable {
     let logger: Logger
     /// The time now; tests pass their own clock.
     let clock: @Sendable () -> Date
+    /// Signs the sign-in form's cookie, so that a cookie planted by someone else (from a sibling
+    /// host, or over plain HTTP) is refused: new at every start, so a form served before a restart
+    /// must be reloaded.
+    let signInKey = SymmetricKey(size: .bits256)
 
     /// - Throws: ``Pages/TemplateError`` when a template does not parse (a programming error found at start).
     public init(
@@ -91,6 +95,17 @@ public struct Workspace: Sendable {
     var sessionCookie: String { settings.secureCookies ? "__Host-vitalsd_session" : "vitalsd_session" }
     /// The cookie holding the sign-in form's CSRF token (double submit, before there is a session).
     var signInCookie: String { settings.secureCookies ? "__Host-vitalsd_signin" : "vitalsd_signin" }
+
+    /// The sign-in cookie's value for a form token: `<token>.<HMAC-SHA256 of it under signInKey>`.
+    func signInCookieValue(_ token: String) -> String {
+        token + "." + SessionToken.base64URL(Data(HMAC<SHA256>.authenticationCode(for: Data(token.utf8), using: signInKey)))
+    }
+
+    /// Whether a sign-in post's cookie was made by this daemon for the form token it sends.
+    func signInTokenMatches(cookie: String?, form: String?) -> Bool {
+        guard let cookie, let form, !form.isEmpty else { return false }
+        return SessionToken.equal(cookie, signInCookieValue(form))
+    }
 
     /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, `Path=/`, and `Secure` under TLS.
     /// - Parameter maxAge: seconds; nil for a cookie that ends with the browser, 0 to delete it.

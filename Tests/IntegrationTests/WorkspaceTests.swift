@@ -65,6 +65,13 @@ struct WorkspaceTests {
         // The sign-in form has its own token, tied to a cookie.
         let signIn = try await server.post("/signin", form: ["username": "ana", "password": WorkspaceServer.passwords["ana"]!])
         #expect(signIn.status == 403)
+        // A cookie someone planted, with the same value in the form (a plain double submit): refused,
+        // as the cookie must carry the daemon's signature of the form's token.
+        let planted = String(repeating: "x", count: 43)
+        let forced = try await server.post("/signin", cookie: "vitalsd_signin=\(planted)", form: [
+            "csrf": planted, "username": "ana", "password": WorkspaceServer.passwords["ana"]!,
+        ])
+        #expect(forced.status == 403)
         #expect(try server.database.tasks().first?.owner == "ana")
         #expect(try server.database.tasks().first?.version == task.version)
         // With the token, it works.
