@@ -100,6 +100,7 @@ struct WorklistController {
     @Sendable func events(_ request: Request, context: Context) async throws -> Response {
         guard let hash = context.sessionTokenHash else { throw HTTPError(.unauthorized) }
         let database = workspace.database
+        let streams = workspace.streams
         let lifetime = workspace.lifetime
         let clock = workspace.clock
         let since = request.uri.queryParameters.get("since")
@@ -107,30 +108,42 @@ struct WorklistController {
             status: .ok,
             headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-store"],
             body: ResponseBody { writer in
-                var last = since ?? ""
-                var ticks = 0
-                try await writer.write(ByteBuffer(string: "retry: 2000\n\n"))
-                while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                    let cursor = try await database.worklistCursor()
-                    let text = "\(cursor.taskEvent).\(cursor.audit)"
-                    if text != last {
-                        if !last.isEmpty {
-                            try await writer.write(ByteBuffer(string: "event: tasks\ndata: \(text)\n\n"))
-                        }
-                        last = text
-                    }
-                    if ticks % 16 == 15 {
-                        // Every ~5 s: is the session still alive? Then a comment keeps proxies from closing the stream.
-                        if case .failure = try await database.session(tokenHash: hash, lifetime: lifetime, now: clock(), touch: false) {
-                            try await writer.write(ByteBuffer(string: "event: signed-out\ndata: {}\n\n"))
-                            break
-                        }
-                        try await writer.write(ByteBuffer(string: ": alive\n\n"))
-                    }
-                    ticks += 1
-                    try? await Task.sleep(for: .milliseconds(300))
+                // Claimed and given back here, where the stream runs, so that no path leaves a claim behind.
+                guard await streams.open(session: hash) else {
+                    // More open streams than a person has tabs: this one ends, and the browser waits a minute.
+                    try await writer.write(ByteBuffer(string: "retry: 60000\n\nevent: too-many\ndata: {}\n\n"))
+                    try await writer.finish(nil)
+                    return
                 }
-                try await writer.finish(nil)
+                do {
+                    var last = since ?? ""
+                    var ticks = 0
+                    try await writer.write(ByteBuffer(string: "retry: 2000\n\n"))
+                    while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                        let text = try await streams.cursor()
+                        if text != last {
+                            if !last.isEmpty {
+                                try await writer.write(ByteBuffer(string: "event: tasks\ndata: \(text)\n\n"))
+                            }
+                            last = text
+                        }
+                        if ticks % 16 == 15 {
+                            // Every ~5 s: is the session still alive? Then a comment keeps proxies from closing the stream.
+                            if case .failure = try await database.session(tokenHash: hash, lifetime: lifetime, now: clock(), touch: false) {
+                                try await writer.write(ByteBuffer(string: "event: signed-out\ndata: {}\n\n"))
+                                break
+                            }
+                            try await writer.write(ByteBuffer(string: ": alive\n\n"))
+                        }
+                        ticks += 1
+                        try? await Task.sleep(for: .milliseconds(300))
+                    }
+                    try await writer.finish(nil)
+                } catch {
+                    await streams.close(session: hash)
+                    throw error
+                }
+                await streams.close(session: hash)
             })
     }
 }

@@ -69,6 +69,8 @@ public struct Workspace: Sendable {
     /// host, or over plain HTTP) is refused: new at every start, so a form served before a restart
     /// must be reloaded.
     let signInKey = SymmetricKey(size: .bits256)
+    /// The open `/events` streams: one cursor read for all, a bound per session.
+    let streams: EventStreams
 
     /// - Throws: ``Pages/TemplateError`` when a template does not parse (a programming error found at start).
     public init(
@@ -86,6 +88,7 @@ public struct Workspace: Sendable {
         pages = try Pages(timeZone: TimeZone(identifier: configuration.web.displayTimezone) ?? .gmt)
         self.logger = logger
         self.clock = clock
+        streams = EventStreams(database: database)
     }
 
     // MARK: Cookies
