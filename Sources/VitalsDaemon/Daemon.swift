@@ -105,8 +105,14 @@ public enum Daemon {
     }
 
     /// Opens the database a configuration names.
-    /// - Throws: ``ConfigurationErrors`` naming `database.path` when the directory is missing or the
-    ///   file cannot be opened, is not a database, or fails its integrity check.
+    ///
+    /// A failure that restarting cannot cure is a refused configuration (exit 2, and the unit's
+    /// `RestartPreventExitStatus=2` stops systemd from trying again); one that may pass (disk full,
+    /// an I/O error, the file locked by another process, a read-only file system) is
+    /// ``DatabaseUnavailable`` (exit 1: systemd starts the daemon again after `RestartSec`).
+    /// - Throws: ``ConfigurationErrors`` naming `database.path` when the directory is missing, or the
+    ///   file is not a regular file, is not a database, or fails its integrity check;
+    ///   ``DatabaseUnavailable`` for the others.
     /// - Parameter backgroundCheckpoints: true for the daemon, which runs a ``WALCheckpointService``.
     public static func openDatabase(_ config: VitalsConfiguration, backgroundCheckpoints: Bool = false) throws -> AppDatabase {
         let path = config.database.path
@@ -116,7 +122,10 @@ public enum Daemon {
                 path: path, synchronous: AppDatabase.Synchronous(rawValue: config.database.synchronous) ?? .full,
                 busyTimeout: config.database.busyTimeoutSeconds, backgroundCheckpoints: backgroundCheckpoints)
         } catch {
-            throw ConfigurationErrors(errors: [ConfigurationError(key: "database.path", "cannot open \(path): \(error)")])
+            guard DatabaseUnavailable.mayPass(error) else {
+                throw ConfigurationErrors(errors: [ConfigurationError(key: "database.path", "cannot open \(path): \(error)")])
+            }
+            throw DatabaseUnavailable(path: path, reason: "\(error)")
         }
     }
 

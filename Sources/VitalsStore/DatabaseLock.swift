@@ -5,7 +5,8 @@ import Glibc
 #endif
 
 /// The daemon's exclusive claim on a database: an `flock` on `<database path>.lock`, held while the
-/// process lives (the kernel drops it when the process ends, also on `kill -9`).
+/// process lives (the kernel drops it when the process ends, also on `kill -9`). The path is resolved
+/// first (symbolic links, `..`), so two spellings of one database file take one lock.
 ///
 /// Two daemons on one database would each take the broker session of the other (one client id),
 /// and each would miss the readings the other acknowledged. The daemon takes this lock before it
@@ -25,10 +26,10 @@ public final class DatabaseLock: Sendable {
     /// Takes the lock, or fails at once when another process holds it.
     ///
     /// The file is created with mode 0600 (``PrivateFile``) and holds the pid of the process that has the lock.
-    /// - Parameter databasePath: `database.path`; the lock file is this path with `.lock` appended.
+    /// - Parameter databasePath: `database.path`; the lock file is its resolved path with `.lock` appended.
     /// - Throws: ``Failure`` naming the lock file and, when readable, the pid that holds it.
     public init(databasePath: String) throws {
-        path = databasePath + ".lock"
+        path = Self.resolve(databasePath) + ".lock"
         try PrivateFile.prepare(path)
         let fd = open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else {
@@ -52,6 +53,19 @@ public final class DatabaseLock: Sendable {
         let pid = Array("\(getpid())\n".utf8)
         _ = pwrite(fd, pid, pid.count, 0)
         self.fd = Mutex(fd)
+    }
+
+    /// `path` with symbolic links and `.`/`..` resolved: the file's own real path when it exists, else
+    /// its directory's real path and its name; `path` unchanged when neither resolves.
+    static func resolve(_ path: String) -> String {
+        if let real = realpath(path, nil) {
+            defer { free(real) }
+            return String(cString: real)
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        guard let real = realpath(directory.isEmpty ? "." : directory, nil) else { return path }
+        defer { free(real) }
+        return (String(cString: real) as NSString).appendingPathComponent((path as NSString).lastPathComponent)
     }
 
     /// Gives the lock up (the daemon has stopped and closed the database); later calls do nothing.

@@ -20,12 +20,15 @@ public enum PrivateFile {
     /// A problem with a private file.
     public struct Failure: Error, Sendable, CustomStringConvertible {
         public var description: String
+        /// The system's error number (`errno`), or 0 when the failure is not a failed system call.
+        public var code: Int32 = 0
     }
 
     /// Makes sure `path` exists as a private file (see the type's rules), and tightens `path-wal` and
     /// `path-shm` when they exist.
     /// - Parameter exclusive: fail when the file already exists (a backup never overwrites).
-    /// - Throws: ``Failure`` naming the file when it cannot be created or changed.
+    /// - Throws: ``Failure`` naming the file when it cannot be created or changed, or when something
+    ///   other than a regular file (a directory, a device) is at `path`; it is then left untouched.
     public static func prepare(_ path: String, exclusive: Bool = false) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         if fd >= 0 {
@@ -43,15 +46,27 @@ public enum PrivateFile {
             return
         }
         let code = errno
-        guard code == EEXIST else { throw Failure(description: "cannot create \(path): \(String(cString: strerror(code)))") }
-        if exclusive { throw Failure(description: "\(path) already exists") }
+        guard code == EEXIST else {
+            throw Failure(description: "cannot create \(path): \(String(cString: strerror(code)))", code: code)
+        }
+        if exclusive { throw Failure(description: "\(path) already exists", code: code) }
+        // A directory, device or socket at the path is a mistake in the configuration: refused
+        // before anything changes its mode (a shared 1777 directory must stay as it is).
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            let code = errno
+            throw Failure(description: "cannot read \(path): \(String(cString: strerror(code)))", code: code)
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw Failure(description: "\(path) is not a regular file; nothing was changed", code: EINVAL)
+        }
         for file in [path, path + "-wal", path + "-shm"] { tighten(file) }
     }
 
-    /// Removes permissions for others and group write from an existing file; a missing file is left alone.
+    /// Removes permissions for others and group write from an existing regular file; anything else is left alone.
     static func tighten(_ path: String) {
         var info = stat()
-        guard stat(path, &info) == 0 else { return }
+        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return }
         let current = info.st_mode & 0o777
         let wanted = current & 0o740
         if wanted != current { _ = chmod(path, wanted) }
