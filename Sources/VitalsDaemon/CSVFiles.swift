@@ -19,6 +19,11 @@ public struct CSVFileError: Error, Sendable, CustomStringConvertible {
 /// - Throws: ``CSVFileError`` when the file is unreadable, lacks a required column or has an unknown one.
 func readCSV(path: String, required: [String], optional: [String]? = nil) throws -> [(line: Int, row: [String: String])] {
     let csv: CSV<Named>
+    // The file's own problem in words ("No such file or directory"), not Foundation's error dump.
+    guard FileManager.default.isReadableFile(atPath: path) else {
+        let reason = access(path, F_OK) == 0 ? "permission denied" : "no such file"
+        throw CSVFileError("\(path): cannot read: \(reason)")
+    }
     do {
         csv = try CSV<Named>(url: URL(fileURLWithPath: path), delimiter: .comma, loadColumns: false)
     } catch {

@@ -32,6 +32,17 @@ struct CSVFileTests {
             == "FILE:4: program 'diet' is not one of hypertension, diabetes, heart_failure, copd")
     }
 
+    @Test("a missing file is named with the reason, not Foundation's error dump")
+    func missingFile() throws {
+        let path = NSTemporaryDirectory() + "vitalsd-csv-missing-\(UUID().uuidString).csv"
+        do {
+            _ = try EnrollmentCSV.read(path: path)
+            Issue.record("read a missing file")
+        } catch let error as CSVFileError {
+            #expect(error.description == "\(path): cannot read: no such file")
+        }
+    }
+
     @Test("a misspelt column is refused, naming it, instead of losing its values")
     func unknownColumn() throws {
         #expect(try refusal("patient_id,program,timezone,device_id,nmae\np1,diabetes,UTC,g1,Ann Lee\n")
