@@ -1,12 +1,12 @@
 import Foundation
+import Synchronization
 import MQTTClient
-import Metrics
 import Prometheus
 import VitalsDomain
 import VitalsStore
 
-/// The daemon's metrics, recorded through swift-metrics into a Prometheus registry of its own
-/// (no global bootstrap, so tests can run several daemons in one process).
+/// The daemon's metrics, in a Prometheus registry of its own (no global bootstrap, so tests can run
+/// several daemons in one process); each metric carries a `# HELP` line.
 ///
 /// Exposed at `/metrics` in the Prometheus text format:
 /// - `vitalsd_messages_received_total`, `vitalsd_readings_stored_total`, `vitalsd_duplicates_total`;
@@ -14,8 +14,8 @@ import VitalsStore
 /// - `vitalsd_tasks_opened_total{priority}` (tasks that became `critical` or `warning`: opened at that
 ///   priority, or raised to it), `vitalsd_tasks_updated_total`, and the gauge `vitalsd_tasks_open{priority}`
 ///   (unresolved tasks by priority, `critical`, `warning`, `routine`, read at each scrape);
-/// - `vitalsd_broker_connected` (0/1), `vitalsd_broker_subscribed` (0/1), `vitalsd_broker_reconnects`;
-/// - `vitalsd_broker_session_takeovers` (connections the broker closed because another client took
+/// - `vitalsd_broker_connected` (0/1), `vitalsd_broker_subscribed` (0/1), `vitalsd_broker_reconnects_total`;
+/// - `vitalsd_broker_session_takeovers_total` (connections the broker closed because another client took
 ///   the client id, since start), `vitalsd_broker_session_taken_over` (0/1, 3 or more in a row);
 /// - `vitalsd_breaches_suppressed_total` (a condition still active after its task was resolved),
 ///   `vitalsd_late_breaches_total` (breaches sent to a late-data review task);
@@ -29,124 +29,146 @@ import VitalsStore
 ///   of its batch (a histogram, one observation per message).
 public final class VitalsMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
-    private let messages: Metrics.Counter
-    private let readings: Metrics.Counter
-    private let duplicates: Metrics.Counter
-    private let tasksUpdated: Metrics.Counter
-    private let deadLetters: [DeadLetterReason: Metrics.Counter]
-    private let tasksOpened: [TaskPriority: Metrics.Counter]
-    private let tasksOpen: [TaskPriority: Metrics.Gauge]
-    private let connected: Metrics.Gauge
-    private let subscribed: Metrics.Gauge
-    private let reconnects: Metrics.Gauge
-    private let takeovers: Metrics.Gauge
-    private let takenOver: Metrics.Gauge
-    private let latency: Metrics.Timer
-    private let suppressed: Metrics.Counter
-    private let late: Metrics.Counter
-    private let escalated: Metrics.Counter
-    private let unreached: Metrics.Counter
+    private let messages: Counter
+    private let readings: Counter
+    private let duplicates: Counter
+    private let tasksUpdated: Counter
+    private let deadLetters: [DeadLetterReason: Counter]
+    private let tasksOpened: [TaskPriority: Counter]
+    private let tasksOpen: [TaskPriority: Gauge]
+    private let connected: Gauge
+    private let subscribed: Gauge
+    private let reconnects: Counter
+    private let takeovers: Counter
+    private let takenOver: Gauge
+    private let latency: DurationHistogram
+    private let suppressed: Counter
+    private let late: Counter
+    private let escalated: Counter
+    private let unreached: Counter
     /// By level label: `1`, `2`, `3+`.
-    private let escalationsByLevel: [String: Metrics.Counter]
-    private let awaitingAcknowledgement: Metrics.Gauge
-    private let backlog: [String: Metrics.Gauge]
-    private let delivered: [String: Metrics.Counter]
-    private let deliveryFailures: [String: Metrics.Counter]
+    private let escalationsByLevel: [String: Counter]
+    private let awaitingAcknowledgement: Gauge
+    private let backlog: [String: Gauge]
+    private let delivered: [String: Counter]
+    private let deliveryFailures: [String: Counter]
+    /// The connection's reconnects and takeovers at the last scrape: the counters grow by the difference.
+    private let seen = Mutex((reconnects: 0, takeovers: 0))
 
     public init() {
         let registry = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [
-            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(20), .milliseconds(50),
-            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(30),
-        ]
         self.registry = registry
-        messages = Metrics.Counter(label: "vitalsd_messages_received_total", factory: factory)
-        readings = Metrics.Counter(label: "vitalsd_readings_stored_total", factory: factory)
-        duplicates = Metrics.Counter(label: "vitalsd_duplicates_total", factory: factory)
-        tasksUpdated = Metrics.Counter(label: "vitalsd_tasks_updated_total", factory: factory)
+        /// The metric `name` (whole, with its unit suffix) and its `# HELP` text.
+        func named(_ name: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+        }
+        func counter(_ name: String, _ help: String) -> Counter { registry.makeCounter(descriptor: named(name, help)) }
+        func gauge(_ name: String, _ help: String) -> Gauge { registry.makeGauge(descriptor: named(name, help)) }
+        messages = counter("vitalsd_messages_received_total", "MQTT messages received and committed (readings, duplicates and dead letters).")
+        readings = counter("vitalsd_readings_stored_total", "Readings stored.")
+        duplicates = counter("vitalsd_duplicates_total", "Readings received again and not stored a second time (unique key).")
+        tasksUpdated = counter("vitalsd_tasks_updated_total", "Breaches added to a task already open for their condition.")
         deadLetters = Dictionary(uniqueKeysWithValues: DeadLetterReason.allCases.map {
-            ($0, Metrics.Counter(label: "vitalsd_dead_letters_total", dimensions: [("reason", $0.rawValue)], factory: factory))
+            ($0, registry.makeCounter(
+                descriptor: named("vitalsd_dead_letters_total", "Messages that could not be accepted, stored as dead letters, by reason."), labels: [("reason", $0.rawValue)]))
         })
         tasksOpened = Dictionary(uniqueKeysWithValues: [TaskPriority.critical, .warning].map {
-            ($0, Metrics.Counter(label: "vitalsd_tasks_opened_total", dimensions: [("priority", $0.rawValue)], factory: factory))
+            ($0, registry.makeCounter(
+                descriptor: named("vitalsd_tasks_opened_total", "Tasks that became critical or warning: opened at that priority, or raised to it."), labels: [("priority", $0.rawValue)]))
         })
         tasksOpen = Dictionary(uniqueKeysWithValues: TaskPriority.allCases.map {
-            ($0, Metrics.Gauge(label: "vitalsd_tasks_open", dimensions: [("priority", $0.rawValue)], factory: factory))
+            ($0, registry.makeGauge(
+                descriptor: named("vitalsd_tasks_open", "Unresolved tasks (open or acknowledged) by priority, read at each scrape."), labels: [("priority", $0.rawValue)]))
         })
-        connected = Metrics.Gauge(label: "vitalsd_broker_connected", factory: factory)
-        subscribed = Metrics.Gauge(label: "vitalsd_broker_subscribed", factory: factory)
-        reconnects = Metrics.Gauge(label: "vitalsd_broker_reconnects", factory: factory)
-        takeovers = Metrics.Gauge(label: "vitalsd_broker_session_takeovers", factory: factory)
-        takenOver = Metrics.Gauge(label: "vitalsd_broker_session_taken_over", factory: factory)
-        latency = Metrics.Timer(label: "vitalsd_ingest_latency_seconds", factory: factory)
-        suppressed = Metrics.Counter(label: "vitalsd_breaches_suppressed_total", factory: factory)
-        late = Metrics.Counter(label: "vitalsd_late_breaches_total", factory: factory)
-        escalated = Metrics.Counter(label: "vitalsd_tasks_escalated_total", factory: factory)
-        unreached = Metrics.Counter(label: "vitalsd_escalations_unreached_total", factory: factory)
+        connected = gauge("vitalsd_broker_connected", "1 while the MQTT connection is up.")
+        subscribed = gauge("vitalsd_broker_subscribed", "1 while every topic filter is subscribed.")
+        reconnects = counter("vitalsd_broker_reconnects_total", "MQTT reconnections since start.")
+        takeovers = counter(
+            "vitalsd_broker_session_takeovers_total",
+            "MQTT connections the broker closed because another client took the client id, since start.")
+        takenOver = gauge("vitalsd_broker_session_taken_over", "1 after 3 or more session takeovers in a row.")
+        latency = registry.makeDurationHistogram(
+            descriptor: named(
+                "vitalsd_ingest_latency_seconds",
+                "From the network loop's read of a message to the commit of its batch, one observation per message."),
+            buckets: [
+                .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(20), .milliseconds(50),
+                .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(30),
+            ])
+        suppressed = counter(
+            "vitalsd_breaches_suppressed_total", "Breaches of a condition still active after its task was resolved, not raised again.")
+        late = counter("vitalsd_late_breaches_total", "Breaches received late, sent to a late-data review task.")
+        escalated = counter("vitalsd_tasks_escalated_total", "Escalations of unacknowledged critical tasks.")
+        unreached = counter(
+            "vitalsd_escalations_unreached_total", "Escalations that reached nobody (no owner, care manager or backup).")
         escalationsByLevel = Dictionary(uniqueKeysWithValues: ["1", "2", "3+"].map {
-            ($0, Metrics.Counter(label: "vitalsd_escalations_total", dimensions: [("level", $0)], factory: factory))
+            ($0, registry.makeCounter(
+                descriptor: named("vitalsd_escalations_total", "Escalations by the level reached: 1 the owner or care manager, 2 the backup, 3+ the backup again."), labels: [("level", $0)]))
         })
-        awaitingAcknowledgement = Metrics.Gauge(label: "vitalsd_tasks_awaiting_acknowledgement", factory: factory)
+        awaitingAcknowledgement = gauge(
+            "vitalsd_tasks_awaiting_acknowledgement", "Open critical tasks on an escalation clock.")
         /// One metric per delivery channel, labelled `channel`.
         func perChannel<M>(_ make: (String) -> M) -> [String: M] {
             Dictionary(uniqueKeysWithValues: ["mqtt", "webhook", "fhir"].map { ($0, make($0)) })
         }
-        backlog = perChannel { Metrics.Gauge(label: "vitalsd_outbox_backlog", dimensions: [("channel", $0)], factory: factory) }
+        backlog = perChannel {
+            registry.makeGauge(
+                descriptor: named("vitalsd_outbox_backlog", "Task events (fhir: readings) waiting for delivery, by channel."), labels: [("channel", $0)])
+        }
         delivered = perChannel {
-            Metrics.Counter(label: "vitalsd_task_events_delivered_total", dimensions: [("channel", $0)], factory: factory)
+            registry.makeCounter(
+                descriptor: named("vitalsd_task_events_delivered_total", "Task events (fhir: Observations) the receiver took, by channel."), labels: [("channel", $0)])
         }
         deliveryFailures = perChannel {
-            Metrics.Counter(label: "vitalsd_delivery_failures_total", dimensions: [("channel", $0)], factory: factory)
+            registry.makeCounter(
+                descriptor: named("vitalsd_delivery_failures_total", "Failed delivery attempts, by channel (each retried with back-off)."), labels: [("channel", $0)])
         }
     }
 
     /// Records a run of the alert timers: tasks escalated, and open critical tasks still waiting.
     /// - Parameter unreached: escalations that reached nobody (no owner, care manager or backup).
     func recordEscalations(_ count: Int, byLevel: [Int: Int], unreached nobody: Int = 0, waiting: Int) {
-        if count > 0 { escalated.increment(by: count) }
-        if nobody > 0 { unreached.increment(by: nobody) }
-        for (level, n) in byLevel where n > 0 { escalationsByLevel[level >= 3 ? "3+" : String(level)]?.increment(by: n) }
-        awaitingAcknowledgement.record(waiting)
+        if count > 0 { escalated.increment(by: Int64(count)) }
+        if nobody > 0 { unreached.increment(by: Int64(nobody)) }
+        for (level, n) in byLevel where n > 0 { escalationsByLevel[level >= 3 ? "3+" : String(level)]?.increment(by: Int64(n)) }
+        awaitingAcknowledgement.set(Int64(waiting))
     }
 
     /// Records a delivery round of a channel: events delivered, or a failure, and the backlog left.
     public func recordDelivery(channel: String, delivered count: Int, failed: Bool, backlog left: Int?) {
-        if count > 0 { delivered[channel]?.increment(by: count) }
+        if count > 0 { delivered[channel]?.increment(by: Int64(count)) }
         if failed { deliveryFailures[channel]?.increment() }
-        if let left { backlog[channel]?.record(left) }
+        if let left { backlog[channel]?.set(Int64(left)) }
     }
 
     /// Records a committed batch.
     func record(_ summary: IngestSummary, messages received: [MQTTMessage], committedAt: ContinuousClock.Instant) {
-        messages.increment(by: summary.messages)
-        readings.increment(by: summary.readingsStored)
-        duplicates.increment(by: summary.duplicates)
-        tasksUpdated.increment(by: summary.tasksUpdated)
-        if summary.suppressedBreaches > 0 { suppressed.increment(by: summary.suppressedBreaches) }
-        if summary.lateBreaches > 0 { late.increment(by: summary.lateBreaches) }
-        for (reason, n) in summary.deadLetters { deadLetters[reason]?.increment(by: n) }
-        for (priority, n) in summary.tasksOpened { tasksOpened[priority]?.increment(by: n) }
-        for (priority, n) in summary.tasksRaised { tasksOpened[priority]?.increment(by: n) }
-        for m in received { latency.recordInterval(since: m.receivedAt, end: committedAt) }
+        messages.increment(by: Int64(summary.messages))
+        readings.increment(by: Int64(summary.readingsStored))
+        duplicates.increment(by: Int64(summary.duplicates))
+        tasksUpdated.increment(by: Int64(summary.tasksUpdated))
+        if summary.suppressedBreaches > 0 { suppressed.increment(by: Int64(summary.suppressedBreaches)) }
+        if summary.lateBreaches > 0 { late.increment(by: Int64(summary.lateBreaches)) }
+        for (reason, n) in summary.deadLetters { deadLetters[reason]?.increment(by: Int64(n)) }
+        for (priority, n) in summary.tasksOpened { tasksOpened[priority]?.increment(by: Int64(n)) }
+        for (priority, n) in summary.tasksRaised { tasksOpened[priority]?.increment(by: Int64(n)) }
+        for m in received { latency.record(committedAt - m.receivedAt) }
     }
 
     /// The registry in the Prometheus text exposition format, with the broker gauges and the open
     /// tasks by priority brought up to date.
     public func exposition(status: MQTTConnectionStatus, openTasks: [TaskPriority: Int] = [:]) -> String {
-        for (priority, n) in openTasks { tasksOpen[priority]?.record(n) }
-        connected.record(status.connected ? 1 : 0)
-        subscribed.record(status.subscribed ? 1 : 0)
-        reconnects.record(status.reconnects)
-        takeovers.record(status.sessionTakeovers)
-        takenOver.record(status.sessionTakenOver ? 1 : 0)
+        for (priority, n) in openTasks { tasksOpen[priority]?.set(Int64(n)) }
+        connected.set(Int64(status.connected ? 1 : 0))
+        subscribed.set(Int64(status.subscribed ? 1 : 0))
+        seen.withLock { seen in
+            if status.reconnects > seen.reconnects { reconnects.increment(by: Int64(status.reconnects - seen.reconnects)) }
+            if status.sessionTakeovers > seen.takeovers {
+                takeovers.increment(by: Int64(status.sessionTakeovers - seen.takeovers))
+            }
+            seen = (max(seen.reconnects, status.reconnects), max(seen.takeovers, status.sessionTakeovers))
+        }
+        takenOver.set(Int64(status.sessionTakenOver ? 1 : 0))
         return registry.emitToString()
-    }
-}
-
-extension Metrics.Timer {
-    fileprivate func recordInterval(since start: ContinuousClock.Instant, end: ContinuousClock.Instant) {
-        let d = end - start
-        recordNanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
     }
 }

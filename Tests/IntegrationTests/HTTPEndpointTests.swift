@@ -93,6 +93,14 @@ struct HTTPEndpointTests {
         #expect(metric(exposition, #"vitalsd_tasks_opened_total{priority="critical"}"#) == 1)
         #expect(metric(exposition, "vitalsd_broker_connected") == 1)
         #expect(metric(exposition, "vitalsd_ingest_latency_seconds_count") == 7)
+        // Each metric says what it is, counters as counters (Prometheus text format).
+        let lines = exposition.split(separator: "\n")
+        #expect(lines.contains("# TYPE vitalsd_broker_reconnects_total counter"))
+        #expect(lines.contains("# HELP vitalsd_readings_stored_total Readings stored."))
+        let typed = Set(lines.filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] })
+        let helped = Set(lines.filter { $0.hasPrefix("# HELP ") }.map { $0.split(separator: " ")[2] })
+        #expect(!typed.isEmpty && typed == helped, "\(typed.symmetricDifference(helped))")
+        #expect(typed.filter { $0.hasSuffix("_total") }.allSatisfy { name in lines.contains("# TYPE \(name) counter") })
 
         // The broker goes away: not ready; it comes back: ready again, by itself.
         await env.broker.stop()
@@ -100,7 +108,7 @@ struct HTTPEndpointTests {
         #expect(await httpGet(port: port, "/healthz")?.status == 200)
         try await env.broker.start()
         #expect(await eventually { await httpGet(port: port, "/readyz")?.status == 200 })
-        #expect(metric(try #require(await httpGet(port: port, "/metrics")).body, "vitalsd_broker_reconnects") == 1)
+        #expect(metric(try #require(await httpGet(port: port, "/metrics")).body, "vitalsd_broker_reconnects_total") == 1)
 
         // Another connection holds the write lock until the endpoint has said so: not
         // ready while it lasts; nothing is lost.

@@ -33,7 +33,7 @@ struct TwoInstancesTests {
         #expect(text.contains("database.path: \(env.config.database.path) is in use by another vitalsd (pid \(first.pid))"), "\(text)")
         #expect(text.contains("holds the lock \(env.config.database.path).lock"))
         // It never connected: the first daemon was not knocked off.
-        #expect(metric(await metrics(env.httpPort), "vitalsd_broker_reconnects") == 0)
+        #expect(metric(await metrics(env.httpPort), "vitalsd_broker_reconnects_total") == 0)
         #expect(await httpGet(port: env.httpPort, "/readyz")?.status == 200)
 
         // A different database, the same HTTP port: refused naming http.port, still before the broker.
@@ -44,7 +44,7 @@ struct TwoInstancesTests {
         #expect(third.exitCode == 2)
         let text2 = try String(contentsOfFile: log2, encoding: .utf8)
         #expect(text2.contains("http.port: 127.0.0.1:\(env.httpPort) cannot be used for the HTTP endpoints (Address already in use)"), "\(text2)")
-        #expect(metric(await metrics(env.httpPort), "vitalsd_broker_reconnects") == 0)
+        #expect(metric(await metrics(env.httpPort), "vitalsd_broker_reconnects_total") == 0)
         first.signal(SIGTERM)
         #expect(await first.waitForExit(seconds: 30))
         #expect(first.exitCode == 0)
@@ -70,13 +70,13 @@ struct TwoInstancesTests {
                     && r.body.contains("(mqtt.client_id): is a second vitalsd using it?")
             })
             #expect(metric(await metrics(port), "vitalsd_broker_session_taken_over") == 1)
-            #expect((metric(await metrics(port), "vitalsd_broker_session_takeovers") ?? 0) >= 3)
+            #expect((metric(await metrics(port), "vitalsd_broker_session_takeovers_total") ?? 0) >= 3)
         }
         // Backing off: the delay doubles from 0.2 s to 2 s (twice reconnect_max_seconds), so over 10 s
         // a daemon reconnects a few times, not thousands (without back-off: about 600 a second).
-        let before = metric(await metrics(env.httpPort), "vitalsd_broker_reconnects") ?? 0
+        let before = metric(await metrics(env.httpPort), "vitalsd_broker_reconnects_total") ?? 0
         try await Task.sleep(for: .seconds(10))
-        let after = metric(await metrics(env.httpPort), "vitalsd_broker_reconnects") ?? 0
+        let after = metric(await metrics(env.httpPort), "vitalsd_broker_reconnects_total") ?? 0
         #expect(after - before <= 20, "\(after - before) reconnects in 10 s")
 
         // One warning (at most one a minute) per daemon, and no per-connection flood.
