@@ -77,6 +77,21 @@ public struct AppDatabase: Sendable {
         return try AppDatabase(pool)
     }
 
+    /// The schema migrations this build would apply to the database at `path`, in order; empty when
+    /// it is up to date. Reads the file without changing it (a read-only connection), so it is safe
+    /// beside a running daemon of an older build.
+    /// - Throws: GRDB `DatabaseError` when the file cannot be read or is not a database.
+    public static func pendingMigrations(path: String) throws -> [String] {
+        var config = Configuration()
+        config.readonly = true
+        let queue = try DatabaseQueue(path: path, configuration: config)
+        defer { try? queue.close() }
+        return try queue.read { db in
+            let applied = try migrator.appliedIdentifiers(db)
+            return migrator.migrations.filter { !applied.contains($0) }
+        }
+    }
+
     /// Closes the database; later use throws.
     public func close() throws {
         try writer.close()

@@ -143,13 +143,18 @@ struct ConfigCommand: ParsableCommand {
             if let problem = Daemon.databaseDirectoryProblem(config) { problems.append(problem.description) }
             do { _ = try config.mqttPassword() } catch { problems.append("\(error)") }
             problems += config.webTLSFileProblems.map(\.description)
-            // Users live in the database: checked when it exists already.
+            // Users live in the database: checked when it exists already. A database that this build
+            // would migrate is left as it is (an older daemon may still be running on it): the
+            // daemon's next start migrates it.
+            var pending: [String] = []
             if problems.isEmpty, FileManager.default.fileExists(atPath: config.database.path) {
                 do {
-                    if let problem = try Daemon.escalationBackupProblem(config, database: try Daemon.openDatabase(config)) {
+                    pending = try AppDatabase.pendingMigrations(path: config.database.path)
+                    if pending.isEmpty,
+                       let problem = try Daemon.escalationBackupProblem(config, database: try Daemon.openDatabase(config)) {
                         problems.append(problem.description)
                     }
-                } catch { problems.append("\(error)") }
+                } catch { problems.append("database.path: \(error)") }
             }
             if !problems.isEmpty {
                 FileHandle.standardError.write(Data(("vitalsd: configuration refused:\n" + problems.joined(separator: "\n") + "\n").utf8))
@@ -158,6 +163,13 @@ struct ConfigCommand: ParsableCommand {
             var warnings = config.warnings.map(\.description)
             if config.alerts.escalationBackup == nil {
                 warnings.append("alerts.escalation_backup_user: not set (nor escalation_backup_role): an unacknowledged critical task of a patient without an active care manager escalates to nobody, and later escalations reach nobody beyond the owner")
+            }
+            if !pending.isEmpty {
+                warnings.append("""
+                    database.path: the next start of the daemon upgrades the schema (\(pending.count) migration\(pending.count == 1 ? "" : "s"): \
+                    \(pending.joined(separator: ", "))); take a backup first (vitalsd db backup); the users of \
+                    alerts.escalation_backup_* are checked after the upgrade
+                    """)
             }
             for w in warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
             print("configuration ok: \(options.config)\(warnings.isEmpty ? "" : " (\(warnings.count) warnings)")")
