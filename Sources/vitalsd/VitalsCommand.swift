@@ -140,7 +140,15 @@ struct ConfigCommand: ParsableCommand {
         func run() throws {
             let config = try options.load()
             var problems: [String] = []
-            if let problem = Daemon.databaseDirectoryProblem(config) { problems.append(problem.description) }
+            if let problem = Daemon.databaseDirectoryProblem(config) {
+                problems.append(problem.description)
+            } else {
+                // As the user running the check (run it as the service's user: sudo -u vitalsd).
+                let directory = (config.database.path as NSString).deletingLastPathComponent
+                if access(directory.isEmpty ? "." : directory, W_OK | X_OK) != 0 {
+                    problems.append("database.path: directory \(directory.isEmpty ? "." : directory) is not writable by this user (uid \(getuid())): the database, its WAL and its lock file are created there")
+                }
+            }
             do { _ = try config.mqttPassword() } catch { problems.append("\(error)") }
             problems += config.webTLSFileProblems.map(\.description)
             // Users live in the database: checked when it exists already. A database that this build

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 import VitalsConfig
 import VitalsDomain
@@ -157,6 +158,23 @@ struct CommandLineTests {
         // And the missing escalation backup.
         #expect(r.output.contains("warning: alerts.escalation_backup_user: not set (nor escalation_backup_role)"), "\(r.output)")
         #expect(r.stdout.contains("configuration ok: \(env.configPath) (2 warnings)"))
+    }
+
+    @Test("config check leaves a database the new build would migrate unchanged, and says so")
+    func configPendingMigration() async throws {
+        let env = try await TestEnvironment()
+        // As an older build left it: the newest migration not recorded.
+        let last = try #require(try await env.database.writer.read {
+            try String.fetchOne($0, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid DESC LIMIT 1")
+        })
+        try await env.database.writer.write { try $0.execute(sql: "DELETE FROM grdb_migrations WHERE identifier = ?", arguments: [last]) }
+        let r = try await run(env, ["config", "check"])
+        #expect(r.code == 0, "\(r.output)")
+        #expect(r.output.contains("warning: database.path: the next start of the daemon upgrades the schema (1 migration: \(last));"), "\(r.output)")
+        let recorded = try await env.database.writer.read {
+            try Int.fetchOne($0, sql: "SELECT count(*) FROM grdb_migrations WHERE identifier = ?", arguments: [last])
+        }
+        #expect(recorded == 0)
     }
 
     @Test("a web TLS key under /run/credentials (there only inside the service) stops neither admin commands nor config's parse; config check names it")
