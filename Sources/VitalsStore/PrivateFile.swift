@@ -60,15 +60,20 @@ public enum PrivateFile {
         guard info.st_mode & S_IFMT == S_IFREG else {
             throw Failure(description: "\(path) is not a regular file; nothing was changed", code: EINVAL)
         }
-        for file in [path, path + "-wal", path + "-shm"] { tighten(file) }
+        tighten(path)
+        // SQLite's own files must also be writable by their owner: an -shm left at 0400 (SQLite gives
+        // it the database file's mode, so a copy restored read-only) made every later open fail.
+        for file in [path + "-wal", path + "-shm"] { tighten(file, ownerWritable: true) }
     }
 
     /// Removes permissions for others and group write from an existing regular file; anything else is left alone.
-    static func tighten(_ path: String) {
+    /// - Parameter ownerWritable: also give read and write to its owner, when that is this process's user.
+    static func tighten(_ path: String, ownerWritable: Bool = false) {
         var info = stat()
         guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return }
         let current = info.st_mode & 0o777
-        let wanted = current & 0o740
+        var wanted = current & 0o740
+        if ownerWritable, info.st_uid == geteuid() { wanted |= 0o600 }
         if wanted != current { _ = chmod(path, wanted) }
     }
 }

@@ -99,4 +99,17 @@ struct StartupTests {
             #expect(throws: DatabaseLock.Failure.self) { _ = try DatabaseLock(databasePath: directory + "/./vitalsd.sqlite") }
         }
     }
+
+    @Test("an -shm file left read-only is made writable for its owner again, so the database opens")
+    func readOnlySharedMemoryFile() throws {
+        try withDirectory { directory in
+            let path = directory + "/vitalsd.sqlite"
+            try AppDatabase.open(path: path).close()
+            #expect(FileManager.default.createFile(atPath: path + "-shm", contents: nil, attributes: [.posixPermissions: 0o400]))
+            let db = try AppDatabase.open(path: path)
+            defer { try? db.close() }
+            let mode = try #require(FileManager.default.attributesOfItem(atPath: path + "-shm")[.posixPermissions] as? Int)
+            #expect(mode == 0o600)
+        }
+    }
 }
