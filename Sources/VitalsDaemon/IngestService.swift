@@ -160,6 +160,12 @@ public final class IngestService: Service, Sendable {
         }
     }
 
+    /// Row ids for a log line: the first 10, comma-separated, then `… (N more)`.
+    static func idList(_ ids: [Int64]) -> String {
+        let shown = ids.prefix(10).map(String.init).joined(separator: ",")
+        return ids.count > 10 ? "\(shown) … (\(ids.count - 10) more)" : shown
+    }
+
     /// A device id from a topic, safe for a log line: control characters replaced, at most 64 characters.
     static func printable(_ id: String) -> String {
         String(String.UnicodeScalarView(id.unicodeScalars.prefix(64).map {
@@ -179,17 +185,18 @@ public final class IngestService: Service, Sendable {
             c.tasksUpdated += summary.tasksUpdated
         }
         // One line per device and reason in the batch: ids, reasons and counts, never values or payload bytes.
-        var byDeviceAndReason: [String: (count: Int, detail: String)] = [:]
+        var byDeviceAndReason: [String: (ids: [Int64], detail: String)] = [:]
         for r in summary.rejections {
             let key = "\(r.deviceID ?? "-")\u{0}\(r.rejection.reason.rawValue)"
-            byDeviceAndReason[key, default: (0, r.rejection.detail)].count += 1
+            byDeviceAndReason[key, default: ([], r.rejection.detail)].ids.append(r.id)
         }
         for (key, value) in byDeviceAndReason.sorted(by: { $0.key < $1.key }) {
             let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)
             logger.warning(
                 "dead-lettered",
                 metadata: ["device.id": "\(Self.printable(String(parts[0])))", "dead_letter.reason": "\(parts[1])",
-                           "dead_letter.count": "\(value.count)", "dead_letter.detail": "\(value.detail)"])
+                           "dead_letter.count": "\(value.ids.count)", "dead_letter.detail": "\(value.detail)",
+                           "dead_letter.ids": "\(Self.idList(value.ids))"])
         }
         for (priority, n) in summary.tasksOpened.sorted(by: { $0.key > $1.key }) where n > 0 {
             logger.notice("tasks opened", metadata: ["task.priority": "\(priority.rawValue)", "task.count": "\(n)"])

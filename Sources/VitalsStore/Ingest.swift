@@ -103,8 +103,9 @@ public struct IngestSummary: Sendable, Hashable {
     public var suppressedBreaches = 0
     /// Instants of late readings whose breaches went to a `late_data` review task.
     public var lateBreaches = 0
-    /// Each dead letter's device and reason, for logging (no payload, no values).
-    public var rejections: [(deviceID: String?, topic: String, rejection: Rejection)] = []
+    /// Each dead letter's row id (`vitalsd dead-letters show ID`), device and reason, for logging (no
+    /// payload, no values).
+    public var rejections: [(id: Int64, deviceID: String?, topic: String, rejection: Rejection)] = []
     /// Dead letters not written again because the same message was already recorded (redelivery, retained replay).
     public var repeatedDeadLetters = 0
     /// Device-status values written (battery, signal, perfusion index; latest per device).
@@ -371,7 +372,7 @@ extension AppDatabase {
                 return false
             }
             summary.deadLetters[rejection.reason, default: 0] += 1
-            summary.rejections.append((deviceID, message.topic, rejection))
+            summary.rejections.append((db.lastInsertedRowID, deviceID, message.topic, rejection))
             return true
         }
 

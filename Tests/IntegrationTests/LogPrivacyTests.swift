@@ -37,6 +37,10 @@ struct LogPrivacyTests {
 
         let log = try String(contentsOfFile: env.directory + "/vitalsd.log", encoding: .utf8)
         #expect(log.contains("dead-lettered"))  // the log did record the events
+        // Each dead letter is named by its id, so `vitalsd dead-letters show ID` finds it.
+        let logged = Set(log.matches(of: /dead_letter\.ids"?[=:]"?([0-9,]+)/).flatMap { $0.1.split(separator: ",").map(String.init) })
+        let stored = Set(try env.database.deadLetters().map { String($0.id) })
+        #expect(stored.count == 5 && logged == stored, "logged \(logged), stored \(stored)")
         // "Springfield" is a topic level here, so it is a device id and may be logged as one; the
         // other planted values are readings, names and payload text.
         for value in Self.planted where value != "Springfield" {
