@@ -39,7 +39,8 @@ public final class IngestService: Service, Sendable {
     ///   - mqtt: broker settings; each topic filter must have one `+` level for the device id.
     ///   - database: where readings go.
     ///   - pipeline: decoder and thresholds.
-    ///   - maxStoreAttempts: commits tried per batch before the service fails (default 6, about 30 s).
+    ///   - maxStoreAttempts: commits tried per batch before the service fails (default 6: 15.5 s of waits between them, plus
+    ///     each attempt's own wait for a lock, up to `database.busy_timeout_seconds`).
     ///   - routes: the format and device source of each subscribed filter; nil reads every topic of
     ///     `mqtt.topics` in the canonical format.
     ///   - clock: stamps each batch's receive time, which is also the time its rules see.
