@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VitalsConfig
 import VitalsDaemon
 import VitalsDomain
 import VitalsStore
@@ -48,7 +49,7 @@ struct AuditCommand: ParsableCommand {
 
 struct DatabaseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "db", abstract: "Database care.", subcommands: [Backup.self, Checkpoint.self])
+        commandName: "db", abstract: "Database care.", subcommands: [Backup.self, Restore.self, Checkpoint.self])
 
     struct Backup: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -61,6 +62,36 @@ struct DatabaseCommand: ParsableCommand {
             let (_, db) = try options.database()
             try db.backup(to: path)
             print("backup written to \(path)")
+        }
+    }
+
+    struct Restore: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put a backup in place of the database; the daemon must be stopped.",
+            discussion: """
+                Checks the backup (integrity, vitalsd's schema, not newer than this build), moves the \
+                database and its -wal and -shm files aside to <database.path>.before-restore-<UTC time>, \
+                and puts a copy of the backup at database.path. Run it as the service's user.
+                """)
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The backup file (vitalsd db backup); it is copied, not moved.") var backup: String
+        @Option(help: "Who restores, for the audit trail (default: the invoking user).") var by: String?
+
+        func run() throws {
+            let config = try options.load()
+            if let problem = Daemon.databaseDirectoryProblem(config) { throw ConfigurationErrors(errors: [problem]) }
+            // Refused while a daemon runs on the database: it holds this lock.
+            let lock = try DatabaseLock(databasePath: config.database.path)
+            defer { lock.release() }
+            let now = Date()
+            let result = try DatabaseRestore.restore(backup: backup, to: config.database.path, now: now)
+            let db = try Daemon.openDatabase(config)
+            try db.recordRestore(backup: backup, replacedPath: result.replacedPath, actor: actor(by), at: now)
+            try db.close()
+            print("restored \(backup) to \(config.database.path)")
+            if let aside = result.replacedPath {
+                print("the database it replaced is at \(aside) (with its -wal and -shm, if any); delete it once the restore is checked")
+            }
         }
     }
 

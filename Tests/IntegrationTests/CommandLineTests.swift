@@ -177,6 +177,47 @@ struct CommandLineTests {
         #expect(recorded == 0)
     }
 
+    @Test("db restore puts a backup in place, moves the database it replaces aside with its WAL, and is refused while a daemon runs")
+    func restore() async throws {
+        let env = try await TestEnvironment()
+        let path = env.config.database.path
+        let backup = env.directory + "/backup.sqlite"
+        #expect(try await run(env, ["db", "backup", backup]).code == 0)
+        // Written after the backup, and still in the live database's WAL (the test's connection is open).
+        _ = try env.database.upsertPatient(Patient(id: "after-backup", timezone: "UTC", programs: [.diabetes]), actor: "test")
+        #expect(FileManager.default.fileExists(atPath: path + "-wal"))
+
+        // Not a database: refused, nothing moved.
+        let junk = env.directory + "/junk.sqlite"
+        try Data(repeating: 0x42, count: 4096).write(to: URL(fileURLWithPath: junk))
+        let refused = try await run(env, ["db", "restore", junk])
+        #expect(refused.code == 1)
+        #expect(refused.output.contains("junk.sqlite cannot be read as a database"), "\(refused.output)")
+        #expect(try AppDatabase.open(path: path).patient(id: "after-backup") != nil)
+
+        // A daemon holds the lock: refused.
+        let lock = try DatabaseLock(databasePath: path)
+        let busy = try await run(env, ["db", "restore", backup])
+        #expect(busy.code == 1)
+        #expect(busy.output.contains("is in use by another vitalsd"), "\(busy.output)")
+        lock.release()
+
+        let done = try await run(env, ["db", "restore", backup, "--by", "ops.anna"])
+        #expect(done.code == 0, "\(done.output)")
+        let aside = try #require(done.stdout.split(separator: "\n").compactMap { line -> String? in
+            guard let r = line.range(of: "the database it replaced is at ") else { return nil }
+            return String(line[r.upperBound...].prefix { $0 != " " })
+        }.first)
+        #expect(aside.hasPrefix(path + ".before-restore-"))
+        let restored = try AppDatabase.open(path: path)
+        #expect(try restored.patient(id: "after-backup") == nil)
+        #expect(try restored.patient(id: "p1") != nil)
+        let entry = try #require(try restored.auditEntries().last)
+        #expect(entry.action == "database.restored" && entry.actor == "ops.anna")
+        // The replaced database opens as it was, its WAL included.
+        #expect(try AppDatabase.open(path: aside).patient(id: "after-backup") != nil)
+    }
+
     @Test("a web TLS key under /run/credentials (there only inside the service) stops neither admin commands nor config's parse; config check names it")
     func credentialKey() async throws {
         let cert = NSTemporaryDirectory() + "vitalsd-cert-\(UUID().uuidString).pem"
