@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Hummingbird
 import Logging
 import MQTTClient
@@ -95,12 +98,17 @@ public enum Daemon {
             retryMax: config.delivery.retryMaxSeconds)
     }
 
-    /// The problem with `database.path`'s directory, or nil when it exists.
+    /// The problem with `database.path`'s directory, or nil when it exists; also when something other
+    /// than a file (a directory, a device) is at the path itself.
     public static func databaseDirectoryProblem(_ config: VitalsConfiguration) -> ConfigurationError? {
         let directory = (config.database.path as NSString).deletingLastPathComponent
         var isDirectory: ObjCBool = false
         guard directory.isEmpty || (FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue)
         else { return ConfigurationError(key: "database.path", "directory \(directory) does not exist") }
+        var info = stat()
+        if stat(config.database.path, &info) == 0, info.st_mode & S_IFMT != S_IFREG {
+            return ConfigurationError(key: "database.path", "\(config.database.path) is not a regular file (a directory?); name the database file")
+        }
         return nil
     }
 
@@ -217,7 +225,13 @@ public enum Daemon {
         // configuration started twice) would take the first one's MQTT session again and again.
         if let problem = databaseDirectoryProblem(config) { throw ConfigurationErrors(errors: [problem]) }
         if config.web.enabled, !config.webTLSFileProblems.isEmpty { throw ConfigurationErrors(errors: config.webTLSFileProblems) }
-        let lock = try DatabaseLock(databasePath: config.database.path)
+        let lock: DatabaseLock
+        do {
+            lock = try DatabaseLock(databasePath: config.database.path)
+        } catch let failure as PrivateFile.Failure where failure.code == EACCES || failure.code == EPERM {
+            // Not the service's directory: restarting cannot cure it.
+            throw ConfigurationErrors(errors: [ConfigurationError(key: "database.path", failure.description)])
+        }
         if config.http.enabled { try HTTPEndpoints.checkPortFree(host: config.http.host, port: config.http.port) }
         let database = try openDatabase(config, backgroundCheckpoints: true)
         // Not a reason to stop ingest: the first escalation still reaches the owner or care manager.

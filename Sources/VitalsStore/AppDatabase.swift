@@ -21,10 +21,25 @@ public struct AppDatabase: Sendable {
     /// Wraps a writer and brings its schema up to date.
     /// - Throws: a GRDB `DatabaseError` if a migration fails.
     public init(_ writer: any DatabaseWriter) throws {
+        try self.init(writer, migrating: true)
+    }
+
+    private init(_ writer: any DatabaseWriter, migrating: Bool) throws {
         self.writer = writer
         let digits = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
         self.incarnation = String(repeating: "0", count: 12 - digits.count) + digits
-        try Self.migrator.migrate(writer)
+        if migrating { try Self.migrator.migrate(writer) }
+    }
+
+    /// Opens the database at `path` for reading only, as it is: no migration, no change to the file
+    /// (`config check` beside a running daemon). Its schema must be up to date for the queries used
+    /// (see ``pendingMigrations(path:)``); every write throws.
+    /// - Throws: GRDB `DatabaseError` when the file cannot be opened.
+    public static func openReadOnly(path: String) throws -> AppDatabase {
+        var config = Configuration()
+        config.readonly = true
+        config.foreignKeysEnabled = true
+        return try AppDatabase(DatabaseQueue(path: path, configuration: config), migrating: false)
     }
 
     /// How strictly commits reach the disk.

@@ -57,6 +57,8 @@ public final class DatabaseLock: Sendable {
 
     /// `path` with symbolic links and `.`/`..` resolved: the file's own real path when it exists, else
     /// its directory's real path and its name; `path` unchanged when neither resolves.
+    public static func resolvedPath(_ path: String) -> String { resolve(path) }
+
     static func resolve(_ path: String) -> String {
         if let real = realpath(path, nil) {
             defer { free(real) }

@@ -84,13 +84,26 @@ struct DatabaseCommand: ParsableCommand {
             let lock = try DatabaseLock(databasePath: config.database.path)
             defer { lock.release() }
             let now = Date()
-            let result = try DatabaseRestore.restore(backup: backup, to: config.database.path, now: now)
-            let db = try Daemon.openDatabase(config)
-            try db.recordRestore(backup: backup, replacedPath: result.replacedPath, actor: actor(by), at: now)
-            try db.close()
-            print("restored \(backup) to \(config.database.path)")
+            let result = try DatabaseRestore.restore(
+                backup: backup, to: config.database.path, busyTimeout: config.database.busyTimeoutSeconds, now: now)
+            print("restored \(backup) to \(result.path)")
             if let aside = result.replacedPath {
                 print("the database it replaced is at \(aside) (with its -wal and -shm, if any); delete it once the restore is checked")
+                if let problem = result.carryProblem {
+                    FileHandle.standardError.write(Data("vitalsd: warning: its audit trail could not be read (\(problem)); entries written after the backup are only in \(aside)\n".utf8))
+                } else {
+                    print("carried over from it: \(result.carriedAuditEntries) audit trail and \(result.carriedAccessEntries) access log entries written after the backup")
+                }
+            }
+            do {
+                let db = try Daemon.openDatabase(config)
+                try db.recordRestore(backup: backup, result: result, actor: actor(by), at: now)
+                try db.close()
+            } catch {
+                throw ValidationError("""
+                    the backup is in place at \(result.path), but opening it failed: \(error); \
+                    the replaced database is at \(result.replacedPath ?? "(none)")
+                    """)
             }
         }
     }

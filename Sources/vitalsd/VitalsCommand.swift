@@ -158,9 +158,12 @@ struct ConfigCommand: ParsableCommand {
             if problems.isEmpty, FileManager.default.fileExists(atPath: config.database.path) {
                 do {
                     pending = try AppDatabase.pendingMigrations(path: config.database.path)
-                    if pending.isEmpty,
-                       let problem = try Daemon.escalationBackupProblem(config, database: try Daemon.openDatabase(config)) {
-                        problems.append(problem.description)
+                    if pending.isEmpty {
+                        let database = try AppDatabase.openReadOnly(path: config.database.path)
+                        defer { try? database.close() }
+                        if let problem = try Daemon.escalationBackupProblem(config, database: database) {
+                            problems.append(problem.description)
+                        }
                     }
                 } catch { problems.append("database.path: \(error)") }
             }

@@ -152,8 +152,11 @@ struct CommandLineTests {
     @Test("config check prints a threshold whose unit is ambiguous as a warning, and passes")
     func configWarning() async throws {
         let env = try await TestEnvironment(extraYAML: "thresholds:\n  defaults:\n    body_weight: {critical_high: 250}\n")
+        let schema = { try await env.database.writer.read { try Int.fetchOne($0, sql: "PRAGMA schema_version") } }
+        let before = try await schema()
         let r = try await run(env, ["config", "check"])
         #expect(r.code == 0)
+        #expect(try await schema() == before)  // the check reads the database, never writes it
         #expect(r.output.contains("warning: thresholds.defaults.body_weight.critical_high: 250 is read as 250 kg, but as [lb_av]"), "\(r.output)")
         // And the missing escalation backup.
         #expect(r.output.contains("warning: alerts.escalation_backup_user: not set (nor escalation_backup_role)"), "\(r.output)")
@@ -202,6 +205,15 @@ struct CommandLineTests {
         #expect(busy.output.contains("is in use by another vitalsd"), "\(busy.output)")
         lock.release()
 
+        // Another connection is in the middle of a write past the busy timeout: refused, nothing moved.
+        let writer = try HeldWriteLock(path: path)
+        #expect(await writer.start())
+        let writing = try await run(env, ["db", "restore", backup], environment: ["VITALSD_DATABASE_BUSY_TIMEOUT_SECONDS": "0.2"])
+        try await writer.release()
+        #expect(writing.code == 1)
+        #expect(writing.output.contains("is being written by another connection"), "\(writing.output)")
+        #expect(try AppDatabase.open(path: path).patient(id: "after-backup") != nil)
+
         let done = try await run(env, ["db", "restore", backup, "--by", "ops.anna"])
         #expect(done.code == 0, "\(done.output)")
         let aside = try #require(done.stdout.split(separator: "\n").compactMap { line -> String? in
@@ -212,10 +224,33 @@ struct CommandLineTests {
         let restored = try AppDatabase.open(path: path)
         #expect(try restored.patient(id: "after-backup") == nil)
         #expect(try restored.patient(id: "p1") != nil)
-        let entry = try #require(try restored.auditEntries().last)
+        let trail = try restored.auditEntries()
+        let entry = try #require(trail.last)
         #expect(entry.action == "database.restored" && entry.actor == "ops.anna")
+        // The trail survives the restore: the entry written after the backup is carried over, once.
+        #expect(trail.filter { $0.action == "patient.create" && $0.targetID == "after-backup" }.count == 1)
+        #expect(done.stdout.contains("carried over from it: 1 audit trail and 0 access log entries written after the backup"), "\(done.stdout) \(done.output)")
         // The replaced database opens as it was, its WAL included.
         #expect(try AppDatabase.open(path: aside).patient(id: "after-backup") != nil)
+    }
+
+    @Test("db restore refuses a directory at database.path and follows a symbolic link to the database")
+    func restorePaths() async throws {
+        let env = try await TestEnvironment()
+        let backup = env.directory + "/backup.sqlite"
+        try env.database.backup(to: backup)
+        let shared = env.directory + "/shared"
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: false)
+        #expect(throws: DatabaseRestore.Failure.self) { _ = try DatabaseRestore.restore(backup: backup, to: shared, now: Date()) }
+        var isDirectory: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: shared, isDirectory: &isDirectory) && isDirectory.boolValue)
+
+        let link = env.directory + "/link.sqlite"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: env.config.database.path)
+        let result = try DatabaseRestore.restore(backup: backup, to: link, now: Date())
+        #expect(result.path == DatabaseLock.resolvedPath(env.config.database.path))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == env.config.database.path)
+        #expect(throws: DatabaseRestore.Failure.self) { _ = try DatabaseRestore.restore(backup: link, to: env.config.database.path, now: Date()) }
     }
 
     @Test("a web TLS key under /run/credentials (there only inside the service) stops neither admin commands nor config's parse; config check names it")
