@@ -249,9 +249,14 @@ public enum Daemon {
         let targets = try deliveryTargets(config)
         // Before ingest starts: a new channel begins at the newest event, and nothing raised from
         // now on can be skipped.
-        for channel in targets.channels { try database.openDeliveryChannel(channel, now: clock.now()) }
         let fhirPush = try fhirPushSettings(config)
-        if fhirPush != nil { try FHIRStore(database: database).openReadingChannel(FHIRPushDelivery.channel) }
+        do {
+            for channel in targets.channels { try database.openDeliveryChannel(channel, now: clock.now()) }
+            if fhirPush != nil { try FHIRStore(database: database).openReadingChannel(FHIRPushDelivery.channel) }
+        } catch {
+            // The first writes of a start (a lock held by a backup or a command, a full disk): exit 1.
+            throw DatabaseUnavailable(path: config.database.path, reason: "\(error)")
+        }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: ingest, successTerminationBehavior: .gracefullyShutdownGroup,
                   failureTerminationBehavior: .gracefullyShutdownGroup),

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Logging
 import Testing
 import VitalsConfig
 import VitalsDaemon
@@ -110,6 +111,23 @@ struct StartupTests {
             defer { try? db.close() }
             let mode = try #require(FileManager.default.attributesOfItem(atPath: path + "-shm")[.posixPermissions] as? Int)
             #expect(mode == 0o600)
+        }
+    }
+
+    @Test("a start whose first writes meet a lock held past the busy timeout is unavailable (exit 1), naming database.path")
+    func startUnderWriteLock() async throws {
+        let env = try await TestEnvironment()
+        var config = env.config
+        config.http.enabled = false
+        config.database.busyTimeoutSeconds = 0.2
+        let writer = try HeldWriteLock(path: config.database.path)
+        #expect(await writer.start())
+        defer { Task { try? await writer.release() } }
+        do {
+            _ = try Daemon.compose(config: config, logger: Logger(label: "startup-test"), signals: false)
+            Issue.record("started under another connection's write lock")
+        } catch let error as DatabaseUnavailable {
+            #expect(error.description.hasPrefix("database.path: cannot open \(config.database.path) now: "))
         }
     }
 }
