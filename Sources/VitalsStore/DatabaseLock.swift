@@ -49,6 +49,10 @@ public final class DatabaseLock: Sendable {
                 which holds the lock \(path); stop it first, or give this daemon its own database.path and mqtt.client_id
                 """)
         }
+        // A lock file made before this rule, or by hand, is made private too (it holds a pid only,
+        // but the README promises 0600 for every file beside the database).
+        var info = stat()
+        if fstat(fd, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o777 != PrivateFile.mode { _ = fchmod(fd, PrivateFile.mode) }
         _ = ftruncate(fd, 0)
         let pid = Array("\(getpid())\n".utf8)
         _ = pwrite(fd, pid, pid.count, 0)

@@ -92,10 +92,14 @@ struct StartupTests {
         try withDirectory { directory in
             let path = directory + "/vitalsd.sqlite"
             #expect(FileManager.default.createFile(atPath: path, contents: nil))
+            // A lock file left with a wider mode (made by hand, or before the rule).
+            #expect(FileManager.default.createFile(atPath: path + ".lock", contents: nil, attributes: [.posixPermissions: 0o644]))
             try FileManager.default.createSymbolicLink(atPath: directory + "/alias.sqlite", withDestinationPath: path)
             let first = try DatabaseLock(databasePath: path)
             defer { first.release() }
             #expect(first.path.hasSuffix("/vitalsd.sqlite.lock"))
+            let mode = try #require(FileManager.default.attributesOfItem(atPath: first.path)[.posixPermissions] as? Int)
+            #expect(mode == 0o600)
             #expect(throws: DatabaseLock.Failure.self) { _ = try DatabaseLock(databasePath: directory + "/alias.sqlite") }
             #expect(throws: DatabaseLock.Failure.self) { _ = try DatabaseLock(databasePath: directory + "/./vitalsd.sqlite") }
         }
