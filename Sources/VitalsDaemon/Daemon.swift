@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import Hummingbird
 import Logging
 import MQTTClient
@@ -105,8 +102,7 @@ public enum Daemon {
         var isDirectory: ObjCBool = false
         guard directory.isEmpty || (FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue)
         else { return ConfigurationError(key: "database.path", "directory \(directory) does not exist") }
-        var info = stat()
-        if stat(config.database.path, &info) == 0, info.st_mode & S_IFMT != S_IFREG {
+        if PrivateFile.existsAsOtherThanFile(config.database.path) {
             return ConfigurationError(key: "database.path", "\(config.database.path) is not a regular file (a directory?); name the database file")
         }
         return nil

@@ -66,6 +66,13 @@ public enum PrivateFile {
         for file in [path + "-wal", path + "-shm"] { tighten(file, ownerWritable: true) }
     }
 
+    /// Whether something other than a regular file (a directory, a device, a socket) is at `path`,
+    /// following symbolic links; false when nothing is there.
+    public static func existsAsOtherThanFile(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && info.st_mode & S_IFMT != S_IFREG
+    }
+
     /// Removes permissions for others and group write from an existing regular file; anything else is left alone.
     /// - Parameter ownerWritable: also give read and write to its owner, when that is this process's user.
     static func tighten(_ path: String, ownerWritable: Bool = false) {

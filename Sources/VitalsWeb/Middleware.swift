@@ -20,7 +20,8 @@ struct SecurityHeadersMiddleware: RouterMiddleware {
     static let workspacePaths = ["/signin", "/signout", "/worklist", "/tasks", "/patients", "/billing", "/events", "/static"]
 
     static func isWorkspacePath(_ path: String) -> Bool {
-        path == "/" || workspacePaths.contains { path == $0 || path.hasPrefix($0 + "/") }
+        let path = routedPath(path)
+        return path == "/" || workspacePaths.contains { path == $0 || path.hasPrefix($0 + "/") }
     }
 
     /// Add `Strict-Transport-Security` (the browser reaches the listener over HTTPS).
@@ -72,7 +73,8 @@ struct SessionMiddleware: RouterMiddleware {
 
     /// Requests the page makes by itself: they neither extend the idle time nor get redirected.
     static func isBackground(_ path: String) -> Bool {
-        path == "/events" || path == "/worklist/rows"
+        let path = routedPath(path)
+        return path == "/events" || path == "/worklist/rows"
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

@@ -90,7 +90,7 @@ struct RateLimitMiddleware: RouterMiddleware {
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.method == .post, let limiter = limiters[request.uri.path] else {
+        guard request.method == .post, let limiter = limiters[routedPath(request.uri.path)] else {
             return try await next(request, context)
         }
         let address = clientAddress(request, context: context)
@@ -125,4 +125,11 @@ struct RateLimitMiddleware: RouterMiddleware {
 
 extension HTTPField.Name {
     static let xForwardedFor = Self("X-Forwarded-For")!
+}
+
+/// A request path as the router matches it: empty segments dropped, so `/signin/` and `//signin` are
+/// `/signin`. Checks keyed by path (the rate limits, the background requests) must use this form, or a
+/// doubled or trailing slash reaches the route and skips the check.
+func routedPath(_ path: String) -> String {
+    "/" + path.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
 }

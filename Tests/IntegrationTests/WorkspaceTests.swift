@@ -256,6 +256,10 @@ struct WorkspaceTests {
         let fourth = try await server.signIn("ana")
         #expect(fourth.reply.status == 429 && fourth.cookie == nil)
         #expect(fourth.reply.header("Retry-After") == "20")  // 3 a minute: one back every 20 s
+        // The router also takes a trailing or doubled slash to the sign-in: the same bucket.
+        for variant in ["/signin/", "//signin", "/signin//"] {
+            #expect(try await server.post(variant, form: ["username": "ana", "password": "x"]).status == 429, "\(variant)")
+        }
         #expect(try server.database.auditEntries().filter { $0.actor == "ana" }.map(\.action)
                 == Array(repeating: "sign_in.failed", count: 3))
         // The sign-in page itself is not limited; the token endpoint has buckets of its own (without
@@ -263,6 +267,9 @@ struct WorkspaceTests {
         #expect(try await server.get("/signin").status == 200)
         for _ in 1...3 { #expect(try await server.post("/auth/token", form: ["grant_type": "client_credentials"]).status == 404) }
         #expect(try await server.post("/auth/token", form: ["grant_type": "client_credentials"]).status == 429)
+        for variant in ["/auth/token/", "/auth//token", "//auth/token"] {
+            #expect(try await server.post(variant, form: ["grant_type": "client_credentials"]).status == 429, "\(variant)")
+        }
         // One request comes back after 20 s, not two.
         server.clock.advance(20)
         #expect(try await server.signIn("ana").cookie != nil)
