@@ -98,6 +98,11 @@ public struct FHIRAPI: Sendable {
                 try await api.read(type: context.parameters.get("type") ?? "", id: context.parameters.get("id") ?? "", request: request)
             }
         }
+        // Deeper paths (_history, operations, compartments): an OperationOutcome, as FHIR clients
+        // expect, not an empty 404.
+        router.get("\(Self.basePath)/:type/:id/**") { _, _ -> Response in
+            api.outcome(FHIRError(status: 404, code: "not-supported", "not served here: read, search and metadata only (see /fhir/r4/metadata)"))
+        }
         for method in [HTTPRequest.Method.post, .put, .patch, .delete] {
             for path in ["\(Self.basePath)", "\(Self.basePath)/:type", "\(Self.basePath)/:type/:id"] {
                 router.on(RouterPath(path), method: method) { _, _ -> Response in

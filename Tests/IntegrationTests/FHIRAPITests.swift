@@ -190,6 +190,10 @@ struct FHIRAPITests {
         #expect(value(missing.json, "resourceType") as? String == "OperationOutcome")
         let unserved = try await request("GET", "\(env.fhirBase)/Practitioner", headers: auth)
         #expect(unserved.status == 404)
+        for path in ["/Patient/p1/_history", "/Patient/p1/$everything", "/Patient/p1/Observation/x"] {
+            let other = try await request("GET", "\(env.fhirBase)\(path)", headers: auth)
+            #expect(other.status == 404 && value(other.json, "resourceType") as? String == "OperationOutcome", "\(path)")
+        }
         let write = try await request("POST", "\(env.fhirBase)/Observation", headers: auth, body: Data("{}".utf8))
         #expect(write.status == 405)
         // A value with more alternatives than any client needs is refused, not logged whole.
