@@ -151,6 +151,34 @@ public struct Workspace: Sendable {
             configuration: .init(address: .hostname(web.host, port: web.port), serverName: "vitalsd"), logger: logger)
     }
 
+    /// What is wrong with the workspace's TLS certificate and key beyond their being readable files:
+    /// not PEM, no certificate, a key that does not belong to the certificate. Empty without TLS.
+    /// `config check` reports these; the daemon would refuse to start with them.
+    public static func tlsProblems(_ configuration: VitalsConfiguration) -> [ConfigurationError] {
+        guard configuration.web.enabled, let cert = configuration.web.tlsCertFile, let key = configuration.web.tlsKeyFile,
+              configuration.webTLSFileProblems.isEmpty else { return [] }
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(cert)
+        } catch {
+            return [ConfigurationError(key: "web.tls_cert_file", "\(cert) holds no PEM certificate OpenSSL can read")]
+        }
+        guard !chain.isEmpty else { return [ConfigurationError(key: "web.tls_cert_file", "\(cert) holds no certificate")] }
+        let privateKey: NIOSSLPrivateKey
+        do {
+            privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+        } catch {
+            return [ConfigurationError(key: "web.tls_key_file", "\(key) holds no PEM private key OpenSSL can read")]
+        }
+        let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(privateKey))
+        do {
+            _ = try NIOSSLContext(configuration: tls)
+        } catch {
+            return [ConfigurationError(key: "web.tls_key_file", "the key in \(key) does not belong to the certificate in \(cert) (\(error))")]
+        }
+        return []
+    }
+
     /// The router of the listener: security headers on every response, public routes (sign-in, static
     /// files), then the pages and actions behind the session middleware.
     func router(routeGroups: [any WorkspaceRouteGroup]) -> Router<WorkspaceRequestContext> {

@@ -9,6 +9,7 @@ import VitalsConfig
 import VitalsDaemon
 import VitalsDomain
 import VitalsStore
+import VitalsWeb
 
 @main
 struct VitalsCommand: AsyncParsableCommand {
@@ -151,6 +152,7 @@ struct ConfigCommand: ParsableCommand {
             }
             do { _ = try config.mqttPassword() } catch { problems.append("\(error)") }
             problems += config.webTLSFileProblems.map(\.description)
+            problems += Workspace.tlsProblems(config).map(\.description)
             // Users live in the database: checked when it exists already. A database that this build
             // would migrate is left as it is (an older daemon may still be running on it): the
             // daemon's next start migrates it.

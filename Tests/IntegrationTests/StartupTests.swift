@@ -5,6 +5,7 @@ import Testing
 import VitalsConfig
 import VitalsDaemon
 import VitalsStore
+import VitalsWeb
 
 @Suite("start-up")
 struct StartupTests {
@@ -133,5 +134,24 @@ struct StartupTests {
         } catch let error as DatabaseUnavailable {
             #expect(error.description.hasPrefix("database.path: cannot open \(config.database.path) now: "))
         }
+    }
+
+    @Test("config check reads the workspace's TLS files: garbage, and a key of another certificate, are named")
+    func workspaceTLSFiles() throws {
+        let certificates = try TestCertificates()
+        defer { try? FileManager.default.removeItem(atPath: certificates.directory) }
+        let garbage = certificates.directory + "/garbage.pem"
+        try "not a certificate\n".write(toFile: garbage, atomically: true, encoding: .utf8)
+        func problems(cert: String, key: String) -> [String] {
+            var config = VitalsConfiguration()
+            config.web.enabled = true
+            config.web.tlsCertFile = certificates.directory + "/" + cert
+            config.web.tlsKeyFile = certificates.directory + "/" + key
+            return Workspace.tlsProblems(config).map(\.key)
+        }
+        #expect(problems(cert: "ca.crt", key: "ca.key") == [])
+        #expect(problems(cert: "garbage.pem", key: "ca.key") == ["web.tls_cert_file"])
+        #expect(problems(cert: "ca.crt", key: "garbage.pem") == ["web.tls_key_file"])
+        #expect(problems(cert: "ca.crt", key: "other-ca.key") == ["web.tls_key_file"])
     }
 }
