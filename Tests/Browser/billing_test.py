@@ -203,8 +203,9 @@ class CareManagerTime(unittest.TestCase):
         stack.publish("p-1002-dev", {"measured_at": ws.iso(now), "readings": [
             {"type": "systolic_bp", "value": 185, "unit": "mmHg"}, {"type": "diastolic_bp", "value": 125, "unit": "mmHg"}]})
         d.get(stack.base + "/worklist?tab=team&sort=billable")
-        Wait(d).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-task] .bill"))
-        self.assertRegex(d.find_element(By.CSS_SELECTOR, "tr[data-task] .bill").text, r"\d+/16 d · \d+/\d+ min")
+        # Read inside the wait: the live update may replace the row between finding and reading it.
+        bill = Wait(d).until(lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "tr[data-task] .bill")][:1])
+        self.assertRegex(bill[0], r"\d+/16 d · \d+/\d+ min")
         self.assertIn("current", d.find_element(By.CSS_SELECTOR, ".sorts a[href*=billable]").get_attribute("class"))
 
 

@@ -412,12 +412,17 @@ class CareManagerShift(unittest.TestCase):
 
         ana = self.open_browser()
         self.sign_in(ana, "ana")
-        Wait(ana).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr[data-task]")) >= 4)
-        rows = ana.find_elements(By.CSS_SELECTOR, "tr[data-task]")
-        priorities = [r.find_element(By.CSS_SELECTOR, ".prio").text for r in rows]
+        # Each row read whole inside the wait: a live update may replace the rows while they are read.
+        def read_rows(d):
+            rows = d.find_elements(By.CSS_SELECTOR, "tr[data-task]")
+            if len(rows) < 4:
+                return None
+            return [(r.find_element(By.CSS_SELECTOR, ".prio").text, r.find_element(By.CSS_SELECTOR, "td.value").text,
+                     bool(r.find_elements(By.CSS_SELECTOR, "svg.sparkline"))) for r in rows]
+        table = Wait(ana).until(read_rows)
+        priorities = [priority for priority, _, _ in table]
         self.assertEqual(priorities, sorted(priorities, key=["Critical", "Warning", "Routine"].index))
-        self.assertTrue(all(r.find_elements(By.CSS_SELECTOR, "svg.sparkline") for r in rows
-                            if "HI" not in r.find_element(By.CSS_SELECTOR, "td.value").text))
+        self.assertTrue(all(sparkline for _, value, sparkline in table if "HI" not in value))
         self.assertIn("device problem", ana.find_element(By.TAG_NAME, "tbody").text)
         ana.find_element(By.CSS_SELECTOR, "body").send_keys("j")
         self.screenshot(ana, "worklist.png")
