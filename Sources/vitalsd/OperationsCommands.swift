@@ -81,7 +81,12 @@ struct DatabaseCommand: ParsableCommand {
             let config = try options.load()
             if let problem = Daemon.databaseDirectoryProblem(config) { throw ConfigurationErrors(errors: [problem]) }
             // Refused while a daemon runs on the database: it holds this lock.
-            let lock = try DatabaseLock(databasePath: config.database.path)
+            let lock: DatabaseLock
+            do {
+                lock = try DatabaseLock(databasePath: config.database.path)
+            } catch let failure as DatabaseLock.Failure where failure.description.contains("is in use by another vitalsd") {
+                throw ValidationError("\(config.database.path) is in use by another vitalsd: stop it first (systemctl stop vitalsd), then restore")
+            }
             defer { lock.release() }
             let now = Date()
             let result = try DatabaseRestore.restore(

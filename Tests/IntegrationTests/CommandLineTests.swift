@@ -202,7 +202,7 @@ struct CommandLineTests {
         let lock = try DatabaseLock(databasePath: path)
         let busy = try await run(env, ["db", "restore", backup])
         #expect(busy.code == 1)
-        #expect(busy.output.contains("is in use by another vitalsd"), "\(busy.output)")
+        #expect(busy.output.contains("is in use by another vitalsd: stop it first (systemctl stop vitalsd)"), "\(busy.output)")
         lock.release()
 
         // Another connection is in the middle of a write past the busy timeout: refused, nothing moved.
