@@ -102,7 +102,7 @@ public enum Daemon {
         var isDirectory: ObjCBool = false
         guard directory.isEmpty || (FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue)
         else { return ConfigurationError(key: "database.path", "directory \(directory) does not exist") }
-        if PrivateFile.existsAsOtherThanFile(config.database.path) {
+        if PrivateFile.isRegularFile(config.database.path) == false {
             return ConfigurationError(key: "database.path", "\(config.database.path) is not a regular file (a directory?); name the database file")
         }
         return nil

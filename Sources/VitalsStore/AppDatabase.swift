@@ -36,10 +36,15 @@ public struct AppDatabase: Sendable {
     /// (see ``pendingMigrations(path:)``); every write throws.
     /// - Throws: GRDB `DatabaseError` when the file cannot be opened.
     public static func openReadOnly(path: String) throws -> AppDatabase {
+        try AppDatabase(readOnlyQueue(path: path), migrating: false)
+    }
+
+    /// A read-only connection to the file at `path`: it never migrates, writes or creates anything.
+    static func readOnlyQueue(path: String) throws -> DatabaseQueue {
         var config = Configuration()
         config.readonly = true
         config.foreignKeysEnabled = true
-        return try AppDatabase(DatabaseQueue(path: path, configuration: config), migrating: false)
+        return try DatabaseQueue(path: path, configuration: config)
     }
 
     /// How strictly commits reach the disk.
@@ -97,9 +102,7 @@ public struct AppDatabase: Sendable {
     /// beside a running daemon of an older build.
     /// - Throws: GRDB `DatabaseError` when the file cannot be read or is not a database.
     public static func pendingMigrations(path: String) throws -> [String] {
-        var config = Configuration()
-        config.readonly = true
-        let queue = try DatabaseQueue(path: path, configuration: config)
+        let queue = try readOnlyQueue(path: path)
         defer { try? queue.close() }
         return try queue.read { db in
             let applied = try migrator.appliedIdentifiers(db)

@@ -29,7 +29,7 @@ public final class DatabaseLock: Sendable {
     /// - Parameter databasePath: `database.path`; the lock file is its resolved path with `.lock` appended.
     /// - Throws: ``Failure`` naming the lock file and, when readable, the pid that holds it.
     public init(databasePath: String) throws {
-        path = Self.resolve(databasePath) + ".lock"
+        path = Self.resolvedPath(databasePath) + ".lock"
         try PrivateFile.prepare(path)
         let fd = open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else {
@@ -61,9 +61,7 @@ public final class DatabaseLock: Sendable {
 
     /// `path` with symbolic links and `.`/`..` resolved: the file's own real path when it exists, else
     /// its directory's real path and its name; `path` unchanged when neither resolves.
-    public static func resolvedPath(_ path: String) -> String { resolve(path) }
-
-    static func resolve(_ path: String) -> String {
+    public static func resolvedPath(_ path: String) -> String {
         if let real = realpath(path, nil) {
             defer { free(real) }
             return String(cString: real)

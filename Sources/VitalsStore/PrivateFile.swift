@@ -52,12 +52,7 @@ public enum PrivateFile {
         if exclusive { throw Failure(description: "\(path) already exists", code: code) }
         // A directory, device or socket at the path is a mistake in the configuration: refused
         // before anything changes its mode (a shared 1777 directory must stay as it is).
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            let code = errno
-            throw Failure(description: "cannot read \(path): \(String(cString: strerror(code)))", code: code)
-        }
-        guard info.st_mode & S_IFMT == S_IFREG else {
+        guard isRegularFile(path) != false else {
             throw Failure(description: "\(path) is not a regular file; nothing was changed", code: EINVAL)
         }
         tighten(path)
@@ -66,11 +61,12 @@ public enum PrivateFile {
         for file in [path + "-wal", path + "-shm"] { tighten(file, ownerWritable: true) }
     }
 
-    /// Whether something other than a regular file (a directory, a device, a socket) is at `path`,
-    /// following symbolic links; false when nothing is there.
-    public static func existsAsOtherThanFile(_ path: String) -> Bool {
+    /// Whether `path` (symbolic links followed) is a regular file: false for a directory, a device or
+    /// a socket; nil when nothing can be found there.
+    public static func isRegularFile(_ path: String) -> Bool? {
         var info = stat()
-        return stat(path, &info) == 0 && info.st_mode & S_IFMT != S_IFREG
+        guard stat(path, &info) == 0 else { return nil }
+        return info.st_mode & S_IFMT == S_IFREG
     }
 
     /// Removes permissions for others and group write from an existing regular file; anything else is left alone.

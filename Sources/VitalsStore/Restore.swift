@@ -50,13 +50,11 @@ public enum DatabaseRestore {
     ///   - now: names the moved-aside database.
     /// - Throws: ``Failure`` naming the problem; the database at `path` is then unchanged.
     public static func restore(backup: String, to path: String, busyTimeout: Double = 10, now: Date) throws -> Result {
-        let path = DatabaseLock.resolve(path)
-        var info = stat()
-        let exists = stat(path, &info) == 0
-        if exists, info.st_mode & S_IFMT != S_IFREG {
-            throw Failure(description: "\(path) is not a regular file; nothing was changed")
-        }
-        guard DatabaseLock.resolve(backup) != path else { throw Failure(description: "\(backup) is the database itself") }
+        let path = DatabaseLock.resolvedPath(path)
+        let regular = PrivateFile.isRegularFile(path)
+        if regular == false { throw Failure(description: "\(path) is not a regular file; nothing was changed") }
+        let exists = regular == true
+        guard DatabaseLock.resolvedPath(backup) != path else { throw Failure(description: "\(backup) is the database itself") }
         try check(backup)
         let directory = (path as NSString).deletingLastPathComponent
         let copy = (directory.isEmpty ? "." : directory) + "/.vitalsd-restore-\(UUID().uuidString).sqlite"
@@ -65,9 +63,7 @@ public enum DatabaseRestore {
         let destination: DatabaseQueue
         do {
             try PrivateFile.prepare(copy, exclusive: true)
-            var readOnly = Configuration()
-            readOnly.readonly = true
-            let source = try DatabaseQueue(path: backup, configuration: readOnly)
+            let source = try AppDatabase.readOnlyQueue(path: backup)
             destination = try DatabaseQueue(path: copy)
             try source.backup(to: destination)
             try source.close()
@@ -167,14 +163,9 @@ public enum DatabaseRestore {
 
     /// Refuses a backup that is not a sound vitalsd database of this build's schema or an older one.
     static func check(_ backup: String) throws {
-        var info = stat()
-        guard stat(backup, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-            throw Failure(description: "\(backup) is not a file")
-        }
+        guard PrivateFile.isRegularFile(backup) == true else { throw Failure(description: "\(backup) is not a file") }
         do {
-            var readOnly = Configuration()
-            readOnly.readonly = true
-            let queue = try DatabaseQueue(path: backup, configuration: readOnly)
+            let queue = try AppDatabase.readOnlyQueue(path: backup)
             defer { try? queue.close() }
             try queue.read { db in
                 let result = try String.fetchOne(db, sql: "PRAGMA quick_check")
@@ -223,7 +214,7 @@ extension AppDatabase {
     /// Records a restore in the restored database's audit trail (`database.restored`, target `database`):
     /// the backup's path, where the replaced database went, and the entries carried over.
     public func recordRestore(backup: String, result: DatabaseRestore.Result, actor: String, at: Date) throws {
-        var detail = "backup=\(DatabaseLock.resolve(backup))"
+        var detail = "backup=\(DatabaseLock.resolvedPath(backup))"
         if let aside = result.replacedPath { detail += " replaced=\(aside)" }
         detail += " carried_audit=\(result.carriedAuditEntries) carried_access=\(result.carriedAccessEntries)"
         if result.carryProblem != nil { detail += " carry_failed" }

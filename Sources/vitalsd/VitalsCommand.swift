@@ -145,9 +145,10 @@ struct ConfigCommand: ParsableCommand {
                 problems.append(problem.description)
             } else {
                 // As the user running the check (run it as the service's user: sudo -u vitalsd).
-                let directory = (config.database.path as NSString).deletingLastPathComponent
-                if access(directory.isEmpty ? "." : directory, W_OK | X_OK) != 0 {
-                    problems.append("database.path: directory \(directory.isEmpty ? "." : directory) is not writable by this user (uid \(getuid())): the database, its WAL and its lock file are created there")
+                let parent = (config.database.path as NSString).deletingLastPathComponent
+                let directory = parent.isEmpty ? "." : parent
+                if access(directory, W_OK | X_OK) != 0 {
+                    problems.append("database.path: directory \(directory) is not writable by this user (uid \(getuid())): the database, its WAL and its lock file are created there")
                 }
             }
             do { _ = try config.mqttPassword() } catch { problems.append("\(error)") }
