@@ -24,7 +24,7 @@ final class WebhookReceiver: Sendable {
 
     init(port: Int) { self.port = port }
 
-    func start() {
+    func start() async throws {
         let router = Router()
         router.post("events") { request, _ -> HTTPResponse.Status in
             let buffer = try await request.body.collect(upTo: 1 << 20)
@@ -35,7 +35,7 @@ final class WebhookReceiver: Sendable {
             self.requests.withLock { $0.append(r) }
             return .noContent
         }
-        server.start(router, port: port)
+        try await server.start(router, port: port)
     }
 
     func stop() async { await server.stop() }
@@ -207,7 +207,7 @@ struct AlertDeliveryTests {
 
         try await Task.sleep(for: .seconds(max(0, outage - Date().timeIntervalSince(started))))
         let receiver = WebhookReceiver(port: hookPort)
-        receiver.start()
+        try await receiver.start()
         defer { Task { await receiver.stop() } }
         #expect(await eventually { receiver.requests.withLock { $0.count } >= 7 })
         try await Task.sleep(for: .seconds(3))  // room for a stray repeat to show up

@@ -402,23 +402,24 @@ struct FHIRAPITests {
 
 /// Serves a JWK Set at /jwks.json with a Cache-Control max-age, and counts the fetches.
 final class JWKSServer: Sendable {
-    let port: Int
     let jwks = Mutex<String>("")
     let fetches = Mutex(0)
+    private let port = Mutex(0)
     private let server = LoopbackServer()
 
-    init(port: Int) { self.port = port }
+    /// Valid once ``start()`` has returned.
+    var url: String { "http://127.0.0.1:\(port.withLock { $0 })/jwks.json" }
 
-    var url: String { "http://127.0.0.1:\(port)/jwks.json" }
-
-    func start() {
+    /// Listens on a port the kernel picks, so that no other test's server can hold it.
+    func start() async throws {
         let router = Router()
         router.get("jwks.json") { _, _ -> Response in
             self.fetches.withLock { $0 += 1 }
             return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "max-age=60"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: self.jwks.withLock { $0 })))
         }
-        server.start(router, port: port)
+        let bound = try await server.start(router, port: 0)
+        port.withLock { $0 = bound }
     }
 
     func stop() async { await server.stop() }
@@ -429,15 +430,15 @@ struct JWKSURLTests {
     @Test("the JWK Set URL is fetched once within its max-age and again for a new kid (key rotation); a retired key is refused")
     func jwksURL() async throws {
         let port = try Broker.freePort()
-        let env = try await TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port))
+        // The fetch may wait for a loaded test machine: this test is about the cache, not the timeout.
+        let env = try await TestEnvironment(webPort: port, extraYAML: TestEnvironment.fhirYAML(port: port) + "\n  jwks_timeout_seconds: 60")
         let daemon = try env.startProcess()
         defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.waitBlocking() } }
         #expect(await eventually { await httpGet(port: env.httpPort, "/readyz")?.status == 200 })
-        let server = JWKSServer(port: try Broker.freePort())
+        let server = JWKSServer()
         let first = try await TestKey("ES384", kid: "rot-1", directory: env.directory)
         server.jwks.withLock { $0 = (try? first.jwks()) ?? "" }
-        server.start()
-        #expect(await eventually { Broker.canConnect(port: server.port) })  // listening before the first token request
+        try await server.start()  // listening before the first token request
         let client = try FHIRStore(database: env.database).addClient(
             name: "EHR", jwks: nil, jwksURL: server.url, scopes: ["system/Observation.rs"], actor: "test")
         func token(_ key: TestKey) async throws -> HTTPAnswer {

@@ -49,7 +49,7 @@ final class EHRReceiver: Sendable {
         func verify(using algorithm: some JWTAlgorithm) async throws {}
     }
 
-    func start() {
+    func start() async throws {
         let router = Router()
         router.post("token") { request, _ -> Response in
             var request = request
@@ -92,7 +92,7 @@ final class EHRReceiver: Sendable {
             return Response(status: .ok, headers: [.contentType: "application/fhir+json"], body: ResponseBody(byteBuffer: ByteBuffer(
                 string: #"{"resourceType":"Bundle","type":"transaction-response"}"#)))
         }
-        server.start(router, port: port)
+        try await server.start(router, port: port)
     }
 
     func stop() async { await server.stop() }
@@ -156,7 +156,7 @@ struct FHIRPushTests {
 
         try await Task.sleep(for: .seconds(max(0, outage - Date().timeIntervalSince(started))))
         let ehr = EHRReceiver(port: ehrPort, jwks: jwks, clientID: "vitalsd-at-ehr")
-        ehr.start()
+        try await ehr.start()
         let expected = ["c1/85354-9/\(Int64(bpInstant.timeIntervalSince1970) * 1000)", "c1/8867-4/\(Int64(bpInstant.timeIntervalSince1970) * 1000)"]
             + glucoseTimes.map { "g1/41653-7/\($0)" } + ["g2/41653-7/\(lateTime)", "g1/41653-7/\(Int64(manualTime.timeIntervalSince1970) * 1000)"]
         #expect(await eventually { ehr.state.withLock { $0.created.count } >= expected.count })

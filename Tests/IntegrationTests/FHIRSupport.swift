@@ -232,12 +232,35 @@ extension TestEnvironment {
 final class LoopbackServer: Sendable {
     private let group: Mutex<(ServiceGroup, Task<Void, any Error>)?> = Mutex(nil)
 
-    func start(_ router: Router<BasicRequestContext>, port: Int) {
+    /// Starts the application on 127.0.0.1:`port` (0: a port the kernel picks) and returns, once it
+    /// listens, the port it listens on. A port chosen earlier with `Broker.freePort()` may have been
+    /// taken meanwhile by another test: that is thrown here, not left for a client to meet.
+    @discardableResult
+    func start(_ router: Router<BasicRequestContext>, port: Int) async throws -> Int {
         var logger = Logger(label: "test-server")
         logger.logLevel = .error
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
+        let (listening, continuation) = AsyncStream<Int>.makeStream()
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
+            onServerRunning: { channel in
+                continuation.yield(channel.localAddress?.port ?? port)
+                continuation.finish()
+            },
+            logger: logger)
         let g = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        group.withLock { $0 = (g, Task { try await g.run() }) }
+        let task = Task {
+            defer { continuation.finish() }
+            try await g.run()
+        }
+        group.withLock { $0 = (g, task) }
+        var iterator = listening.makeAsyncIterator()
+        guard let bound = await iterator.next() else {
+            let reason = await { () async -> String in
+                do { try await task.value; return "it stopped" } catch { return "\(error)" }
+            }()
+            throw TestFailure("the test server did not listen on 127.0.0.1:\(port): \(reason)")
+        }
+        return bound
     }
 
     func stop() async {
