@@ -28,6 +28,8 @@ struct LiveLatency: ParsableCommand {
     @Option(help: "Devices bench-d1...bench-dN (enrolled beforehand).") var devices = 1000
     @Option(help: "Device id prefix.") var devicePrefix = "bench-d"
     @Option(help: "Seconds to wait for the last readings after publishing ends.") var drainTimeout = 30.0
+    @Option(help: ArgumentHelp("Writes each message's publish time and latency (ms since the first publish, ms) to this file.", valueName: "FILE"))
+    var latencies: String?
 
     func run() throws {
         MosquittoLibrary.initialize()
@@ -84,6 +86,10 @@ struct LiveLatency: ParsableCommand {
         probe.stop()
         publisher.close()
 
+        if let path = latencies {
+            let lines = probe.timeline().map { String(format: "%.3f %.3f", $0.publishedMS, $0.latencyMS) }
+            try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        }
         let latencies = probe.latenciesMilliseconds().sorted()
         func percentile(_ p: Double) -> Double {
             guard !latencies.isEmpty else { return .nan }
@@ -139,6 +145,16 @@ final class CommitProbe: Sendable {
                 }
             }
             usleep(1000)
+        }
+    }
+
+    /// Each stored message's publish time (ms after the first publish) and latency (ms), in publish order.
+    func timeline() -> [(publishedMS: Double, latencyMS: Double)] {
+        state.withLock { s in
+            let first = s.publishedAt.first ?? 0
+            return zip(s.publishedAt, s.seenAt).compactMap { p, c in
+                c > p && p > 0 ? (Double(p - first) / 1e6, Double(c - p) / 1e6) : nil
+            }
         }
     }
 
