@@ -158,9 +158,5 @@ final class CommitProbe: Sendable {
         }
     }
 
-    func latenciesMilliseconds() -> [Double] {
-        state.withLock { s in
-            zip(s.publishedAt, s.seenAt).compactMap { p, c in c > p && p > 0 ? Double(c - p) / 1e6 : nil }
-        }
-    }
+    func latenciesMilliseconds() -> [Double] { timeline().map(\.latencyMS) }
 }
