@@ -92,18 +92,28 @@ backlog_csv() {
     }' >"$1"
 }
 
-# create_session CONFIG LOG: runs the daemon until it has subscribed once, so that the broker queues
-# messages for its persistent session while it is stopped.
+# create_session CONFIG LOG: runs the daemon until it has subscribed once more than LOG already
+# records, so that the broker queues messages for its persistent session while it is stopped.
+# Fails when it does not subscribe within 30 s.
 create_session() {
+    local before
+    before=$(subscribes "$2")
     "$vitalsd" run --config "$1" 2>>"$2" &
-    local d=$! _
-    for _ in $(seq 200); do (( $(subscribes "$2") > 0 )) && break; sleep 0.05; done
+    local d=$! ok=0
+    wait_subscribed "$2" $((before + 1)) && ok=1
     kill -TERM "$d"
     wait "$d" || true
+    ((ok))
+}
+
+# end_session PORT CLIENT_ID: a clean-session connection with CLIENT_ID, which makes the broker
+# discard that client's persistent session and everything queued for it.
+end_session() {
+    mosquitto_sub -h 127.0.0.1 -p "$1" -i "$2" -t harness/none -W 1 >/dev/null 2>&1 || true
 }
 
 # subscribes LOG: how many times the daemon logged a completed SUBSCRIBE (text or JSON log format).
-subscribes() { grep -cE '\] subscribed$|"message":"subscribed"' "$1" || true; }
+subscribes() { if [[ -f $1 ]]; then grep -cE '\] subscribed$|"message":"subscribed"' "$1" || true; else echo 0; fi; }
 
 # wait_subscribed LOG N: waits until the daemon log holds N "subscribed" lines (30 s at most).
 wait_subscribed() {
