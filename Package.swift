@@ -172,8 +172,9 @@ let package = Package(
         .testTarget(
             name: "VitalsPostgresTests",
             dependencies: [
-                "VitalsPostgres", "VitalsDomain",
+                "VitalsPostgres", "VitalsDomain", "VitalsStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

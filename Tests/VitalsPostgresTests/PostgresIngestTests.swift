@@ -8,6 +8,7 @@ import VitalsPostgres
 struct PostgresIngestTests {
     @Test func aRedeliveredBatchIsStoredOnce() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
             let leases = SessionLeases(client: client, logger: testLogger)
             let ingest = PostgresIngest(client: client, logger: testLogger)
             let lease = try #require(try await leases.acquire(session: "s", node: "n", ttl: .seconds(60)))
@@ -33,6 +34,7 @@ struct PostgresIngestTests {
 
     @Test func aBatchOfTenThousandReadingsIsStoredWholeAndOnce() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
             let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
                 .acquire(session: "s", node: "n", ttl: .seconds(60)))
             // 100 devices × 100 readings a minute apart: 10,000 distinct keys.
@@ -46,6 +48,7 @@ struct PostgresIngestTests {
 
     @Test func storesEveryColumnAsGivenWithNulls() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
             let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
                 .acquire(session: "s", node: "n", ttl: .seconds(60)))
             // Measured 2026-12-01T10:00:00Z = 1 796 119 200 000 ms; received 5.25 s later.
@@ -88,6 +91,7 @@ struct PostgresIngestTests {
 
     @Test func deadLettersKeepTheirBytesAndAreRecordedOncePerMessage() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
             let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
                 .acquire(session: "s", node: "n", ttl: .seconds(60)))
             let ingest = PostgresIngest(client: client, logger: testLogger)
@@ -123,7 +127,7 @@ struct PostgresSchemaTests {
     @Test func migrationsApplyOnceEvenFromSeveralNodesAtOnce() async throws {
         try await ThrowawayPostgres.shared().withDatabase(migrated: false) { client, database in
             let names = PostgresSchema.migrations.map(\.name)
-            #expect(names == ["1 mqtt session leases", "2 readings and dead letters"])
+            #expect(names == ["1 mqtt session leases", "2 readings and dead letters", "3 the clinical schema"])
             #expect(try await PostgresSchema.appliedMigrations(client, logger: testLogger) == [])
             // Four nodes start together, each with its own client.
             let cluster = try await ThrowawayPostgres.shared()
@@ -142,15 +146,16 @@ struct PostgresSchemaTests {
             #expect(applied.sorted() == names)
             #expect(try await PostgresSchema.appliedMigrations(client, logger: testLogger) == names)
             #expect(try await PostgresSchema.migrate(client, logger: testLogger) == [])
-            #expect(try await rowCount(client, "schema_migrations") == 2)
+            #expect(try await rowCount(client, "schema_migrations") == 3)
             #expect(try await rowCount(client, "readings") == 0)
         }
     }
 
     @Test func aFailingMigrationLeavesNoTrace() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
             let broken = PostgresSchema.migrations + [
-                PostgresMigration("3 broken", ["CREATE TABLE half_done (id INTEGER)", "ALTER TABLE no_such_table ADD COLUMN x TEXT"]),
+                PostgresMigration("4 broken", ["CREATE TABLE half_done (id INTEGER)", "ALTER TABLE no_such_table ADD COLUMN x TEXT"]),
             ]
             var failure: (any Error)?
             do {

@@ -10,6 +10,20 @@ func glucose(_ device: String, at measuredAt: Int64, _ mgdl: Double = 110) -> St
         canonicalValue: mgdl, canonicalUnit: "mg/dL", measuredAt: measuredAt, receivedAt: measuredAt + 1500)
 }
 
+/// Enrols the devices the tests' readings name (readings refer to enrolled devices and patients):
+/// d1, d2, d3 and dev-0 … dev-99 of patients "p-" + device, and gm-7 of patient p-7.
+func enrollTestDevices(_ client: PostgresClient) async throws {
+    let devices = ["d1", "d2", "d3"] + (0..<100).map { "dev-\($0)" }
+    let pairs = devices.map { ($0, "p-" + $0) } + [("gm-7", "p-7")]
+    try await client.query("""
+        INSERT INTO patients (id, timezone, created_at) SELECT DISTINCT unnest(\(pairs.map(\.1))::text[]), 'UTC', 0
+        """, logger: testLogger)
+    try await client.query("""
+        INSERT INTO devices (id, kind, patient_id, created_at)
+        SELECT d, 'glucometer', p, 0 FROM unnest(\(pairs.map(\.0))::text[], \(pairs.map(\.1))::text[]) AS t(d, p)
+        """, logger: testLogger)
+}
+
 /// The number of rows of `table`, counted by the server.
 func rowCount(_ client: PostgresClient, _ table: String) async throws -> Int64 {
     let rows = try await client.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)"), logger: testLogger)
@@ -35,6 +49,7 @@ func waitUntilBlocked(_ client: PostgresClient, queryStartingWith prefix: String
 struct SessionLeaseTests {
     @Test func aLiveLeaseIsExclusive() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
             let leases = SessionLeases(client: client, logger: testLogger)
             let a = try #require(try await leases.acquire(session: "gw-east", node: "node-a", ttl: .seconds(60)))
             #expect(a.epoch == 1)
@@ -61,6 +76,7 @@ struct SessionLeaseTests {
 
     @Test func anExpiredLeaseIsTakenOverWithTheNextEpochAndFencesTheFormerOwner() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
             let leases = SessionLeases(client: client, logger: testLogger)
             let ingest = PostgresIngest(client: client, logger: testLogger)
             let a = try #require(try await leases.acquire(session: "gw-east", node: "node-a", ttl: .milliseconds(300)))
@@ -101,6 +117,7 @@ struct SessionLeaseTests {
 
     @Test func aTakeoverWaitsForTheBatchInFlightToCommit() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
             let leases = SessionLeases(client: client, logger: testLogger)
             let ingest = PostgresIngest(client: client, logger: testLogger)
             let a = try #require(try await leases.acquire(session: "gw-east", node: "node-a", ttl: .milliseconds(300)))
@@ -136,6 +153,7 @@ struct SessionLeaseTests {
 
     @Test func aReleasedLeaseIsFreeAtOnceAndFencesItsFormerHolder() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
             let leases = SessionLeases(client: client, logger: testLogger)
             let ingest = PostgresIngest(client: client, logger: testLogger)
             let a = try #require(try await leases.acquire(session: "s", node: "node-a", ttl: .seconds(60)))
@@ -158,6 +176,7 @@ struct SessionLeaseTests {
 
     @Test func tenNodesAcquiringAtOnceGetExactlyOneLease() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
             let leases = SessionLeases(client: client, logger: testLogger)
             // Five rounds: a fresh session (an INSERT race), then a released one (an UPDATE race) four times.
             for round in 1...5 {
