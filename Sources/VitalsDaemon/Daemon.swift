@@ -133,6 +133,45 @@ public enum Daemon {
         }
     }
 
+    /// An admin command refused because its build would upgrade the schema of a database that a daemon
+    /// of an older build runs on (``Daemon/openDatabaseForCommand(_:)``).
+    public struct SchemaUpgradeWaits: Error, Sendable, CustomStringConvertible {
+        /// The pending migrations, the daemon's pid when known, and what to do.
+        public var description: String
+    }
+
+    /// Opens the database for an admin command (`vitalsd user add`, `import`, `task resolve`, …).
+    ///
+    /// Like ``openDatabase(_:backgroundCheckpoints:)``, but a schema upgrade waits for the daemon: when
+    /// this build would migrate the database and a daemon holds its lock (``DatabaseLock``), the
+    /// command is refused and the file is left as it is. A command run with a new binary before the
+    /// daemon's restart would otherwise upgrade the schema under the older daemon, whose statements
+    /// then meet tables they were not written for. With no daemon running, the command migrates as
+    /// before (holding the lock meanwhile, so that no daemon starts halfway).
+    /// - Throws: ``SchemaUpgradeWaits`` naming the pending migrations and what to do, or what
+    ///   ``openDatabase(_:backgroundCheckpoints:)`` throws.
+    public static func openDatabaseForCommand(_ config: VitalsConfiguration) throws -> AppDatabase {
+        let path = config.database.path
+        guard databaseDirectoryProblem(config) == nil, FileManager.default.fileExists(atPath: path),
+              let pending = try? AppDatabase.pendingMigrations(path: path), !pending.isEmpty
+        else { return try openDatabase(config) }
+        let lock: DatabaseLock
+        do {
+            lock = try DatabaseLock(databasePath: path)
+        } catch let failure as DatabaseLock.Failure {
+            let holder = failure.description.range(of: "(pid ").map { r in
+                " (pid " + failure.description[r.upperBound...].prefix { $0.isNumber } + ")"
+            } ?? ""
+            throw SchemaUpgradeWaits(description: """
+                this vitalsd would upgrade the schema of \(path) (\(pending.count) migration\(pending.count == 1 ? "" : "s"): \
+                \(pending.joined(separator: ", "))), but a daemon\(holder) runs on it with an older build; restart the \
+                daemon with this build first (it upgrades the schema as it starts), then run the command again
+                """)
+        }
+        defer { lock.release() }
+        return try openDatabase(config)
+    }
+
     /// Builds the ingest service of the daemon.
     /// - Parameter clock: stamps each batch's receive time (default: the system clock).
     public static func makeIngestService(

@@ -59,7 +59,12 @@ struct DatabaseCommand: ParsableCommand {
 
         func run() throws {
             guard !FileManager.default.fileExists(atPath: path) else { throw ValidationError("\(path) already exists") }
-            let (_, db) = try options.database()
+            let config = try options.load()
+            // A copy of the database as it is: the backup before an upgrade is taken with the new
+            // binary while the older daemon still runs, so it must not migrate the schema.
+            let pending = (try? AppDatabase.pendingMigrations(path: config.database.path)) ?? []
+            let db = try pending.isEmpty ? Daemon.openDatabase(config) : AppDatabase.openReadOnly(path: config.database.path)
+            defer { try? db.close() }
             try db.backup(to: path)
             print("backup written to \(path)")
         }

@@ -80,10 +80,11 @@ struct GlobalOptions: ParsableArguments {
         try VitalsConfiguration.load(path: config, environment: ProcessInfo.processInfo.environment)
     }
 
-    /// The database the configuration names, for admin commands.
+    /// The database the configuration names, for admin commands; refused while a daemon of an older
+    /// build runs on it and this build would upgrade its schema (``Daemon/openDatabaseForCommand(_:)``).
     func database() throws -> (VitalsConfiguration, AppDatabase) {
         let c = try load()
-        return (c, try Daemon.openDatabase(c))
+        return (c, try Daemon.openDatabaseForCommand(c))
     }
 }
 

@@ -180,6 +180,37 @@ struct CommandLineTests {
         #expect(recorded == 0)
     }
 
+    @Test("an admin command of a newer build is refused while a daemon runs on the older schema; db backup copies it unchanged")
+    func commandBeforeRestart() async throws {
+        let env = try await TestEnvironment()
+        let path = env.config.database.path
+        // As an older build left it: the newest migration not recorded. A daemon holds the lock.
+        let last = try #require(try await env.database.writer.read {
+            try String.fetchOne($0, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid DESC LIMIT 1")
+        })
+        try await env.database.writer.write { try $0.execute(sql: "DELETE FROM grdb_migrations WHERE identifier = ?", arguments: [last]) }
+        let lock = try DatabaseLock(databasePath: path)
+        defer { lock.release() }
+
+        let refused = try await run(env, ["task", "list"])
+        #expect(refused.code == 1, "\(refused.output)")
+        #expect(refused.output.contains("this vitalsd would upgrade the schema of \(path) (1 migration: \(last)), but a daemon (pid \(getpid())) runs on it with an older build; restart the daemon with this build first"), "\(refused.output)")
+        #expect(refused.stdout.isEmpty)
+
+        // The backup before the upgrade, taken with the new binary: a copy of the schema as it is.
+        let backup = env.directory + "/before-upgrade.sqlite"
+        let copied = try await run(env, ["db", "backup", backup])
+        #expect(copied.code == 0, "\(copied.output)")
+        for file in [path, backup] {
+            let queue = try DatabaseQueue(path: file)
+            let recorded = try await queue.read {
+                try Int.fetchOne($0, sql: "SELECT count(*) FROM grdb_migrations WHERE identifier = ?", arguments: [last])
+            }
+            #expect(recorded == 0, "\(file)")
+            try queue.close()
+        }
+    }
+
     @Test("db restore puts a backup in place, moves the database it replaces aside with its WAL, and is refused while a daemon runs")
     func restore() async throws {
         let env = try await TestEnvironment()
