@@ -158,10 +158,8 @@ public enum Daemon {
         let lock: DatabaseLock
         do {
             lock = try DatabaseLock(databasePath: path)
-        } catch let failure as DatabaseLock.Failure {
-            let holder = failure.description.range(of: "(pid ").map { r in
-                " (pid " + failure.description[r.upperBound...].prefix { $0.isNumber } + ")"
-            } ?? ""
+        } catch let failure as DatabaseLock.Failure where failure.heldByAnother {
+            let holder = failure.holderPID.map { " (pid \($0))" } ?? ""
             throw SchemaUpgradeWaits(description: """
                 this vitalsd would upgrade the schema of \(path) (\(pending.count) migration\(pending.count == 1 ? "" : "s"): \
                 \(pending.joined(separator: ", "))), but a daemon\(holder) runs on it with an older build; restart the \

@@ -21,6 +21,11 @@ public final class DatabaseLock: Sendable {
     /// A problem taking the lock.
     public struct Failure: Error, Sendable, CustomStringConvertible {
         public var description: String
+        /// True when another process holds the lock (a daemon runs on the database); false when the
+        /// lock file could not be opened or locked at all.
+        public var heldByAnother = false
+        /// The pid written in the lock file by the process that holds it, when readable.
+        public var holderPID: String?
     }
 
     /// Takes the lock, or fails at once when another process holds it.
@@ -47,7 +52,7 @@ public final class DatabaseLock: Sendable {
             throw Failure(description: """
                 database.path: \(databasePath) is in use by another vitalsd\(holder.isEmpty ? "" : " (pid \(holder))"), \
                 which holds the lock \(path); stop it first, or give this daemon its own database.path and mqtt.client_id
-                """)
+                """, heldByAnother: true, holderPID: holder.isEmpty ? nil : holder)
         }
         // A lock file made before this rule, or by hand, is made private too (it holds a pid only,
         // but the README promises 0600 for every file beside the database).

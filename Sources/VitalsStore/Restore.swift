@@ -223,4 +223,14 @@ extension AppDatabase {
                            detail: detail, at: at)
         }
     }
+
+    /// Records in the audit trail that `migrations` were applied (`vitalsd db migrate`): action
+    /// `database.migrated`, target `database.path`, the names in the detail.
+    /// - Throws: GRDB errors.
+    public func recordMigrations(_ migrations: [String], actor: String, at: Date) throws {
+        try writer.write { db in
+            try Self.audit(db, actor: actor, action: "database.migrated", targetType: "database", targetID: "database.path",
+                           detail: "migrations=" + migrations.joined(separator: "; "), at: at)
+        }
+    }
 }

@@ -49,7 +49,7 @@ struct AuditCommand: ParsableCommand {
 
 struct DatabaseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "db", abstract: "Database care.", subcommands: [Backup.self, Restore.self, Checkpoint.self])
+        commandName: "db", abstract: "Database care.", subcommands: [Backup.self, Restore.self, Checkpoint.self, Migrate.self])
 
     struct Backup: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -115,6 +115,53 @@ struct DatabaseCommand: ParsableCommand {
                     the replaced database is at \(result.replacedPath ?? "(none)")
                     """)
             }
+        }
+    }
+
+    struct Migrate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Upgrade the database's schema to this build's now; the daemon must be stopped.",
+            discussion: """
+                The daemon upgrades the schema as it starts; this does the same beforehand, for an upgrade \
+                done in steps (stop the daemon, db backup, db migrate, install, start). Lists each migration \
+                applied and records the upgrade in the audit trail. With --dry-run it only lists the \
+                migrations this build would apply, and changes nothing.
+                """)
+        @OptionGroup var options: GlobalOptions
+        @Flag(help: "List the migrations this build would apply; change nothing.") var dryRun = false
+        @Option(help: "Who runs the upgrade, for the audit trail (default: the invoking user).") var by: String?
+
+        func run() throws {
+            let config = try options.load()
+            let path = config.database.path
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw ValidationError("there is no database at \(path); the daemon or the first admin command creates it with the current schema")
+            }
+            let pending = try AppDatabase.pendingMigrations(path: path)
+            guard !pending.isEmpty else {
+                print("the schema of \(path) is up to date")
+                return
+            }
+            if dryRun {
+                print("this build would apply \(pending.count) migration\(pending.count == 1 ? "" : "s") to \(path):")
+                for name in pending { print("  \(name)") }
+                return
+            }
+            let lock: DatabaseLock
+            do {
+                lock = try DatabaseLock(databasePath: path)
+            } catch let failure as DatabaseLock.Failure where failure.heldByAnother {
+                throw ValidationError("""
+                    \(path) is in use by a running vitalsd\(failure.holderPID.map { " (pid \($0))" } ?? ""): stop it first \
+                    (systemctl stop vitalsd), or let its next start upgrade the schema
+                    """)
+            }
+            defer { lock.release() }
+            let db = try Daemon.openDatabase(config)
+            defer { try? db.close() }
+            try db.recordMigrations(pending, actor: actor(by), at: Date())
+            print("applied \(pending.count) migration\(pending.count == 1 ? "" : "s") to \(path):")
+            for name in pending { print("  \(name)") }
         }
     }
 

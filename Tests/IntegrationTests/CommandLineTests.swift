@@ -211,6 +211,40 @@ struct CommandLineTests {
         }
     }
 
+    @Test("db migrate lists, applies and records the migrations of a database left by an older build, and waits for a running daemon")
+    func migrate() async throws {
+        let env = try await TestEnvironment()
+        // A database that no migration has touched yet: every migration of this build is pending.
+        let path = env.directory + "/old.sqlite"
+        try DatabaseQueue(path: path).close()
+        let elsewhere = ["VITALSD_DATABASE_PATH": path]
+        let count = try AppDatabase.pendingMigrations(path: path).count
+        #expect(count >= 20)
+
+        let dry = try await run(env, ["db", "migrate", "--dry-run"], environment: elsewhere)
+        #expect(dry.code == 0, "\(dry.output)")
+        #expect(dry.stdout.hasPrefix("this build would apply \(count) migrations to \(path):\n"), "\(dry.stdout)")
+        #expect(try AppDatabase.pendingMigrations(path: path).count == count)
+
+        let lock = try DatabaseLock(databasePath: path)
+        let busy = try await run(env, ["db", "migrate"], environment: elsewhere)
+        lock.release()
+        #expect(busy.code == 1)
+        #expect(busy.output.contains("\(path) is in use by a running vitalsd (pid \(getpid())): stop it first"), "\(busy.output)")
+        #expect(try AppDatabase.pendingMigrations(path: path).count == count)
+
+        let done = try await run(env, ["db", "migrate", "--by", "ops.anna"], environment: elsewhere)
+        #expect(done.code == 0, "\(done.output)")
+        #expect(done.stdout.hasPrefix("applied \(count) migrations to \(path):\n"), "\(done.stdout)")
+        #expect(try AppDatabase.pendingMigrations(path: path).isEmpty)
+        let entry = try #require(try AppDatabase.open(path: path).auditEntries().last)
+        #expect(entry.action == "database.migrated" && entry.actor == "ops.anna")
+        let again = try await run(env, ["db", "migrate"], environment: elsewhere)
+        #expect(again.code == 0 && again.stdout == "the schema of \(path) is up to date\n", "\(again.stdout)")
+        let none = try await run(env, ["db", "migrate"], environment: ["VITALSD_DATABASE_PATH": env.directory + "/none.sqlite"])
+        #expect(none.code == 1 && none.output.contains("there is no database at"), "\(none.output)")
+    }
+
     @Test("db restore puts a backup in place, moves the database it replaces aside with its WAL, and is refused while a daemon runs")
     func restore() async throws {
         let env = try await TestEnvironment()
