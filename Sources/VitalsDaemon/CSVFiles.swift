@@ -16,18 +16,28 @@ public struct CSVFileError: Error, Sendable, CustomStringConvertible {
 ///   - optional: the other columns it may have; nil lets it have any others (they are ignored).
 ///     Given, a column outside both lists is refused: a misspelt optional column would otherwise be
 ///     ignored, and the values under it lost without a word.
-/// - Throws: ``CSVFileError`` when the file is unreadable, lacks a required column or has an unknown one.
+/// - Throws: ``CSVFileError`` when the file is unreadable or not UTF-8, breaks CSV quoting, lacks a
+///   required column, has an unknown one, or has a row with a value beyond the last column (each with
+///   its line; never a value of the file).
 func readCSV(path: String, required: [String], optional: [String]? = nil) throws -> [(line: Int, row: [String: String])] {
-    let csv: CSV<Named>
     // The file's own problem in words ("No such file or directory"), not Foundation's error dump.
-    guard FileManager.default.isReadableFile(atPath: path) else {
+    guard FileManager.default.isReadableFile(atPath: path), let data = FileManager.default.contents(atPath: path) else {
         let reason = access(path, F_OK) == 0 ? "permission denied" : "no such file"
         throw CSVFileError("\(path): cannot read: \(reason)")
     }
+    guard let text = String(data: data, encoding: .utf8) else {
+        let line = CSVStructure.firstLineNotUTF8(data) ?? 1
+        throw CSVFileError("\(path):\(line): not UTF-8 text; save the file as UTF-8 (CSV UTF-8 in a spreadsheet)")
+    }
+    if let problem = CSVStructure.quotingProblem(text) {
+        throw CSVFileError("\(path):\(problem.line): \(problem.reason)")
+    }
+    let csv: CSV<Enumerated>
     do {
-        csv = try CSV<Named>(url: URL(fileURLWithPath: path), delimiter: .comma, loadColumns: false)
+        csv = try CSV<Enumerated>(string: text, delimiter: .comma, loadColumns: false)
     } catch {
-        throw CSVFileError("\(path): cannot read CSV: \(error)")
+        // Not reached for what quotingProblem checks; never the parser's message, which quotes the text.
+        throw CSVFileError("\(path): cannot read as CSV (RFC 4180)")
     }
     let header = csv.header.map { $0.trimmingCharacters(in: .whitespaces) }
     let missing = required.filter { !header.contains($0) }
@@ -41,8 +51,75 @@ func readCSV(path: String, required: [String], optional: [String]? = nil) throws
                 "\(path): unknown column(s) \(unknown.map { "'\($0)'" }.joined(separator: ", ")); the columns are \((required + optional).joined(separator: ","))")
         }
     }
-    return csv.rows.enumerated().compactMap { index, row in
-        row.values.allSatisfy { $0.trimmingCharacters(in: .whitespaces).isEmpty } ? nil : (index + 2, row)
+    var rows: [(line: Int, row: [String: String])] = []
+    for (index, cells) in csv.rows.enumerated() {
+        let line = index + 2
+        // A cell beyond the header's last column would be dropped without a word: most often a
+        // value with an unquoted comma ("Lopez, Maria"), whose second half is lost.
+        if cells.count > header.count, cells[header.count...].contains(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty }) {
+            let given = cells.count - (cells.reversed().firstIndex { !$0.trimmingCharacters(in: .whitespaces).isEmpty } ?? 0)
+            throw CSVFileError("""
+                \(path):\(line): \(given) cells, the header has \(header.count) columns; a value with a comma \
+                must be quoted ("Lopez, Maria")
+                """)
+        }
+        guard cells.contains(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty }) else { continue }
+        var row: [String: String] = [:]
+        for (column, name) in header.enumerated() { row[name] = column < cells.count ? cells[column] : "" }
+        rows.append((line, row))
+    }
+    return rows
+}
+
+/// Checks of a CSV file's structure that name the line at fault, before it is parsed.
+enum CSVStructure {
+    /// The first line (from 1) at which `text` breaks RFC 4180's quoting, with the reason in words
+    /// (never a character of the text): a quotation mark inside a field that does not start with one,
+    /// a character after a field's closing quotation mark, or a quoted field still open at the end.
+    static func quotingProblem(_ text: String) -> (line: Int, reason: String)? {
+        var line = 1, openedOn = 1
+        var inQuotes = false, afterClosingQuote = false, fieldStart = true
+        for scalar in text.unicodeScalars.drop(while: { $0 == "\u{FEFF}" }) {
+            if inQuotes {
+                if scalar == "\"" { inQuotes = false; afterClosingQuote = true } else if scalar == "\n" { line += 1 }
+                continue
+            }
+            if afterClosingQuote {
+                afterClosingQuote = false
+                switch scalar {
+                case "\"": inQuotes = true   // a quotation mark written twice inside a quoted field
+                case ",": fieldStart = true
+                case "\n": line += 1; fieldStart = true
+                case "\r": afterClosingQuote = true
+                default:
+                    return (line, "a character after the closing quotation mark of a field; inside a quoted field, write a quotation mark twice")
+                }
+                continue
+            }
+            switch scalar {
+            case "\"":
+                guard fieldStart else {
+                    return (line, #"a quotation mark inside a field that does not start with one; quote the whole field and write the mark twice ("Jo ""J"" Smith")"#)
+                }
+                inQuotes = true
+                openedOn = line
+                fieldStart = false
+            case ",": fieldStart = true
+            case "\n": line += 1; fieldStart = true
+            case "\r": break
+            default: fieldStart = false
+            }
+        }
+        return inQuotes ? (openedOn, "a quoted field that does not end before the end of the file") : nil
+    }
+
+    /// The first line (from 1) that is not valid UTF-8, or nil when every line is.
+    static func firstLineNotUTF8(_ data: Data) -> Int? {
+        for (index, line) in data.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated()
+        where String(data: Data(line), encoding: .utf8) == nil {
+            return index + 1
+        }
+        return nil
     }
 }
 

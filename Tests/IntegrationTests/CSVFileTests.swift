@@ -32,6 +32,47 @@ struct CSVFileTests {
             == "FILE:4: program 'diet' is not one of hypertension, diabetes, heart_failure, copd")
     }
 
+    @Test("a value beyond the header's last column is refused with its line, not dropped; a quoted comma is kept")
+    func cellsBeyondTheHeader() throws {
+        let header = "patient_id,program,timezone,device_id,device_kind,name\n"
+        // "Lopez, Maria" without quotes: seven cells under six columns; "Maria" would be lost.
+        #expect(try refusal(header + "p1,diabetes,UTC,g1,glucometer,Ana\np2,diabetes,UTC,g2,glucometer,Lopez, Maria\n")
+            == #"FILE:3: 7 cells, the header has 6 columns; a value with a comma must be quoted ("Lopez, Maria")"#)
+        #expect(try refusal(header + "p1,diabetes,UTC,g1,glucometer,Ana,,999\n")
+            == #"FILE:2: 8 cells, the header has 6 columns; a value with a comma must be quoted ("Lopez, Maria")"#)
+        // Empty cells past the last column lose nothing (a spreadsheet's trailing commas), and a
+        // quoted comma is part of the value.
+        let f = try file(header + "p1,diabetes,UTC,g1,glucometer,Ana,,\np2,diabetes,UTC,g2,glucometer,\"Lopez, Maria\"\n")
+        defer { f.remove() }
+        #expect(try EnrollmentCSV.read(path: f.path).map(\.patient.name) == ["Ana", "Lopez, Maria"])
+    }
+
+    @Test("broken quoting and text that is not UTF-8 are refused with the line, never a character of the file")
+    func quotingAndEncoding() throws {
+        let header = "patient_id,program,timezone,device_id,device_kind,name\n"
+        #expect(try refusal(header + "p1,diabetes,UTC,g1,glucometer,Ana\np2,diabetes,UTC,g2,cgm,Jo \"Secret\" Smith\n")
+            == #"FILE:3: a quotation mark inside a field that does not start with one; quote the whole field and write the mark twice ("Jo ""J"" Smith")"#)
+        #expect(try refusal(header + "p1,diabetes,UTC,g1,cgm,\"Secret\" Smith\n")
+            == "FILE:2: a character after the closing quotation mark of a field; inside a quoted field, write a quotation mark twice")
+        #expect(try refusal(header + "p1,diabetes,UTC,g1,glucometer,Ana\np2,diabetes,UTC,g2,cgm,\"Secret Smith\n")
+            == "FILE:3: a quoted field that does not end before the end of the file")
+        // A mark written twice inside a quoted field is CSV, and so are CRLF line ends.
+        let f = try file(header + "p1,diabetes,UTC,g1,cgm,\"Jo \"\"J\"\" Smith\"\r\np2,diabetes,UTC,g2,cgm,\"Ana B\"\r\n")
+        defer { f.remove() }
+        #expect(try EnrollmentCSV.read(path: f.path).map(\.patient.id) == ["p1", "p2"])
+        // Latin-1 "é" (0xE9) on line 3.
+        let path = NSTemporaryDirectory() + "vitalsd-csv-\(UUID().uuidString).csv"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try (Data((header + "p1,diabetes,UTC,g1,cgm,Ana\np2,diabetes,UTC,g2,cgm,Ren").utf8) + Data([0xE9, 0x0A]))
+            .write(to: URL(fileURLWithPath: path))
+        do {
+            _ = try EnrollmentCSV.read(path: path)
+            Issue.record("read a file that is not UTF-8")
+        } catch let error as CSVFileError {
+            #expect(error.description == "\(path):3: not UTF-8 text; save the file as UTF-8 (CSV UTF-8 in a spreadsheet)")
+        }
+    }
+
     @Test("a missing file is named with the reason, not Foundation's error dump")
     func missingFile() throws {
         let path = NSTemporaryDirectory() + "vitalsd-csv-missing-\(UUID().uuidString).csv"
