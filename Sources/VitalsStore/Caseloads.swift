@@ -107,7 +107,7 @@ extension AppDatabase {
                 throw EnrollmentError("care manager \(name) is not an active user (vitalsd user list)")
             }
             guard user.role.managesCaseloads else {
-                throw EnrollmentError("\(name) is a \(user.role.rawValue); a care manager has the role care_manager or admin")
+                throw EnrollmentError("the user \(name) is a \(user.role.rawValue); a care manager has the role care_manager or admin")
             }
         }
         guard before != name else { return false }

@@ -91,7 +91,7 @@ extension AppDatabase {
     ) throws {
         if let owner {
             guard let user = try fetchUser(db, username: owner), !user.disabled else {
-                throw TaskOwnershipError(.unknownUser, "\(owner) is not an active user")
+                throw TaskOwnershipError(.unknownUser, "the user \(owner) is not an active user")
             }
         }
         try ownershipAct(

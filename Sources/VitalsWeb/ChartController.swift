@@ -389,7 +389,7 @@ struct ChartController {
                 if !removed { throw Refusal(message: "The patient has no own limit there.") }
                 return
             }
-            guard let value = Double((context.form["value"] ?? "").trimmingCharacters(in: .whitespaces)), value.isFinite else {
+            guard let value = NumericValue.parseDecimalString(context.form["value"] ?? "") else {
                 throw Refusal(message: "Give the limit as a number in \(type.canonicalUnit.display).")
             }
             try await workspace.blocking {
@@ -413,7 +413,7 @@ struct ChartController {
             case "off": change = RuleOverride(bound: nil, disabled: true)
             case "clear": change = nil
             default:
-                guard let bound = Double((context.form["bound"] ?? "").trimmingCharacters(in: .whitespaces)), bound.isFinite else {
+                guard let bound = NumericValue.parseDecimalString(context.form["bound"] ?? "") else {
                     throw Refusal(message: "Give the rule's bound as a number in \(rule.type.canonicalUnit.display).")
                 }
                 rule.bound = bound

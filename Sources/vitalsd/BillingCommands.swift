@@ -24,7 +24,7 @@ struct EpisodeCommand: ParsableCommand {
         @Option var patient: String
         @Option(help: "Consent date, YYYY-MM-DD, in the patient's time zone.") var start: LocalDate
         @Option(help: "The practitioner who bills RPM for this patient.") var practitioner: String
-        @Option var by: String?
+        @Option(help: "Who makes the change, for the audit trail (default: the invoking user).") var by: String?
 
         func run() throws {
             let (_, db) = try options.database()
@@ -38,7 +38,7 @@ struct EpisodeCommand: ParsableCommand {
         @OptionGroup var options: GlobalOptions
         @Option var patient: String
         @Option(help: "Last day, YYYY-MM-DD.") var end: LocalDate
-        @Option var by: String?
+        @Option(help: "Who makes the change, for the audit trail (default: the invoking user).") var by: String?
 
         func run() throws {
             let (_, db) = try options.database()
@@ -103,7 +103,7 @@ struct TimeCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Void a time entry, recording who and why.")
         @OptionGroup var options: GlobalOptions
         @Argument(help: "Entry id.") var entry: Int64
-        @Option var by: String
+        @Option(help: "Who voids the entry, for the audit trail.") var by: String
         @Option var reason: String
 
         func run() throws {
@@ -263,10 +263,10 @@ struct ReadingCommand: ParsableCommand {
         @OptionGroup var options: GlobalOptions
         @Option(help: "The device the value was read from.") var device: String
         @Option(help: "Vital type, e.g. systolic_bp.") var type: String
-        @Option var value: Double
+        @Option(help: "The value as read: a plain decimal number.", transform: decimalArgument) var value: Double
         @Option(help: "Unit as read, e.g. mmHg.") var unit: String
         @Option(help: "When measured, RFC 3339 with an offset.") var at: String
-        @Option var by: String?
+        @Option(help: "Who makes the change, for the audit trail (default: the invoking user).") var by: String?
 
         func run() throws {
             let (config, db) = try options.database()

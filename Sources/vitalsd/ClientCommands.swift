@@ -17,7 +17,7 @@ struct ClientCommand: ParsableCommand {
         @Option(help: ArgumentHelp("Where the client publishes its JWK Set (https).", valueName: "URL")) var jwksURL: String?
         @Option(help: "Pre-authorised scopes, space-separated: system/Observation.rs system/Patient.rs … (v1 .read accepted).")
         var scope: String
-        @Option var by: String?
+        @Option(help: "Who makes the change, for the audit trail (default: the invoking user).") var by: String?
 
         func run() throws {
             let (_, db) = try options.database()
@@ -51,7 +51,7 @@ struct ClientCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Disable a client and revoke its tokens.")
         @OptionGroup var options: GlobalOptions
         @Argument(help: "The client id.") var clientID: String
-        @Option var by: String?
+        @Option(help: "Who makes the change, for the audit trail (default: the invoking user).") var by: String?
 
         func run() throws {
             let (_, db) = try options.database()

@@ -211,7 +211,7 @@ struct ThresholdCommand: ParsableCommand {
         @OptionGroup var options: GlobalOptions
         @Option var patient: String
         @Option(help: "Rule id, as configured under alerts (e.g. weight_gain_7d).") var rule: String
-        @Option(help: "The patient's bound, in the rule type's canonical unit (kg, mm[Hg], mg/dL, ...).") var bound: Double?
+        @Option(help: "The patient's bound, in the rule type's canonical unit (kg, mm[Hg], mg/dL, ...).", transform: decimalArgument) var bound: Double?
         @Flag(help: "Switch the rule off for this patient.") var off = false
         @Flag(help: "Remove the patient's change; the configured rule applies again.") var clear = false
         @Option(help: "Clinician who ordered it (default: the invoking user).") var by: String?
@@ -248,7 +248,7 @@ struct ThresholdCommand: ParsableCommand {
         @Option(help: "Vital type: \(VitalType.allCases.map(\.rawValue).joined(separator: ", ")).") var type: VitalType
         @Option(help: "critical or warning.") var level: ThresholdLevel
         @Option(help: "high or low.") var direction: ThresholdDirection
-        @Option(help: "The limit.") var value: Double
+        @Option(help: "The limit: a plain decimal number.", transform: decimalArgument) var value: Double
         @Option(help: "Unit of --value (default: the canonical unit of the type, e.g. mg/dL).") var unit: String?
         @Option(help: "Clinician who ordered the limit (default: the invoking user).") var by: String?
 
@@ -283,7 +283,7 @@ struct ThresholdCommand: ParsableCommand {
         @Option var type: VitalType
         @Option var level: ThresholdLevel
         @Option var direction: ThresholdDirection
-        @Option var by: String?
+        @Option(help: "Who makes the change, for the audit trail (default: the invoking user).") var by: String?
 
         func run() throws {
             let (_, db) = try options.database()

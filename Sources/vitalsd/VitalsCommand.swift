@@ -88,6 +88,17 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
+/// A clinical number given on the command line (a limit, a bound, a value read out): a plain decimal
+/// number, by the rule of readings from devices (``NumericValue/parseDecimalString(_:)``); `0xAF`,
+/// `1e2`, `nan` and `inf` are refused, where Swift's `Double` would read them.
+/// - Throws: `ValidationError` naming the rule.
+func decimalArgument(_ text: String) throws -> Double {
+    guard let value = NumericValue.parseDecimalString(text) else {
+        throw ValidationError("'\(text)' is not a plain decimal number (digits with an optional sign and decimal point)")
+    }
+    return value
+}
+
 /// Who is making a change, for the audit trail: `--by`, else the invoking user.
 func actor(_ by: String?) -> String {
     if let by, !by.trimmingCharacters(in: .whitespaces).isEmpty { return by }

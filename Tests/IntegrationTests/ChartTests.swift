@@ -160,5 +160,13 @@ struct ChartPageTests {
         }
         #expect(views == ["ana chart.viewed", "ng chart.viewed", "ng chart.viewed (refused)", "ng chart.viewed",
                           "ng chart.viewed (refused)", "ana chart.readings_csv"])
+
+        // A limit is a plain decimal number, as a device's value: hex (0xB4 = 180), an exponent, NaN refused.
+        for value in ["0xB4", "1.8e2", "NaN", "inf", "180 mmHg"] {
+            let notDecimal = try await server.post("/patients/p2/thresholds", cookie: ng,
+                                                   form: form.merging(["csrf": token, "slot": "systolic_bp|critical|high", "value": value]) { $1 })
+            #expect(notDecimal.status == 400, "\(value)")
+        }
+        #expect(try server.database.thresholdOverrides(patientID: "p2").count == 1)
     }
 }

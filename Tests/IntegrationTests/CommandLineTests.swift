@@ -426,6 +426,13 @@ struct CommandLineTests {
         #expect(refused.code != 0)
         #expect(refused.output.contains("warning_low must not be below critical_low"))
         #expect(try env.database.thresholdOverrides(patientID: "p1").isEmpty)
+        // A plain decimal number only: 0x41 (65), 6.5e1 and nan are refused, as from a device.
+        for value in ["0x41", "6.5e1", "nan"] {
+            let notDecimal = try await run(env, ["threshold", "set", "--patient", "p1", "--type", "glucose", "--level", "warning",
+                                                 "--direction", "low", "--value", value, "--by", "dr.x"])
+            #expect(notDecimal.code != 0 && notDecimal.output.contains("'\(value)' is not a plain decimal number"), "\(notDecimal.output)")
+        }
+        #expect(try env.database.thresholdOverrides(patientID: "p1").isEmpty)
         // 3.3 mmol/L = 59.4594 mg/dL is a valid warning_low.
         let ok = try await run(env, ["threshold", "set", "--patient", "p1", "--type", "glucose", "--level", "warning",
                                      "--direction", "low", "--value", "3.3", "--unit", "mmol/L", "--by", "dr.x"])
