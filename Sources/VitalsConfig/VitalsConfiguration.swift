@@ -357,7 +357,16 @@ extension VitalsConfiguration {
         var config = VitalsConfiguration()
         reader.read(root, into: &config, environment: environment)
         reader.validate(config)
-        if !reader.errors.isEmpty { throw ConfigurationErrors(errors: reader.errors) }
+        if !reader.errors.isEmpty {
+            // A value that came from the environment says so: the operator would search the file in vain.
+            let overridden = Dictionary(uniqueKeysWithValues: environmentOverrides.filter { environment[$0.variable] != nil }.map { ($0.key, $0.variable) })
+            throw ConfigurationErrors(errors: reader.errors.map { error in
+                guard let variable = overridden[error.key] else { return error }
+                var marked = error
+                marked.message += " (set by the environment variable \(variable))"
+                return marked
+            })
+        }
         config.warnings = reader.warnings
         return config
     }

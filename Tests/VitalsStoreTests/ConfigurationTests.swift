@@ -357,8 +357,12 @@ struct ConfigurationTests {
             Issue.record("unexpected error \(error)")
         }
         #expect(throws: ConfigurationErrors.self) { try VitalsConfiguration.parse(yaml: "mqtt:\n  port: [1]\n") }
-        #expect(throws: ConfigurationErrors.self) {
-            try VitalsConfiguration.parse(yaml: "mqtt: {port: 1883}", environment: ["VITALSD_MQTT_PORT": "abc"])
+        // A bad value from the environment names its variable, not only its key.
+        do {
+            _ = try VitalsConfiguration.parse(yaml: "mqtt: {port: 1883}", environment: ["VITALSD_MQTT_PORT": "abc"])
+            Issue.record("accepted port abc")
+        } catch {
+            #expect("\(error)" == "mqtt.port: must be a whole number (got 'abc') (set by the environment variable VITALSD_MQTT_PORT)")
         }
     }
 
