@@ -96,8 +96,5 @@ struct TimerController {
     }
 
     /// `1 min 5 s`, `45 s`, `12 min`.
-    static func duration(seconds: Int) -> String {
-        if seconds < 60 { return "\(seconds) s" }
-        return seconds % 60 == 0 ? "\(seconds / 60) min" : "\(seconds / 60) min \(seconds % 60) s"
-    }
+    static func duration(seconds: Int) -> String { TimeEntry.lengthText(seconds: seconds) }
 }

@@ -123,9 +123,11 @@ struct TimeCommand: ParsableCommand {
             let (_, db) = try options.database()
             let entries = try db.timeEntries(patientID: patient)
             try emit(format, json: entries,
-                     header: ["id", "performed_at", "program", "minutes", "interactive", "by", "state", "activity"],
+                     header: ["id", "performed_at", "program", "time", "interactive", "by", "state", "activity"],
                      rows: entries.map { e in
-                         [String(e.id), iso(e.performedAt), e.program.rawValue, String(e.minutes), e.modality?.rawValue ?? "no",
+                         // A timer's entry counts its seconds; "1" minute for 5 s read as a billable minute.
+                         [String(e.id), iso(e.performedAt), e.program.rawValue,
+                          e.lengthText, e.modality?.rawValue ?? "no",
                           e.performedBy, e.voidsEntryID.map { "voids \($0)" } ?? (e.voided ? "voided" : "valid"),
                           e.voidReason ?? e.activity]
                      })

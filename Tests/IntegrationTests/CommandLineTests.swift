@@ -245,6 +245,24 @@ struct CommandLineTests {
         #expect(none.code == 1 && none.output.contains("there is no database at"), "\(none.output)")
     }
 
+    @Test("time list shows a timer's entry by its seconds, as billing counts it, and typed minutes as minutes")
+    func timeListLengths() async throws {
+        let env = try await TestEnvironment()
+        let end = Date()
+        _ = try env.database.startEpisode(patientID: "p1", startDate: LocalDate(end.addingTimeInterval(-86_400), in: TimeZone(identifier: "UTC")!),
+                                          practitioner: "Dr. A", actor: "test")
+        _ = try env.database.logTime(NewTimeEntry(patientID: "p1", program: .rpm, seconds: 5, end: end, performedBy: "ana",
+                                                  activity: "chart review", modality: nil))
+        _ = try env.database.logTime(NewTimeEntry(patientID: "p1", program: .rpm, seconds: 125, end: end, performedBy: "ana",
+                                                  activity: "chart review", modality: nil))
+        _ = try env.database.logTime(NewTimeEntry(patientID: "p1", minutes: 15, performedBy: "ana", activity: "call"))
+        let listed = try await run(env, ["time", "list", "--patient", "p1", "--format", "csv"])
+        #expect(listed.code == 0, "\(listed.output)")
+        let lengths = listed.stdout.split(whereSeparator: \.isNewline).dropFirst().map { $0.split(separator: ",")[3] }
+        #expect(lengths.sorted() == ["15 min", "2 min 5 s", "5 s"])
+        #expect(listed.stdout.hasPrefix("id,performed_at,program,time,"))
+    }
+
     @Test("db restore puts a backup in place, moves the database it replaces aside with its WAL, and is refused while a daemon runs")
     func restore() async throws {
         let env = try await TestEnvironment()
