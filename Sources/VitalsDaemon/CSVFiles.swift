@@ -142,6 +142,9 @@ public enum EnrollmentCSV {
     ///   unknown column.
     public static func read(path: String) throws -> [AppDatabase.ImportRow] {
         let rows = try readCSV(path: path, required: requiredColumns, optional: optionalColumns)
+        // Where each device was first listed, and for whom: one device under two patients in one file
+        // is a mistake in the file, named with both lines.
+        var listed: [String: (patientID: String, line: Int)] = [:]
         return try rows.map { line, row in
             func field(_ name: String) -> String { (row[name] ?? "").trimmingCharacters(in: .whitespaces) }
             let patientID = field("patient_id")
@@ -160,6 +163,15 @@ public enum EnrollmentCSV {
                 throw CSVFileError("\(path):\(line): timezone '\(timezone)' is not an IANA time zone")
             }
             let deviceID = field("device_id")
+            if !deviceID.isEmpty {
+                if let first = listed[deviceID], first.patientID != patientID {
+                    throw CSVFileError("""
+                        \(path):\(line): device \(deviceID) is listed for patient \(first.patientID) on line \(first.line) \
+                        and for patient \(patientID) here; a device belongs to one patient
+                        """)
+                }
+                if listed[deviceID] == nil { listed[deviceID] = (patientID, line) }
+            }
             let kindText = field("device_kind")
             guard let kind = kindText.isEmpty ? .other : DeviceKind(rawValue: kindText) else {
                 throw CSVFileError("\(path):\(line): device_kind '\(kindText)' is not one of \(DeviceKind.allCases.map(\.rawValue).joined(separator: ", "))")

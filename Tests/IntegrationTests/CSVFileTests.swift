@@ -47,6 +47,14 @@ struct CSVFileTests {
         #expect(try EnrollmentCSV.read(path: f.path).map(\.patient.name) == ["Ana", "Lopez, Maria"])
     }
 
+    @Test("one device listed for two patients in one file is refused with both lines; twice for one patient is fine")
+    func deviceUnderTwoPatients() throws {
+        let header = "patient_id,program,timezone,device_id\n"
+        #expect(try refusal(header + "p1,diabetes,UTC,g1\np1,hypertension,UTC,g1\np2,diabetes,UTC,g2\np3,diabetes,UTC,g1\n")
+            == "FILE:5: device g1 is listed for patient p1 on line 2 and for patient p3 here; a device belongs to one patient")
+        #expect(try refusal(header + "p1,diabetes,UTC,g1\np1,hypertension,UTC,g1\n") == nil)
+    }
+
     @Test("broken quoting and text that is not UTF-8 are refused with the line, never a character of the file")
     func quotingAndEncoding() throws {
         let header = "patient_id,program,timezone,device_id,device_kind,name\n"
