@@ -333,7 +333,7 @@ struct ConfigurationTests {
     }
 
     @Test("bad values are refused, each naming its key")
-    func refused() {
+    func refused() throws {
         let yaml = """
             mqtt:
               port: 70000
@@ -357,6 +357,16 @@ struct ConfigurationTests {
             Issue.record("unexpected error \(error)")
         }
         #expect(throws: ConfigurationErrors.self) { try VitalsConfiguration.parse(yaml: "mqtt:\n  port: [1]\n") }
+        // A variable one or two letters from an override is a likely typo: a warning names the variable
+        // meant. The scripts' own variables, far from every override, pass without one.
+        let typo = try VitalsConfiguration.parse(
+            yaml: "mqtt: {port: 1883}",
+            environment: ["VITALSD_MQTT_HOTS": "x", "VITALSD_DATABSE_PATH": "/tmp/x", "VITALSD_BUILD": "debug",
+                          "VITALSD_TEST_LOAD": "1", "VITALSD_CONFIG": "/etc/vitalsd/vitalsd.yaml"])
+        #expect(typo.warnings.map(\.description) == [
+            "environment: VITALSD_DATABSE_PATH is not a setting and is ignored; did you mean VITALSD_DATABASE_PATH?",
+            "environment: VITALSD_MQTT_HOTS is not a setting and is ignored; did you mean VITALSD_MQTT_HOST?",
+        ])
         // A bad value from the environment names its variable, not only its key.
         do {
             _ = try VitalsConfiguration.parse(yaml: "mqtt: {port: 1883}", environment: ["VITALSD_MQTT_PORT": "abc"])
