@@ -375,9 +375,9 @@ extension VitalsConfiguration {
     /// of ``environmentOverrides`` without being one, each as a warning naming the likely variable.
     /// Other `VITALSD_*` names are left alone: the scripts use that prefix for their own knobs.
     static func misspeltOverrides(in environment: [String: String]) -> [ConfigurationError] {
-        let known = Set(environmentOverrides.map(\.variable) + ["VITALSD_CONFIG"])
+        let known = (environmentOverrides.map(\.variable) + ["VITALSD_CONFIG"]).sorted()
         return environment.keys.filter { $0.hasPrefix("VITALSD_") && !known.contains($0) }.sorted().compactMap { name in
-            guard let likely = known.sorted().first(where: { editDistance(name, $0, atMost: 2) != nil }) else { return nil }
+            guard let likely = known.first(where: { editDistance(name, $0, atMost: 2) != nil }) else { return nil }
             return ConfigurationError(key: "environment", "\(name) is not a setting and is ignored; did you mean \(likely)?")
         }
     }
@@ -386,11 +386,12 @@ extension VitalsConfiguration {
     static func editDistance(_ a: String, _ b: String, atMost limit: Int) -> Int? {
         let a = Array(a.utf8), b = Array(b.utf8)
         guard abs(a.count - b.count) <= limit else { return nil }
+        // previous[j]: the distance of a's first i - 1 bytes to b's first j.
         var previous = Array(0...b.count)
-        for i in 1...max(a.count, 1) where !a.isEmpty {
-            var current = [i] + Array(repeating: 0, count: b.count)
-            for j in 1...max(b.count, 1) where !b.isEmpty {
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        for (i, x) in a.enumerated() {
+            var current = [i + 1]
+            for (j, y) in b.enumerated() {
+                current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
             }
             previous = current
         }

@@ -51,19 +51,20 @@ func readCSV(path: String, required: [String], optional: [String]? = nil) throws
                 "\(path): unknown column(s) \(unknown.map { "'\($0)'" }.joined(separator: ", ")); the columns are \((required + optional).joined(separator: ","))")
         }
     }
+    func filled(_ cell: String) -> Bool { !cell.trimmingCharacters(in: .whitespaces).isEmpty }
     var rows: [(line: Int, row: [String: String])] = []
     for (index, cells) in csv.rows.enumerated() {
         let line = index + 2
+        // Blank lines are skipped; a row's length is up to its last filled cell.
+        guard let last = cells.lastIndex(where: filled) else { continue }
         // A cell beyond the header's last column would be dropped without a word: most often a
         // value with an unquoted comma ("Lopez, Maria"), whose second half is lost.
-        if cells.count > header.count, cells[header.count...].contains(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty }) {
-            let given = cells.count - (cells.reversed().firstIndex { !$0.trimmingCharacters(in: .whitespaces).isEmpty } ?? 0)
+        guard last < header.count else {
             throw CSVFileError("""
-                \(path):\(line): \(given) cells, the header has \(header.count) columns; a value with a comma \
+                \(path):\(line): \(last + 1) cells, the header has \(header.count) columns; a value with a comma \
                 must be quoted ("Lopez, Maria")
                 """)
         }
-        guard cells.contains(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty }) else { continue }
         var row: [String: String] = [:]
         for (column, name) in header.enumerated() { row[name] = column < cells.count ? cells[column] : "" }
         rows.append((line, row))

@@ -159,10 +159,9 @@ public enum Daemon {
         do {
             lock = try DatabaseLock(databasePath: path)
         } catch let failure as DatabaseLock.Failure where failure.heldByAnother {
-            let holder = failure.holderPID.map { " (pid \($0))" } ?? ""
             throw SchemaUpgradeWaits(description: """
                 this vitalsd would upgrade the schema of \(path) (\(pending.count) migration\(pending.count == 1 ? "" : "s"): \
-                \(pending.joined(separator: ", "))), but a daemon\(holder) runs on it with an older build; restart the \
+                \(pending.joined(separator: ", "))), but a daemon\(failure.holderText) runs on it with an older build; restart the \
                 daemon with this build first (it upgrades the schema as it starts), then run the command again
                 """)
         }

@@ -41,16 +41,6 @@ public struct TimeEntry: Sendable, Hashable, Codable {
     /// The measured length in seconds of an entry made by the workspace timer; nil for minutes typed in.
     public var seconds: Int?
     public var performedAt: Date
-
-    /// The length as a person reads it, the measure billing counts: "45 s", "2 min 5 s" for a
-    /// timer's entry, "15 min" for minutes typed in.
-    public var lengthText: String { seconds.map(Self.lengthText(seconds:)) ?? "\(minutes) min" }
-
-    /// "45 s", "2 min", "2 min 5 s".
-    public static func lengthText(seconds: Int) -> String {
-        if seconds < 60 { return "\(seconds) s" }
-        return seconds % 60 == 0 ? "\(seconds / 60) min" : "\(seconds / 60) min \(seconds % 60) s"
-    }
     public var performedBy: String
     public var activity: String
     /// A real-time interactive communication with the patient or caregiver.
@@ -68,6 +58,18 @@ public struct TimeEntry: Sendable, Hashable, Codable {
 
     /// The entry's length in seconds: measured (``seconds``) or logged minutes × 60.
     public var durationSeconds: Int { seconds ?? minutes * 60 }
+}
+
+extension TimeEntry {
+    /// The length as a person reads it, the measure billing counts: "45 s", "2 min 5 s" for a
+    /// timer's entry, "15 min" for minutes typed in.
+    public var lengthText: String { seconds.map(Self.lengthText(seconds:)) ?? "\(minutes) min" }
+
+    /// "45 s", "2 min", "2 min 5 s".
+    public static func lengthText(seconds: Int) -> String {
+        if seconds < 60 { return "\(seconds) s" }
+        return seconds % 60 == 0 ? "\(seconds / 60) min" : "\(seconds / 60) min \(seconds % 60) s"
+    }
 }
 
 extension TimeEntry {

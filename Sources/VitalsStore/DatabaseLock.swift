@@ -26,6 +26,8 @@ public final class DatabaseLock: Sendable {
         public var heldByAnother = false
         /// The pid written in the lock file by the process that holds it, when readable.
         public var holderPID: String?
+        /// " (pid N)" when the holder's pid is known, else empty: for a message naming the holder.
+        public var holderText: String { holderPID.map { " (pid \($0))" } ?? "" }
     }
 
     /// Takes the lock, or fails at once when another process holds it.

@@ -119,7 +119,7 @@ enum PatientBillingPanel {
         values["timeEntries"] = entries.reversed().map { e -> [String: Any] in
             var entry: [String: Any] = [
                 "id": e.id, "when": workspace.pages.local(e.performedAt), "seconds": e.durationSeconds,
-                "length": TimerController.duration(seconds: e.durationSeconds), "program": e.program.rawValue.uppercased(),
+                "length": TimeEntry.lengthText(seconds: e.durationSeconds), "program": e.program.rawValue.uppercased(),
                 "who": e.performedBy, "activity": e.activity, "timed": e.seconds != nil,
             ]
             if let voids = e.voidsEntryID { entry["state"] = "voids entry \(voids)" } else if e.voided { entry["state"] = "voided" }

@@ -268,7 +268,7 @@ struct ChartController {
                 add(e.performedAt, -i, kind: "time-void", actor: e.performedBy, what: "voided time entry \(voided)", text: e.voidReason)
             } else {
                 add(e.performedAt, -i, kind: "time", actor: e.performedBy,
-                    what: "logged \(e.seconds.map { TimerController.duration(seconds: $0) } ?? "\(e.minutes) min") \(e.program.rawValue.uppercased())"
+                    what: "logged \(e.lengthText) \(e.program.rawValue.uppercased())"
                         + (e.modality.map { ", interactive (\($0.rawValue.replacingOccurrences(of: "_", with: " ")))" } ?? "")
                         + (e.voided ? " (voided)" : "") + " — entry \(e.id)",
                     task: e.taskID, text: e.activity)

@@ -94,7 +94,4 @@ struct TimerController {
         }
         return .redirect(to: "/patients/\(id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id)?done=saved", type: .normal)
     }
-
-    /// `1 min 5 s`, `45 s`, `12 min`.
-    static func duration(seconds: Int) -> String { TimeEntry.lengthText(seconds: seconds) }
 }

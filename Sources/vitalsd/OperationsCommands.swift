@@ -152,7 +152,7 @@ struct DatabaseCommand: ParsableCommand {
                 lock = try DatabaseLock(databasePath: path)
             } catch let failure as DatabaseLock.Failure where failure.heldByAnother {
                 throw ValidationError("""
-                    \(path) is in use by a running vitalsd\(failure.holderPID.map { " (pid \($0))" } ?? ""): stop it first \
+                    \(path) is in use by a running vitalsd\(failure.holderText): stop it first \
                     (systemctl stop vitalsd), or let its next start upgrade the schema
                     """)
             }
