@@ -127,10 +127,12 @@ public struct Workspace: Sendable {
     /// - Parameter idleTimeout: a connection that has sent no complete request part for this long,
     ///   and is not being answered, is closed (a client that opens connections and sends half a
     ///   header would otherwise hold them, and the process's descriptors, for ever). Default 30 s.
+    /// - Parameter onListening: called once the listener is bound, with the port it is bound to
+    ///   (the configured one; a test that binds port 0 learns the kernel's choice).
     public static func application(
         configuration: VitalsConfiguration, database: AppDatabase, logger: Logger, routeGroups: [any WorkspaceRouteGroup] = [],
         throttle: SignInThrottle = SignInThrottle(), clock: @escaping @Sendable () -> Date = { Date() },
-        idleTimeout: Duration = .seconds(30)
+        idleTimeout: Duration = .seconds(30), onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
         let idle = TimeAmount.nanoseconds(idleTimeout.components.seconds * 1_000_000_000 + idleTimeout.components.attoseconds / 1_000_000_000)
         let workspace = try Workspace(configuration: configuration, database: database, logger: logger, throttle: throttle, clock: clock)
@@ -148,7 +150,9 @@ public struct Workspace: Sendable {
         }
         return Application(
             router: router, server: server,
-            configuration: .init(address: .hostname(web.host, port: web.port), serverName: "vitalsd"), logger: logger)
+            configuration: .init(address: .hostname(web.host, port: web.port), serverName: "vitalsd"),
+            onServerRunning: { channel in await onListening(channel.localAddress?.port ?? web.port) },
+            logger: logger)
     }
 
     /// What is wrong with the workspace's TLS certificate and key beyond their being readable files:

@@ -111,7 +111,7 @@ struct ChartPageTests {
             payload: Array(#"{"measured_at":\#(ms),"readings":[{"type":"systolic_bp","value":150,"unit":"mmHg"},{"type":"diastolic_bp","value":95,"unit":"mmHg"}]}"#.utf8),
             receivedAt: Date())], pipeline: IngestPipeline(thresholds: .clinicalDefaults))
 
-        let ana = try #require(try await server.signIn("ana").cookie)
+        let ana = try await server.session("ana")
         let page = try await server.get("/patients/p2?window=1w", cookie: ana)
         #expect(page.status == 200)
         // One chart for both pressures, systolic limits as bands, diastolic as lines; no limit form for a care manager.
@@ -124,7 +124,7 @@ struct ChartPageTests {
         let form = ["csrf": csrf, "slot": "systolic_bp|warning|high", "value": "150", "reason": "Dr. Ng's order", "action": "set"]
         #expect(try await server.post("/patients/p2/thresholds", cookie: ana, form: form).status == 403)
 
-        let ng = try #require(try await server.signIn("ng", password: "clinician pass 3").cookie)
+        let ng = try await server.session("ng", password: "clinician pass 3")
         let ngPage = try await server.get("/patients/p2", cookie: ng)
         #expect(ngPage.body.contains("id=\"change-limit\""))
         let token = try #require(ngPage.field("csrf"))

@@ -14,6 +14,8 @@ struct HTTPReply: Sendable {
     /// Header lines in order, names lower-cased.
     var headers: [(name: String, value: String)]
     var body: String
+    /// Set when the connection closed before the body was whole: what was missing.
+    var missingBytes: String? = nil
 
     func header(_ name: String) -> String? { headers.first { $0.name == name.lowercased() }?.value }
     var setCookies: [String] { headers.filter { $0.name == "set-cookie" }.map(\.value) }
@@ -37,6 +39,8 @@ func httpRequest(port: Int, _ method: String, _ path: String, headers: [String: 
 }
 
 /// One HTTP request over a fresh loopback connection, blocking the calling thread.
+/// - Throws: `TestFailure` when nothing listens, or when the reply ends before its `Content-Length`
+///   or its last chunk (a test then fails with that reason, not on a value cut short).
 func blockingRequest(port: Int, _ method: String, _ path: String, headers: [String: String], body: String?) throws -> HTTPReply {
     guard let fd = connectLoopback(port: port) else { throw TestFailure("nothing listens on \(port)") }
     defer { close(fd) }
@@ -46,16 +50,43 @@ func blockingRequest(port: Int, _ method: String, _ path: String, headers: [Stri
     for (k, v) in headers { head += "\(k): \(v)\r\n" }
     let payload = Array((body ?? "").utf8)
     if body != nil { head += "Content-Length: \(payload.count)\r\n" }
-    let request = Array((head + "\r\n").utf8) + payload
-    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    try sendAll(fd, Array((head + "\r\n").utf8) + payload)
+    let response = try receiveUntilClosed(fd)
+    let reply = try parseReply(response)
+    if method != "HEAD", let missing = reply.missingBytes {
+        throw TestFailure("\(method) \(path): the reply ended \(missing) early (status \(reply.status))")
+    }
+    return reply
+}
+
+/// Writes all of `bytes`, again after a partial write or a signal.
+/// - Throws: `TestFailure` with `errno` when the socket refuses.
+func sendAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+    var sent = 0
+    while sent < bytes.count {
+        let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { throw TestFailure("send failed: errno \(errno)") }
+        sent += n
+    }
+}
+
+/// Reads until the peer closes. A signal that lands on this thread (SIGCHLD from a test's child
+/// process) makes `recv` on a socket with `SO_RCVTIMEO` fail with `EINTR` even under `SA_RESTART`
+/// (signal(7)); that is read again, not taken for the end.
+/// - Throws: `TestFailure` on the 30 s receive limit or another error.
+func receiveUntilClosed(_ fd: Int32) throws -> [UInt8] {
     var response: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65_536)
     while true {
         let n = recv(fd, &buffer, buffer.count, 0)
-        if n <= 0 { break }
+        if n == 0 { return response }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw TestFailure("recv failed after \(response.count) bytes: errno \(errno)")
+        }
         response += buffer[0..<n]
     }
-    return try parseReply(response)
 }
 
 /// Parses a response; decodes a chunked body.
@@ -71,18 +102,27 @@ func parseReply(_ bytes: [UInt8]) throws -> HTTPReply {
         return (line[..<colon].lowercased(), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
     }
     var body = String(text[split.upperBound...])
+    var missing: String?
     if headers.contains(where: { $0.0 == "transfer-encoding" && $0.1.contains("chunked") }) {
         var decoded = ""
         var rest = Substring(body)
-        while let line = rest.range(of: "\r\n"), let size = Int(rest[..<line.lowerBound], radix: 16), size > 0 {
+        missing = "before its last chunk"
+        while let line = rest.range(of: "\r\n"), let size = Int(rest[..<line.lowerBound], radix: 16) {
+            if size == 0 {
+                missing = nil
+                break
+            }
             let start = line.upperBound
             let chunk = rest.utf8[start...].prefix(size)
+            if chunk.count < size { break }
             decoded += String(decoding: chunk, as: UTF8.self)
             rest = Substring(String(decoding: rest.utf8[chunk.endIndex...].dropFirst(2), as: UTF8.self))
         }
         body = decoded
+    } else if let length = headers.first(where: { $0.0 == "content-length" }).flatMap({ Int($0.1) }), body.utf8.count < length {
+        missing = "\(length - body.utf8.count) bytes"
     }
-    return HTTPReply(status: status, headers: headers, body: body)
+    return HTTPReply(status: status, headers: headers, body: body, missingBytes: missing)
 }
 
 /// A clock a test moves by hand.
@@ -119,18 +159,19 @@ final class WorkspaceServer: @unchecked Sendable {
     init(tls: (cert: String, key: String)? = nil, clock: TestClock = TestClock(), webYAML: String = "",
          idleTimeout: Duration = .seconds(30)) async throws {
         directory = try TemporaryDirectoryPath()
-        port = try Broker.freePort()
         self.clock = clock
         var yaml = """
             database:
               path: \(directory.path)/vitalsd.sqlite
             web:
               enabled: true
-              port: \(port)
             """
         if let tls { yaml += "\n  tls_cert_file: \(tls.cert)\n  tls_key_file: \(tls.key)" }
         if !webYAML.isEmpty { yaml += "\n" + webYAML }
-        let config = try VitalsConfiguration.parse(yaml: yaml)
+        var config = try VitalsConfiguration.parse(yaml: yaml)
+        // Port 0: the kernel picks a free port as the listener binds. A port chosen beforehand could be
+        // taken by another test's listener meanwhile, which would then answer this test's requests.
+        config.web.port = 0
         database = try AppDatabase.open(path: config.database.path)
         try database.addUser(username: "ana", displayName: "Ana Ruiz", role: .careManager,
                              passwordHash: try Self.hashes()["ana"]!, actor: "test")
@@ -145,12 +186,24 @@ final class WorkspaceServer: @unchecked Sendable {
             practitioner: "Dr. Ng", actor: "test")
         var logger = Logger(label: "workspace-test")
         logger.logLevel = .warning
+        let (listening, continuation) = AsyncStream<Int>.makeStream()
         let app = try Workspace.application(configuration: config, database: database, logger: logger, clock: { clock.read() },
-                                            idleTimeout: idleTimeout)
-        task = Task { try await app.runService(gracefulShutdownSignals: []) }
-        let port = port
-        let up = await eventually { Broker.canConnect(port: port) }
-        if !up { throw TestFailure("the workspace did not listen on \(port)") }
+                                            idleTimeout: idleTimeout, onListening: { port in
+                                                continuation.yield(port)
+                                                continuation.finish()
+                                            })
+        task = Task {
+            defer { continuation.finish() }
+            try await app.runService(gracefulShutdownSignals: [])
+        }
+        var iterator = listening.makeAsyncIterator()
+        guard let bound = await iterator.next() else {
+            let reason = await { [task] () async -> String in
+                do { try await task.value; return "it stopped" } catch { return "\(error)" }
+            }()
+            throw TestFailure("the workspace did not listen: \(reason)")
+        }
+        port = bound
     }
 
     func stop() async {
@@ -181,6 +234,15 @@ final class WorkspaceServer: @unchecked Sendable {
         ])
         let session = reply.setCookies.first { $0.hasPrefix("vitalsd_session=") && !$0.hasPrefix("vitalsd_session=;") }
         return (reply, session.map { String($0.prefix { $0 != ";" }) })
+    }
+
+    /// Signs in through the form and returns the session cookie (`name=value`).
+    /// - Throws: `TestFailure` with the reply's status and its error text when no session was made.
+    func session(_ username: String, password: String? = nil) async throws -> String {
+        let (reply, cookie) = try await signIn(username, password: password)
+        if let cookie { return cookie }
+        let error = reply.body.range(of: "role=\"alert\"").map { String(reply.body[$0.upperBound...].prefix(200)) } ?? reply.body.prefix(200).description
+        throw TestFailure("sign-in of \(username) made no session: status \(reply.status), \(error)")
     }
 }
 

@@ -54,8 +54,8 @@ struct WorkspaceTests {
         defer { Task { await server.stop() } }
         _ = try await server.database.ingest([crisis()], pipeline: pipeline)
         let task = try #require(try server.database.tasks().first)
-        let ana = try #require(try await server.signIn("ana").cookie)
-        let bo = try #require(try await server.signIn("bo").cookie)
+        let ana = try await server.session("ana")
+        let bo = try await server.session("bo")
         let boPage = try await server.get("/tasks/\(task.id)", cookie: bo)
         let boToken = try #require(boPage.field("csrf"))
         let form = ["version": String(task.version)]
@@ -85,7 +85,7 @@ struct WorkspaceTests {
     func partialDetails() async throws {
         let server = try await WorkspaceServer()
         defer { Task { await server.stop() } }
-        let ana = try #require(try await server.signIn("ana").cookie)
+        let ana = try await server.session("ana")
         let before = try #require(try await server.database.patientRecord(id: "p2"))
         let token = try #require(try await server.get("/patients/p2", cookie: ana).field("csrf"))
         // Only a name: before, the missing birth date, phone and care manager were cleared.
@@ -112,7 +112,7 @@ struct WorkspaceTests {
         _ = try await server.database.ingest([crisis()], pipeline: pipeline)
         let task = try #require(try server.database.tasks().first)
         try await server.database.addTaskNote(taskID: task.id, author: "ana", text: hostile, at: Date())
-        let ana = try #require(try await server.signIn("ana").cookie)
+        let ana = try await server.session("ana")
         for path in ["/worklist", "/worklist/rows", "/tasks/\(task.id)", "/patients/p2", "/patients?show=all"] {
             let body = try await server.get(path, cookie: ana).body
             #expect(!body.contains("<script>alert"), "\(path)")
@@ -127,7 +127,7 @@ struct WorkspaceTests {
         let server = try await WorkspaceServer()
         defer { Task { await server.stop() } }
         _ = try await server.database.ingest([crisis()], pipeline: pipeline)
-        let ana = try #require(try await server.signIn("ana").cookie)
+        let ana = try await server.session("ana")
         var body = try await server.get("/worklist", cookie: ana).body
         // AHA hypertensive crisis: systolic ≥ 180 or diastolic ≥ 120 (the built-in critical limits).
         #expect(body.contains("185/125 mmHg") && body.contains("critical ≥ 180/120"))
@@ -147,7 +147,7 @@ struct WorkspaceTests {
     func headers() async throws {
         let server = try await WorkspaceServer()
         defer { Task { await server.stop() } }
-        let ana = try #require(try await server.signIn("ana").cookie)
+        let ana = try await server.session("ana")
         for (path, cookie) in [("/signin", nil), ("/worklist", ana), ("/static/app.js", nil), ("/no/such/page", ana), ("/worklist", nil)] {
             let r = try await server.get(path, cookie: cookie)
             let csp = try #require(r.header("content-security-policy"), "\(path)")
@@ -175,7 +175,7 @@ struct WorkspaceTests {
         #expect(attributes.contains("HttpOnly") && attributes.contains("SameSite=Strict") && attributes.contains("Path=/"))
         #expect(!attributes.contains("Secure"))  // plain HTTP on loopback
         let cookie = try #require(first.cookie)
-        let second = try #require(try await server.signIn("ana").cookie)
+        let second = try await server.session("ana")
         #expect(second != cookie)
         // Only the hash of a session id is stored.
         let stored = try await server.database.writer.read { db in try Data.fetchAll(db, sql: "SELECT token_hash FROM web_sessions") }
@@ -296,7 +296,7 @@ struct WorkspaceTests {
     func hugeNumbers() async throws {
         let server = try await WorkspaceServer()
         defer { Task { await server.stop() } }
-        let ana = try #require(try await server.signIn("ana").cookie)
+        let ana = try await server.session("ana")
         // The Resolved tab lists a resolved task (it answered 500: its query took one argument too many).
         _ = try await server.database.ingest([crisis()], pipeline: pipeline)
         let task = try #require(try server.database.tasks().first)
@@ -336,7 +336,7 @@ struct WorkspaceTests {
     func timerPage() async throws {
         let server = try await WorkspaceServer()
         defer { Task { await server.stop() } }
-        let ana = try #require(try await server.signIn("ana").cookie)
+        let ana = try await server.session("ana")
         let page = try await server.get("/patients/p2", cookie: ana)
         // A second tab, opened a second after the first (in the same millisecond it would carry the same token).
         server.clock.advance(1)
@@ -397,9 +397,11 @@ struct WorkspaceTests {
                 var timeout = timeval(tv_sec: 30, tv_usec: 0)
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
                 let half = Array("GET /signin HTTP/1.1\r\nHost: x\r\n".utf8)
-                _ = half.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+                do { try sendAll(fd, half) } catch { return continuation.resume(throwing: error) }
                 var buffer = [UInt8](repeating: 0, count: 1024)
-                continuation.resume(returning: recv(fd, &buffer, buffer.count, 0))
+                var n = recv(fd, &buffer, buffer.count, 0)
+                while n < 0 && errno == EINTR { n = recv(fd, &buffer, buffer.count, 0) }
+                continuation.resume(returning: n)
             }
         }
         #expect(received == 0)
@@ -440,7 +442,7 @@ struct WorkspaceTests {
     func idle() async throws {
         let server = try await WorkspaceServer()
         defer { Task { await server.stop() } }
-        let ana = try #require(try await server.signIn("ana").cookie)
+        let ana = try await server.session("ana")
         server.clock.advance(14 * 60)
         #expect(try await server.get("/worklist", cookie: ana).status == 200)
         server.clock.advance(14 * 60)
@@ -458,8 +460,8 @@ struct WorkspaceTests {
         _ = try await server.database.ingest([crisis()], pipeline: pipeline)
         let task = try #require(try server.database.tasks().first)
         #expect(task.owner == nil)
-        let ana = try #require(try await server.signIn("ana").cookie)
-        let bo = try #require(try await server.signIn("bo").cookie)
+        let ana = try await server.session("ana")
+        let bo = try await server.session("bo")
         let anaPage = try await server.get("/tasks/\(task.id)", cookie: ana)
         let boPage = try await server.get("/tasks/\(task.id)", cookie: bo)
         let won = try await server.post("/tasks/\(task.id)/claim", cookie: ana,
