@@ -92,6 +92,7 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -139,6 +140,7 @@ let package = Package(
             name: "vitalsd",
             dependencies: [
                 "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "MQTTClient", "VitalsFHIRServer", "VitalsWeb",
+                "VitalsPostgres",
                 .target(name: "CGlibcMalloc", condition: .when(platforms: [.linux])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -15,7 +15,7 @@ struct ConfigurationReader {
                  "reconnect_max_seconds", "username", "password_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
                  "tls_version", "subscriptions"],
         "database": ["path", "synchronous", "busy_timeout_seconds", "checkpoint_interval_seconds",
-                     "dead_letter_payload_retention_days"],
+                     "dead_letter_payload_retention_days", "url", "password_file"],
         "ingest": ["max_payload_bytes", "max_future_skew_seconds"],
         "log": ["level", "format"],
         "http": ["enabled", "host", "port"],
@@ -114,6 +114,8 @@ struct ConfigurationReader {
         double(values, "database.busy_timeout_seconds") { config.database.busyTimeoutSeconds = $0 }
         double(values, "database.checkpoint_interval_seconds") { config.database.checkpointIntervalSeconds = $0 }
         optionalInt(values, "database.dead_letter_payload_retention_days") { config.database.deadLetterPayloadRetentionDays = $0 }
+        string(values, "database.url") { config.database.url = $0 }
+        string(values, "database.password_file") { config.database.passwordFile = $0 }
         int(values, "ingest.max_payload_bytes") { config.ingest.maxPayloadBytes = $0 }
         double(values, "ingest.max_future_skew_seconds") { config.ingest.maxFutureSkewSeconds = $0 }
         string(values, "log.level") { config.log.level = $0 }
@@ -611,6 +613,10 @@ struct ConfigurationReader {
               "is required when mqtt.tls_cert_file is set: without a CA the broker cannot be verified")
         check(["tlsv1.2", "tlsv1.3"].contains(c.mqtt.tlsVersion), "mqtt.tls_version", "must be tlsv1.2 or tlsv1.3")
         check(["full", "normal"].contains(c.database.synchronous), "database.synchronous", "must be 'full' or 'normal'")
+        // The URL's parts are checked where the PostgreSQL settings are made (`config check` reports them).
+        check(c.database.url.map { $0.hasPrefix("postgres://") || $0.hasPrefix("postgresql://") } ?? true, "database.url",
+              "must be a postgres:// URL (leave it out for SQLite at database.path)")
+        check(c.database.passwordFile == nil || c.database.url != nil, "database.password_file", "needs database.url")
         // Upper bounds keep every duration far from the range limits of the integers it becomes
         // (milliseconds since 1970, SQLite's busy timeout); a value outside them is a typo.
         check((0...3_600).contains(c.database.busyTimeoutSeconds), "database.busy_timeout_seconds", "must be between 0 and 3600 seconds")

@@ -82,6 +82,11 @@ public struct VitalsConfiguration: Sendable, Hashable {
         public var checkpointIntervalSeconds = 300.0
         /// Days to keep raw dead-letter payloads; nil keeps them forever.
         public var deadLetterPayloadRetentionDays: Int? = 30
+        /// `postgres://USER@HOST[:PORT]/DATABASE[?sslmode=…]` of a PostgreSQL database instead of SQLite at
+        /// ``path``; nil for SQLite. No password in it: that comes from ``passwordFile``.
+        public var url: String?
+        /// A file holding the PostgreSQL password (trailing newline trimmed); nil for none.
+        public var passwordFile: String?
     }
 
     /// `ingest.*`: message limits.
@@ -264,6 +269,8 @@ public struct VitalsConfiguration: Sendable, Hashable {
         ("database.busy_timeout_seconds", "VITALSD_DATABASE_BUSY_TIMEOUT_SECONDS"),
         ("database.checkpoint_interval_seconds", "VITALSD_DATABASE_CHECKPOINT_INTERVAL_SECONDS"),
         ("database.dead_letter_payload_retention_days", "VITALSD_DATABASE_DEAD_LETTER_PAYLOAD_RETENTION_DAYS"),
+        ("database.url", "VITALSD_DATABASE_URL"),
+        ("database.password_file", "VITALSD_DATABASE_PASSWORD_FILE"),
         ("ingest.max_payload_bytes", "VITALSD_INGEST_MAX_PAYLOAD_BYTES"),
         ("ingest.max_future_skew_seconds", "VITALSD_INGEST_MAX_FUTURE_SKEW_SECONDS"),
         ("log.level", "VITALSD_LOG_LEVEL"),

@@ -108,6 +108,18 @@ public enum Daemon {
         return nil
     }
 
+    /// Refuses a configuration that names a PostgreSQL database (`database.url`) for what stores in
+    /// SQLite only: the daemon and the admin commands other than `config check`, `db migrate` and
+    /// `db backup`. Without this they would quietly use a SQLite file at `database.path` instead.
+    /// - Throws: ``ConfigurationErrors`` keyed `database.url` (exit 2: restarting cannot cure it).
+    public static func refusePostgreSQL(_ config: VitalsConfiguration) throws {
+        guard config.database.url != nil else { return }
+        throw ConfigurationErrors(errors: [ConfigurationError(key: "database.url", """
+            this build stores readings, tasks and users in SQLite only: the daemon and this command do not run on \
+            PostgreSQL yet (config check, db migrate and db backup know it); remove database.url to use database.path
+            """)])
+    }
+
     /// Opens the database a configuration names.
     ///
     /// A failure that restarting cannot cure is a refused configuration (exit 2, and the unit's
@@ -119,6 +131,7 @@ public enum Daemon {
     ///   ``DatabaseUnavailable`` for the others.
     /// - Parameter backgroundCheckpoints: true for the daemon, which runs a ``WALCheckpointService``.
     public static func openDatabase(_ config: VitalsConfiguration, backgroundCheckpoints: Bool = false) throws -> AppDatabase {
+        try refusePostgreSQL(config)
         let path = config.database.path
         if let problem = databaseDirectoryProblem(config) { throw ConfigurationErrors(errors: [problem]) }
         do {
@@ -151,6 +164,7 @@ public enum Daemon {
     /// - Throws: ``SchemaUpgradeWaits`` naming the pending migrations and what to do, or what
     ///   ``openDatabase(_:backgroundCheckpoints:)`` throws.
     public static func openDatabaseForCommand(_ config: VitalsConfiguration) throws -> AppDatabase {
+        try refusePostgreSQL(config)
         let path = config.database.path
         guard databaseDirectoryProblem(config) == nil, FileManager.default.fileExists(atPath: path),
               let pending = try? AppDatabase.pendingMigrations(path: path), !pending.isEmpty
@@ -255,6 +269,7 @@ public enum Daemon {
         logWarnings(config, logger: logger)
         // Before anything touches the broker: a second daemon on this database (the same
         // configuration started twice) would take the first one's MQTT session again and again.
+        try refusePostgreSQL(config)
         if let problem = databaseDirectoryProblem(config) { throw ConfigurationErrors(errors: [problem]) }
         if config.web.enabled, !config.webTLSFileProblems.isEmpty { throw ConfigurationErrors(errors: config.webTLSFileProblems) }
         let lock: DatabaseLock

@@ -147,21 +147,26 @@ public struct PostgresSettings: Sendable, Equatable, CustomStringConvertible {
         return text
     }
 
-    /// The TLS part of the client configuration for ``sslMode``.
-    public var tls: PostgresClient.Configuration.TLS {
+    /// The TLS configuration for ``sslMode``; nil for `disable`.
+    public var tlsConfiguration: TLSConfiguration? {
         switch sslMode {
         case .disable:
-            return .disable
+            return nil
         case .require:
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.certificateVerification = .none
-            return .require(tls)
+            return tls
         case .verifyFull:
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.certificateVerification = .fullVerification
             if let rootCertificatePath { tls.trustRoots = .file(rootCertificatePath) }
-            return .require(tls)
+            return tls
         }
+    }
+
+    /// The TLS part of the client configuration for ``sslMode``.
+    public var tls: PostgresClient.Configuration.TLS {
+        tlsConfiguration.map { .require($0) } ?? .disable
     }
 
     /// A postgres-nio client configuration for these settings.

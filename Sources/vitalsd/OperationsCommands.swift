@@ -53,13 +53,18 @@ struct DatabaseCommand: ParsableCommand {
 
     struct Backup: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write a consistent copy of the live database (SQLite online backup), while the daemon runs.")
+            abstract: "Write a consistent copy of the live database (SQLite online backup), while the daemon runs.",
+            discussion: "With database.url (PostgreSQL) it prints how to back up with pg_dump instead, and exits 1.")
         @OptionGroup var options: GlobalOptions
         @Argument(help: "Destination file; must not exist.") var path: String
 
         func run() throws {
             guard !FileManager.default.fileExists(atPath: path) else { throw ValidationError("\(path) already exists") }
             let config = try options.load()
+            if let settings = try PostgresCommands.settings(config) {
+                FileHandle.standardError.write(Data((PostgresCommands.backupGuidance(settings, destination: path) + "\n").utf8))
+                throw ExitCode(1)
+            }
             // A copy of the database as it is: the backup before an upgrade is taken with the new
             // binary while the older daemon still runs, so it must not migrate the schema.
             let pending = (try? AppDatabase.pendingMigrations(path: config.database.path)) ?? []
@@ -84,6 +89,7 @@ struct DatabaseCommand: ParsableCommand {
 
         func run() throws {
             let config = try options.load()
+            try Daemon.refusePostgreSQL(config)
             if let problem = Daemon.databaseDirectoryProblem(config) { throw ConfigurationErrors(errors: [problem]) }
             // Refused while a daemon runs on the database: it holds this lock.
             let lock: DatabaseLock
@@ -118,7 +124,7 @@ struct DatabaseCommand: ParsableCommand {
         }
     }
 
-    struct Migrate: ParsableCommand {
+    struct Migrate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Upgrade the database's schema to this build's now; the daemon must be stopped.",
             discussion: """
@@ -131,8 +137,11 @@ struct DatabaseCommand: ParsableCommand {
         @Flag(help: "List the migrations this build would apply; change nothing.") var dryRun = false
         @Option(help: "Who runs the upgrade, for the audit trail (default: the invoking user).") var by: String?
 
-        func run() throws {
+        func run() async throws {
             let config = try options.load()
+            if let settings = try PostgresCommands.settings(config) {
+                return try await PostgresCommands.migrate(settings, dryRun: dryRun, actor: actor(by))
+            }
             let path = config.database.path
             guard FileManager.default.fileExists(atPath: path) else {
                 throw ValidationError("there is no database at \(path); the daemon or the first admin command creates it with the current schema")

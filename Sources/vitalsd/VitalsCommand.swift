@@ -8,6 +8,7 @@ import MQTTClient
 import VitalsConfig
 import VitalsDaemon
 import VitalsDomain
+import VitalsPostgres
 import VitalsStore
 import VitalsWeb
 
@@ -155,16 +156,32 @@ struct ConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "config", abstract: "Configuration tools.", subcommands: [Check.self])
 
-    struct Check: ParsableCommand {
+    struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate the configuration and exit 0, or print each problem with its key and exit 2.")
 
         @OptionGroup var options: GlobalOptions
 
-        func run() throws {
+        func run() async throws {
             let config = try options.load()
             var problems: [String] = []
-            if let problem = Daemon.databaseDirectoryProblem(config) {
+            var warnings = config.warnings.map(\.description)
+            var database = ""
+            let postgres: PostgresSettings?
+            do {
+                postgres = try PostgresCommands.settings(config)
+            } catch let error as ConfigurationErrors {
+                postgres = nil
+                problems += error.errors.map(\.description)
+            }
+            if let postgres {
+                let (p, w, summary) = await PostgresCommands.check(postgres)
+                problems += p
+                warnings += w
+                database = summary
+            } else if config.database.url != nil {
+                // Its settings are refused above.
+            } else if let problem = Daemon.databaseDirectoryProblem(config) {
                 problems.append(problem.description)
             } else {
                 // As the user running the check (run it as the service's user: sudo -u vitalsd).
@@ -181,7 +198,7 @@ struct ConfigCommand: ParsableCommand {
             // would migrate is left as it is (an older daemon may still be running on it): the
             // daemon's next start migrates it.
             var pending: [String] = []
-            if problems.isEmpty, FileManager.default.fileExists(atPath: config.database.path) {
+            if problems.isEmpty, config.database.url == nil, FileManager.default.fileExists(atPath: config.database.path) {
                 do {
                     pending = try AppDatabase.pendingMigrations(path: config.database.path)
                     if pending.isEmpty {
@@ -197,7 +214,6 @@ struct ConfigCommand: ParsableCommand {
                 FileHandle.standardError.write(Data(("vitalsd: configuration refused:\n" + problems.joined(separator: "\n") + "\n").utf8))
                 throw ExitCode(2)
             }
-            var warnings = config.warnings.map(\.description)
             if config.alerts.escalationBackup == nil {
                 warnings.append("alerts.escalation_backup_user: not set (nor escalation_backup_role): an unacknowledged critical task of a patient without an active care manager escalates to nobody, and later escalations reach nobody beyond the owner")
             }
@@ -209,6 +225,7 @@ struct ConfigCommand: ParsableCommand {
                     """)
             }
             for w in warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+            if !database.isEmpty { print("database: \(database)") }
             print("configuration ok: \(options.config)\(warnings.isEmpty ? "" : " (\(warnings.count) warnings)")")
         }
     }

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import Logging
+import VitalsConfig
+import VitalsPostgres
+
+/// The PostgreSQL side of `config check`, `db migrate` and `db backup`, for a configuration with
+/// `database.url`.
+enum PostgresCommands {
+    /// The settings `database.url` and `database.password_file` name, or nil without `database.url`.
+    /// - Throws: ``ConfigurationErrors`` keyed by the setting that is wrong (never showing a password).
+    static func settings(_ config: VitalsConfiguration) throws -> PostgresSettings? {
+        guard let url = config.database.url else { return nil }
+        do {
+            return try PostgresSettings(url: url, passwordFile: config.database.passwordFile)
+        } catch {
+            let key = [.passwordFileUnreadable, .passwordFileEmpty].contains(error.code) ? "database.password_file" : "database.url"
+            throw ConfigurationErrors(errors: [ConfigurationError(key: key, error.message)])
+        }
+    }
+
+    /// postgres-nio's logger for a command: its errors only (the command prints what it did).
+    static let logger: Logger = {
+        var logger = Logger(label: "vitalsd.postgres")
+        logger.logLevel = .error
+        return logger
+    }()
+
+    /// `config check` with `database.url`: what is wrong with the database (unreachable, migrated by
+    /// a newer build) as problems, and what the operator should do next (migrations to apply) as warnings.
+    static func check(_ settings: PostgresSettings) async -> (problems: [String], warnings: [String], summary: String) {
+        let status: PostgresDatabaseStatus
+        do {
+            status = try await PostgresAdmin.status(settings, logger: logger)
+        } catch {
+            return (["database.url: cannot use \(error)"], [], "")
+        }
+        var problems: [String] = []
+        var warnings: [String] = []
+        if !status.unknown.isEmpty {
+            problems.append("""
+                database.url: the schema holds migrations this build does not know (\(status.unknown.joined(separator: ", "))): \
+                a newer vitalsd upgraded it
+                """)
+        }
+        if !status.pending.isEmpty {
+            warnings.append("""
+                database.url: the schema needs \(status.pending.count) migration\(status.pending.count == 1 ? "" : "s") \
+                (\(status.pending.joined(separator: ", "))): run vitalsd db migrate
+                """)
+        }
+        return (problems, warnings, "PostgreSQL \(status.serverVersion) at \(settings)")
+    }
+
+    /// `db migrate` with `database.url`.
+    static func migrate(_ settings: PostgresSettings, dryRun: Bool, actor: String) async throws {
+        let status: PostgresDatabaseStatus
+        do {
+            status = try await PostgresAdmin.status(settings, logger: logger)
+        } catch {
+            throw ValidationError("cannot use \(error)")
+        }
+        guard status.unknown.isEmpty else {
+            throw ValidationError("""
+                the schema of \(settings) holds migrations this build does not know (\(status.unknown.joined(separator: ", "))): \
+                a newer vitalsd upgraded it
+                """)
+        }
+        guard !status.pending.isEmpty else {
+            print("the schema of \(settings) is up to date")
+            return
+        }
+        if dryRun {
+            print("this build would apply \(status.pending.count) migration\(status.pending.count == 1 ? "" : "s") to \(settings):")
+            for name in status.pending { print("  \(name)") }
+            return
+        }
+        let applied: [String]
+        do {
+            applied = try await PostgresAdmin.migrate(settings, actor: actor, now: Date(), logger: logger)
+        } catch {
+            throw ValidationError("migration failed: \(error)")
+        }
+        // Another node may have applied some meanwhile: each migration runs once, under a lock.
+        print("applied \(applied.count) migration\(applied.count == 1 ? "" : "s") to \(settings):")
+        for name in applied { print("  \(name)") }
+    }
+
+    /// What `db backup` says with `database.url`: PostgreSQL's own tools back it up.
+    static func backupGuidance(_ settings: PostgresSettings, destination: String) -> String {
+        """
+        the database is PostgreSQL (\(settings)): back it up with PostgreSQL's own tools, which copy \
+        a consistent snapshot while vitalsd runs, e.g.
+          pg_dump --format=custom --file=\(destination) --host=\(settings.host) --port=\(settings.port) \
+        --username=\(settings.username) \(settings.database)
+        and restore it with pg_restore; for point-in-time recovery, continuous archiving (pg_basebackup \
+        and WAL archiving). vitalsd db backup copies SQLite databases only.
+        """
+    }
+}
