@@ -380,7 +380,7 @@ public enum Daemon {
         let daemon = try compose(config: config, logger: logger, configPath: configPath)
         logger.info(
             "vitalsd starting",
-            metadata: ["libmosquitto": "\(MosquittoLibrary.version)", "db.path": "\(config.database.path)"])
+            metadata: ["version": "\(BuildInfo.version)", "libmosquitto": "\(MosquittoLibrary.version)", "db.path": "\(config.database.path)"])
         try await daemon.run()
         logger.info("vitalsd stopped")
     }

@@ -64,6 +64,10 @@ public final class VitalsMetrics: Sendable {
         }
         func counter(_ name: String, _ help: String) -> Counter { registry.makeCounter(descriptor: named(name, help)) }
         func gauge(_ name: String, _ help: String) -> Gauge { registry.makeGauge(descriptor: named(name, help)) }
+        registry.makeGauge(
+            descriptor: named("vitalsd_build_info", "Always 1; the label says which version of vitalsd runs."),
+            labels: [("version", BuildInfo.version)]
+        ).set(to: 1.0)
         messages = counter("vitalsd_messages_received_total", "MQTT messages received and committed (readings, duplicates and dead letters).")
         readings = counter("vitalsd_readings_stored_total", "Readings stored.")
         duplicates = counter("vitalsd_duplicates_total", "Readings received again and not stored a second time (unique key).")

@@ -110,6 +110,9 @@ public struct AppDatabase: Sendable {
         }
     }
 
+    /// The names of this build's schema migrations, in the order they apply.
+    public static var migrationNames: [String] { migrator.migrations }
+
     /// Closes the database; later use throws.
     public func close() throws {
         try writer.close()

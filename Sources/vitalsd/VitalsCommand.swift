@@ -23,6 +23,7 @@ struct VitalsCommand: AsyncParsableCommand {
             (e.g. VITALSD_DATABASE_PATH). In production run the commands as the service's user: \
             sudo -u vitalsd vitalsd …
             """,
+        version: BuildInfo.description(postgresMigrations: PostgresSchema.migrations.map(\.name)),
         subcommands: [
             Run.self, PatientCommand.self, DeviceCommand.self, ThresholdCommand.self, Import.self, TaskCommand.self,
             EpisodeCommand.self, TimeCommand.self, ReportCommand.self, ReadingCommand.self, AuditCommand.self, ClientCommand.self, DatabaseCommand.self,

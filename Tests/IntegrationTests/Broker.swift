@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Glibc
 import VitalsDomain
 
@@ -94,19 +95,16 @@ final class Broker: @unchecked Sendable {
         throw TestFailure("mosquitto is not installed (apt-get install -y mosquitto)")
     }
 
+    /// A loopback TCP port for a listener a test starts next (a broker, a daemon, a receiver), free
+    /// when chosen and never handed out before in this process.
+    ///
+    /// Chosen outside the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`), from
+    /// which the kernel picks ports for `bind` to port 0 and for outgoing connections: a port from that
+    /// range, found free and then released, could be handed by the kernel to another test's listener
+    /// or connection before this test's listener binds it, and requests meant for one test would then
+    /// reach another's listener. Outside it only this function hands ports out, each once.
     static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard bound else { throw TestFailure("no free port") }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        try PortAllocator.shared.next()
     }
 
     static func canConnect(port: Int) -> Bool {
@@ -194,5 +192,46 @@ func eventually(advancing clock: ManualWallClock, by step: TimeInterval, every p
             moved = Date()
         }
         return false
+    }
+}
+
+/// Hands out loopback ports outside the kernel's ephemeral range, each once per process
+/// (``Broker/freePort()``).
+final class PortAllocator: Sendable {
+    static let shared = PortAllocator()
+    private let handedOut = Mutex<Set<Int>>([])
+    /// The ports to choose from.
+    let range: ClosedRange<Int>
+
+    init() {
+        // Linux's default ephemeral range is 32768–60999; below it, 10000–32767 is left to us.
+        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? "32768 60999"
+        let bounds = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
+        let low = bounds.first ?? 32768, high = bounds.count > 1 ? bounds[1] : 60999
+        range = low - 10000 >= 5000 ? 10000...(low - 1) : (high + 1)...65535
+    }
+
+    /// A port of ``range`` not handed out before, that nothing is bound to now.
+    /// - Throws: `TestFailure` when 1,000 tries found none.
+    func next() throws -> Int {
+        for _ in 0..<1000 {
+            let port = Int.random(in: range)
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
+            if Self.isFree(port) { return port }
+        }
+        throw TestFailure("no free port in \(range)")
+    }
+
+    /// Whether a listener could bind 127.0.0.1:`port` now.
+    static func isFree(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
     }
 }

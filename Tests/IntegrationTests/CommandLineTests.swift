@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Testing
 import VitalsConfig
+import VitalsDaemon
 import VitalsDomain
 import VitalsFormats
 import HummingbirdBcrypt
@@ -135,6 +136,12 @@ struct CommandLineTests {
         #expect(bad.output.contains("bogus") && bad.output.contains("Run the command with --help for its options."))
         let help = try await run(env, ["task", "list", "--help"])
         #expect(help.code == 0 && help.stdout.contains("$VITALSD_CONFIG"), "\(help.stdout)")
+        // --version: the release, and the schema this build brings (what an upgrade would migrate).
+        let version = try await run(env, ["--version"])
+        #expect(version.code == 0)
+        #expect(version.stdout.hasPrefix(BuildInfo.version + " (SQLite schema: \(AppDatabase.migrationNames.count) migrations, last \""))
+        #expect(version.stdout.contains("; PostgreSQL schema: 3 migrations, last \"3 the clinical schema\")\n"))
+        #expect(BuildInfo.version.split(separator: ".").count == 3 && BuildInfo.version.split(separator: ".").allSatisfy { Int($0) != nil })
     }
 
     @Test("CSV exports neutralise formulas: an actor =HYPERLINK(...) is text in audit list --format csv")

@@ -5,6 +5,7 @@ import Synchronization
 import MQTTClient
 import Testing
 import VitalsConfig
+import VitalsDaemon
 import VitalsStore
 
 /// `GET path` on 127.0.0.1:`port` over a plain socket. Returns (status, body), or nil when nothing listens.
@@ -92,6 +93,7 @@ struct HTTPEndpointTests {
         #expect(metric(exposition, #"vitalsd_dead_letters_total{reason="bad_unit"}"#) == 0)
         #expect(metric(exposition, #"vitalsd_tasks_opened_total{priority="critical"}"#) == 1)
         #expect(metric(exposition, "vitalsd_broker_connected") == 1)
+        #expect(metric(exposition, #"vitalsd_build_info{version="\#(BuildInfo.version)"}"#) == 1)
         #expect(metric(exposition, "vitalsd_ingest_latency_seconds_count") == 7)
         // Each metric says what it is, counters as counters (Prometheus text format).
         let lines = exposition.split(separator: "\n")

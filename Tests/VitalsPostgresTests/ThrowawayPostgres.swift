@@ -99,10 +99,12 @@ final class ThrowawayPostgres: Sendable {
             """, directory], log: directory + "/openssl.log")
 
         // A port found free may be taken by another process before the server binds it: then try another.
+        // Above the kernel's ephemeral range (32768–60999 by default), and apart from the range the
+        // integration tests' listeners use (below it): no other listener of the tests is given it.
         var attempt = 0
         while true {
             attempt += 1
-            let port = Int.random(in: 20000...60000)
+            let port = Int.random(in: 61000...65000)
             let script = """
                 set -u
                 "$0/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 \
