@@ -88,7 +88,7 @@ let package = Package(
         .target(
             name: "VitalsPostgres",
             dependencies: [
-                "VitalsDomain",
+                "VitalsDomain", "VitalsAlerting",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -174,7 +174,7 @@ let package = Package(
         .testTarget(
             name: "VitalsPostgresTests",
             dependencies: [
-                "VitalsPostgres", "VitalsDomain", "VitalsStore",
+                "VitalsPostgres", "VitalsDomain", "VitalsStore", "VitalsAlerting",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

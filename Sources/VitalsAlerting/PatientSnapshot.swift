@@ -173,6 +173,36 @@ public struct AlertingPolicy: Sendable, Hashable {
     }
 }
 
+extension AlertingPolicy {
+    /// The stored readings the rules need around a batch, for the storage to read into each
+    /// ``PatientSnapshot/history``: the longest trend window of the patients' rules for the batch's
+    /// vital types before its earliest reading, the confirmation window after its latest.
+    ///
+    /// - Parameters:
+    ///   - snapshots: the patients' snapshots (programs and rule changes read).
+    ///   - readings: the batch's new readings by patient.
+    ///   - history: the patients whose readings are wanted whatever their rules (a decision that
+    ///     ``AlertDecision/needsHistory``); nil: those with trend rules for the batch's types.
+    /// - Returns: the patients to read for and the span (inclusive), or nil when none is needed:
+    ///   the others' history stays nil.
+    public func historyRequest(
+        snapshots: [String: PatientSnapshot], readings: [String: [NewReading]], history: Set<String>?
+    ) -> (patients: Set<String>, from: Date, to: Date)? {
+        let types = Set(readings.values.joined().map(\.observation.type))
+        var windows: [String: Double] = [:]
+        for (id, snapshot) in snapshots {
+            let window = trendRules(programs: snapshot.programs, overrides: snapshot.ruleOverrides)
+                .filter { types.contains($0.type) }.map(\.windowSeconds).max()
+            if history?.contains(id) ?? (window != nil) { windows[id] = window ?? 0 }
+        }
+        let wanted = readings.filter { windows[$0.key] != nil }
+        let times = wanted.values.joined().map(\.observation.measuredAt)
+        guard let first = times.min(), let last = times.max() else { return nil }
+        let window = windows.values.max() ?? 0
+        return (Set(wanted.keys), first.addingTimeInterval(-window), last.addingTimeInterval(alerts.confirmationWindowSeconds))
+    }
+}
+
 /// What the rules decided for one patient's batch.
 public struct AlertDecision: Sendable, Hashable {
     /// Task changes, in the order they are to be applied.

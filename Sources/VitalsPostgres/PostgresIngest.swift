@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import VitalsAlerting
 import VitalsDomain
 
 /// One row for the `readings` table: a reading already checked, converted and bound to its patient.
@@ -39,6 +40,12 @@ public struct StoredReading: Sendable, Hashable {
     public var vendorReadingID: String?
     /// The payload format it arrived in.
     public var format: String?
+    /// The checked reading, for the clinical rules (``BatchAlerting``); nil for a row given by its
+    /// column values, which the rules then do not see.
+    public var observation: Observation?
+    /// The index of its message in the batch: readings of one message measured at one instant make
+    /// one occurrence for the rules (a cuff's systolic and diastolic). Nil: a message of its own.
+    public var message: Int?
 
     /// A row from a checked observation, as the SQLite ingest stores it.
     /// - Parameters:
@@ -47,7 +54,11 @@ public struct StoredReading: Sendable, Hashable {
     ///   - receivedAt: when vitalsd received the message.
     ///   - messageID: the message's id, if any.
     ///   - format: the payload format's name, if known.
-    public init(observation: Observation, patientID: String, receivedAt: Date, messageID: String? = nil, format: String? = nil) {
+    ///   - message: the index of its message in the batch.
+    public init(
+        observation: Observation, patientID: String, receivedAt: Date, messageID: String? = nil, format: String? = nil,
+        message: Int? = nil
+    ) {
         self.init(
             deviceID: observation.deviceID, patientID: patientID, type: observation.type.rawValue,
             loinc: observation.type.loinc, value: observation.value, unit: observation.unit,
@@ -56,6 +67,8 @@ public struct StoredReading: Sendable, Hashable {
             source: observation.source.rawValue, messageID: messageID, flags: observation.flags.stored,
             timeSource: observation.timeSource.rawValue, localOffsetMinutes: observation.localOffsetMinutes,
             vendorReadingID: observation.vendorReadingID, format: format)
+        self.observation = observation
+        self.message = message
     }
 
     /// A row from its column values.
@@ -146,6 +159,8 @@ public struct IngestOutcome: Sendable, Hashable {
     public var newReadings: Int
     /// Dead letters inserted; the others were already recorded.
     public var newDeadLetters: Int
+    /// What the clinical rules did with the new readings (nothing without ``BatchAlerting``).
+    public var alerting = AlertingOutcome()
 
     /// An outcome from its counts.
     public init(newReadings: Int, newDeadLetters: Int) {
@@ -198,14 +213,18 @@ public struct PostgresIngest: Sendable {
     /// after a takeover finds no row and writes nothing. Readings go in with one statement; a reading
     /// already stored (same device, LOINC code and measured_at) is skipped, so a redelivery is
     /// absorbed. Dead letters likewise, once per (topic, reason, payload, reading index).
+    /// With `alerting`, the clinical rules run on the new readings in the same transaction (a
+    /// redelivered reading is not new, so it raises nothing twice): the tasks, their events and the
+    /// outbox commit with the readings or not at all.
     /// - Parameters:
     ///   - batch: the readings and dead letters.
     ///   - lease: the lease of the session the batch arrived on.
-    /// - Returns: how many readings and dead letters were new.
+    ///   - alerting: the rules' policy, clock and the event ids' incarnation; nil stores without evaluating.
+    /// - Returns: how many readings and dead letters were new, and what the rules did.
     /// - Throws: ``LeaseLost`` (nothing written) when the session's owner or epoch changed; the
     ///   server's or connection's error otherwise (nothing written either, unless the COMMIT's answer
     ///   was lost: a retry is then absorbed by the unique keys).
-    public func store(batch: IngestBatch, lease: Lease) async throws -> IngestOutcome {
+    public func store(batch: IngestBatch, lease: Lease, alerting: BatchAlerting? = nil) async throws -> IngestOutcome {
         let logger = logger
         return try await unwrappingTransactionError {
             try await client.withTransaction(logger: logger) { connection -> IngestOutcome in
@@ -222,7 +241,12 @@ public struct PostgresIngest: Sendable {
                 }
                 var outcome = IngestOutcome(newReadings: 0, newDeadLetters: 0)
                 if !batch.readings.isEmpty {
-                    outcome.newReadings = try await Self.insert(batch.readings, connection, logger)
+                    let ids = try await Self.insert(batch.readings, connection, logger)
+                    outcome.newReadings = ids.count
+                    if let alerting {
+                        outcome.alerting = try await PostgresAlerting.evaluate(
+                            Self.newReadings(batch.readings, ids: ids), alerting: alerting, connection: connection, logger: logger)
+                    }
                 }
                 if !batch.deadLetters.isEmpty {
                     outcome.newDeadLetters = try await Self.insert(batch.deadLetters, connection, logger)
@@ -232,28 +256,51 @@ public struct PostgresIngest: Sendable {
         }
     }
 
-    /// Inserts `readings` with one statement; returns how many were new.
-    private static func insert(_ readings: [StoredReading], _ connection: PostgresConnection, _ logger: Logger) async throws -> Int {
+    /// The key of a reading: (device, LOINC code, measured_at), the unique key of `readings`.
+    struct ReadingKey: Hashable {
+        var deviceID: String
+        var loinc: String
+        var measuredAt: Int64
+    }
+
+    /// The batch's readings that were new, for the rules, by patient, in batch order.
+    static func newReadings(_ readings: [StoredReading], ids: [ReadingKey: Int64]) -> [String: [NewReading]] {
+        var result: [String: [NewReading]] = [:]
+        var claimed = Set<ReadingKey>()
+        for (order, r) in readings.enumerated() {
+            let key = ReadingKey(deviceID: r.deviceID, loinc: r.loinc, measuredAt: r.measuredAt)
+            // A key twice in one batch was inserted once: the first copy is the new reading.
+            guard let observation = r.observation, let id = ids[key], claimed.insert(key).inserted else { continue }
+            result[r.patientID, default: []].append(NewReading(
+                readingID: id, observation: observation, receivedAt: dateFromMilliseconds(r.receivedAt),
+                message: r.message ?? (readings.count + order), order: order))
+        }
+        return result
+    }
+
+    /// Inserts `readings` with one statement; returns the id of each new one by its key.
+    private static func insert(
+        _ readings: [StoredReading], _ connection: PostgresConnection, _ logger: Logger
+    ) async throws -> [ReadingKey: Int64] {
         let r = readings
         let rows = try await connection.query("""
-            WITH inserted AS (
-                INSERT INTO readings (device_id, patient_id, type, loinc, value, unit, canonical_value, canonical_unit,
-                                      measured_at, received_at, source, message_id, flags, time_source,
-                                      local_offset_minutes, vendor_reading_id, format)
-                SELECT * FROM unnest(
-                    \(r.map(\.deviceID))::text[], \(r.map(\.patientID))::text[], \(r.map(\.type))::text[],
-                    \(r.map(\.loinc))::text[], \(r.map(\.value))::float8[], \(r.map(\.unit))::text[],
-                    \(r.map(\.canonicalValue))::float8[], \(r.map(\.canonicalUnit))::text[],
-                    \(r.map(\.measuredAt))::int8[], \(r.map(\.receivedAt))::int8[], \(r.map(\.source))::text[],
-                    \(NullableArray(r.map(\.messageID)))::text[], \(NullableArray(r.map(\.flags)))::text[],
-                    \(r.map(\.timeSource))::text[], \(NullableArray(r.map(\.localOffsetMinutes)))::int8[],
-                    \(NullableArray(r.map(\.vendorReadingID)))::text[], \(NullableArray(r.map(\.format)))::text[])
-                ON CONFLICT (device_id, loinc, measured_at) DO NOTHING
-                RETURNING 1
-            )
-            SELECT count(*) FROM inserted
-            """, logger: logger).decode(Int64.self).collected()
-        return Int(rows.first ?? 0)
+            INSERT INTO readings (device_id, patient_id, type, loinc, value, unit, canonical_value, canonical_unit,
+                                  measured_at, received_at, source, message_id, flags, time_source,
+                                  local_offset_minutes, vendor_reading_id, format)
+            SELECT * FROM unnest(
+                \(r.map(\.deviceID))::text[], \(r.map(\.patientID))::text[], \(r.map(\.type))::text[],
+                \(r.map(\.loinc))::text[], \(r.map(\.value))::float8[], \(r.map(\.unit))::text[],
+                \(r.map(\.canonicalValue))::float8[], \(r.map(\.canonicalUnit))::text[],
+                \(r.map(\.measuredAt))::int8[], \(r.map(\.receivedAt))::int8[], \(r.map(\.source))::text[],
+                \(NullableArray(r.map(\.messageID)))::text[], \(NullableArray(r.map(\.flags)))::text[],
+                \(r.map(\.timeSource))::text[], \(NullableArray(r.map(\.localOffsetMinutes)))::int8[],
+                \(NullableArray(r.map(\.vendorReadingID)))::text[], \(NullableArray(r.map(\.format)))::text[])
+            ON CONFLICT (device_id, loinc, measured_at) DO NOTHING
+            RETURNING id, device_id, loinc, measured_at
+            """, logger: logger).decode((Int64, String, String, Int64).self).collected()
+        var ids: [ReadingKey: Int64] = [:]
+        for (id, device, loinc, measuredAt) in rows { ids[ReadingKey(deviceID: device, loinc: loinc, measuredAt: measuredAt)] = id }
+        return ids
     }
 
     /// Inserts `deadLetters` with one statement; returns how many were new.

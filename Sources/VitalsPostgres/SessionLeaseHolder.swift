@@ -112,7 +112,7 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
             // the cancellation of this one (the shutdown) does not reach.
             let leases = self.leases
             do {
-                try await Task { try await leases.release(held) }.value
+                _ = try await Task { try await leases.release(held) }.value
                 logger.notice("released the MQTT session lease", metadata: metadata(held))
             } catch {
                 logger.warning("could not release the MQTT session lease; it expires by itself",

@@ -53,33 +53,19 @@ extension AppDatabase {
             let task = CareTask(row: row)
             result[task.patientID]?.tasks.append(task)
         }
-        // Readings stored before the batch around the batch's times: the longest trend window of the
-        // patients' rules before the earliest, the confirmation window after the latest. One query for
-        // the batch: each patient gets its own readings of that span (more than its own span needs,
-        // which the rules filter by time anyway).
-        let types = Set(readings.values.joined().map(\.observation.type))
-        var windows: [String: Double] = [:]
-        for (id, snapshot) in result {
-            result[id]?.history = nil
-            let window = policy.trendRules(programs: snapshot.programs, overrides: snapshot.ruleOverrides)
-                .filter { types.contains($0.type) }.map(\.windowSeconds).max()
-            if history?.contains(id) ?? (window != nil) { windows[id] = window ?? 0 }
-        }
-        let wanted = readings.filter { windows[$0.key] != nil }
-        let times = wanted.values.joined().map(\.observation.measuredAt)
-        guard let first = times.min(), let last = times.max() else { return result }
-        for id in wanted.keys { result[id]?.history = [] }
-        let window = windows.values.max() ?? 0
+        // Readings stored before the batch around the batch's times. One query for the batch: each
+        // patient gets its own readings of that span (more than its own span needs, which the rules
+        // filter by time anyway).
+        for id in result.keys { result[id]?.history = nil }
+        guard let request = policy.historyRequest(snapshots: result, readings: readings, history: history) else { return result }
+        for id in request.patients { result[id]?.history = [] }
         let batchIDs = Set(readings.values.joined().map(\.readingID))
         let rows = try Row.fetchCursor(
             db.cachedStatement(sql: """
                 SELECT patient_id, id, type, measured_at, canonical_value FROM readings
                 WHERE patient_id IN (SELECT value FROM json_each(?)) AND measured_at >= ? AND measured_at <= ?
                 """),
-            arguments: [
-                try jsonArray(Set(wanted.keys)), epochMilliseconds(first.addingTimeInterval(-window)),
-                epochMilliseconds(last.addingTimeInterval(policy.alerts.confirmationWindowSeconds)),
-            ])
+            arguments: [try jsonArray(request.patients), epochMilliseconds(request.from), epochMilliseconds(request.to)])
         while let row = try rows.next() {
             let readingID: Int64 = row[1]
             guard !batchIDs.contains(readingID), let type = VitalType(rawValue: row[2]) else { continue }

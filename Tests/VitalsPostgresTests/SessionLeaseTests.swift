@@ -126,7 +126,7 @@ struct SessionLeaseTests {
                 try await blocker.query("BEGIN", logger: testLogger)
                 try await blocker.query("LOCK TABLE readings IN EXCLUSIVE MODE", logger: testLogger)
                 async let stored = ingest.store(batch: IngestBatch(readings: [glucose("d1", at: 7_000)]), lease: a)
-                try await waitUntilBlocked(client, queryStartingWith: "WITH inserted")
+                try await waitUntilBlocked(client, queryStartingWith: "INSERT INTO readings")
                 // The lease expires by the server's clock while the batch is in flight.
                 let deadline = Date().addingTimeInterval(60)
                 while Date() < deadline {

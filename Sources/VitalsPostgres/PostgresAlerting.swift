@@ -1,0 +1,177 @@
+import Foundation
+import Logging
+import PostgresNIO
+import VitalsAlerting
+import VitalsDomain
+
+/// What the clinical rules need to run inside a batch's transaction on PostgreSQL.
+public struct BatchAlerting: Sendable {
+    /// Limits by program and the alert policy (the daemon's configuration).
+    public var policy: AlertingPolicy
+    /// The batch's time, as the rules see it (an injected clock in tests).
+    public var now: Date
+    /// Part of each task event's `event_id` (``TaskEventMessage/eventID(_:incarnation:)``).
+    public var incarnation: String
+
+    /// - Parameters: as the properties.
+    public init(policy: AlertingPolicy, now: Date, incarnation: String) {
+        self.policy = policy
+        self.now = now
+        self.incarnation = incarnation
+    }
+}
+
+/// What the rules did with a batch's new readings.
+public struct AlertingOutcome: Sendable, Hashable {
+    /// Tasks opened, by priority.
+    public var opened: [TaskPriority: Int] = [:]
+    /// Tasks raised to a higher priority, by the priority reached.
+    public var raised: [TaskPriority: Int] = [:]
+    /// Existing tasks that got a new occurrence.
+    public var updated = 0
+    /// Breaches that opened nothing (condition still active, its task resolved within the re-alert window).
+    public var suppressed = 0
+    /// Moments of late readings sent to a late-data review task.
+    public var lateBreaches = 0
+
+    /// An outcome with nothing done.
+    public init() {}
+
+    mutating func add(_ decision: AlertDecision) {
+        opened.merge(decision.opened, uniquingKeysWith: +)
+        raised.merge(decision.raised, uniquingKeysWith: +)
+        updated += decision.updated
+        suppressed += decision.suppressed
+        lateBreaches += decision.lateBreaches
+    }
+}
+
+/// The rules on PostgreSQL: the twin of the SQLite ingest's evaluation. Per batch it reads each
+/// patient's snapshot once (programs, own limits, rule changes, pauses, alert states, the tasks the
+/// rules may touch, and the readings of the trend and confirmation windows), asks the pure
+/// ``AlertEngine``, and applies its decision through ``PostgresTaskWriter``, all in the batch's
+/// transaction.
+enum PostgresAlerting {
+    /// Evaluates `readings` (the batch's new readings, by patient) and applies the decisions.
+    static func evaluate(
+        _ readings: [String: [NewReading]], alerting: BatchAlerting, connection: PostgresConnection, logger: Logger
+    ) async throws -> AlertingOutcome {
+        var outcome = AlertingOutcome()
+        guard !readings.isEmpty else { return outcome }
+        let programs = try await Self.programs(Array(readings.keys), connection, logger)
+        let snapshots = try await Self.snapshots(connection, patients: programs, readings: readings, policy: alerting.policy, logger: logger)
+        for patientID in readings.keys.sorted() {
+            guard let snapshot = snapshots[patientID], let batch = readings[patientID] else { continue }
+            var decision = AlertEngine.evaluate(readings: batch, snapshot: snapshot, policy: alerting.policy, now: alerting.now)
+            if decision.needsHistory {
+                // Rare (a critical task opened): read the patient's readings around the batch and decide again.
+                let full = try await Self.snapshots(
+                    connection, patients: [patientID: programs[patientID] ?? []], readings: [patientID: batch],
+                    policy: alerting.policy, history: [patientID], logger: logger)
+                decision = AlertEngine.evaluate(readings: batch, snapshot: full[patientID] ?? snapshot, policy: alerting.policy, now: alerting.now)
+            }
+            try await storeAlertStates(connection, patientID: patientID, decision.states, logger: logger)
+            try await PostgresTaskWriter.apply(connection, decision.changes, incarnation: alerting.incarnation, logger: logger)
+            outcome.add(decision)
+        }
+        return outcome
+    }
+
+    /// Each patient's programs, sorted by name as the SQLite ingest reads them.
+    static func programs(_ patientIDs: [String], _ connection: PostgresConnection, _ logger: Logger) async throws -> [String: [Program]] {
+        var result = Dictionary(uniqueKeysWithValues: patientIDs.map { ($0, [Program]()) })
+        let rows = try await connection.query("""
+            SELECT patient_id, program FROM patient_programs WHERE patient_id = ANY(\(patientIDs)::text[])
+            ORDER BY patient_id, program
+            """, logger: logger).collected()
+        for row in rows {
+            let (patient, name) = try row.decode((String, String).self)
+            if let program = Program(rawValue: name) { result[patient, default: []].append(program) }
+        }
+        return result
+    }
+
+    /// The snapshots of `patients` (see the SQLite ingest's `snapshots` for what each part is for).
+    /// - Parameter history: the patients whose stored readings around the batch are read; nil: those
+    ///   with trend rules for the batch's vital types.
+    static func snapshots(
+        _ connection: PostgresConnection, patients: [String: [Program]], readings: [String: [NewReading]], policy: AlertingPolicy,
+        history: Set<String>? = nil, logger: Logger
+    ) async throws -> [String: PatientSnapshot] {
+        let ids = Array(patients.keys)
+        var result: [String: PatientSnapshot] = [:]
+        for (id, programs) in patients { result[id] = PatientSnapshot(patientID: id, programs: programs) }
+        for row in try await connection.query("""
+            SELECT patient_id, type, level, direction, limit_value FROM patient_thresholds WHERE patient_id = ANY(\(ids)::text[])
+            """, logger: logger).collected() {
+            let (patient, type, level, direction, limit) = try row.decode((String, String, String, String, Double).self)
+            guard let type = VitalType(rawValue: type), let level = ThresholdLevel(rawValue: level),
+                  let direction = ThresholdDirection(rawValue: direction) else { continue }
+            result[patient]?.thresholdOverrides[ThresholdSlot(type: type, level: level, direction: direction)] = limit
+        }
+        for row in try await connection.query("""
+            SELECT patient_id, rule_id, bound, disabled FROM patient_rule_overrides WHERE patient_id = ANY(\(ids)::text[])
+            """, logger: logger).collected() {
+            let (patient, rule, bound, disabled) = try row.decode((String, String, Double?, Int).self)
+            result[patient]?.ruleOverrides[rule] = RuleOverride(bound: bound, disabled: disabled != 0)
+        }
+        for row in try await connection.query("""
+            SELECT patient_id, starts_at, least(ends_at, coalesce(closed_at, ends_at)) FROM monitoring_pauses
+            WHERE patient_id = ANY(\(ids)::text[])
+            """, logger: logger).collected() {
+            let (patient, start, end) = try row.decode((String, Int64, Int64).self)
+            if end > start {
+                result[patient]?.pauses.append(DateInterval(start: dateFromMilliseconds(start), end: dateFromMilliseconds(end)))
+            }
+        }
+        for row in try await connection.query("""
+            SELECT patient_id, rule, active, level, since FROM alert_states WHERE patient_id = ANY(\(ids)::text[])
+            """, logger: logger).collected() {
+            let (patient, rule, active, level, since) = try row.decode((String, String, Int, String?, Int64).self)
+            result[patient]?.states[rule] = AlertState(
+                active: active != 0, since: dateFromMilliseconds(since), level: level.flatMap(ThresholdLevel.init(rawValue:)))
+        }
+        var taskQuery = PostgresQuery(unsafeSQL: """
+            SELECT \(PostgresTaskWriter.taskColumns) FROM tasks WHERE patient_id = ANY($1::text[])
+            AND (status <> 'resolved' OR confirmation = 'pending'
+                 OR id IN (SELECT max(id) FROM tasks WHERE patient_id = ANY($1::text[]) GROUP BY patient_id, vital, direction))
+            ORDER BY id
+            """)
+        taskQuery.binds.append(ids)
+        for row in try await connection.query(taskQuery, logger: logger).collected() {
+            let task = try PostgresTaskWriter.task(row)
+            result[task.patientID]?.tasks.append(task)
+        }
+        // Readings stored before the batch around its times (AlertingPolicy.historyRequest).
+        for id in result.keys { result[id]?.history = nil }
+        guard let request = policy.historyRequest(snapshots: result, readings: readings, history: history) else { return result }
+        for id in request.patients { result[id]?.history = [] }
+        let batchIDs = Set(readings.values.joined().map(\.readingID))
+        let from = milliseconds(request.from), to = milliseconds(request.to)
+        for row in try await connection.query("""
+            SELECT patient_id, id, type, measured_at, canonical_value FROM readings
+            WHERE patient_id = ANY(\(Array(request.patients))::text[]) AND measured_at >= \(from) AND measured_at <= \(to)
+            ORDER BY patient_id, measured_at, id
+            """, logger: logger).collected() {
+            let (patient, readingID, type, measuredAt, value) = try row.decode((String, Int64, String, Int64, Double).self)
+            guard !batchIDs.contains(readingID), let type = VitalType(rawValue: type) else { continue }
+            result[patient]?.history?.append(
+                StoredValue(readingID: readingID, type: type, measuredAt: dateFromMilliseconds(measuredAt), value: value))
+        }
+        return result
+    }
+
+    /// Writes the rule states the engine changed.
+    static func storeAlertStates(
+        _ connection: PostgresConnection, patientID: String, _ states: [String: AlertState], logger: Logger
+    ) async throws {
+        for (rule, s) in states.sorted(by: { $0.key < $1.key }) {
+            try await connection.query("""
+                INSERT INTO alert_states (patient_id, rule, active, level, since)
+                VALUES (\(patientID), \(rule), \(s.active ? 1 : 0), \(s.level?.rawValue), \(milliseconds(s.since)))
+                ON CONFLICT (patient_id, rule) DO UPDATE SET active = excluded.active,
+                    level = coalesce(excluded.level, alert_states.level), since = excluded.since
+                """, logger: logger)
+        }
+    }
+}
