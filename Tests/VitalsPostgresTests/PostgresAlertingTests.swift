@@ -128,6 +128,159 @@ struct PostgresAlertingTests {
         }
     }
 
+    /// One message of a scenario: a device's canonical payload, received `delay` seconds after `at`.
+    struct Message {
+        var device: String
+        var at: Date
+        /// The `readings` array's members, without `measured_at` (added from `at`).
+        var readings: String
+        var delay: Double = 60
+        var payload: [UInt8] {
+            Array(#"{"measured_at":\#(Int64(at.timeIntervalSince1970 * 1000)),"readings":[\#(readings)]}"#.utf8)
+        }
+    }
+
+    /// What a scenario left in one backend, as text rows to compare.
+    struct Result: Equatable {
+        var tasks: [String]
+        var events: [String]
+        var bodies: [String]
+        var states: [String]
+    }
+
+    /// The tables a scenario's setup fills on SQLite, copied as they are to PostgreSQL (same
+    /// columns on both: the parity test), in the order their foreign keys need.
+    static let setupTables = [
+        "users", "patients", "patient_programs", "devices", "patient_thresholds", "patient_rule_overrides", "monitoring_pauses",
+    ]
+
+    /// Runs `messages` through the SQLite ingest after `setup`, copies the setup to a fresh PostgreSQL
+    /// database, runs them through the PostgreSQL batch store there, and returns both results.
+    static func runBoth(
+        setup: (AppDatabase) throws -> Void, _ messages: [Message]
+    ) async throws -> (sqlite: Result, postgres: Result) {
+        let directory = NSTemporaryDirectory() + "vitalsd-parity-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let database = try AppDatabase.open(path: directory + "/v.sqlite")
+        _ = try database.addUser(username: "ana", displayName: "Ana Ruiz", role: .careManager, passwordHash: hash, actor: "test")
+        try setup(database)
+        let pipeline = IngestPipeline(thresholds: .clinicalDefaults)
+        for m in messages {
+            let received = m.at.addingTimeInterval(m.delay)
+            _ = try await database.ingest(
+                [IncomingMessage(topic: "devices/\(m.device)/readings", deviceID: m.device, payload: m.payload, receivedAt: received)],
+                pipeline: pipeline, now: received)
+        }
+        try database.close()
+        let queue = try DatabaseQueue(path: directory + "/v.sqlite")
+        defer { try? queue.close() }
+        func rows(_ sql: String) throws -> [String] {
+            try queue.read { db in try Row.fetchAll(db, sql: sql).map { $0.databaseValues.map(text).joined(separator: "|") } }
+        }
+        func bodies() throws -> [String] {
+            try queue.read { db in try String.fetchAll(db, sql: "SELECT body FROM outbox ORDER BY id").map(withoutIncarnation) }
+        }
+        func copied(_ table: String) throws -> (table: String, columns: [String], values: [[DatabaseValue]]) {
+            let all = try queue.read { db in try Row.fetchAll(db, sql: "SELECT * FROM \(table)") }
+            return (table, all.first.map { Array($0.columnNames) } ?? [], all.map { Array($0.databaseValues) })
+        }
+        func devicePatients() throws -> [String: String] {
+            try queue.read { db in
+                Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, patient_id FROM devices").map { ($0[0] as String, $0[1] as String) })
+            }
+        }
+        let sqlite = Result(
+            tasks: try rows("SELECT \(compared) FROM tasks ORDER BY id"),
+            events: try rows("SELECT task_id, event, actor, reading_id, detail FROM task_events ORDER BY id"),
+            bodies: try bodies(),
+            states: try rows("SELECT patient_id, rule, active, level, since FROM alert_states ORDER BY patient_id, rule"))
+        let setupRows = try setupTables.map(copied)
+        let devices = try devicePatients()
+
+        let postgres = try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            for (table, columns, values) in setupRows {
+                for row in values {
+                    var query = PostgresQuery(unsafeSQL: "INSERT INTO \(table) (\(columns.joined(separator: ", "))) VALUES (\((1...columns.count).map { "$\($0)" }.joined(separator: ", ")))")
+                    for value in row {
+                        switch value.storage {
+                        case .null: query.binds.appendNull()
+                        case .int64(let v): query.binds.append(v)
+                        case .double(let v): query.binds.append(v)
+                        case .string(let v): query.binds.append(v)
+                        case .blob: query.binds.appendNull()
+                        }
+                    }
+                    try await client.query(query, logger: testLogger)
+                }
+            }
+            let lease = try #require(try await SessionLeases(client: client, logger: testLogger).acquire(session: "s", node: "n", ttl: .seconds(600)))
+            let ingest = PostgresIngest(client: client, logger: testLogger)
+            for m in messages {
+                let received = m.at.addingTimeInterval(m.delay)
+                let decoded = try CanonicalMessageDecoder().decode(payload: m.payload, deviceID: m.device, receivedAt: received)
+                let readings = try decoded.readings.map {
+                    StoredReading(observation: try $0.get(), patientID: devices[m.device]!, receivedAt: received, message: 0)
+                }
+                _ = try await ingest.store(
+                    batch: IngestBatch(readings: readings), lease: lease,
+                    alerting: BatchAlerting(policy: policy, now: received, incarnation: "pg-test"))
+            }
+            func rows(_ sql: String) async throws -> [String] {
+                try await client.query(PostgresQuery(unsafeSQL: sql), logger: testLogger).collect().map { row in
+                    row.makeRandomAccess().map { text($0) }.joined(separator: "|")
+                }
+            }
+            return Result(
+                tasks: try await rows("SELECT \(compared) FROM tasks ORDER BY id"),
+                events: try await rows("SELECT task_id, event, actor, reading_id, detail FROM task_events ORDER BY id"),
+                bodies: try await client.query("SELECT body FROM outbox ORDER BY id", logger: testLogger).collect()
+                    .map { withoutIncarnation(try $0.decode(String.self)) },
+                states: try await rows("SELECT patient_id, rule, active, level, since FROM alert_states ORDER BY patient_id, rule"))
+        }
+        return (sqlite, postgres)
+    }
+
+    @Test("heart failure: 2.5 kg over 5 days with a missed day opens one weight-gain task on both, from the stored weights")
+    func weightTrend() async throws {
+        let start = Self.t0.addingTimeInterval(-6 * 86_400)
+        // Day 3 missed. The 7-day rule sees 82.5 - 80.0 at day 5 (AlertingTests, heartFailureWeights).
+        let weights: [(Double, Double)] = [(0, 80.0), (1, 80.5), (2, 81.0), (4, 82.0), (5, 82.5)]
+        let (sqlite, postgres) = try await Self.runBoth(setup: { db in
+            try db.upsertPatient(Patient(id: "p3", timezone: "UTC", programs: [.heartFailure], careManager: "ana"), actor: "test")
+            try db.upsertDevice(Device(id: "s3", kind: .scale, patientID: "p3"), actor: "test")
+        }, weights.map { day, kg in
+            Message(device: "s3", at: start.addingTimeInterval(day * 86_400), readings: #"{"type":"body_weight","value":\#(kg),"unit":"kg"}"#)
+        })
+        #expect(postgres.tasks.count == 1)
+        #expect(postgres.tasks.first?.hasPrefix("body_weight|high|warning|open|1|ana|trend|") == true, "\(postgres.tasks)")
+        #expect(postgres.tasks.first?.contains(
+            "|Body weight rose 2.5 kg within 7 days (80 kg to 82.5 kg); rule weight_gain_7d: Body weight rise ≥ 2.26 kg within 7 days|") == true)
+        #expect(postgres == sqlite)
+    }
+
+    @Test("a patient's own systolic limit opens a critical task below the program's; a reading during a pause changes nothing; the same on both")
+    func ownLimitAndPause() async throws {
+        let (sqlite, postgres) = try await Self.runBoth(setup: { db in
+            try db.upsertPatient(Patient(id: "p2", timezone: "UTC", programs: [.hypertension], careManager: "ana"), actor: "test")
+            try db.upsertDevice(Device(id: "c1", kind: .bpCuff, patientID: "p2"), actor: "test")
+            try db.setThreshold(patientID: "p2", slot: ThresholdSlot(type: .systolicBP, level: .critical, direction: .high), value: 170, actor: "dr.ng")
+            // Paused from t0 + 2 h through the next day (a hospital stay).
+            try db.pauseMonitoring(patientID: "p2", through: LocalDate(Self.t0.addingTimeInterval(86_400), in: TimeZone(identifier: "UTC")!),
+                                   reason: "hospital stay", actor: "ana", now: Self.t0.addingTimeInterval(7_200))
+        }, [
+            // 175/95: critical by the own limit 170 (the program's is 180), before the pause.
+            Message(device: "c1", at: Self.t0, readings: #"{"type":"systolic_bp","value":175,"unit":"mmHg"},{"type":"diastolic_bp","value":95,"unit":"mmHg"}"#),
+            // 190/125 during the pause: stored, no task change.
+            Message(device: "c1", at: Self.t0.addingTimeInterval(3 * 3_600), readings: #"{"type":"systolic_bp","value":190,"unit":"mmHg"},{"type":"diastolic_bp","value":125,"unit":"mmHg"}"#),
+        ])
+        #expect(postgres.tasks.count == 1)
+        #expect(postgres.tasks.first?.hasPrefix("blood_pressure|high|critical|open|1|ana|threshold|1|1|") == true, "got \(postgres.tasks)")
+        #expect(postgres.tasks.first?.contains("critical limit 170 mmHg") == true, "\(postgres.tasks)")
+        #expect(postgres.events.count == 1)
+        #expect(postgres == sqlite)
+    }
+
     @Test("a batch under a lost lease opens no task and writes no event")
     func fenced() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
