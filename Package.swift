@@ -157,6 +157,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The storage half of a backlog drain on SQLite and on PostgreSQL, for scripts/bench-postgres.
+        .executableTarget(
+            name: "vitalsd-store-bench",
+            dependencies: [
+                "VitalsStore", "VitalsPostgres", "VitalsAlerting", "VitalsDomain",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "VitalsDomainTests", dependencies: ["VitalsDomain"], swiftSettings: strict),
         .testTarget(name: "VitalsFHIRTests", dependencies: ["VitalsFHIR", "VitalsDomain"], swiftSettings: strict),
         .testTarget(name: "VitalsAlertingTests", dependencies: ["VitalsAlerting", "VitalsDomain"], swiftSettings: strict),
