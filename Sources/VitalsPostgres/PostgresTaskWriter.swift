@@ -22,6 +22,8 @@ enum PostgresTaskWriter {
         var ids: [TaskRef: Int64] = [:]
         var versions: [TaskRef: Int] = [:]
         var assignedOwners: [TaskRef: String] = [:]
+        // Each event with the task as it is after its change, written together at the end.
+        var events: [(task: CareTask, event: TaskEventRecord)] = []
         func id(_ ref: TaskRef) throws -> Int64 {
             if case .stored(let id) = ref { return id }
             guard let id = ids[ref] else { throw TaskError(.notFound, "a change names a task not opened before it") }
@@ -51,7 +53,7 @@ enum PostgresTaskWriter {
                 t.id = try inserted[0].decode(Int64.self)
                 ids[change.ref] = t.id
                 versions[change.ref] = t.version
-                try await appendEvent(connection, t, event, incarnation: incarnation, logger: logger)
+                events.append((t, event))
             case .update(let ref, let task, let event):
                 var t = task
                 t.id = try id(ref)
@@ -76,7 +78,7 @@ enum PostgresTaskWriter {
                 }
                 ids[ref] = t.id
                 versions[ref] = t.version
-                if let event { try await appendEvent(connection, t, event, incarnation: incarnation, logger: logger) }
+                if let event { events.append((t, event)) }
             case .note(let ref, let note):
                 let taskID = try id(ref)
                 try await connection.query("""
@@ -85,6 +87,7 @@ enum PostgresTaskWriter {
                     """, logger: logger)
             }
         }
+        try await appendEvents(connection, events, incarnation: incarnation, logger: logger)
         return ids
     }
 
@@ -142,22 +145,32 @@ enum PostgresTaskWriter {
         binds.append(t.acknowledgedWorst.map(TaskEventMessage.readingJSON))
     }
 
-    /// Appends a task event and its outbox copy: the task as it is after the change.
-    static func appendEvent(
-        _ connection: PostgresConnection, _ task: CareTask, _ event: TaskEventRecord, incarnation: String, logger: Logger
+    /// Appends task events, in order, each with its outbox copy (the task as it is after its change),
+    /// in three statements whatever their number: the events' ids are taken from the table's identity
+    /// first, because each outbox body carries its event's id (a round trip per event cost more than
+    /// the rest of a batch).
+    static func appendEvents(
+        _ connection: PostgresConnection, _ events: [(task: CareTask, event: TaskEventRecord)], incarnation: String, logger: Logger
     ) async throws {
-        let at = milliseconds(event.at)
-        let rows = try await connection.query("""
-            INSERT INTO task_events (task_id, at, event, actor, reading_id, detail)
-            VALUES (\(task.id), \(at), \(event.kind.rawValue), \(event.actor), \(event.readingID), \(event.detail))
-            RETURNING id
-            """, logger: logger).collected()
-        let id = try rows[0].decode(Int64.self)
-        let eventID = TaskEventMessage.eventID(id, incarnation: incarnation)
-        let body = TaskEventMessage.body(eventID: eventID, task: task, event: event)
+        guard !events.isEmpty else { return }
+        let reserved = try await connection.query("""
+            SELECT nextval(pg_get_serial_sequence('task_events', 'id')) FROM generate_series(1, \(events.count))
+            """, logger: logger).decode(Int64.self).collected().sorted()
+        let ids = Array(reserved)
+        let eventIDs = ids.map { TaskEventMessage.eventID($0, incarnation: incarnation) }
+        let at = events.map { milliseconds($0.event.at) }
+        let taskIDs = events.map(\.task.id)
+        try await connection.query("""
+            INSERT INTO task_events (id, task_id, at, event, actor, reading_id, detail)
+            SELECT * FROM unnest(\(ids)::int8[], \(taskIDs)::int8[], \(at)::int8[], \(events.map(\.event.kind.rawValue))::text[],
+                                 \(events.map(\.event.actor))::text[], \(NullableArray(events.map(\.event.readingID)))::int8[],
+                                 \(NullableArray(events.map(\.event.detail)))::text[])
+            """, logger: logger)
+        let bodies = zip(eventIDs, events).map { TaskEventMessage.body(eventID: $0, task: $1.task, event: $1.event) }
         try await connection.query("""
             INSERT INTO outbox (id, task_id, patient_id, created_at, body, event_id)
-            VALUES (\(id), \(task.id), \(task.patientID), \(at), \(body), \(eventID))
+            SELECT * FROM unnest(\(ids)::int8[], \(taskIDs)::int8[], \(events.map(\.task.patientID))::text[], \(at)::int8[],
+                                 \(bodies)::text[], \(eventIDs)::text[])
             """, logger: logger)
     }
 
