@@ -148,22 +148,11 @@ public struct MeasurementTimePolicy: Sendable, Hashable {
     }
 
     /// Days in a month of the proleptic Gregorian calendar.
-    static func daysInMonth(_ year: Int, _ month: Int) -> Int {
-        switch month {
-        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: 30
-        default: 31
-        }
-    }
+    static func daysInMonth(_ year: Int, _ month: Int) -> Int { Int(CivilCalendar.daysIn(month: Int64(month), year: Int64(year))) }
 
-    /// Days from 1970-01-01 to a Gregorian date (H. Hinnant, "chrono-Compatible Low-Level Date Algorithms").
+    /// Days from 1970-01-01 to a Gregorian date.
     static func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
+        Int(CivilCalendar.days(fromCivil: Int64(year), Int64(month), Int64(day)))
     }
 }
 

@@ -67,24 +67,12 @@ public enum TaskEventMessage {
 
     /// `2026-11-28T13:10:05.120Z`.
     public static func isoMilliseconds(_ date: Date) -> String {
-        // By hand (days to civil date, H. Hinnant's algorithm): the format style costs more than
-        // the rest of an outbox row.
-        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        // By hand (CivilCalendar): the format style costs more than the rest of an outbox row.
+        let ms = epochMilliseconds(date)
         let days = Int64((Double(ms) / 86_400_000).rounded(.down))
         let inDay = ms - days * 86_400_000
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
-        func pad(_ v: Int64, _ width: Int) -> String {
-            let s = String(v)
-            return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
-        }
+        let (year, month, day) = CivilCalendar.civil(fromDays: days)
+        let pad = CivilCalendar.pad
         return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(inDay / 3_600_000, 2)):\(pad(inDay / 60_000 % 60, 2)):"
             + "\(pad(inDay / 1_000 % 60, 2)).\(pad(inDay % 1_000, 3))Z"
     }

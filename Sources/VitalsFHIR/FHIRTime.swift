@@ -1,3 +1,5 @@
+import VitalsDomain
+
 /// FHIR `dateTime`/`instant` text for stored epoch milliseconds, and the ranges of FHIR `date`
 /// search values. Pure arithmetic on the proleptic Gregorian calendar (no Foundation formatter):
 /// a search page formats thousands of instants.
@@ -10,7 +12,8 @@ public enum FHIRTime {
         let offset = Int64(offsetMinutes ?? 0)
         let local = ms + offset * 60_000
         let (days, msOfDay) = floorDivide(local, 86_400_000)
-        let (y, m, d) = civil(fromDays: days)
+        let (y, m, d) = CivilCalendar.civil(fromDays: days)
+        let pad = CivilCalendar.pad
         let seconds = msOfDay / 1000
         let millis = msOfDay % 1000
         var s = pad(y, 4) + "-" + pad(m, 2) + "-" + pad(d, 2) + "T" + pad(seconds / 3600, 2) + ":"
@@ -61,7 +64,7 @@ public enum FHIRTime {
             precision = .month
         }
         if i < b.count {
-            guard expect("-"), let d = digits(2), d >= 1, d <= daysIn(month: month, year: year) else { return nil }
+            guard expect("-"), let d = digits(2), d >= 1, d <= CivilCalendar.daysIn(month: month, year: year) else { return nil }
             day = d
             precision = .day
         }
@@ -99,13 +102,13 @@ public enum FHIRTime {
             }
         }
         guard i == b.count else { return nil }
-        let startDays = days(fromCivil: year, month, day)
+        let startDays = CivilCalendar.days(fromCivil: year, month, day)
         let start = (startDays * 86_400 + hour * 3600 + minute * 60 + second) * 1000 + millis - offsetMinutes * 60_000
         let end: Int64
         switch precision {
-        case .year: end = days(fromCivil: year + 1, 1, 1) * 86_400_000 - offsetMinutes * 60_000
+        case .year: end = CivilCalendar.days(fromCivil: year + 1, 1, 1) * 86_400_000 - offsetMinutes * 60_000
         case .month:
-            end = (month == 12 ? days(fromCivil: year + 1, 1, 1) : days(fromCivil: year, month + 1, 1)) * 86_400_000
+            end = (month == 12 ? CivilCalendar.days(fromCivil: year + 1, 1, 1) : CivilCalendar.days(fromCivil: year, month + 1, 1)) * 86_400_000
                 - offsetMinutes * 60_000
         case .day: end = start + 86_400_000
         case .minute: end = start + 60_000
@@ -115,47 +118,11 @@ public enum FHIRTime {
         return (start, end)
     }
 
-    // MARK: - Calendar arithmetic (H. Hinnant, "chrono-compatible low-level date algorithms")
+    // MARK: - Calendar arithmetic (the rest is CivilCalendar)
 
     static func floorDivide(_ a: Int64, _ b: Int64) -> (Int64, Int64) {
         let q = a >= 0 ? a / b : (a - b + 1) / b
         return (q, a - q * b)
     }
 
-    /// Days since 1970-01-01 for a civil date.
-    static func days(fromCivil year: Int64, _ month: Int64, _ day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = (month + 9) % 12
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
-
-    /// The civil date of a day count since 1970-01-01.
-    static func civil(fromDays z0: Int64) -> (Int64, Int64, Int64) {
-        let z = z0 + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
-    }
-
-    static func daysIn(month: Int64, year: Int64) -> Int64 {
-        switch month {
-        case 2: return (year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)) ? 29 : 28
-        case 4, 6, 9, 11: return 30
-        default: return 31
-        }
-    }
-
-    private static func pad(_ v: Int64, _ width: Int) -> String {
-        let s = String(v)
-        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
-    }
 }

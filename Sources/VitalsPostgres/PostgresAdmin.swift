@@ -3,6 +3,7 @@ import Logging
 import NIOPosix
 import NIOSSL
 import PostgresNIO
+import VitalsDomain
 
 /// What an operator's command learns of a PostgreSQL database: the server's version and the state
 /// of vitalsd's schema in it.
@@ -125,7 +126,7 @@ public enum PostgresAdmin {
                 if !applied.isEmpty {
                     try await client.query("""
                         INSERT INTO audit_log (at, actor, action, target_type, target_id, detail)
-                        VALUES (\(Int64((now.timeIntervalSince1970 * 1000).rounded(.down))), \(actor), 'database.migrated',
+                        VALUES (\(epochMilliseconds(now)), \(actor), 'database.migrated',
                                 'database', 'database.url', \("migrations=" + applied.joined(separator: "; ")))
                         """, logger: logger)
                 }

@@ -125,7 +125,7 @@ enum PostgresAlerting {
             """, logger: logger).collected() {
             let (patient, start, end) = try row.decode((String, Int64, Int64).self)
             if end > start {
-                result[patient]?.pauses.append(DateInterval(start: dateFromMilliseconds(start), end: dateFromMilliseconds(end)))
+                result[patient]?.pauses.append(DateInterval(start: dateFromEpochMilliseconds(start), end: dateFromEpochMilliseconds(end)))
             }
         }
         for row in try await connection.query("""
@@ -133,7 +133,7 @@ enum PostgresAlerting {
             """, logger: logger).collected() {
             let (patient, rule, active, level, since) = try row.decode((String, String, Int, String?, Int64).self)
             result[patient]?.states[rule] = AlertState(
-                active: active != 0, since: dateFromMilliseconds(since), level: level.flatMap(ThresholdLevel.init(rawValue:)))
+                active: active != 0, since: dateFromEpochMilliseconds(since), level: level.flatMap(ThresholdLevel.init(rawValue:)))
         }
         var taskQuery = PostgresQuery(unsafeSQL: """
             SELECT \(PostgresTaskWriter.taskColumns) FROM tasks WHERE patient_id = ANY($1::text[])
@@ -151,7 +151,7 @@ enum PostgresAlerting {
         guard let request = policy.historyRequest(snapshots: result, readings: readings, history: history) else { return result }
         for id in request.patients { result[id]?.history = [] }
         let batchIDs = Set(readings.values.joined().map(\.readingID))
-        let from = milliseconds(request.from), to = milliseconds(request.to)
+        let from = epochMilliseconds(request.from), to = epochMilliseconds(request.to)
         for row in try await connection.query("""
             SELECT patient_id, id, type, measured_at, canonical_value FROM readings
             WHERE patient_id = ANY(\(Array(request.patients))::text[]) AND measured_at >= \(from) AND measured_at <= \(to)
@@ -160,7 +160,7 @@ enum PostgresAlerting {
             let (patient, readingID, type, measuredAt, value) = try row.decode((String, Int64, String, Int64, Double).self)
             guard !batchIDs.contains(readingID), let type = VitalType(rawValue: type) else { continue }
             result[patient]?.history?.append(
-                StoredValue(readingID: readingID, type: type, measuredAt: dateFromMilliseconds(measuredAt), value: value))
+                StoredValue(readingID: readingID, type: type, measuredAt: dateFromEpochMilliseconds(measuredAt), value: value))
         }
         return result
     }
@@ -172,7 +172,7 @@ enum PostgresAlerting {
         for (rule, s) in states.sorted(by: { $0.key < $1.key }) {
             try await connection.query("""
                 INSERT INTO alert_states (patient_id, rule, active, level, since)
-                VALUES (\(patientID), \(rule), \(s.active ? 1 : 0), \(s.level?.rawValue), \(milliseconds(s.since)))
+                VALUES (\(patientID), \(rule), \(s.active ? 1 : 0), \(s.level?.rawValue), \(epochMilliseconds(s.since)))
                 ON CONFLICT (patient_id, rule) DO UPDATE SET active = excluded.active,
                     level = coalesce(excluded.level, alert_states.level), since = excluded.since
                 """, logger: logger)

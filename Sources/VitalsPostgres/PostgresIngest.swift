@@ -63,7 +63,7 @@ public struct StoredReading: Sendable, Hashable {
             deviceID: observation.deviceID, patientID: patientID, type: observation.type.rawValue,
             loinc: observation.type.loinc, value: observation.value, unit: observation.unit,
             canonicalValue: observation.canonicalValue, canonicalUnit: observation.type.canonicalUnit.rawValue,
-            measuredAt: Self.milliseconds(observation.measuredAt), receivedAt: Self.milliseconds(receivedAt),
+            measuredAt: epochMilliseconds(observation.measuredAt), receivedAt: epochMilliseconds(receivedAt),
             source: observation.source.rawValue, messageID: messageID, flags: observation.flags.stored,
             timeSource: observation.timeSource.rawValue, localOffsetMinutes: observation.localOffsetMinutes,
             vendorReadingID: observation.vendorReadingID, format: format)
@@ -96,9 +96,6 @@ public struct StoredReading: Sendable, Hashable {
         self.vendorReadingID = vendorReadingID
         self.format = format
     }
-
-    /// Milliseconds since 1970 UTC, rounded, as the SQLite store counts them.
-    static func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
 }
 
 /// One row for the `dead_letters` table: what could not be stored, with the payload unchanged.
@@ -132,7 +129,7 @@ public struct StoredDeadLetter: Sendable, Hashable {
     /// A dead letter for a rejection.
     public init(receivedAt: Date, topic: String, deviceID: String?, rejection: Rejection, readingIndex: Int? = nil, payload: [UInt8]) {
         self.init(
-            receivedAt: StoredReading.milliseconds(receivedAt), topic: topic, deviceID: deviceID,
+            receivedAt: epochMilliseconds(receivedAt), topic: topic, deviceID: deviceID,
             reason: rejection.reason.rawValue, detail: rejection.detail, readingIndex: readingIndex, payload: payload)
     }
 }
@@ -272,7 +269,7 @@ public struct PostgresIngest: Sendable {
             // A key twice in one batch was inserted once: the first copy is the new reading.
             guard let observation = r.observation, let id = ids[key], claimed.insert(key).inserted else { continue }
             result[r.patientID, default: []].append(NewReading(
-                readingID: id, observation: observation, receivedAt: dateFromMilliseconds(r.receivedAt),
+                readingID: id, observation: observation, receivedAt: dateFromEpochMilliseconds(r.receivedAt),
                 message: r.message ?? (readings.count + order), order: order))
         }
         return result

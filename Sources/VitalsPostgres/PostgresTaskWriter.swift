@@ -19,30 +19,23 @@ enum PostgresTaskWriter {
     static func apply(
         _ connection: PostgresConnection, _ changes: [TaskChange], incarnation: String, logger: Logger
     ) async throws -> [TaskRef: Int64] {
-        var ids: [TaskRef: Int64] = [:]
-        var versions: [TaskRef: Int] = [:]
-        var assignedOwners: [TaskRef: String] = [:]
+        var ledger = TaskWriteLedger()
         // Each event with the task as it is after its change, written together at the end.
         var events: [(task: CareTask, event: TaskEventRecord)] = []
-        func id(_ ref: TaskRef) throws -> Int64 {
-            if case .stored(let id) = ref { return id }
-            guard let id = ids[ref] else { throw TaskError(.notFound, "a change names a task not opened before it") }
-            return id
-        }
         for change in changes {
             switch change {
             case .open(let task, let event):
-                var t = task
+                var t = ledger.toInsert(task)
                 // A new task goes to the patient's care manager, unless that user is disabled.
+                var assigned: String?
                 if t.owner == nil {
                     let rows = try await connection.query("""
                         SELECT u.username FROM patients p JOIN users u ON u.username = p.care_manager
                         WHERE p.id = \(t.patientID) AND u.disabled = 0
                         """, logger: logger).collected()
-                    t.owner = try rows.first?.decode(String.self)
-                    if let owner = t.owner { assignedOwners[change.ref] = owner }
+                    assigned = try rows.first?.decode(String.self)
+                    t.owner = assigned
                 }
-                t.version = max(task.version, 1)
                 var query = PostgresQuery(unsafeSQL: """
                     INSERT INTO tasks (\(columnList)) VALUES (\((1...columnCount + 1).map { "$\($0)" }.joined(separator: ", ")))
                     RETURNING id
@@ -51,15 +44,10 @@ enum PostgresTaskWriter {
                 query.binds.append(t.version)
                 let inserted = try await connection.query(query, logger: logger).collected()
                 t.id = try inserted[0].decode(Int64.self)
-                ids[change.ref] = t.id
-                versions[change.ref] = t.version
+                ledger.inserted(change.ref, t, assignedOwner: assigned)
                 events.append((t, event))
             case .update(let ref, let task, let event):
-                var t = task
-                t.id = try id(ref)
-                if t.owner == nil, let owner = assignedOwners[ref] { t.owner = owner }
-                let expected = versions[ref] ?? (task.version - 1)
-                t.version = expected + 1
+                let (t, expected) = try ledger.toUpdate(ref, task)
                 let assignments = columnNames.enumerated().map { "\($0.element) = $\($0.offset + 1)" }.joined(separator: ", ")
                 var query = PostgresQuery(unsafeSQL: """
                     UPDATE tasks SET \(assignments), version = $\(columnCount + 1)
@@ -73,22 +61,20 @@ enum PostgresTaskWriter {
                 let updated = try await connection.query(query, logger: logger).collected()
                 guard updated.count == 1 else {
                     let exists = try await connection.query("SELECT 1 FROM tasks WHERE id = \(t.id)", logger: logger).collected()
-                    throw exists.isEmpty ? TaskError(.notFound, "task \(t.id) does not exist")
-                        : TaskError(.conflict, "task \(t.id) was changed by someone else; look at it again")
+                    throw TaskWriteLedger.updateRefused(taskID: t.id, exists: !exists.isEmpty)
                 }
-                ids[ref] = t.id
-                versions[ref] = t.version
+                ledger.updated(ref, t)
                 if let event { events.append((t, event)) }
             case .note(let ref, let note):
-                let taskID = try id(ref)
+                let taskID = try ledger.id(ref)
                 try await connection.query("""
                     INSERT INTO task_notes (task_id, at, author, text)
-                    VALUES (\(taskID), \(milliseconds(note.at)), \(note.author), \(note.text))
+                    VALUES (\(taskID), \(epochMilliseconds(note.at)), \(note.author), \(note.text))
                     """, logger: logger)
             }
         }
         try await appendEvents(connection, events, incarnation: incarnation, logger: logger)
-        return ids
+        return ledger.ids
     }
 
     /// The task columns the writer sets, in the order of ``bind(_:into:)`` (without id and version).
@@ -106,7 +92,7 @@ enum PostgresTaskWriter {
 
     /// Binds a task's column values in the order of ``columnNames``.
     static func bind(_ t: CareTask, into binds: inout PostgresBindings) {
-        let ms: (Date?) -> Int64? = { $0.map(milliseconds) }
+        let ms: (Date?) -> Int64? = { $0.map(epochMilliseconds) }
         binds.append(t.patientID)
         binds.append(t.kind.rawValue)
         binds.append(t.vital)
@@ -125,8 +111,8 @@ enum PostgresTaskWriter {
         binds.append(t.worst?.severity)
         binds.append(t.worst?.level?.rawValue)
         binds.append(t.occurrences)
-        binds.append(milliseconds(t.openedAt))
-        binds.append(milliseconds(t.updatedAt))
+        binds.append(epochMilliseconds(t.openedAt))
+        binds.append(epochMilliseconds(t.updatedAt))
         binds.append(ms(t.acknowledgedAt))
         binds.append(t.acknowledgedBy)
         binds.append(ms(t.resolvedAt))
@@ -153,12 +139,11 @@ enum PostgresTaskWriter {
         _ connection: PostgresConnection, _ events: [(task: CareTask, event: TaskEventRecord)], incarnation: String, logger: Logger
     ) async throws {
         guard !events.isEmpty else { return }
-        let reserved = try await connection.query("""
+        let ids = try await connection.query("""
             SELECT nextval(pg_get_serial_sequence('task_events', 'id')) FROM generate_series(1, \(events.count))
             """, logger: logger).decode(Int64.self).collected().sorted()
-        let ids = Array(reserved)
         let eventIDs = ids.map { TaskEventMessage.eventID($0, incarnation: incarnation) }
-        let at = events.map { milliseconds($0.event.at) }
+        let at = events.map { epochMilliseconds($0.event.at) }
         let taskIDs = events.map(\.task.id)
         try await connection.query("""
             INSERT INTO task_events (id, task_id, at, event, actor, reading_id, detail)
@@ -182,13 +167,13 @@ enum PostgresTaskWriter {
         let r = row.makeRandomAccess()
         func text(_ i: Int) throws -> String? { try r[i].decode(String?.self) }
         func int(_ i: Int) throws -> Int64? { try r[i].decode(Int64?.self) }
-        func date(_ i: Int) throws -> Date? { try int(i).map(dateFromMilliseconds) }
+        func date(_ i: Int) throws -> Date? { try int(i).map(dateFromEpochMilliseconds) }
         // Indexes: 0 id, then columnNames from 1, then version.
         var t = CareTask(
             patientID: try r[1].decode(String.self), kind: TaskKind(rawValue: try r[2].decode(String.self)) ?? .threshold,
             vital: try r[3].decode(String.self), direction: ThresholdDirection(rawValue: try r[4].decode(String.self)) ?? .high,
             priority: TaskPriority(rawValue: try r[5].decode(String.self)) ?? .critical, reason: try r[7].decode(String.self),
-            now: dateFromMilliseconds(try r[19].decode(Int64.self)), conditionKey: try text(8))
+            now: dateFromEpochMilliseconds(try r[19].decode(Int64.self)), conditionKey: try text(8))
         t.id = try r[0].decode(Int64.self)
         t.status = TaskStatus(rawValue: try r[6].decode(String.self)) ?? .open
         t.firstReadingID = try int(9)
@@ -201,8 +186,8 @@ enum PostgresTaskWriter {
                 level: try text(17).flatMap(ThresholdLevel.init(rawValue:)))
         }
         t.occurrences = try r[18].decode(Int.self)
-        t.openedAt = dateFromMilliseconds(try r[19].decode(Int64.self))
-        t.updatedAt = dateFromMilliseconds(try r[20].decode(Int64.self))
+        t.openedAt = dateFromEpochMilliseconds(try r[19].decode(Int64.self))
+        t.updatedAt = dateFromEpochMilliseconds(try r[20].decode(Int64.self))
         t.acknowledgedAt = try date(21)
         t.acknowledgedBy = try text(22)
         t.resolvedAt = try date(23)
@@ -223,9 +208,3 @@ enum PostgresTaskWriter {
         return t
     }
 }
-
-/// Milliseconds since 1970 UTC, rounded, as both backends store instants.
-func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
-
-/// The instant of stored milliseconds.
-func dateFromMilliseconds(_ ms: Int64) -> Date { Date(timeIntervalSince1970: Double(ms) / 1000) }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import VitalsDomain
 
 /// One entry of the access log: who read what, and every token issued or refused.
 public struct AccessEntry: Sendable, Hashable, Codable {

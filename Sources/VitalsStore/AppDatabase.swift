@@ -873,16 +873,6 @@ extension AppDatabase {
     }
 }
 
-/// Milliseconds since 1970-01-01T00:00:00Z, the form in which vitalsd stores instants.
-public func epochMilliseconds(_ date: Date) -> Int64 {
-    Int64((date.timeIntervalSince1970 * 1000).rounded())
-}
-
-/// The instant for stored epoch milliseconds.
-public func dateFromEpochMilliseconds(_ ms: Int64) -> Date {
-    Date(timeIntervalSince1970: Double(ms) / 1000)
-}
-
 extension AppDatabase {
     /// What a failed write means for an operator, from SQLite's result code: a full disk
     /// (`SQLITE_FULL`), a lock held by another connection (`SQLITE_BUSY`), a read-only file

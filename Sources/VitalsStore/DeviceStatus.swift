@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import VitalsDomain
 
 /// A stored device-status value (`device_status`): the latest report of one telemetry name.
 public struct StoredDeviceStatus: Sendable, Hashable, Codable {

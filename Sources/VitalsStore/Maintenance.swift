@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import VitalsDomain
 
 /// One entry of the audit trail.
 public struct AuditEntry: Sendable, Hashable, Codable {

@@ -21,34 +21,23 @@ extension AppDatabase {
     ///   task; database errors (a broken partial unique index, disk full).
     @discardableResult
     static func apply(_ db: Database, _ changes: [TaskChange], incarnation: String) throws -> [TaskRef: Int64] {
-        var ids: [TaskRef: Int64] = [:]
-        // The version each task has in the database now, as this writer left it: an update expects it
-        // and writes one more.
-        var versions: [TaskRef: Int] = [:]
-        // The owner this writer gave a task it opened: the engine's later changes of the same task in
-        // this call carry its copy from before the open, without it.
-        var assignedOwners: [TaskRef: String] = [:]
-        func id(_ ref: TaskRef) throws -> Int64 {
-            if case .stored(let id) = ref { return id }
-            guard let id = ids[ref] else { throw TaskError(.notFound, "a change names a task not opened before it") }
-            return id
-        }
+        var ledger = TaskWriteLedger()
         for change in changes {
             switch change {
             case .open(let task, let event):
-                var t = task
+                var t = ledger.toInsert(task)
                 // A new task goes to the patient's care manager (the caseload), unless that user is
                 // disabled; without one it waits in Unassigned.
+                var assigned: String?
                 if t.owner == nil {
-                    t.owner = try String.fetchOne(
+                    assigned = try String.fetchOne(
                         db.cachedStatement(sql: """
                             SELECT u.username FROM patients p JOIN users u ON u.username = p.care_manager
                             WHERE p.id = ? AND u.disabled = 0
                             """),
                         arguments: [t.patientID])
-                    if let owner = t.owner { assignedOwners[change.ref] = owner }
+                    t.owner = assigned
                 }
-                t.version = max(task.version, 1)
                 try db.cachedStatement(sql: """
                     INSERT INTO tasks(patient_id, kind, vital, direction, priority, status, reason, condition_key,
                                       first_reading_id, last_reading_id, last_measured_at, latest_summary,
@@ -60,15 +49,10 @@ extension AppDatabase {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(arguments: StatementArguments(Self.columns(t)) + [t.version])
                 t.id = db.lastInsertedRowID
-                ids[change.ref] = t.id
-                versions[change.ref] = t.version
+                ledger.inserted(change.ref, t, assignedOwner: assigned)
                 try appendEvent(db, t, event, incarnation: incarnation)
             case .update(let ref, let task, let event):
-                var t = task
-                t.id = try id(ref)
-                if t.owner == nil, let owner = assignedOwners[ref] { t.owner = owner }
-                let expected = versions[ref] ?? (task.version - 1)
-                t.version = expected + 1
+                let (t, expected) = try ledger.toUpdate(ref, task)
                 try db.cachedStatement(sql: """
                     UPDATE tasks SET patient_id = ?, kind = ?, vital = ?, direction = ?, priority = ?, status = ?, reason = ?,
                         condition_key = ?, first_reading_id = ?, last_reading_id = ?, last_measured_at = ?, latest_summary = ?,
@@ -81,19 +65,17 @@ extension AppDatabase {
                     """).execute(arguments: StatementArguments(Self.columns(t)) + [t.version, t.id, expected])
                 guard db.changesCount == 1 else {
                     let exists = try Int.fetchOne(db, sql: "SELECT 1 FROM tasks WHERE id = ?", arguments: [t.id]) != nil
-                    throw exists ? TaskError(.conflict, "task \(t.id) was changed by someone else; look at it again")
-                        : TaskError(.notFound, "task \(t.id) does not exist")
+                    throw TaskWriteLedger.updateRefused(taskID: t.id, exists: exists)
                 }
-                ids[ref] = t.id
-                versions[ref] = t.version
+                ledger.updated(ref, t)
                 if let event { try appendEvent(db, t, event, incarnation: incarnation) }
             case .note(let ref, let note):
-                let taskID = try id(ref)
+                let taskID = try ledger.id(ref)
                 try db.cachedStatement(sql: "INSERT INTO task_notes(task_id, at, author, text) VALUES (?, ?, ?, ?)")
                     .execute(arguments: [taskID, epochMilliseconds(note.at), note.author, note.text])
             }
         }
-        return ids
+        return ledger.ids
     }
 
     /// The columns of a task row in the order of the INSERT and UPDATE above (without version and id).

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import VitalsDomain
 
 /// What a workspace user may do.
 ///

@@ -168,20 +168,17 @@ struct ConfigCommand: ParsableCommand {
             var problems: [String] = []
             var warnings = config.warnings.map(\.description)
             var database = ""
-            let postgres: PostgresSettings?
-            do {
-                postgres = try PostgresCommands.settings(config)
-            } catch let error as ConfigurationErrors {
-                postgres = nil
-                problems += error.errors.map(\.description)
-            }
-            if let postgres {
-                let (p, w, summary) = await PostgresCommands.check(postgres)
-                problems += p
-                warnings += w
-                database = summary
-            } else if config.database.url != nil {
-                // Its settings are refused above.
+            if config.database.url != nil {
+                do {
+                    if let settings = try PostgresCommands.settings(config) {
+                        let (p, w, summary) = await PostgresCommands.check(settings)
+                        problems += p
+                        warnings += w
+                        database = summary
+                    }
+                } catch let error as ConfigurationErrors {
+                    problems += error.errors.map(\.description)
+                }
             } else if let problem = Daemon.databaseDirectoryProblem(config) {
                 problems.append(problem.description)
             } else {
