@@ -126,6 +126,8 @@ let package = Package(
             name: "VitalsDaemon",
             dependencies: [
                 "MQTTClient", "VitalsDomain", "VitalsStore", "VitalsConfig", "VitalsFormats", "VitalsFHIRServer", "VitalsWeb", "VitalsAlerting",
+                "VitalsPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -182,10 +184,21 @@ let package = Package(
             dependencies: ["VitalsStore", "VitalsDomain", "VitalsConfig", "VitalsFormats", "VitalsAlerting", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
+        // The tests' throw-away PostgreSQL cluster, shared by the storage and the integration tests.
+        .target(
+            name: "PostgresTestSupport",
+            dependencies: [
+                "VitalsPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/PostgresTestSupport",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "VitalsPostgresTests",
             dependencies: [
-                "VitalsPostgres", "VitalsDomain", "VitalsStore", "VitalsAlerting",
+                "VitalsPostgres", "VitalsDomain", "VitalsStore", "VitalsAlerting", "PostgresTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -196,7 +209,8 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "VitalsDaemon", "VitalsStore", "VitalsDomain", "VitalsConfig", "VitalsFormats", "MQTTClient",
-                "VitalsFHIR", "VitalsFHIRServer", "VitalsWeb",
+                "VitalsFHIR", "VitalsFHIRServer", "VitalsWeb", "VitalsPostgres", "PostgresTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -17,6 +17,7 @@ struct ConfigurationReader {
         "database": ["path", "synchronous", "busy_timeout_seconds", "checkpoint_interval_seconds",
                      "dead_letter_payload_retention_days", "url", "password_file"],
         "ingest": ["max_payload_bytes", "max_future_skew_seconds"],
+        "cluster": ["node_name", "lease_ttl_seconds", "sessions"],
         "log": ["level", "format"],
         "http": ["enabled", "host", "port"],
         "web": ["enabled", "host", "port", "tls_cert_file", "tls_key_file", "behind_tls_proxy", "session_idle_minutes",
@@ -116,6 +117,9 @@ struct ConfigurationReader {
         optionalInt(values, "database.dead_letter_payload_retention_days") { config.database.deadLetterPayloadRetentionDays = $0 }
         string(values, "database.url") { config.database.url = $0 }
         string(values, "database.password_file") { config.database.passwordFile = $0 }
+        string(values, "cluster.node_name") { config.cluster.nodeName = $0 }
+        double(values, "cluster.lease_ttl_seconds") { config.cluster.leaseTTLSeconds = $0 }
+        if let node = values["cluster.sessions"] { config.cluster.sessions = readSessions(node) }
         int(values, "ingest.max_payload_bytes") { config.ingest.maxPayloadBytes = $0 }
         double(values, "ingest.max_future_skew_seconds") { config.ingest.maxFutureSkewSeconds = $0 }
         string(values, "log.level") { config.log.level = $0 }
@@ -373,6 +377,43 @@ struct ConfigurationReader {
         set(d)
     }
 
+    /// `cluster.sessions`: a list of mappings with `client_id` and `topics` (a list of filters).
+    private mutating func readSessions(_ node: Node) -> [VitalsConfiguration.Session] {
+        guard let list = node.sequence else {
+            errors.append(ConfigurationError(key: "cluster.sessions", "must be a list of mappings with client_id and topics"))
+            return []
+        }
+        var result: [VitalsConfiguration.Session] = []
+        for (i, item) in list.enumerated() {
+            let key = "cluster.sessions[\(i)]"
+            guard let mapping = item.mapping else {
+                errors.append(ConfigurationError(key: key, "must be a mapping with client_id and topics"))
+                continue
+            }
+            var clientID: String?, topics: [String]?
+            for (k, v) in mapping {
+                let name = k.string ?? "?"
+                switch name {
+                case "client_id": clientID = v.scalar?.string
+                case "topics":
+                    if let list = v.sequence, list.allSatisfy({ $0.string != nil }) {
+                        topics = list.compactMap(\.string)
+                    } else {
+                        errors.append(ConfigurationError(key: "\(key).topics", "must be a list of topic filters"))
+                    }
+                default:
+                    errors.append(ConfigurationError(key: "\(key).\(name)", "unknown key; expected client_id or topics"))
+                }
+            }
+            guard let clientID else {
+                errors.append(ConfigurationError(key: "\(key).client_id", "is required"))
+                continue
+            }
+            result.append(VitalsConfiguration.Session(clientID: clientID, topics: topics ?? []))
+        }
+        return result
+    }
+
     /// `mqtt.subscriptions`: a list of mappings with `topic`, `format`, and optional `device_field`
     /// and `timezone`.
     /// Each topic must be a valid filter and appear once across `mqtt.topics` and the subscriptions.
@@ -617,6 +658,30 @@ struct ConfigurationReader {
         check(c.database.url.map { $0.hasPrefix("postgres://") || $0.hasPrefix("postgresql://") } ?? true, "database.url",
               "must be a postgres:// URL (leave it out for SQLite at database.path)")
         check(c.database.passwordFile == nil || c.database.url != nil, "database.password_file", "needs database.url")
+        check((2...300).contains(c.cluster.leaseTTLSeconds), "cluster.lease_ttl_seconds", "must be between 2 and 300 seconds")
+        check(c.cluster.nodeName.map { !$0.isEmpty && $0.utf8.count <= 128 && !$0.contains(where: \.isWhitespace) } ?? true,
+              "cluster.node_name", "must be 1-128 characters without spaces")
+        check(c.cluster.sessions.isEmpty || c.database.url != nil, "cluster.sessions",
+              "needs database.url: on SQLite one daemon owns the one session mqtt.client_id")
+        check(c.cluster.sessions.isEmpty || c.mqtt.subscriptions.isEmpty, "cluster.sessions",
+              "cannot be combined with mqtt.subscriptions yet: the sessions subscribe canonical-format topics only")
+        var sessionIDs = Set<String>(), sessionTopics = Set<String>()
+        for (i, session) in c.cluster.sessions.enumerated() {
+            let key = "cluster.sessions[\(i)]"
+            check(!session.clientID.isEmpty && session.clientID.utf8.count <= 65535 && !session.clientID.contains(where: \.isWhitespace),
+                  "\(key).client_id", "must be a non-empty id without spaces")
+            check(sessionIDs.insert(session.clientID).inserted, "\(key).client_id", "'\(session.clientID)' names two sessions")
+            check(!session.topics.isEmpty, "\(key).topics", "must list at least one topic filter")
+            for (j, topic) in session.topics.enumerated() {
+                do throws(Rejection) {
+                    _ = try DeviceTopicFilter(topic)
+                } catch {
+                    errors.append(ConfigurationError(key: "\(key).topics[\(j)]", error.detail))
+                }
+                // One device's readings travel one session, or their order per device is lost.
+                check(sessionTopics.insert(topic).inserted, "\(key).topics[\(j)]", "'\(topic)' is subscribed by two sessions")
+            }
+        }
         // Upper bounds keep every duration far from the range limits of the integers it becomes
         // (milliseconds since 1970, SQLite's busy timeout); a value outside them is a typo.
         check((0...3_600).contains(c.database.busyTimeoutSeconds), "database.busy_timeout_seconds", "must be between 0 and 3600 seconds")

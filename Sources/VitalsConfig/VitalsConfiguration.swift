@@ -150,6 +150,37 @@ public struct VitalsConfiguration: Sendable, Hashable {
         }
     }
 
+    /// `cluster.*`: several vitalsd nodes on one PostgreSQL database (`database.url`), each MQTT
+    /// session owned by one node at a time through a lease.
+    public struct Cluster: Sendable, Hashable {
+        /// This node's name, as other nodes, `/readyz` and the lease table show it; nil: the host name.
+        /// Two running nodes must not share one.
+        public var nodeName: String?
+        /// Seconds a session lease lasts without renewal (2–300). A standby takes a dead owner's
+        /// session within this plus ``standbyRetrySeconds``; the owner renews every sixth of it and
+        /// stops acknowledging when its last confirmed renewal is older than two thirds of it.
+        public var leaseTTLSeconds = 6.0
+        /// `cluster.sessions`: the MQTT sessions the nodes share out; empty: one session,
+        /// `mqtt.client_id` with `mqtt.topics` and `mqtt.subscriptions`.
+        public var sessions: [Session] = []
+
+        /// Seconds between a standby's tries to take a session: a sixth of the lease.
+        public var standbyRetrySeconds: Double { leaseTTLSeconds / 6 }
+    }
+
+    /// One entry of `cluster.sessions`: an MQTT session (its client id) and the canonical-format
+    /// topic filters it subscribes, each with one `+` level for the device id. Readings of one device
+    /// must travel one session, so a filter belongs to one session only.
+    public struct Session: Sendable, Hashable {
+        public var clientID: String
+        public var topics: [String]
+
+        public init(clientID: String, topics: [String]) {
+            self.clientID = clientID
+            self.topics = topics
+        }
+    }
+
     /// `log.*`.
     public struct Log: Sendable, Hashable {
         /// `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`.
@@ -167,6 +198,7 @@ public struct VitalsConfiguration: Sendable, Hashable {
     public var adherence = Adherence()
     public var http = HTTP()
     public var web = Web()
+    public var cluster = Cluster()
     /// `thresholds.*`: program defaults; ``ThresholdPolicy/clinicalDefaults`` when the section is absent.
     public var thresholds = ThresholdPolicy.clinicalDefaults
     /// `alerts.*`: trend rules, late data, re-alerting, confirmation and escalation.
@@ -253,6 +285,7 @@ public struct VitalsConfiguration: Sendable, Hashable {
     /// The environment variables that override keys, by key.
     public static let environmentOverrides: [(key: String, variable: String)] = [
         ("mqtt.host", "VITALSD_MQTT_HOST"),
+        ("cluster.node_name", "VITALSD_CLUSTER_NODE_NAME"),
         ("mqtt.port", "VITALSD_MQTT_PORT"),
         ("mqtt.client_id", "VITALSD_MQTT_CLIENT_ID"),
         ("mqtt.topics", "VITALSD_MQTT_TOPICS"),

@@ -109,14 +109,15 @@ public enum Daemon {
     }
 
     /// Refuses a configuration that names a PostgreSQL database (`database.url`) for what stores in
-    /// SQLite only: the daemon and the admin commands other than `config check`, `db migrate` and
-    /// `db backup`. Without this they would quietly use a SQLite file at `database.path` instead.
+    /// SQLite only: the admin commands other than `config check`, `db migrate` and `db backup`, and
+    /// the SQLite composition of the daemon (`run` builds a node on PostgreSQL instead). Without this
+    /// they would quietly use a SQLite file at `database.path`.
     /// - Throws: ``ConfigurationErrors`` keyed `database.url` (exit 2: restarting cannot cure it).
     public static func refusePostgreSQL(_ config: VitalsConfiguration) throws {
         guard config.database.url != nil else { return }
         throw ConfigurationErrors(errors: [ConfigurationError(key: "database.url", """
-            this build stores readings, tasks and users in SQLite only: the daemon and this command do not run on \
-            PostgreSQL yet (config check, db migrate and db backup know it); remove database.url to use database.path
+            this command works on SQLite only: on PostgreSQL, run ingests and config check, db migrate and db backup \
+            know it; remove database.url to use database.path
             """)])
     }
 
@@ -376,7 +377,17 @@ public enum Daemon {
     ///
     /// - Throws: configuration, database or service errors; the process should then exit non-zero.
     /// - Parameter configPath: the file to read again on SIGHUP, if any.
+    /// With `database.url`, runs a node on PostgreSQL instead (``composeCluster(config:clock:logger:signals:)``).
     public static func run(_ config: VitalsConfiguration, configPath: String? = nil, logger: Logger) async throws {
+        if config.database.url != nil {
+            let node = try await composeCluster(config: config, logger: logger)
+            logger.info(
+                "vitalsd starting on PostgreSQL",
+                metadata: ["version": "\(BuildInfo.version)", "libmosquitto": "\(MosquittoLibrary.version)", "node": "\(node.node)"])
+            try await node.group.run()
+            logger.info("vitalsd stopped")
+            return
+        }
         let daemon = try compose(config: config, logger: logger, configPath: configPath)
         logger.info(
             "vitalsd starting",

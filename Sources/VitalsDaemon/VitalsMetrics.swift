@@ -3,6 +3,7 @@ import Synchronization
 import MQTTClient
 import Prometheus
 import VitalsDomain
+import VitalsPostgres
 import VitalsStore
 
 /// The daemon's metrics, in a Prometheus registry of its own (no global bootstrap, so tests can run
@@ -25,6 +26,7 @@ import VitalsStore
 /// - `vitalsd_outbox_backlog{channel}` (task events not yet delivered), `vitalsd_task_events_delivered_total{channel}`,
 ///   `vitalsd_delivery_failures_total{channel}` for the channels `mqtt` and `webhook`, and for `fhir`
 ///   (the FHIR push channel: readings waiting, Observations delivered);
+/// - on PostgreSQL, `vitalsd_mqtt_session_owned{session}`: 1 while this node owns the session, 0 as its standby;
 /// - `vitalsd_ingest_latency_seconds`: from the moment the network loop read a message to the commit
 ///   of its batch (a histogram, one observation per message).
 public final class VitalsMetrics: Sendable {
@@ -159,9 +161,35 @@ public final class VitalsMetrics: Sendable {
         for m in received { latency.record(committedAt - m.receivedAt) }
     }
 
+    /// Records a batch committed on PostgreSQL.
+    func record(_ outcome: MessageIngestOutcome, messages received: [MQTTMessage], committedAt: ContinuousClock.Instant) {
+        messages.increment(by: Int64(outcome.messages))
+        readings.increment(by: Int64(outcome.readingsStored))
+        duplicates.increment(by: Int64(outcome.duplicates))
+        tasksUpdated.increment(by: Int64(outcome.alerting.updated))
+        if outcome.alerting.suppressed > 0 { suppressed.increment(by: Int64(outcome.alerting.suppressed)) }
+        for (reason, n) in outcome.deadLetters {
+            if let reason = DeadLetterReason(rawValue: reason) { deadLetters[reason]?.increment(by: Int64(n)) }
+        }
+        for (priority, n) in outcome.alerting.opened { tasksOpened[priority]?.increment(by: Int64(n)) }
+        for (priority, n) in outcome.alerting.raised { tasksOpened[priority]?.increment(by: Int64(n)) }
+        for m in received { latency.record(committedAt - m.receivedAt) }
+    }
+
     /// The registry in the Prometheus text exposition format, with the broker gauges and the open
     /// tasks by priority brought up to date.
-    public func exposition(status: MQTTConnectionStatus, openTasks: [TaskPriority: Int] = [:]) -> String {
+    /// - Parameter sessionsOwned: on PostgreSQL, each MQTT session and whether this node owns it.
+    public func exposition(
+        status: MQTTConnectionStatus, openTasks: [TaskPriority: Int] = [:], sessionsOwned: [String: Bool] = [:]
+    ) -> String {
+        for (session, owned) in sessionsOwned {
+            registry.makeGauge(
+                descriptor: MetricNameDescriptor(
+                    metricName: "vitalsd_mqtt_session_owned", unitName: "",
+                    helpText: "1 while this node owns the MQTT session (its lease), 0 as its standby."),
+                labels: [("session", session)]
+            ).set(to: owned ? 1.0 : 0.0)
+        }
         for (priority, n) in openTasks { tasksOpen[priority]?.set(Int64(n)) }
         connected.set(Int64(status.connected ? 1 : 0))
         subscribed.set(Int64(status.subscribed ? 1 : 0))

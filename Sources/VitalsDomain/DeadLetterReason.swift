@@ -72,3 +72,12 @@ public struct Rejection: Error, Sendable, Hashable {
         self.clockObservation = clockObservation
     }
 }
+
+extension Rejection {
+    /// The detail of a `before_binding` dead letter, the same on both stores.
+    /// - Parameter measuredAt: the reading's measurement time, epoch milliseconds.
+    public static func beforeBindingDetail(measuredAt: Int64) -> String {
+        let date = dateFromEpochMilliseconds(measuredAt).formatted(Date.ISO8601FormatStyle())
+        return "measured at \(date), before the device's first binding to a patient (or an old reading from its memory)"
+    }
+}

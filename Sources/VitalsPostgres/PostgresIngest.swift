@@ -112,8 +112,10 @@ public struct StoredDeadLetter: Sendable, Hashable {
     public var detail: String
     /// The index of the rejected reading inside the message; nil when the whole message was rejected.
     public var readingIndex: Int?
-    /// The payload bytes as received.
+    /// The payload bytes as received (or their first bytes, for a payload over the size limit).
     public var payload: [UInt8]
+    /// The size of the payload as received.
+    public var payloadBytes: Int
 
     /// A dead letter from its parts.
     public init(receivedAt: Int64, topic: String, deviceID: String?, reason: String, detail: String, readingIndex: Int? = nil, payload: [UInt8]) {
@@ -124,6 +126,7 @@ public struct StoredDeadLetter: Sendable, Hashable {
         self.detail = detail
         self.readingIndex = readingIndex
         self.payload = payload
+        self.payloadBytes = payload.count
     }
 
     /// A dead letter for a rejection.
@@ -192,8 +195,8 @@ public struct LeaseLost: Error, Sendable, Hashable, CustomStringConvertible {
 
 /// Stores ingest batches in PostgreSQL, each fenced by the session lease it was received under.
 public struct PostgresIngest: Sendable {
-    private let client: PostgresClient
-    private let logger: Logger
+    let client: PostgresClient
+    let logger: Logger
 
     /// - Parameters:
     ///   - client: a running client on a migrated database.
@@ -222,9 +225,33 @@ public struct PostgresIngest: Sendable {
     ///   server's or connection's error otherwise (nothing written either, unless the COMMIT's answer
     ///   was lost: a retry is then absorbed by the unique keys).
     public func store(batch: IngestBatch, lease: Lease, alerting: BatchAlerting? = nil) async throws -> IngestOutcome {
+        try await withFencedTransaction(lease: lease) { connection, logger in
+            var outcome = IngestOutcome(newReadings: 0, newDeadLetters: 0)
+            if !batch.readings.isEmpty {
+                let ids = try await Self.insert(batch.readings, connection, logger)
+                outcome.newReadings = ids.count
+                if let alerting {
+                    outcome.alerting = try await PostgresAlerting.evaluate(
+                        Self.newReadings(batch.readings, ids: ids), alerting: alerting, connection: connection, logger: logger)
+                }
+            }
+            if !batch.deadLetters.isEmpty {
+                outcome.newDeadLetters = try await Self.insertCounted(batch.deadLetters, connection, logger).values.reduce(0, +)
+            }
+            return outcome
+        }
+    }
+
+    /// Runs `body` in one transaction that first locks the lease row `FOR SHARE` where owner and
+    /// epoch are still `lease`'s: a takeover waits for this transaction, and after a takeover the
+    /// body does not run.
+    /// - Throws: ``LeaseLost`` (nothing written), or what `body` or the server throws (rolled back).
+    func withFencedTransaction<T: Sendable>(
+        lease: Lease, _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
+    ) async throws -> T {
         let logger = logger
         return try await unwrappingTransactionError {
-            try await client.withTransaction(logger: logger) { connection -> IngestOutcome in
+            try await client.withTransaction(logger: logger) { connection -> T in
                 let held = try await connection.query("""
                     SELECT epoch FROM mqtt_session_leases
                     WHERE session_id = \(lease.session) AND owner = \(lease.node) AND epoch = \(lease.epoch)
@@ -236,19 +263,7 @@ public struct PostgresIngest: Sendable {
                     ).decode((String?, Int64).self).collected()
                     throw LeaseLost(lease: lease, currentOwner: now.first?.0, currentEpoch: now.first?.1)
                 }
-                var outcome = IngestOutcome(newReadings: 0, newDeadLetters: 0)
-                if !batch.readings.isEmpty {
-                    let ids = try await Self.insert(batch.readings, connection, logger)
-                    outcome.newReadings = ids.count
-                    if let alerting {
-                        outcome.alerting = try await PostgresAlerting.evaluate(
-                            Self.newReadings(batch.readings, ids: ids), alerting: alerting, connection: connection, logger: logger)
-                    }
-                }
-                if !batch.deadLetters.isEmpty {
-                    outcome.newDeadLetters = try await Self.insert(batch.deadLetters, connection, logger)
-                }
-                return outcome
+                return try await body(connection, logger)
             }
         }
     }
@@ -276,7 +291,7 @@ public struct PostgresIngest: Sendable {
     }
 
     /// Inserts `readings` with one statement; returns the id of each new one by its key.
-    private static func insert(
+    static func insert(
         _ readings: [StoredReading], _ connection: PostgresConnection, _ logger: Logger
     ) async throws -> [ReadingKey: Int64] {
         let r = readings
@@ -300,24 +315,28 @@ public struct PostgresIngest: Sendable {
         return ids
     }
 
-    /// Inserts `deadLetters` with one statement; returns how many were new.
-    private static func insert(_ deadLetters: [StoredDeadLetter], _ connection: PostgresConnection, _ logger: Logger) async throws -> Int {
+    /// Inserts `deadLetters` with one statement; returns how many were new, by reason.
+    static func insertCounted(
+        _ deadLetters: [StoredDeadLetter], _ connection: PostgresConnection, _ logger: Logger
+    ) async throws -> [String: Int] {
         let d = deadLetters
         let payloads = d.map { ByteBuffer(bytes: $0.payload) }
         let rows = try await connection.query("""
             WITH inserted AS (
                 INSERT INTO dead_letters (received_at, topic, device_id, reason, detail, reading_index, payload, payload_bytes)
-                SELECT u.received_at, u.topic, u.device_id, u.reason, u.detail, u.reading_index, u.payload, length(u.payload)
+                SELECT u.received_at, u.topic, u.device_id, u.reason, u.detail, u.reading_index, u.payload, u.payload_bytes
                 FROM unnest(
                     \(d.map(\.receivedAt))::int8[], \(d.map(\.topic))::text[], \(NullableArray(d.map(\.deviceID)))::text[],
                     \(d.map(\.reason))::text[], \(d.map(\.detail))::text[], \(NullableArray(d.map(\.readingIndex)))::int8[],
-                    \(payloads)::bytea[]
-                ) AS u(received_at, topic, device_id, reason, detail, reading_index, payload)
+                    \(payloads)::bytea[], \(d.map(\.payloadBytes))::int8[]
+                ) AS u(received_at, topic, device_id, reason, detail, reading_index, payload, payload_bytes)
                 ON CONFLICT DO NOTHING
-                RETURNING 1
+                RETURNING reason
             )
-            SELECT count(*) FROM inserted
-            """, logger: logger).decode(Int64.self).collected()
-        return Int(rows.first ?? 0)
+            SELECT reason, count(*) FROM inserted GROUP BY reason
+            """, logger: logger).decode((String, Int64).self).collected()
+        var counts: [String: Int] = [:]
+        for (reason, n) in rows { counts[reason] = Int(n) }
+        return counts
     }
 }

@@ -200,14 +200,13 @@ extension AppDatabase {
     /// Rejected readings of one message kept as rows of their own; the rest are counted in one more row.
     static let maxDeadLettersPerMessage = 100
 
-    private typealias Decoded = (message: IncomingMessage, result: Result<DecodedMessage, Rejection>)
+    private typealias Decoded = IngestDecoding.Decoded
 
-    /// Decodes each message in its subscription's format. Naive local times are read in the
-    /// subscription's `timezone`, else in the time zone of the patient the device is enrolled to.
+    /// Decodes each message in its subscription's format (``IngestDecoding/decode(_:pipeline:patientZone:)``),
+    /// with the time zone of the patient the device is enrolled to.
     private func decode(_ messages: [IncomingMessage], pipeline: IngestPipeline) -> [Decoded] {
-        let formats = FormatDecoding(canonical: pipeline.decoder)
         let writer = self.writer
-        let patientZone: @Sendable (String) -> TimeZone? = { deviceID in
+        return IngestDecoding.decode(messages, pipeline: pipeline) { deviceID in
             let name = try? writer.read { db in
                 try String.fetchOne(
                     db, sql: "SELECT p.timezone FROM devices d JOIN patients p ON p.id = d.patient_id WHERE d.id = ?",
@@ -215,36 +214,6 @@ extension AppDatabase {
             }
             return name.flatMap { $0 }.flatMap(TimeZone.init(identifier:))
         }
-        let timePolicy = pipeline.decoder.timePolicy
-        let decodeOne: @Sendable (IncomingMessage) -> Decoded = { message in
-            if let id = message.deviceID, (try? EnrollmentIdentifier.validate(id, "device")) == nil {
-                // Never an id: not stored, not logged (a topic level can carry any text, even a name).
-                var unnamed = message
-                unnamed.deviceID = nil
-                return (unnamed, .failure(Rejection(
-                    .badTopic, "the topic's device level is not 1-128 characters from A-Z a-z 0-9 . _ : @ -")))
-            }
-            guard message.deviceID != nil || message.matchedSubscription else {
-                return (message, .failure(Rejection(.badTopic, "topic matches no device topic filter")))
-            }
-            let zone = message.timeZone
-            let context = DecodeContext(
-                topicDeviceID: message.deviceID, deviceField: message.deviceField, receivedAt: message.receivedAt,
-                timePolicy: timePolicy, localTimeZone: { zone ?? patientZone($0) })
-            return (message, Result { () throws(Rejection) -> DecodedMessage in
-                try formats.decode(payload: message.payload, format: message.format, context: context)
-            })
-        }
-        // A large batch (a backlog) is decoded on every core: decoding is pure CPU work, and the
-        // batch cannot be written before all of it is decoded.
-        let cores = ProcessInfo.processInfo.activeProcessorCount
-        guard messages.count >= 256, cores > 1 else { return messages.map(decodeOne) }
-        let results = DecodedSlots(count: messages.count)
-        let chunk = (messages.count + cores - 1) / cores
-        DispatchQueue.concurrentPerform(iterations: cores) { part in
-            for i in (part * chunk)..<min(messages.count, (part + 1) * chunk) { results.set(i, decodeOne(messages[i])) }
-        }
-        return results.values
     }
 
     /// A device's bindings to patients, oldest first (bound_from NULL: since before any reading).
@@ -465,8 +434,7 @@ extension AppDatabase {
                     received.timeSource = .receivedAt
                     received.flags.insert(.estimatedTime)
                     try rejectReading(Rejection(
-                        .beforeBinding, "measured at \(isoDate(measuredAt)), before the device's first binding to a patient (or an old reading from its memory)",
-                        clockObservation: received), index)
+                        .beforeBinding, Rejection.beforeBindingDetail(measuredAt: measuredAt), clockObservation: received), index)
                     continue
                 }
                 var flags = observation.flags
@@ -626,5 +594,54 @@ extension AppDatabase {
             if db.changesCount > 0 { recorded.append((db.lastInsertedRowID, e)) }
         }
         return recorded
+    }
+}
+
+/// The decoding half of an ingest, shared by the SQLite and PostgreSQL stores.
+public enum IngestDecoding {
+    /// A message with what decoding made of it.
+    public typealias Decoded = (message: IncomingMessage, result: Result<DecodedMessage, Rejection>)
+
+    /// Decodes each message in its subscription's format: pure CPU work, outside any transaction.
+    ///
+    /// A topic whose device level is not a valid id, or a topic no filter matched, is a `bad_topic`
+    /// rejection. Naive local times are read in the subscription's `timezone`, else in
+    /// `patientZone(deviceID)`. A batch of 256 messages or more is decoded on every core.
+    /// - Returns: one result per message, in order, with the message (its device id removed when the
+    ///   topic's level was not a valid id: never stored, never logged).
+    public static func decode(
+        _ messages: [IncomingMessage], pipeline: IngestPipeline, patientZone: @escaping @Sendable (String) -> TimeZone?
+    ) -> [Decoded] {
+        let formats = FormatDecoding(canonical: pipeline.decoder)
+        let timePolicy = pipeline.decoder.timePolicy
+        let decodeOne: @Sendable (IncomingMessage) -> Decoded = { message in
+            if let id = message.deviceID, (try? EnrollmentIdentifier.validate(id, "device")) == nil {
+                // Never an id: not stored, not logged (a topic level can carry any text, even a name).
+                var unnamed = message
+                unnamed.deviceID = nil
+                return (unnamed, .failure(Rejection(
+                    .badTopic, "the topic's device level is not 1-128 characters from A-Z a-z 0-9 . _ : @ -")))
+            }
+            guard message.deviceID != nil || message.matchedSubscription else {
+                return (message, .failure(Rejection(.badTopic, "topic matches no device topic filter")))
+            }
+            let zone = message.timeZone
+            let context = DecodeContext(
+                topicDeviceID: message.deviceID, deviceField: message.deviceField, receivedAt: message.receivedAt,
+                timePolicy: timePolicy, localTimeZone: { zone ?? patientZone($0) })
+            return (message, Result { () throws(Rejection) -> DecodedMessage in
+                try formats.decode(payload: message.payload, format: message.format, context: context)
+            })
+        }
+        // A large batch (a backlog) is decoded on every core: decoding is pure CPU work, and the
+        // batch cannot be written before all of it is decoded.
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        guard messages.count >= 256, cores > 1 else { return messages.map(decodeOne) }
+        let results = DecodedSlots(count: messages.count)
+        let chunk = (messages.count + cores - 1) / cores
+        DispatchQueue.concurrentPerform(iterations: cores) { part in
+            for i in (part * chunk)..<min(messages.count, (part + 1) * chunk) { results.set(i, decodeOne(messages[i])) }
+        }
+        return results.values
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import VitalsConfig
+import VitalsDaemon
 import VitalsPostgres
 
 /// The PostgreSQL side of `config check`, `db migrate` and `db backup`, for a configuration with
@@ -10,13 +11,7 @@ enum PostgresCommands {
     /// The settings `database.url` and `database.password_file` name, or nil without `database.url`.
     /// - Throws: ``ConfigurationErrors`` keyed by the setting that is wrong (never showing a password).
     static func settings(_ config: VitalsConfiguration) throws -> PostgresSettings? {
-        guard let url = config.database.url else { return nil }
-        do {
-            return try PostgresSettings(url: url, passwordFile: config.database.passwordFile)
-        } catch {
-            let key = [.passwordFileUnreadable, .passwordFileEmpty].contains(error.code) ? "database.password_file" : "database.url"
-            throw ConfigurationErrors(errors: [ConfigurationError(key: key, error.message)])
-        }
+        try Daemon.postgresSettings(config)
     }
 
     /// postgres-nio's logger for a command: its errors only (the command prints what it did).

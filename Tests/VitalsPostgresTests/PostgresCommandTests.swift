@@ -1,3 +1,4 @@
+import PostgresTestSupport
 import Foundation
 import PostgresNIO
 import Testing
@@ -128,15 +129,20 @@ struct PostgresCommandTests {
         #expect(refused.errors.contains("cannot connect to [IPv4]127.0.0.1/127.0.0.1:\(closed): Connection refused"))
     }
 
-    @Test("run and the SQLite-only commands refuse database.url (exit 2); db backup prints the pg_dump way (exit 1)")
+    @Test("the SQLite-only commands refuse database.url (exit 2); run refuses a schema not migrated (exit 2); db backup prints the pg_dump way (exit 1)")
     func sqliteOnly() async throws {
         let cluster = try await ThrowawayPostgres.shared()
         let yaml = Self.yaml(cluster, database: "postgres")
-        for arguments in [["run"], ["patient", "list"], ["db", "checkpoint"], ["db", "restore", "/nonexistent"]] {
+        for arguments in [["patient", "list"], ["db", "checkpoint"], ["db", "restore", "/nonexistent"]] {
             let result = try await vitalsd(arguments, yaml: yaml)
             #expect(result.status == 2, "\(arguments): \(result.errors)")
-            #expect(result.errors.contains("database.url: this build stores readings, tasks and users in SQLite only"), "\(arguments)")
-            #expect(result.errors.contains("do not run on PostgreSQL yet (config check"), "\(arguments)")
+            #expect(result.errors.contains("database.url: this command works on SQLite only: on PostgreSQL, run ingests"), "\(arguments)")
+        }
+        try await cluster.withDatabase(migrated: false) { _, name in
+            let run = try await vitalsd(["run"], yaml: Self.yaml(cluster, database: name))
+            #expect(run.status == 2, "\(run.errors)")
+            #expect(run.errors.contains("database.url: the schema needs 3 migrations"), "\(run.errors)")
+            #expect(run.errors.contains("run vitalsd db migrate first"), "\(run.errors)")
         }
         let backup = try await vitalsd(["db", "backup", "/tmp/vitalsd-backup-never-written.dump"], yaml: yaml)
         #expect(backup.status == 1)

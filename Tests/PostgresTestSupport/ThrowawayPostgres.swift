@@ -20,10 +20,10 @@ import VitalsPostgres
 /// postgres-nio retries a refused password forever instead of failing, and a query can wait on a lock:
 /// every test body runs under a deadline (``withDeadline(_:_:)``), and every connection has
 /// `statement_timeout` and `lock_timeout` of 60 s, so a server-side wait ends too.
-final class ThrowawayPostgres: Sendable {
-    let directory: String
-    let port: Int
-    let passwordFile: String
+public final class ThrowawayPostgres: Sendable {
+    public let directory: String
+    public let port: Int
+    public let passwordFile: String
     private let shell: Process
     private let keepAlive: FileHandle
 
@@ -36,7 +36,7 @@ final class ThrowawayPostgres: Sendable {
     }
 
     /// The cluster of this test process, started on first use.
-    static func shared() async throws -> ThrowawayPostgres {
+    public static func shared() async throws -> ThrowawayPostgres {
         try await SharedCluster.instance.get()
     }
 
@@ -53,7 +53,7 @@ final class ThrowawayPostgres: Sendable {
     }
 
     /// The `bin` directory of the newest PostgreSQL installed by Debian's packages.
-    static func binaries() throws -> String {
+    public static func binaries() throws -> String {
         let root = "/usr/lib/postgresql"
         let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).compactMap(Int.init).sorted()
         guard let newest = versions.last, FileManager.default.isExecutableFile(atPath: "\(root)/\(newest)/bin/initdb") else {
@@ -174,31 +174,31 @@ final class ThrowawayPostgres: Sendable {
     /// - Parameters:
     ///   - host: `127.0.0.1`, or `localhost`, the name in the server's certificate.
     ///   - parameters: the URL's query (`sslmode=…`).
-    func settings(database: String = "postgres", host: String = "127.0.0.1", parameters: String = "sslmode=disable") throws -> PostgresSettings {
+    public func settings(database: String = "postgres", host: String = "127.0.0.1", parameters: String = "sslmode=disable") throws -> PostgresSettings {
         try PostgresSettings(url: "postgres://postgres@\(host):\(port)/\(database)?\(parameters)", passwordFile: passwordFile)
     }
 
     /// The PEM file of the CA that signed the server's certificate.
-    var certificateAuthorityFile: String { directory + "/ca.pem" }
+    public var certificateAuthorityFile: String { directory + "/ca.pem" }
 
     /// A client configuration for `settings`, with the server-side timeouts of the tests.
-    func configuration(_ settings: PostgresSettings, maximumConnections: Int = 12) -> PostgresClient.Configuration {
+    public func configuration(_ settings: PostgresSettings, maximumConnections: Int = 12) -> PostgresClient.Configuration {
         var configuration = settings.clientConfiguration(maximumConnections: maximumConnections)
         configuration.options.additionalStartupParameters = [("statement_timeout", "60s"), ("lock_timeout", "60s")]
         return configuration
     }
 
-    /// Creates a database of its own for one test, runs `body` with a running client on it (under a
-    /// 60 s deadline), then closes the client and drops the database.
-    func withDatabase<T: Sendable>(
-        migrated: Bool = true, _ body: @escaping @Sendable (PostgresClient, String) async throws -> T
+    /// Creates a database of its own for one test, runs `body` with a running client on it (under
+    /// `deadline`), then closes the client and drops the database.
+    public func withDatabase<T: Sendable>(
+        migrated: Bool = true, deadline: Duration = .seconds(60), _ body: @escaping @Sendable (PostgresClient, String) async throws -> T
     ) async throws -> T {
         let name = "test_" + UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: "")
         _ = try await withClient(database: "postgres") { admin in
             // A database name cannot be bound; this one is made of hex digits and '_' above.
             try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: testLogger)
         }
-        let result = try await withClient(database: name) { client in
+        let result = try await withClient(settings: settings(database: name), deadline: deadline) { client in
             if migrated { try await PostgresSchema.migrate(client, logger: testLogger) }
             return try await body(client, name)
         }
@@ -209,14 +209,14 @@ final class ThrowawayPostgres: Sendable {
     }
 
     /// Runs `body` with a running client on `database`, under a 60 s deadline.
-    func withClient<T: Sendable>(
+    public func withClient<T: Sendable>(
         database: String, maximumConnections: Int = 12, _ body: @escaping @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
         try await withClient(settings: settings(database: database), maximumConnections: maximumConnections, deadline: .seconds(60), body)
     }
 
     /// Runs `body` with a running client for `settings`, under `deadline`.
-    func withClient<T: Sendable>(
+    public func withClient<T: Sendable>(
         settings: PostgresSettings, maximumConnections: Int = 12, deadline: Duration,
         _ body: @escaping @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
@@ -233,7 +233,7 @@ final class ThrowawayPostgres: Sendable {
 }
 
 /// Runs `body`, or throws ``ClusterFailure`` when `limit` passes first (and cancels it).
-func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+public func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     try await withThrowingTaskGroup(of: T.self) { group in
         group.addTask { try await body() }
         group.addTask {
@@ -246,13 +246,13 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable ()
 }
 
 /// The tests' logger: warnings and errors only (each test migrates a database of its own).
-let testLogger: Logger = {
+public let testLogger: Logger = {
     var logger = Logger(label: "vitalsd.postgres-tests")
     logger.logLevel = .warning
     return logger
 }()
 
-struct ClusterFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct ClusterFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

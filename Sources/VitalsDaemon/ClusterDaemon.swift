@@ -1,0 +1,204 @@
+import Foundation
+import Hummingbird
+import Logging
+import MQTTClient
+import PostgresNIO
+import ServiceLifecycle
+import UnixSignals
+import VitalsConfig
+import VitalsDomain
+import VitalsFormats
+import VitalsPostgres
+import VitalsStore
+
+extension Daemon {
+    /// The settings `database.url` and `database.password_file` name, or nil without `database.url`.
+    /// - Throws: ``ConfigurationErrors`` keyed by the setting that is wrong (never showing a password).
+    public static func postgresSettings(_ config: VitalsConfiguration) throws -> PostgresSettings? {
+        guard let url = config.database.url else { return nil }
+        do {
+            return try PostgresSettings(url: url, passwordFile: config.database.passwordFile)
+        } catch {
+            let key = [.passwordFileUnreadable, .passwordFileEmpty].contains(error.code) ? "database.password_file" : "database.url"
+            throw ConfigurationErrors(errors: [ConfigurationError(key: key, error.message)])
+        }
+    }
+
+    /// This node's name: `cluster.node_name`, else the host name.
+    public static func nodeName(_ config: VitalsConfiguration) -> String {
+        config.cluster.nodeName ?? ProcessInfo.processInfo.hostName
+    }
+
+    /// The lease timings of a configuration: `cluster.lease_ttl_seconds`, renewed every sixth of it,
+    /// acknowledging stopped a third of it before it could expire, a standby trying every sixth.
+    public static func leaseTiming(_ config: VitalsConfiguration) throws -> LeaseTiming {
+        let ttl = Duration.milliseconds(Int64(config.cluster.leaseTTLSeconds * 1000))
+        return try LeaseTiming(ttl: ttl, renewInterval: ttl / 6, safetyMargin: ttl / 3, standbyRetry: ttl / 6)
+    }
+
+    /// The MQTT sessions of a configuration, each with its broker settings and routes:
+    /// `cluster.sessions`, or else the one session `mqtt.client_id` with `mqtt.topics` and `mqtt.subscriptions`.
+    /// - Throws: ``ConfigurationError`` when the MQTT password cannot be read; ``Rejection`` for a bad filter.
+    public static func sessions(_ config: VitalsConfiguration) throws -> [(mqtt: MQTTClientConfiguration, routes: [SubscriptionRoute])] {
+        let base = try mqttConfiguration(config)
+        guard !config.cluster.sessions.isEmpty else { return [(base, try config.mqtt.routes())] }
+        return try config.cluster.sessions.map { session in
+            var mqtt = base
+            mqtt.clientID = session.clientID
+            mqtt.topics = session.topics
+            return (mqtt, try session.topics.map { try SubscriptionRoute(topic: $0) })
+        }
+    }
+
+    /// The daemon on PostgreSQL, built and not yet running.
+    public struct ClusterComposition: Sendable {
+        /// Every service; runs until SIGTERM or SIGINT (or ``ServiceGroup/triggerGracefulShutdown()``).
+        public let group: ServiceGroup
+        /// This node's name.
+        public let node: String
+        /// One service per MQTT session, owner or standby.
+        public let sessions: [SessionIngestService]
+        public let metrics: VitalsMetrics
+    }
+
+    /// Builds a node of the daemon on PostgreSQL (`database.url`): each MQTT session's lease and
+    /// ingest, and the operations endpoints (`/healthz`, `/readyz` with each session's role, `/metrics`).
+    ///
+    /// Runs on PostgreSQL so far: the ingest of readings and dead letters with the clinical rules in
+    /// the batch's transaction. Not yet: the workspace, the FHIR API, task-event delivery, the timers
+    /// (escalation, adherence, routine checks) and device status; the node logs that at start.
+    /// - Throws: ``ConfigurationErrors`` (exit 2) for settings that are wrong, a schema that needs
+    ///   `vitalsd db migrate` or was migrated by a newer build; ``DatabaseUnavailable`` (exit 1)
+    ///   when the server cannot be reached.
+    public static func composeCluster(
+        config: VitalsConfiguration, clock: any WallClock = SystemWallClock(), logger: Logger, signals: Bool = true
+    ) async throws -> ClusterComposition {
+        MosquittoLibrary.initialize()
+        logWarnings(config, logger: logger)
+        guard let settings = try postgresSettings(config) else { throw ConfigurationErrors(errors: [ConfigurationError(key: "database.url", "is required")]) }
+        let status: PostgresDatabaseStatus
+        do {
+            status = try await PostgresAdmin.status(settings, logger: logger)
+        } catch {
+            throw DatabaseUnavailable(path: settings.description, reason: error.description)
+        }
+        if !status.unknown.isEmpty {
+            throw ConfigurationErrors(errors: [ConfigurationError(key: "database.url", """
+                the schema holds migrations this build does not know (\(status.unknown.joined(separator: ", "))): run a newer vitalsd
+                """)])
+        }
+        if !status.pending.isEmpty {
+            throw ConfigurationErrors(errors: [ConfigurationError(key: "database.url", """
+                the schema needs \(status.pending.count) migration\(status.pending.count == 1 ? "" : "s") \
+                (\(status.pending.joined(separator: ", "))): run vitalsd db migrate first
+                """)])
+        }
+        if config.http.enabled { try HTTPEndpoints.checkPortFree(host: config.http.host, port: config.http.port) }
+        let node = nodeName(config)
+        let timing = try leaseTiming(config)
+        let client = PostgresClient(
+            configuration: settings.clientConfiguration(maximumConnections: 4 + 2 * max(1, config.cluster.sessions.count)),
+            backgroundLogger: logger)
+        let leases = SessionLeases(client: client, logger: logger)
+        let metrics = VitalsMetrics()
+        let digits = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
+        let incarnation = String(repeating: "0", count: 12 - digits.count) + digits
+        let pipeline = pipeline(config)
+        var nodeLogger = logger
+        nodeLogger[metadataKey: "node"] = "\(node)"
+        let sessions = try sessions(config).map { session in
+            SessionIngestService(
+                mqtt: session.mqtt, routes: session.routes, pipeline: pipeline,
+                holder: SessionLeaseHolder(
+                    leases: leases, session: session.mqtt.clientID, node: node, timing: timing, clock: ContinuousClock(),
+                    logger: nodeLogger),
+                client: client, clock: clock, incarnation: incarnation, metrics: metrics, logger: nodeLogger)
+        }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: client, successTerminationBehavior: .gracefullyShutdownGroup,
+                  failureTerminationBehavior: .gracefullyShutdownGroup),
+        ]
+        for session in sessions {
+            services.append(.init(service: session, successTerminationBehavior: .gracefullyShutdownGroup,
+                                  failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        if config.http.enabled {
+            services.append(.init(
+                service: HTTPEndpoints.clusterApplication(
+                    host: config.http.host, port: config.http.port, node: node, sessions: sessions, client: client,
+                    metrics: metrics, logger: logger),
+                successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        var groupConfig = ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [], logger: logger)
+        groupConfig.maximumGracefulShutdownDuration = .seconds(8)
+        groupConfig.maximumCancellationDuration = nil
+        nodeLogger.notice(
+            "running on PostgreSQL: ingest only; the workspace, FHIR API, task-event delivery, timers and device status run on SQLite only so far",
+            metadata: ["mqtt.sessions": "\(sessions.map(\.session).joined(separator: ","))"])
+        return ClusterComposition(group: ServiceGroup(configuration: groupConfig), node: node, sessions: sessions, metrics: metrics)
+    }
+}
+
+extension HTTPEndpoints {
+    /// Why a node on PostgreSQL is not ready, or an empty list when it is: the database answers,
+    /// and each session this node owns is connected and subscribed with no failing commit. A standby
+    /// is ready: it serves and waits.
+    /// - Returns: the problems, and one line per session: `session <id>: owner (epoch N)` or `standby`.
+    public static func clusterReadiness(sessions: [SessionIngestService], client: PostgresClient, logger: Logger) async -> (problems: [String], roles: [String]) {
+        var problems: [String] = []
+        var roles: [String] = []
+        do {
+            _ = try await client.query("SELECT 1", logger: logger).collect()
+        } catch {
+            problems.append("database not reachable: \(String(reflecting: error))")
+        }
+        for session in sessions {
+            switch session.role {
+            case .standby:
+                roles.append("session \(session.session): standby")
+            case .owner(let lease):
+                roles.append("session \(session.session): owner (epoch \(lease.epoch))")
+                let status = session.connectionStatus
+                if !status.connected {
+                    problems.append("session \(session.session): broker not connected\(status.lastError.map { ": \($0)" } ?? "")")
+                } else if !status.subscribed {
+                    problems.append("session \(session.session): broker connected but not subscribed")
+                }
+                if let failure = session.storeFailure {
+                    problems.append("session \(session.session): cannot commit to the database: \(failure)")
+                }
+            }
+        }
+        return (problems, roles)
+    }
+
+    /// The operations endpoints of a node on PostgreSQL: `/healthz`, `/readyz` (the problems, then
+    /// each session's role; 200 or 503) and `/metrics` (with `vitalsd_mqtt_session_owned{session}`).
+    public static func clusterApplication(
+        host: String, port: Int, node: String, sessions: [SessionIngestService], client: PostgresClient, metrics: VitalsMetrics,
+        logger: Logger
+    ) -> some ApplicationProtocol {
+        let router = Router(options: .autoGenerateHeadEndpoints)
+        router.get("healthz") { _, _ in "ok\n" }
+        router.get("readyz") { _, _ -> Response in
+            let (problems, roles) = await clusterReadiness(sessions: sessions, client: client, logger: logger)
+            let body = (problems.isEmpty ? ["ready"] : problems) + ["node \(node)"] + roles
+            return Response(
+                status: problems.isEmpty ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: body.joined(separator: "\n") + "\n")))
+        }
+        router.get("metrics") { _, _ -> Response in
+            var owned: [String: Bool] = [:]
+            for s in sessions {
+                if case .owner = s.role { owned[s.session] = true } else { owned[s.session] = false }
+            }
+            let connected = sessions.map(\.connectionStatus).first { $0.connected } ?? MQTTConnectionStatus()
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.exposition(status: connected, sessionsOwned: owned))))
+        }
+        return Application(
+            router: router, configuration: .init(address: .hostname(host, port: port), serverName: "vitalsd"), logger: logger)
+    }
+}

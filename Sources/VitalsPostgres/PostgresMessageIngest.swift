@@ -1,0 +1,287 @@
+import Foundation
+import Logging
+import PostgresNIO
+import VitalsDomain
+
+/// A message as received from one MQTT session, with what decoding made of it.
+public struct ReceivedMessage: Sendable {
+    /// The topic it arrived on.
+    public var topic: String
+    /// The device id the topic named, if any (kept in a dead letter of the whole message).
+    public var deviceID: String?
+    /// The payload bytes as received, kept in dead letters.
+    public var payload: [UInt8]
+    /// When vitalsd received it.
+    public var receivedAt: Date
+    /// The decoded message, or why the whole message was rejected.
+    public var decoded: Result<DecodedMessage, Rejection>
+
+    /// A message from its parts.
+    public init(topic: String, deviceID: String?, payload: [UInt8], receivedAt: Date, decoded: Result<DecodedMessage, Rejection>) {
+        self.topic = topic
+        self.deviceID = deviceID
+        self.payload = payload
+        self.receivedAt = receivedAt
+        self.decoded = decoded
+    }
+}
+
+/// What one stored batch of messages did.
+public struct MessageIngestOutcome: Sendable, Hashable {
+    /// Messages in the batch.
+    public var messages = 0
+    /// New reading rows.
+    public var readingsStored = 0
+    /// Readings already stored with the same value (a redelivery, a re-upload).
+    public var duplicates = 0
+    /// New dead-letter rows, by reason (``DeadLetterReason`` raw values).
+    public var deadLetters: [String: Int] = [:]
+    /// Gateway heartbeats acknowledged without a row.
+    public var heartbeats = 0
+    /// Messages whose device status, events or markers were not stored (not kept on PostgreSQL yet).
+    public var deviceReportsNotKept = 0
+    /// What the clinical rules did with the new readings.
+    public var alerting = AlertingOutcome()
+
+    public init() {}
+
+    /// Total new dead letters.
+    public var deadLetterCount: Int { deadLetters.values.reduce(0, +) }
+}
+
+/// A device's binding to a patient over a span of measurement times (epoch ms; nil: open).
+struct DeviceBinding: Sendable, Hashable {
+    var patientID: String
+    var from: Int64?
+    var to: Int64?
+
+    func covers(_ ms: Int64) -> Bool { (from.map { ms >= $0 } ?? true) && (to.map { ms < $0 } ?? true) }
+}
+
+/// A batch of messages sorted into rows: the readings to insert, with where each came from, and the
+/// dead letters known before inserting.
+struct ClassifiedBatch {
+    /// Where a reading came from: its message and its index in that message.
+    struct Origin {
+        var message: Int
+        var readingIndex: Int
+    }
+
+    var readings: [StoredReading] = []
+    var origins: [Origin] = []
+    var deadLetters: [StoredDeadLetter] = []
+    var heartbeats = 0
+    var deviceReportsNotKept = 0
+    /// Rejected readings per message so far (the cap of ``PostgresIngest/maxDeadLettersPerMessage``).
+    var rejectedReadings: [Int: Int] = [:]
+    /// Rejections over the cap, per message and reason: one more row per message counts them.
+    var overflow: [Int: [String: Int]] = [:]
+}
+
+extension PostgresIngest {
+    /// Rejected readings of one message kept as rows of their own; the rest are counted in one more
+    /// row (as in SQLite), so that one message cannot write thousands of rows.
+    public static let maxDeadLettersPerMessage = 100
+
+    /// Bytes kept of a payload over the size limit (a `too_large` dead letter), as in SQLite.
+    public static let oversizedPayloadPrefixBytes = 4096
+
+    /// Stores a session's batch of decoded messages in one transaction, if `lease` still holds: the
+    /// daemon's ingest on PostgreSQL, with the SQLite ingest's rules for what becomes a reading and
+    /// what a dead letter.
+    ///
+    /// - A message rejected as a whole is one dead letter; so is one from a device that is not enrolled.
+    /// - A reading goes to the patient its device was bound to at its measurement time; one measured
+    ///   before the device's first binding is a `before_binding` dead letter.
+    /// - A reading already stored with the same value (same device, LOINC code and measured_at) is a
+    ///   duplicate and adds nothing; one stored with another value is a `conflicting_duplicate` dead letter.
+    /// - Rejected readings of one message: up to ``maxDeadLettersPerMessage`` rows, then one row that
+    ///   counts the rest.
+    /// - The clinical rules run on the new readings in the same transaction (``store(batch:lease:alerting:)``).
+    ///
+    /// Not kept on PostgreSQL yet, and counted in ``MessageIngestOutcome/deviceReportsNotKept``: device
+    /// status, device events and reading markers; the device-clock and implausible-value review tasks.
+    /// - Parameters:
+    ///   - messages: the batch, decoded, in the order received.
+    ///   - lease: the lease of the session it arrived on.
+    ///   - alerting: the rules' policy, clock and incarnation; nil stores without evaluating.
+    ///   - maxPayloadBytes: payloads over it keep only their first ``oversizedPayloadPrefixBytes`` in a dead letter.
+    /// - Throws: ``LeaseLost`` (nothing written) when the session changed owner or epoch; the
+    ///   server's or connection's error otherwise (nothing written).
+    public func store(
+        messages: [ReceivedMessage], lease: Lease, alerting: BatchAlerting?, maxPayloadBytes: Int
+    ) async throws -> MessageIngestOutcome {
+        var deviceIDs = Set<String>()
+        for m in messages { if case .success(let d) = m.decoded, !d.isHeartbeat { deviceIDs.insert(d.deviceID) } }
+        let ids = Array(deviceIDs)
+        return try await withFencedTransaction(lease: lease) { connection, logger in
+            var bindings: [String: [DeviceBinding]] = [:]
+            if !ids.isEmpty {
+                let rows = try await connection.query("""
+                    SELECT device_id, patient_id, bound_from, bound_to FROM device_bindings
+                    WHERE device_id = ANY(\(ids)::text[])
+                    ORDER BY device_id, bound_from IS NOT NULL, bound_from
+                    """, logger: logger).decode((String, String, Int64?, Int64?).self).collected()
+                for (device, patient, from, to) in rows {
+                    bindings[device, default: []].append(DeviceBinding(patientID: patient, from: from, to: to))
+                }
+            }
+            var batch = Self.classify(messages, bindings: bindings, maxPayloadBytes: maxPayloadBytes)
+            var outcome = MessageIngestOutcome()
+            outcome.messages = messages.count
+            outcome.heartbeats = batch.heartbeats
+            outcome.deviceReportsNotKept = batch.deviceReportsNotKept
+            if !batch.readings.isEmpty {
+                let newIDs = try await Self.insert(batch.readings, connection, logger)
+                outcome.readingsStored = newIDs.count
+                try await Self.sortRepeats(&batch, newIDs: newIDs, messages: messages, maxPayloadBytes: maxPayloadBytes,
+                                           duplicates: &outcome.duplicates, connection, logger)
+                if let alerting {
+                    outcome.alerting = try await PostgresAlerting.evaluate(
+                        Self.newReadings(batch.readings, ids: newIDs), alerting: alerting, connection: connection, logger: logger)
+                }
+            }
+            Self.addOverflowRows(&batch, messages: messages, maxPayloadBytes: maxPayloadBytes)
+            if !batch.deadLetters.isEmpty {
+                outcome.deadLetters = try await Self.insertCounted(batch.deadLetters, connection, logger)
+            }
+            return outcome
+        }
+    }
+
+    /// The time zone of the patient each device is enrolled to, for reading naive local times;
+    /// nil for a device not enrolled (or a zone this system does not know).
+    /// - Throws: the server's or connection's error.
+    public func patientTimeZones(deviceIDs: Set<String>) async throws -> [String: TimeZone?] {
+        let ids = Array(deviceIDs)
+        guard !ids.isEmpty else { return [:] }
+        let rows = try await client.query("""
+            SELECT d.id, p.timezone FROM devices d JOIN patients p ON p.id = d.patient_id WHERE d.id = ANY(\(ids)::text[])
+            """, logger: logger).decode((String, String).self).collected()
+        var zones = Dictionary(uniqueKeysWithValues: ids.map { ($0, TimeZone?.none) })
+        for (id, zone) in rows { zones[id] = .some(TimeZone(identifier: zone)) }
+        return zones
+    }
+
+    /// Sorts a batch into readings and the dead letters known before inserting: pure, on values.
+    static func classify(_ messages: [ReceivedMessage], bindings: [String: [DeviceBinding]], maxPayloadBytes: Int) -> ClassifiedBatch {
+        var batch = ClassifiedBatch()
+        for (index, message) in messages.enumerated() {
+            let decoded: DecodedMessage
+            switch message.decoded {
+            case .failure(let rejection):
+                batch.deadLetters.append(deadLetter(message, rejection, deviceID: message.deviceID, maxPayloadBytes: maxPayloadBytes))
+                continue
+            case .success(let d):
+                decoded = d
+            }
+            if decoded.isHeartbeat {
+                batch.heartbeats += 1
+                continue
+            }
+            guard let deviceBindings = bindings[decoded.deviceID] else {
+                batch.deadLetters.append(deadLetter(
+                    message, Rejection(.unknownDevice, "device is not enrolled"), deviceID: decoded.deviceID,
+                    maxPayloadBytes: maxPayloadBytes))
+                continue
+            }
+            if !decoded.status.isEmpty || !decoded.events.isEmpty || !decoded.markers.isEmpty { batch.deviceReportsNotKept += 1 }
+            for (readingIndex, reading) in decoded.readings.enumerated() {
+                switch reading {
+                case .failure(let rejection):
+                    reject(&batch, index, message, rejection, deviceID: decoded.deviceID, readingIndex: readingIndex,
+                           maxPayloadBytes: maxPayloadBytes)
+                case .success(let observation):
+                    let measuredAt = epochMilliseconds(observation.measuredAt)
+                    guard let patientID = deviceBindings.first(where: { $0.covers(measuredAt) })?.patientID else {
+                        reject(&batch, index, message, Rejection(.beforeBinding, Rejection.beforeBindingDetail(measuredAt: measuredAt)),
+                               deviceID: decoded.deviceID, readingIndex: readingIndex, maxPayloadBytes: maxPayloadBytes)
+                        continue
+                    }
+                    batch.readings.append(StoredReading(
+                        observation: observation, patientID: patientID, receivedAt: message.receivedAt,
+                        messageID: decoded.messageID, format: decoded.format, message: index))
+                    batch.origins.append(.init(message: index, readingIndex: readingIndex))
+                }
+            }
+        }
+        return batch
+    }
+
+    /// A rejected reading: its own dead letter up to the cap, else counted for the message's overflow row.
+    private static func reject(
+        _ batch: inout ClassifiedBatch, _ index: Int, _ message: ReceivedMessage, _ rejection: Rejection, deviceID: String,
+        readingIndex: Int, maxPayloadBytes: Int
+    ) {
+        batch.rejectedReadings[index, default: 0] += 1
+        if batch.rejectedReadings[index]! <= maxDeadLettersPerMessage {
+            batch.deadLetters.append(deadLetter(
+                message, rejection, deviceID: deviceID, readingIndex: readingIndex, maxPayloadBytes: maxPayloadBytes))
+        } else {
+            batch.overflow[index, default: [:]][rejection.reason.rawValue, default: 0] += 1
+        }
+    }
+
+    /// One row per message whose rejected readings passed the cap, counting the rest by reason.
+    private static func addOverflowRows(_ batch: inout ClassifiedBatch, messages: [ReceivedMessage], maxPayloadBytes: Int) {
+        for (index, counts) in batch.overflow.sorted(by: { $0.key < $1.key }) {
+            guard let (reason, _) = counts.max(by: { ($0.value, $1.key) < ($1.value, $0.key) }),
+                  let reasonValue = DeadLetterReason(rawValue: reason) else { continue }
+            let list = counts.sorted { $0.key < $1.key }.map { "\($0.key) x\($0.value)" }
+            let message = messages[index]
+            let deviceID = (try? message.decoded.get())?.deviceID
+            batch.deadLetters.append(deadLetter(
+                message, Rejection(reasonValue, "\(counts.values.reduce(0, +)) further readings of this message rejected: \(list.joined(separator: ", "))"),
+                deviceID: deviceID, maxPayloadBytes: maxPayloadBytes))
+        }
+    }
+
+    private static func deadLetter(
+        _ message: ReceivedMessage, _ rejection: Rejection, deviceID: String?, readingIndex: Int? = nil, maxPayloadBytes: Int
+    ) -> StoredDeadLetter {
+        let kept = message.payload.count > maxPayloadBytes ? Array(message.payload.prefix(oversizedPayloadPrefixBytes)) : message.payload
+        var letter = StoredDeadLetter(
+            receivedAt: message.receivedAt, topic: message.topic, deviceID: deviceID, rejection: rejection,
+            readingIndex: readingIndex, payload: kept)
+        letter.payloadBytes = message.payload.count
+        return letter
+    }
+
+    /// The batch's readings that were not new: a duplicate when the stored value is the same (within
+    /// 1e-6 of the canonical value), else a `conflicting_duplicate` dead letter. The stored value is
+    /// read in the batch's transaction, so a key twice in one batch compares with its first copy.
+    private static func sortRepeats(
+        _ batch: inout ClassifiedBatch, newIDs: [ReadingKey: Int64], messages: [ReceivedMessage], maxPayloadBytes: Int,
+        duplicates: inout Int, _ connection: PostgresConnection, _ logger: Logger
+    ) async throws {
+        var claimed = Set<ReadingKey>()
+        var repeats: [Int] = []
+        for (i, r) in batch.readings.enumerated() {
+            let key = ReadingKey(deviceID: r.deviceID, loinc: r.loinc, measuredAt: r.measuredAt)
+            if newIDs[key] != nil, claimed.insert(key).inserted { continue }
+            repeats.append(i)
+        }
+        guard !repeats.isEmpty else { return }
+        let keys = repeats.map { batch.readings[$0] }
+        let rows = try await connection.query("""
+            SELECT r.device_id, r.loinc, r.measured_at, r.canonical_value
+            FROM readings r JOIN unnest(\(keys.map(\.deviceID))::text[], \(keys.map(\.loinc))::text[], \(keys.map(\.measuredAt))::int8[])
+                AS k(device_id, loinc, measured_at)
+              ON r.device_id = k.device_id AND r.loinc = k.loinc AND r.measured_at = k.measured_at
+            """, logger: logger).decode((String, String, Int64, Double).self).collected()
+        var stored: [ReadingKey: Double] = [:]
+        for (device, loinc, at, value) in rows { stored[ReadingKey(deviceID: device, loinc: loinc, measuredAt: at)] = value }
+        for i in repeats {
+            let r = batch.readings[i]
+            let key = ReadingKey(deviceID: r.deviceID, loinc: r.loinc, measuredAt: r.measuredAt)
+            if let value = stored[key], abs(value - r.canonicalValue) < 1e-6 {
+                duplicates += 1
+                continue
+            }
+            let origin = batch.origins[i]
+            reject(&batch, origin.message, messages[origin.message], Rejection(
+                .conflictingDuplicate, "a \(r.type) reading with this device and measured_at is stored with another value"),
+                deviceID: r.deviceID, readingIndex: origin.readingIndex, maxPayloadBytes: maxPayloadBytes)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import Glibc
+import MQTTClient
+import PostgresNIO
+import PostgresTestSupport
+import Testing
+import VitalsPostgres
+
+/// Nodes of `vitalsd run` on one PostgreSQL database and one mosquitto, as separate processes.
+@Suite("Failover: nodes on PostgreSQL share MQTT sessions by lease", .serialized)
+struct ClusterFailoverTests {
+    static let sessions = ["s1", "s2", "s3", "s4"]
+    /// Two devices per session: `devices/<session>/<session>-g<n>/readings`.
+    static let devices = sessions.flatMap { s in (1...2).map { "\(s)-g\($0)" } }
+
+    /// A node's configuration: four sessions, a 3 s lease, the node's own HTTP port.
+    static func yaml(node: String, broker: Broker, cluster: ThrowawayPostgres, database: String, httpPort: Int, directory: String) -> String {
+        """
+        mqtt:
+          host: 127.0.0.1
+          port: \(broker.port)
+          max_batch: 200
+          reconnect_min_seconds: 0.2
+          reconnect_max_seconds: 1
+        database:
+          path: \(directory)/unused.sqlite
+          url: postgres://postgres@127.0.0.1:\(cluster.port)/\(database)?sslmode=disable
+          password_file: \(cluster.passwordFile)
+        cluster:
+          node_name: \(node)
+          lease_ttl_seconds: 3
+          sessions:
+        \(sessions.map { "    - client_id: vitalsd-\($0)\n      topics: [devices/\($0)/+/readings]" }.joined(separator: "\n"))
+        http:
+          port: \(httpPort)
+        log:
+          level: info
+        """
+    }
+
+    /// A running node: its process, HTTP port and log.
+    struct Node {
+        var name: String
+        var process: ChildProcess
+        var httpPort: Int
+        var log: String
+
+        func readyz() async -> (status: Int, body: String)? { await httpGet(port: httpPort, "/readyz") }
+
+        /// How many sessions `/readyz` says this node owns.
+        func owned() async -> Int {
+            (await readyz()?.body ?? "").split(separator: "\n").filter { $0.contains(": owner (epoch") }.count
+        }
+
+        var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+    }
+
+    static func start(_ name: String, broker: Broker, cluster: ThrowawayPostgres, database: String, directory: String) throws -> Node {
+        let port = try Broker.freePort()
+        let config = "\(directory)/\(name).yaml"
+        try yaml(node: name, broker: broker, cluster: cluster, database: database, httpPort: port, directory: directory)
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let log = "\(directory)/\(name).log"
+        let process = try ChildProcess(path: try vitalsdBinary(), arguments: ["run", "--config", config], logPath: log)
+        return Node(name: name, process: process, httpPort: port, log: log)
+    }
+
+    static func count(_ client: PostgresClient, _ sql: String) async throws -> Int {
+        var total = 0
+        for try await n in try await client.query(PostgresQuery(unsafeSQL: sql), logger: testLogger).decode(Int64.self) { total = Int(n) }
+        return total
+    }
+
+    @Test("kill -9 of the owner mid-burst: standbys take every session, every reading is stored exactly once, SIGTERM releases the leases")
+    func killOwner() async throws {
+        let cluster = try await ThrowawayPostgres.shared()
+        let broker = try await Broker()
+        defer { Task { await broker.stop() } }
+        try await cluster.withDatabase(deadline: .seconds(300)) { client, database in
+            let directory = NSTemporaryDirectory() + "vitalsd-failover-" + UUID().uuidString.prefix(8)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            try await client.query("""
+                INSERT INTO users (username, display_name, role, password_hash, created_at, password_changed_at)
+                VALUES ('ana', 'Ana Ruiz', 'care_manager', '$2b$12$abcdefghijklmnopqrstuv', 0, 0)
+                """, logger: testLogger)
+            for device in Self.devices {
+                let patient = "p-\(device)"
+                try await client.query("INSERT INTO patients (id, timezone, created_at, care_manager) VALUES (\(patient), 'UTC', 0, 'ana')", logger: testLogger)
+                try await client.query("INSERT INTO patient_programs (patient_id, program) VALUES (\(patient), 'diabetes')", logger: testLogger)
+                try await client.query("INSERT INTO devices (id, kind, patient_id, created_at) VALUES (\(device), 'glucometer', \(patient), 0)", logger: testLogger)
+                try await client.query("""
+                    INSERT INTO device_bindings (device_id, patient_id, created_at, created_by) VALUES (\(device), \(patient), 0, 'ana')
+                    """, logger: testLogger)
+            }
+
+            // Node a starts alone and takes all four sessions; b and c then stand by.
+            let a = try Self.start("node-a", broker: broker, cluster: cluster, database: database, directory: directory)
+            #expect(await eventually {
+                let owned = await a.owned()
+                let status = await a.readyz()?.status
+                return owned == 4 && status == 200
+            }, "\(a.logText)")
+            let b = try Self.start("node-b", broker: broker, cluster: cluster, database: database, directory: directory)
+            let c = try Self.start("node-c", broker: broker, cluster: cluster, database: database, directory: directory)
+            for node in [b, c] {
+                #expect(await eventually {
+                    guard let r = await node.readyz(), r.status == 200 else { return false }
+                    return r.body.components(separatedBy: ": standby").count - 1 == 4 && r.body.contains("node \(node.name)")
+                }, "\(node.logText)")
+            }
+
+            // The burst: 300 readings per device, some low enough to open tasks; a is killed as soon
+            // as it has stored any of the first half, and the second half goes out with no owner.
+            let publisher = try await MQTTPublisher.connect(host: "127.0.0.1", port: broker.port, clientID: "burst-publisher")
+            defer { publisher.close() }
+            let perDevice = 300
+            let base = msAgo(4 * 3600)
+            func publish(_ range: Range<Int>) throws {
+                for i in range {
+                    for device in Self.devices {
+                        let session = device.prefix(2)
+                        let value: Double = i % 97 == 13 ? 48 : 110
+                        try publisher.publish(topic: "devices/\(session)/\(device)/readings",
+                                              payload: glucoseJSON(value, at: base + Int64(i) * 30_000))
+                    }
+                }
+            }
+            try publish(0..<(perDevice / 2))
+            #expect(await eventually {
+                let stored = (try? await Self.count(client, "SELECT count(*) FROM readings")) ?? 0
+                return stored > 0
+            })
+            a.process.signal(SIGKILL)
+            let killedAt = ContinuousClock.now
+            #expect(await a.process.waitForExit(seconds: 30))
+            try publish((perDevice / 2)..<perDevice)
+            try await publisher.waitUntilDelivered()
+
+            // Every session is owned again, by b or c, at the next epoch.
+            #expect(await eventually {
+                let owners = (try? await Self.count(client, """
+                    SELECT count(*) FROM mqtt_session_leases WHERE owner IN ('node-b', 'node-c') AND epoch = 2 AND expires_at > now()
+                    """)) ?? 0
+                return owners == 4
+            })
+            let takeover = ContinuousClock.now - killedAt
+            print("failover: every session owned again \(takeover) after kill -9 (lease 3 s)")
+            #expect(await eventually {
+                let (ownedByB, ownedByC) = (await b.owned(), await c.owned())
+                return ownedByB + ownedByC == 4
+            })
+
+            // Every published reading stored exactly once.
+            let total = perDevice * Self.devices.count
+            #expect(await eventually {
+                let stored = try? await Self.count(client, "SELECT count(*) FROM readings")
+                return stored == total
+            }, "\(b.logText)\n\(c.logText)")
+            #expect(try await Self.count(client, "SELECT count(DISTINCT (device_id, measured_at)) FROM readings") == total)
+            #expect(try await Self.count(client, "SELECT count(*) FROM dead_letters") == 0)
+            // Tasks were opened, and no condition has two unresolved tasks.
+            #expect(try await Self.count(client, "SELECT count(*) FROM tasks") > 0)
+            #expect(try await Self.count(client, """
+                SELECT count(*) FROM (SELECT 1 FROM tasks WHERE status <> 'resolved' GROUP BY patient_id, vital, direction HAVING count(*) > 1) t
+                """) == 0)
+
+            // SIGTERM: each node stops and releases its leases.
+            for node in [b, c] { node.process.signal(SIGTERM) }
+            for node in [b, c] { #expect(await node.process.waitForExit(seconds: 30), "\(node.logText)") }
+            #expect(try await Self.count(client, "SELECT count(*) FROM mqtt_session_leases WHERE owner IS NOT NULL") == 0)
+            #expect(!a.logText.contains("payload"))
+        }
+    }
+}
