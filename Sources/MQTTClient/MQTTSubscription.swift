@@ -38,10 +38,10 @@ public final class MQTTSubscription: Sendable {
     /// once a second, except while it waits for a batch to be committed.
     public var lastLoopTurn: UInt64 { loop.heartbeat.load(ordering: .relaxed) }
 
-    private init(configuration: MQTTClientConfiguration, logger: Logger) throws {
+    private init(configuration: MQTTClientConfiguration, logger: Logger, mayConnect: (@Sendable () -> Bool)?) throws {
         let (stream, continuation) = AsyncStream.makeStream(of: MQTTDeliveryBatch.self, bufferingPolicy: .unbounded)
         self.deliveries = MQTTDeliveries(stream: stream)
-        self.loop = try SubscriberLoop(configuration: configuration, logger: logger, continuation: continuation)
+        self.loop = try SubscriberLoop(configuration: configuration, logger: logger, continuation: continuation, mayConnect: mayConnect)
     }
 
     /// Connects, subscribes, runs `body` with the subscription, then disconnects.
@@ -52,13 +52,17 @@ public final class MQTTSubscription: Sendable {
     /// by the broker later), a clean DISCONNECT is sent if nothing is unacknowledged, and the loop
     /// thread ends within a few seconds.
     ///
+    /// - Parameter mayConnect: asked on the loop thread before every connection attempt, first and
+    ///   reconnect; while it answers false no attempt is made (a node that no longer owns the
+    ///   session's lease must not take the client id back from its new owner). Nil: always.
     /// - Throws: ``MQTTError`` if the client cannot be created (bad client id, out of memory), or
     ///   whatever `body` throws.
     public static func with<R>(
-        configuration: MQTTClientConfiguration, logger: Logger, _ body: (MQTTSubscription) async throws -> R
+        configuration: MQTTClientConfiguration, logger: Logger, mayConnect: (@Sendable () -> Bool)? = nil,
+        _ body: (MQTTSubscription) async throws -> R
     ) async throws -> R {
         MosquittoLibrary.initialize()
-        let subscription = try MQTTSubscription(configuration: configuration, logger: logger)
+        let subscription = try MQTTSubscription(configuration: configuration, logger: logger, mayConnect: mayConnect)
         subscription.loop.start()
         do {
             let result = try await body(subscription)
@@ -82,6 +86,8 @@ final class SubscriberLoop: @unchecked Sendable {
     let configuration: MQTTClientConfiguration
     let logger: Logger
     private let continuation: AsyncStream<MQTTDeliveryBatch>.Continuation
+    /// Asked before every connection attempt (``MQTTSubscription/with(configuration:logger:mayConnect:_:)``).
+    private let mayConnect: (@Sendable () -> Bool)?
 
     private var mosq: OpaquePointer?
     var pending: [MQTTMessage] = []
@@ -110,8 +116,9 @@ final class SubscriberLoop: @unchecked Sendable {
 
     init(
         configuration: MQTTClientConfiguration, logger: Logger,
-        continuation: AsyncStream<MQTTDeliveryBatch>.Continuation
+        continuation: AsyncStream<MQTTDeliveryBatch>.Continuation, mayConnect: (@Sendable () -> Bool)? = nil
     ) throws {
+        self.mayConnect = mayConnect
         self.configuration = configuration
         self.logger = logger
         self.continuation = continuation
@@ -204,6 +211,11 @@ final class SubscriberLoop: @unchecked Sendable {
             heartbeat.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
             if mosquitto_socket(mosq) < 0 {
                 accepted = false
+                if let mayConnect, !mayConnect() {
+                    // Not this client's turn (its lease is gone): no attempt until the owner stops it.
+                    sleepInterruptibly(seconds: 0.1)
+                    continue
+                }
                 let rc: Int32
                 if initialised {
                     rc = mosquitto_reconnect(mosq)

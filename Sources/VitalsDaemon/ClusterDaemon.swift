@@ -96,9 +96,14 @@ extension Daemon {
         if config.http.enabled { try HTTPEndpoints.checkPortFree(host: config.http.host, port: config.http.port) }
         let node = nodeName(config)
         let timing = try leaseTiming(config)
-        let client = PostgresClient(
-            configuration: settings.clientConfiguration(maximumConnections: 4 + 2 * max(1, config.cluster.sessions.count)),
-            backgroundLogger: logger)
+        var clientConfiguration = settings.clientConfiguration(maximumConnections: 4 + 2 * max(1, config.cluster.sessions.count))
+        // A node frozen (SIGSTOP, a stalled VM) inside a batch's transaction holds the lease row's
+        // share lock: the server ends such a transaction after one lease time, so that a standby's
+        // takeover waits at most that long.
+        clientConfiguration.options.additionalStartupParameters = [
+            ("idle_in_transaction_session_timeout", "\(Int(config.cluster.leaseTTLSeconds * 1000))"),
+        ]
+        let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
         let leases = SessionLeases(client: client, logger: logger)
         let metrics = VitalsMetrics()
         let digits = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)

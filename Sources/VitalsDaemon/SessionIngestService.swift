@@ -112,7 +112,10 @@ public final class SessionIngestService: Service, Sendable {
     /// Connects with the session's client id and ingests until `lease` is no longer this node's.
     private func ingest(under lease: Lease) async throws {
         logger.notice("connecting the MQTT session as its owner", metadata: ["lease.epoch": "\(lease.epoch)"])
-        try await MQTTSubscription.with(configuration: mqtt, logger: logger) { subscription in
+        let holder = self.holder
+        // Checked by the network thread before every (re)connect: a node resumed after a freeze
+        // must not take the client id back from the session's new owner before this task sees the loss.
+        try await MQTTSubscription.with(configuration: mqtt, logger: logger, mayConnect: { holder.currentLease() == lease }) { subscription in
             state.withLock { $0.subscription = subscription }
             defer { state.withLock { $0.subscription = nil } }
             try await withThrowingTaskGroup(of: Void.self) { group in

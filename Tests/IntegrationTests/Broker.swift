@@ -13,12 +13,16 @@ final class Broker: @unchecked Sendable {
     /// A TLS listener's port, when started with `tls`.
     private(set) var tlsPort: Int?
     private let tls: (ca: String, cert: String, key: String)?
+    /// Lines added to the shipped configuration.
+    private let extraConfiguration: String
     private var process: ChildProcess?
 
     /// Starts the broker; returns once it listens. Waits without holding a thread of the cooperative
     /// pool, which in-process daemons of other tests need meanwhile.
-    init(tls: (ca: String, cert: String, key: String)? = nil) async throws {
+    /// - Parameter extraConfiguration: lines added to the shipped configuration (`log_type information`).
+    init(tls: (ca: String, cert: String, key: String)? = nil, extraConfiguration: String = "") async throws {
         self.tls = tls
+        self.extraConfiguration = extraConfiguration
         directory = NSTemporaryDirectory() + "vitalsd-broker-" + UUID().uuidString
         // mosquitto started as root drops to its own user: let it write its persistence file here.
         try FileManager.default.createDirectory(
@@ -43,7 +47,7 @@ final class Broker: @unchecked Sendable {
         let conf = shipped
             .replacingOccurrences(of: "listener 1883 127.0.0.1", with: "listener \(port) 127.0.0.1")
             .replacingOccurrences(of: "persistence_location /var/lib/mosquitto/", with: "persistence_location \(directory)/")
-        var text = conf
+        var text = conf + "\n" + extraConfiguration + "\n"
         if let tls, let tlsPort {
             text += "\nlistener \(tlsPort) 127.0.0.1\ncafile \(tls.ca)\ncertfile \(tls.cert)\nkeyfile \(tls.key)\ntls_version tlsv1.2\n"
         }

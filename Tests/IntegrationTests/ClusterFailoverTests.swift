@@ -14,13 +14,18 @@ struct ClusterFailoverTests {
     static let devices = sessions.flatMap { s in (1...2).map { "\(s)-g\($0)" } }
 
     /// A node's configuration: four sessions, a 3 s lease, the node's own HTTP port.
-    static func yaml(node: String, broker: Broker, cluster: ThrowawayPostgres, database: String, httpPort: Int, directory: String) -> String {
+    /// - Parameter reconnectSeconds: `mqtt.reconnect_min_seconds`; tiny, a resumed node's network
+    ///   thread would reconnect before its lease check runs, unless the connection gate stops it.
+    static func yaml(
+        node: String, broker: Broker, cluster: ThrowawayPostgres, database: String, httpPort: Int, directory: String,
+        reconnectSeconds: Double = 0.2
+    ) -> String {
         """
         mqtt:
           host: 127.0.0.1
           port: \(broker.port)
           max_batch: 200
-          reconnect_min_seconds: 0.2
+          reconnect_min_seconds: \(reconnectSeconds)
           reconnect_max_seconds: 1
         database:
           path: \(directory)/unused.sqlite
@@ -55,10 +60,13 @@ struct ClusterFailoverTests {
         var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
     }
 
-    static func start(_ name: String, broker: Broker, cluster: ThrowawayPostgres, database: String, directory: String) throws -> Node {
+    static func start(
+        _ name: String, broker: Broker, cluster: ThrowawayPostgres, database: String, directory: String, reconnectSeconds: Double = 0.2
+    ) throws -> Node {
         let port = try Broker.freePort()
         let config = "\(directory)/\(name).yaml"
-        try yaml(node: name, broker: broker, cluster: cluster, database: database, httpPort: port, directory: directory)
+        try yaml(node: name, broker: broker, cluster: cluster, database: database, httpPort: port, directory: directory,
+                 reconnectSeconds: reconnectSeconds)
             .write(toFile: config, atomically: true, encoding: .utf8)
         let log = "\(directory)/\(name).log"
         let process = try ChildProcess(path: try vitalsdBinary(), arguments: ["run", "--config", config], logPath: log)
@@ -80,19 +88,7 @@ struct ClusterFailoverTests {
             let directory = NSTemporaryDirectory() + "vitalsd-failover-" + UUID().uuidString.prefix(8)
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            try await client.query("""
-                INSERT INTO users (username, display_name, role, password_hash, created_at, password_changed_at)
-                VALUES ('ana', 'Ana Ruiz', 'care_manager', '$2b$12$abcdefghijklmnopqrstuv', 0, 0)
-                """, logger: testLogger)
-            for device in Self.devices {
-                let patient = "p-\(device)"
-                try await client.query("INSERT INTO patients (id, timezone, created_at, care_manager) VALUES (\(patient), 'UTC', 0, 'ana')", logger: testLogger)
-                try await client.query("INSERT INTO patient_programs (patient_id, program) VALUES (\(patient), 'diabetes')", logger: testLogger)
-                try await client.query("INSERT INTO devices (id, kind, patient_id, created_at) VALUES (\(device), 'glucometer', \(patient), 0)", logger: testLogger)
-                try await client.query("""
-                    INSERT INTO device_bindings (device_id, patient_id, created_at, created_by) VALUES (\(device), \(patient), 0, 'ana')
-                    """, logger: testLogger)
-            }
+            try await Self.enroll(client)
 
             // Node a starts alone and takes all four sessions; b and c then stand by.
             let a = try Self.start("node-a", broker: broker, cluster: cluster, database: database, directory: directory)
@@ -171,5 +167,87 @@ struct ClusterFailoverTests {
             #expect(try await Self.count(client, "SELECT count(*) FROM mqtt_session_leases WHERE owner IS NOT NULL") == 0)
             #expect(!a.logText.contains("payload"))
         }
+    }
+
+    @Test("SIGSTOP of the owner: a standby takes every session; resumed, the frozen node neither writes nor takes a client id back")
+    func frozenOwner() async throws {
+        let cluster = try await ThrowawayPostgres.shared()
+        let broker = try await Broker(extraConfiguration: "log_type information")
+        defer { Task { await broker.stop() } }
+        try await cluster.withDatabase(deadline: .seconds(300)) { client, database in
+            let directory = NSTemporaryDirectory() + "vitalsd-frozen-" + UUID().uuidString.prefix(8)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            try await Self.enroll(client)
+            let a = try Self.start("node-a", broker: broker, cluster: cluster, database: database, directory: directory,
+                                   reconnectSeconds: 0.001)
+            #expect(await eventually { await a.owned() == 4 }, "\(a.logText)")
+            let b = try Self.start("node-b", broker: broker, cluster: cluster, database: database, directory: directory)
+            #expect(await eventually { (await b.readyz()?.body ?? "").components(separatedBy: ": standby").count - 1 == 4 }, "\(b.logText)")
+
+            let publisher = try await MQTTPublisher.connect(host: "127.0.0.1", port: broker.port, clientID: "frozen-publisher")
+            defer { publisher.close() }
+            let base = msAgo(4 * 3600)
+            func publish(_ range: Range<Int>) throws {
+                for i in range {
+                    for device in Self.devices {
+                        try publisher.publish(topic: "devices/\(device.prefix(2))/\(device)/readings",
+                                              payload: glucoseJSON(110, at: base + Int64(i) * 30_000))
+                    }
+                }
+            }
+            func stored() async -> Int { (try? await Self.count(client, "SELECT count(*) FROM readings")) ?? -1 }
+            try publish(0..<50)
+            #expect(await eventually { await stored() == 50 * Self.devices.count })
+
+            // Frozen: the process keeps its TCP connections, so only the lease's expiry frees the sessions.
+            a.process.signal(SIGSTOP)
+            let frozenAt = ContinuousClock.now
+            #expect(await eventually { await b.owned() == 4 }, "\(b.logText)")
+            print("frozen owner: every session owned by the standby \(ContinuousClock.now - frozenAt) after SIGSTOP (lease 3 s)")
+            try publish(50..<100)
+            #expect(await eventually { await stored() == 100 * Self.devices.count }, "\(b.logText)")
+            let takeoversBefore = Self.takeovers(broker)
+            // b connected while a's connections were still open: the broker closed a's, once per session.
+            #expect(takeoversBefore == 4, "\(Self.brokerLog(broker))")
+
+            // Resumed: a finds its leases gone by its own clock and stands by, without reconnecting.
+            a.process.signal(SIGCONT)
+            #expect(await eventually { (await a.readyz()?.body ?? "").components(separatedBy: ": standby").count - 1 == 4 }, "\(a.logText)")
+            try publish(100..<150)
+            try await publisher.waitUntilDelivered()
+            #expect(await eventually { await stored() == 150 * Self.devices.count }, "\(b.logText)")
+            #expect(try await Self.count(client, "SELECT count(DISTINCT (device_id, measured_at)) FROM readings") == 150 * Self.devices.count)
+            #expect(Self.takeovers(broker) == takeoversBefore, "\(Self.brokerLog(broker))")
+            #expect(await b.owned() == 4)
+            #expect(try await Self.count(client, "SELECT count(*) FROM mqtt_session_leases WHERE owner = 'node-b' AND epoch = 2") == 4)
+            for node in [a, b] { node.process.signal(SIGTERM) }
+            for node in [a, b] { #expect(await node.process.waitForExit(seconds: 30), "\(node.logText)") }
+        }
+    }
+
+    static func enroll(_ client: PostgresClient) async throws {
+        try await client.query("""
+            INSERT INTO users (username, display_name, role, password_hash, created_at, password_changed_at)
+            VALUES ('ana', 'Ana Ruiz', 'care_manager', '$2b$12$abcdefghijklmnopqrstuv', 0, 0)
+            """, logger: testLogger)
+        for device in devices {
+            let patient = "p-\(device)"
+            try await client.query("INSERT INTO patients (id, timezone, created_at, care_manager) VALUES (\(patient), 'UTC', 0, 'ana')", logger: testLogger)
+            try await client.query("INSERT INTO patient_programs (patient_id, program) VALUES (\(patient), 'diabetes')", logger: testLogger)
+            try await client.query("INSERT INTO devices (id, kind, patient_id, created_at) VALUES (\(device), 'glucometer', \(patient), 0)", logger: testLogger)
+            try await client.query("""
+                INSERT INTO device_bindings (device_id, patient_id, created_at, created_by) VALUES (\(device), \(patient), 0, 'ana')
+                """, logger: testLogger)
+        }
+    }
+
+    static func brokerLog(_ broker: Broker) -> String {
+        (try? String(contentsOfFile: broker.directory + "/mosquitto.log", encoding: .utf8)) ?? ""
+    }
+
+    /// Connections the broker closed because another client took their client id.
+    static func takeovers(_ broker: Broker) -> Int {
+        brokerLog(broker).components(separatedBy: "already connected, closing old connection").count - 1
     }
 }

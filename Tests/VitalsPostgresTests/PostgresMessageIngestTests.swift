@@ -1,0 +1,100 @@
+import Foundation
+import PostgresNIO
+import PostgresTestSupport
+import Testing
+import VitalsDomain
+import VitalsPostgres
+
+@Suite("Messages into PostgreSQL: readings, duplicates and dead letters as the SQLite ingest sorts them")
+struct PostgresMessageIngestTests {
+    /// 2026-12-01T12:00:00Z.
+    static let now = Date(timeIntervalSince1970: 1_796_126_400)
+    /// 2026-12-01T10:00:00Z, when d1 was handed to its patient.
+    static let boundFrom: Int64 = 1_796_119_200_000
+
+    static func message(_ device: String, _ json: String) -> ReceivedMessage {
+        let payload = Array(json.utf8)
+        let decoded = Result { () throws(Rejection) -> DecodedMessage in
+            try CanonicalMessageDecoder().decode(payload: payload, deviceID: device, receivedAt: now)
+        }
+        return ReceivedMessage(topic: "devices/\(device)/readings", deviceID: device, payload: payload, receivedAt: now, decoded: decoded)
+    }
+
+    @Test("duplicate, conflicting duplicate, unknown device, malformed, before binding, and the cap of 100 rejected readings; a redelivery adds nothing")
+    func sortsLikeSQLite() async throws {
+        try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
+            try await client.query("""
+                INSERT INTO device_bindings (device_id, patient_id, bound_from, created_at, created_by)
+                VALUES ('d1', 'p-d1', \(Self.boundFrom), 0, 'ops')
+                """, logger: testLogger)
+            let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
+                .acquire(session: "s", node: "n", ttl: .seconds(60)))
+            let elevenUTC = #""measured_at":"2026-12-01T11:00:00Z""#
+            let unknownTypes = (0..<103).map { _ in #"{"type":"not_a_vital","value":1,"unit":"mg/dL"}"# }.joined(separator: ",")
+            let batch = [
+                Self.message("d1", #"{"type":"glucose","value":110,"unit":"mg/dL",\#(elevenUTC)}"#),
+                Self.message("d1", #"{"type":"glucose","value":110,"unit":"mg/dL",\#(elevenUTC)}"#),
+                Self.message("d1", #"{"type":"glucose","value":140,"unit":"mg/dL",\#(elevenUTC)}"#),
+                Self.message("zz-unknown", #"{"type":"glucose","value":110,"unit":"mg/dL",\#(elevenUTC)}"#),
+                Self.message("d1", "{not json"),
+                Self.message("d1", #"{"type":"glucose","value":95,"unit":"mg/dL","measured_at":"2026-12-01T09:00:00Z"}"#),
+                Self.message("d1", #"{\#(elevenUTC),"readings":[\#(unknownTypes)]}"#),
+            ]
+            let ingest = PostgresIngest(client: client, logger: testLogger)
+            let first = try await ingest.store(messages: batch, lease: lease, alerting: nil, maxPayloadBytes: 262_144)
+            #expect(first.messages == 7)
+            #expect(first.readingsStored == 1)
+            #expect(first.duplicates == 1)
+            #expect(first.deadLetters == [
+                "conflicting_duplicate": 1, "unknown_device": 1, "malformed_json": 1, "before_binding": 1,
+                // 100 rows of their own, and one that counts the other 3.
+                "unknown_type": 101,
+            ])
+
+            let rows = try await client.query("""
+                SELECT reason, device_id, reading_index, detail FROM dead_letters
+                WHERE reason IN ('conflicting_duplicate', 'before_binding') OR reading_index IS NULL ORDER BY reason
+                """, logger: testLogger).decode((String, String?, Int?, String).self)
+            var letters: [(String, String?, Int?, String)] = []
+            for try await row in rows { letters.append(row) }
+            #expect(letters.map(\.0) == ["before_binding", "conflicting_duplicate", "malformed_json", "unknown_device", "unknown_type"])
+            #expect(letters[0].1 == "d1" && letters[0].2 == 0)
+            #expect(letters[0].3 == "measured at 2026-12-01T09:00:00Z, before the device's first binding to a patient (or an old reading from its memory)")
+            #expect(letters[1].3 == "a glucose reading with this device and measured_at is stored with another value")
+            #expect(letters[2].1 == "d1" && letters[2].2 == nil)
+            #expect(letters[3].1 == "zz-unknown")
+            #expect(letters[4].3 == "3 further readings of this message rejected: unknown_type x3")
+            // The stored reading is the first copy, bound to d1's patient.
+            #expect(try await rowCount(client, "readings WHERE device_id = 'd1' AND patient_id = 'p-d1' AND value = 110") == 1)
+
+            // The broker delivers the whole batch again: nothing new, the two copies are duplicates.
+            let again = try await ingest.store(messages: batch, lease: lease, alerting: nil, maxPayloadBytes: 262_144)
+            #expect(again.readingsStored == 0)
+            #expect(again.duplicates == 2)
+            #expect(again.deadLetters.isEmpty)
+            #expect(try await rowCount(client, "dead_letters") == 105)
+        }
+    }
+
+    @Test("a payload over the size limit keeps its first 4096 bytes and its whole size")
+    func oversizedPayload() async throws {
+        try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
+                .acquire(session: "s", node: "n", ttl: .seconds(60)))
+            let payload = [UInt8](repeating: UInt8(ascii: "x"), count: 10_000)
+            let message = ReceivedMessage(
+                topic: "devices/d9/readings", deviceID: "d9", payload: payload, receivedAt: Self.now,
+                decoded: .failure(Rejection(.tooLarge, "payload is 10000 bytes; the limit is 5000")))
+            let outcome = try await PostgresIngest(client: client, logger: testLogger)
+                .store(messages: [message], lease: lease, alerting: nil, maxPayloadBytes: 5_000)
+            #expect(outcome.deadLetters == ["too_large": 1])
+            let rows = try await client.query("SELECT length(payload), payload_bytes FROM dead_letters", logger: testLogger)
+                .decode((Int, Int).self)
+            for try await (kept, size) in rows {
+                #expect(kept == 4096)
+                #expect(size == 10_000)
+            }
+        }
+    }
+}
