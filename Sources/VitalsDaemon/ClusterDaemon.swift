@@ -111,18 +111,24 @@ extension Daemon {
         let pipeline = pipeline(config)
         var nodeLogger = logger
         nodeLogger[metadataKey: "node"] = "\(node)"
-        let sessions = try sessions(config).map { session in
+        let configured = try sessions(config)
+        let membership = ClusterMembership(
+            node: node, sessionCount: configured.count, leases: leases, ttl: timing.ttl, interval: timing.renewInterval,
+            logger: nodeLogger)
+        let sessions = configured.map { session in
             SessionIngestService(
                 mqtt: session.mqtt, routes: session.routes, pipeline: pipeline,
                 holder: SessionLeaseHolder(
                     leases: leases, session: session.mqtt.clientID, node: node, timing: timing, clock: ContinuousClock(),
-                    logger: nodeLogger),
+                    logger: nodeLogger, membership: membership),
                 client: client, clock: clock, incarnation: incarnation, metrics: metrics, logger: nodeLogger)
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: client, successTerminationBehavior: .gracefullyShutdownGroup,
                   failureTerminationBehavior: .gracefullyShutdownGroup),
         ]
+        services.append(.init(service: MembershipService(membership: membership), successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup))
         for session in sessions {
             services.append(.init(service: session, successTerminationBehavior: .gracefullyShutdownGroup,
                                   failureTerminationBehavior: .gracefullyShutdownGroup))
@@ -130,7 +136,7 @@ extension Daemon {
         if config.http.enabled {
             services.append(.init(
                 service: HTTPEndpoints.clusterApplication(
-                    host: config.http.host, port: config.http.port, node: node, sessions: sessions, client: client,
+                    host: config.http.host, port: config.http.port, membership: membership, sessions: sessions, client: client,
                     metrics: metrics, logger: logger),
                 successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
@@ -142,6 +148,16 @@ extension Daemon {
             "running on PostgreSQL: ingest only; the workspace, FHIR API, task-event delivery, timers and device status run on SQLite only so far",
             metadata: ["mqtt.sessions": "\(sessions.map(\.session).joined(separator: ","))"])
         return ClusterComposition(group: ServiceGroup(configuration: groupConfig), node: node, sessions: sessions, metrics: metrics)
+    }
+}
+
+/// The node's heartbeat as a service of the group: cancelled at graceful shutdown, when it leaves
+/// the table of nodes alive.
+struct MembershipService: Service {
+    let membership: ClusterMembership
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await membership.run() }
     }
 }
 
@@ -179,16 +195,18 @@ extension HTTPEndpoints {
     }
 
     /// The operations endpoints of a node on PostgreSQL: `/healthz`, `/readyz` (the problems, then
-    /// each session's role; 200 or 503) and `/metrics` (with `vitalsd_mqtt_session_owned{session}`).
+    /// the node with the nodes alive and its share, then each session's role; 200 or 503) and `/metrics` (with `vitalsd_mqtt_session_owned{session}`).
     public static func clusterApplication(
-        host: String, port: Int, node: String, sessions: [SessionIngestService], client: PostgresClient, metrics: VitalsMetrics,
+        host: String, port: Int, membership: ClusterMembership, sessions: [SessionIngestService], client: PostgresClient,
+        metrics: VitalsMetrics,
         logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router(options: .autoGenerateHeadEndpoints)
         router.get("healthz") { _, _ in "ok\n" }
         router.get("readyz") { _, _ -> Response in
             let (problems, roles) = await clusterReadiness(sessions: sessions, client: client, logger: logger)
-            let body = (problems.isEmpty ? ["ready"] : problems) + ["node \(node)"] + roles
+            let node = "node \(membership.node): \(membership.nodesAlive) node\(membership.nodesAlive == 1 ? "" : "s") alive, a share of \(membership.share) session\(membership.share == 1 ? "" : "s")"
+            let body = (problems.isEmpty ? ["ready"] : problems) + [node] + roles
             return Response(
                 status: problems.isEmpty ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain; charset=utf-8"],
                 body: ResponseBody(byteBuffer: ByteBuffer(string: body.joined(separator: "\n") + "\n")))

@@ -100,6 +100,17 @@ public enum PostgresSchema {
             """,
         ]),
         PostgresMigration("3 the clinical schema", clinicalSchema),
+        PostgresMigration("4 cluster nodes", [
+            // Each node's last heartbeat, by the server's clock: the nodes alive share the MQTT
+            // sessions out (``ClusterMembership``). A row of a node that stopped goes stale; it is
+            // deleted when the node shuts down cleanly.
+            """
+            CREATE TABLE cluster_nodes (
+                node TEXT PRIMARY KEY,
+                seen_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+        ]),
     ]
 
     /// Applies the migrations not yet recorded, each in its own transaction.

@@ -54,6 +54,7 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
     private let timing: LeaseTiming
     private let clock: C
     private let logger: Logger
+    private let membership: ClusterMembership?
     private let state: Mutex<(lease: Lease, keeper: LeaseKeeper<C.Instant>)?> = Mutex(nil)
 
     /// - Parameters:
@@ -63,7 +64,13 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
     ///   - timing: ttl, renewal, margin and standby retry.
     ///   - clock: a monotonic clock (`ContinuousClock()` in production).
     ///   - logger: one line per change of role, with the session, node and epoch.
-    public init(leases: SessionLeases, session: String, node: String, timing: LeaseTiming, clock: C, logger: Logger) {
+    ///   - membership: this node's share of the sessions: it takes the lease only below its share and
+    ///     hands it over above it; nil takes and keeps it whenever it can.
+    public init(
+        leases: SessionLeases, session: String, node: String, timing: LeaseTiming, clock: C, logger: Logger,
+        membership: ClusterMembership? = nil
+    ) {
+        self.membership = membership
         self.leases = leases
         self.session = session
         self.node = node
@@ -92,15 +99,24 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
     ///   standby keeps trying; an owner keeps renewing until its margin runs out.
     public func run(onChange: @Sendable (SessionRole) async -> Void = { _ in }) async {
         while !Task.isCancelled {
-            guard let lease = await acquire() else {
+            guard membership?.mayAcquire() ?? true, let lease = await acquire() else {
                 try? await clock.sleep(for: timing.standbyRetry)
                 continue
             }
+            membership?.owns(session, true)
             logger.notice("took the MQTT session lease", metadata: metadata(lease))
             await onChange(.owner(lease))
-            await holdUntilLost(lease)
+            let handedOver = await holdUntilLost(lease)
+            membership?.owns(session, false)
             if Task.isCancelled { break }
-            logger.warning("lost the MQTT session lease; standing by", metadata: metadata(lease))
+            if handedOver {
+                // Released at once: the ingest stops on its own check of the lease, and a batch it
+                // still commits is fenced off by the released row.
+                logger.notice("handing the MQTT session over: this node owns more than its share", metadata: metadata(lease))
+                _ = try? await leases.release(lease)
+            } else {
+                logger.warning("lost the MQTT session lease; standing by", metadata: metadata(lease))
+            }
             await onChange(.standby)
         }
         let held = state.withLock { held -> Lease? in
@@ -136,12 +152,18 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
         }
     }
 
-    /// Renews `lease` on time until a renewal says it was taken over, the keeper says stop, or the
-    /// task is cancelled (the state keeps the lease then, for the release).
-    private func holdUntilLost(_ lease: Lease) async {
+    /// Renews `lease` on time until a renewal says it was taken over, the keeper says stop, this
+    /// node should hand the session over, or the task is cancelled (the state keeps the lease then,
+    /// for the release).
+    /// - Returns: true when the session is to be handed over (the state no longer holds the lease).
+    private func holdUntilLost(_ lease: Lease) async -> Bool {
         while !Task.isCancelled {
-            guard let keeper = state.withLock({ $0?.keeper }) else { return }
+            guard let keeper = state.withLock({ $0?.keeper }) else { return false }
             let now = clock.now
+            if membership?.shouldRelease(session) == true {
+                state.withLock { $0 = nil }
+                return true
+            }
             switch keeper.action(at: now) {
             case .keep:
                 guard let deadline = keeper.nextDeadline(after: now) else { break }
@@ -151,7 +173,7 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
                 do {
                     guard try await leases.renew(lease) else {
                         state.withLock { $0 = nil }
-                        return
+                        return false
                     }
                     state.withLock { $0?.keeper.confirmed(sentAt: sentAt) }
                 } catch {
@@ -161,9 +183,10 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
                 }
             case .stopAcknowledging:
                 state.withLock { $0 = nil }
-                return
+                return false
             }
         }
+        return false
     }
 
     private func metadata(_ lease: Lease) -> Logger.Metadata {

@@ -122,6 +122,28 @@ public struct SessionLeases: Sendable {
         return !rows.isEmpty
     }
 
+    /// Records that `node` is alive now, and counts the nodes alive: those seen within `ttl` by the
+    /// server's clock, `node` included.
+    /// - Throws: the server's or the connection's error.
+    public func heartbeat(node: String, ttl: Duration) async throws -> Int {
+        let rows = try await client.query("""
+            WITH seen AS (
+                INSERT INTO cluster_nodes (node, seen_at) VALUES (\(node), now())
+                ON CONFLICT (node) DO UPDATE SET seen_at = now()
+                RETURNING node
+            )
+            SELECT count(*) FROM cluster_nodes
+            WHERE node <> \(node) AND seen_at > now() - \(Self.milliseconds(ttl))::float8 * interval '1 millisecond'
+            """, logger: logger).decode(Int64.self).collected()
+        return Int(rows.first ?? 0) + 1
+    }
+
+    /// Removes `node` from the nodes alive (a clean shutdown), so the others count without it at once.
+    /// - Throws: the server's or the connection's error.
+    public func leave(node: String) async throws {
+        try await client.query("DELETE FROM cluster_nodes WHERE node = \(node)", logger: logger)
+    }
+
     /// Every session's lease row, ordered by session.
     /// - Throws: the server's or the connection's error.
     public func owners() async throws -> [SessionOwnership] {

@@ -99,3 +99,16 @@ struct LeaseKeeperTests {
         #expect(keeper.action == .stopAcknowledging)
     }
 }
+
+@Suite("A node's share of the MQTT sessions")
+struct SessionShareTests {
+    @Test("⌈sessions / nodes alive⌉, at least one")
+    func share() {
+        #expect(ClusterMembership.share(sessions: 4, nodes: 1) == 4)
+        #expect(ClusterMembership.share(sessions: 4, nodes: 2) == 2)
+        #expect(ClusterMembership.share(sessions: 4, nodes: 3) == 2)
+        #expect(ClusterMembership.share(sessions: 5, nodes: 3) == 2)
+        #expect(ClusterMembership.share(sessions: 4, nodes: 8) == 1)
+        #expect(ClusterMembership.share(sessions: 1, nodes: 0) == 1)
+    }
+}
