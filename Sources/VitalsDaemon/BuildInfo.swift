@@ -10,7 +10,7 @@ public enum BuildInfo {
     /// `MAJOR.MINOR.PATCH`.
     public static let version = "0.9.0"
 
-    /// `0.9.0 (SQLite schema: 31 migrations, last "…"; PostgreSQL schema: 3 migrations, last "…")`:
+    /// `0.9.0 (SQLite schema: 31 migrations, last "…"; PostgreSQL schema: 4 migrations, last "…")`:
     /// what an operator compares before an upgrade (`vitalsd db migrate --dry-run` lists the difference).
     public static func description(postgresMigrations: [String]) -> String {
         let sqlite = AppDatabase.migrationNames

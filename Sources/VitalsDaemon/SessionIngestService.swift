@@ -161,11 +161,14 @@ public final class SessionIngestService: Service, Sendable {
                 metrics?.record(outcome, messages: batch.messages, committedAt: .now)
                 record(outcome)
                 return
+            } catch is CancellationError {
+                throw CancellationError()
             } catch let lost as LeaseLost {
                 logger.warning("batch fenced off: the session has another owner; nothing acknowledged",
                                metadata: ["ingest.batch_size": "\(messages.count)", "lease.reason": "\(lost)"])
                 throw lost
             } catch {
+                if Task.isCancelled { throw CancellationError() }
                 state.withLock { $0.storeFailure = "\(error)" }
                 logger.error("could not store batch; nothing acknowledged",
                              metadata: ["ingest.batch_size": "\(messages.count)", "db.error": "\(String(reflecting: error))"])

@@ -17,7 +17,7 @@ public final class ClusterMembership: Sendable {
     private let ttl: Duration
     private let interval: Duration
     private let logger: Logger
-    private let state = Mutex<(nodes: Int, owned: Set<String>)>((1, []))
+    private let state = Mutex<(nodes: Int, owned: Set<String>, counted: Bool)>((1, [], false))
 
     /// - Parameters:
     ///   - node: this node's name.
@@ -46,10 +46,18 @@ public final class ClusterMembership: Sendable {
         max(1, (sessions + max(1, nodes) - 1) / max(1, nodes))
     }
 
-    /// Whether this node may try to take another session now: it owns fewer than its share.
-    public func mayAcquire() -> Bool {
+    /// Reserves a place for `session` in this node's share, before trying to take its lease: true
+    /// when this node has counted the nodes alive once and owns (or has reserved) fewer sessions than
+    /// its share. Atomic, so that the sessions of one node trying at once cannot all pass. Undo with
+    /// `owns(session, false)` when the lease was not taken. (Before its first count, a node that
+    /// starts beside others would take every free session and hand most over a moment later.)
+    public func reserve(_ session: String) -> Bool {
         let share = share
-        return state.withLock { $0.owned.count < share }
+        return state.withLock { s in
+            guard s.counted, s.owned.count < share || s.owned.contains(session) else { return false }
+            s.owned.insert(session)
+            return true
+        }
     }
 
     /// Whether this node should hand `session` over: it owns more than its share, and `session` is
@@ -75,7 +83,10 @@ public final class ClusterMembership: Sendable {
             do {
                 let nodes = try await leases.heartbeat(node: node, ttl: ttl)
                 let before = state.withLock { s -> Int in
-                    defer { s.nodes = nodes }
+                    defer {
+                        s.nodes = nodes
+                        s.counted = true
+                    }
                     return s.nodes
                 }
                 if nodes != before {

@@ -99,11 +99,15 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
     ///   standby keeps trying; an owner keeps renewing until its margin runs out.
     public func run(onChange: @Sendable (SessionRole) async -> Void = { _ in }) async {
         while !Task.isCancelled {
-            guard membership?.mayAcquire() ?? true, let lease = await acquire() else {
+            guard membership?.reserve(session) ?? true else {
                 try? await clock.sleep(for: timing.standbyRetry)
                 continue
             }
-            membership?.owns(session, true)
+            guard let lease = await acquire() else {
+                membership?.owns(session, false)
+                try? await clock.sleep(for: timing.standbyRetry)
+                continue
+            }
             logger.notice("took the MQTT session lease", metadata: metadata(lease))
             await onChange(.owner(lease))
             let handedOver = await holdUntilLost(lease)

@@ -147,3 +147,50 @@ wait_readings() {
 
 now() { date +%s.%N; }
 elapsed() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.2f", e - s }'; }
+
+# start_postgres DIR: a throw-away PostgreSQL cluster of Debian's newest version in DIR, on a free
+# loopback port, with trust authentication and Debian's durability defaults (synchronous_commit on,
+# fsync on); sets $pgport and $pgbin. As the postgres user when run as root (initdb refuses root).
+# stop_postgres DIR stops it.
+as_postgres() { if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+start_postgres() {
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    if [[ $EUID -eq 0 ]]; then mkdir -p "$1" && chown postgres: "$1"; else mkdir -p "$1"; fi
+    as_postgres "$pgbin/initdb" -D "$1/data" -U postgres --auth=trust >"$1/initdb.log"
+    pgport=$(free_port)
+    as_postgres "$pgbin/pg_ctl" -D "$1/data" -l "$1/server.log" -w \
+        -o "-p $pgport -k $1 -c listen_addresses=127.0.0.1" start >/dev/null
+}
+stop_postgres() { [[ -n ${pgbin:-} && -d $1/data ]] && as_postgres "$pgbin/pg_ctl" -D "$1/data" -m fast stop >/dev/null 2>&1 || true; }
+# pg_sql DATABASE SQL: runs SQL, prints unaligned rows.
+pg_sql() { as_postgres "$pgbin/psql" -h 127.0.0.1 -p "$pgport" -U postgres -v ON_ERROR_STOP=1 -Atqc "$2" "$1"; }
+
+# enroll_postgres DATABASE N PREFIX…: for each PREFIX, patients PREFIX-p1..N (diabetes, UTC), each
+# with the glucometer PREFIX-dN bound to it since before any reading (backlog_csv's device ids).
+enroll_postgres() {
+    local database=$1 n=$2 prefixes
+    shift 2
+    prefixes=$(printf "'%s'," "$@")
+    pg_sql "$database" "
+        CREATE TEMPORARY TABLE enrolled AS
+            SELECT s || '-p' || i AS patient, s || '-d' || i AS device FROM unnest(ARRAY[${prefixes%,}]) s, generate_series(1, $n) i;
+        INSERT INTO patients (id, timezone, created_at) SELECT patient, 'UTC', 0 FROM enrolled;
+        INSERT INTO patient_programs (patient_id, program) SELECT patient, 'diabetes' FROM enrolled;
+        INSERT INTO devices (id, kind, patient_id, created_at) SELECT device, 'glucometer', patient, 0 FROM enrolled;
+        INSERT INTO device_bindings (device_id, patient_id, created_at, created_by) SELECT device, patient, 0, 'harness' FROM enrolled;"
+}
+
+# write_node_config FILE NODE BROKER_PORT DATABASE_URL HTTP_PORT(0 = off) CLIENT_ID:TOPIC_LEVEL…: a node
+# of a cluster on PostgreSQL, one session per CLIENT_ID with the filter devices/TOPIC_LEVEL/+/readings.
+write_node_config() {
+    local file=$1 node=$2 port=$3 url=$4 http=$5 session
+    shift 5
+    {
+        printf 'mqtt:\n  port: %s\n  max_batch: 1000\ndatabase:\n  url: %s\ncluster:\n  node_name: %s\n  sessions:\n' "$port" "$url" "$node"
+        for session in "$@"; do
+            printf '    - client_id: %s\n      topics: [devices/%s/+/readings]\n' "${session%%:*}" "${session#*:}"
+        done
+        if [[ $http == 0 ]]; then printf 'http:\n  enabled: false\n'; else printf 'http:\n  port: %s\n' "$http"; fi
+        printf 'log:\n  level: info\n'
+    } >"$file"
+}
