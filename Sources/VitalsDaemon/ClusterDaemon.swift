@@ -65,8 +65,9 @@ extension Daemon {
     /// ingest, and the operations endpoints (`/healthz`, `/readyz` with each session's role, `/metrics`).
     ///
     /// Runs on PostgreSQL so far: the ingest of readings and dead letters with the clinical rules in
-    /// the batch's transaction. Not yet: the workspace, the FHIR API, task-event delivery, the timers
-    /// (escalation, adherence, routine checks) and device status; the node logs that at start.
+    /// the batch's transaction, and task-event delivery (MQTT, webhook; each channel by one node).
+    /// Not yet: the workspace, the FHIR API and FHIR push, the timers (escalation, adherence, routine
+    /// checks) and device status; the node logs that at start.
     /// - Throws: ``ConfigurationErrors`` (exit 2) for settings that are wrong, a schema that needs
     ///   `vitalsd db migrate` or was migrated by a newer build; ``DatabaseUnavailable`` (exit 1)
     ///   when the server cannot be reached.
@@ -127,6 +128,34 @@ extension Daemon {
             .init(service: client, successTerminationBehavior: .gracefullyShutdownGroup,
                   failureTerminationBehavior: .gracefullyShutdownGroup),
         ]
+        // Task events: each channel delivered by one node, the holder of its lease.
+        let targets = try deliveryTargets(config)
+        let outbox = PostgresOutbox(client: client, logger: nodeLogger)
+        let deliveries = targets.channels.map { channel in
+            ChannelDeliveryService(
+                channel: channel,
+                holder: SessionLeaseHolder(
+                    leases: leases, session: PostgresOutbox.leaseName(channel: channel), node: node, timing: timing,
+                    clock: ContinuousClock(), logger: nodeLogger),
+                outbox: outbox, targets: targets, metrics: metrics, logger: nodeLogger)
+        }
+        if !deliveries.isEmpty {
+            // Before ingest: a new channel starts at the newest event, and nothing raised from now on is skipped.
+            // With a client of its own: the node's client runs once, in the service group.
+            let channels = targets.channels, now = clock.now()
+            do {
+                try await PostgresAdmin.withClient(settings, logger: logger) { opening in
+                    let outbox = PostgresOutbox(client: opening, logger: logger)
+                    for channel in channels { try await outbox.open(channel: channel, now: now) }
+                }
+            } catch {
+                throw DatabaseUnavailable(path: settings.description, reason: "\(error)")
+            }
+        }
+        for delivery in deliveries {
+            services.append(.init(service: delivery, successTerminationBehavior: .gracefullyShutdownGroup,
+                                  failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
         services.append(.init(service: MembershipService(membership: membership), successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup))
         for session in sessions {
@@ -136,8 +165,8 @@ extension Daemon {
         if config.http.enabled {
             services.append(.init(
                 service: HTTPEndpoints.clusterApplication(
-                    host: config.http.host, port: config.http.port, membership: membership, sessions: sessions, client: client,
-                    metrics: metrics, logger: logger),
+                    host: config.http.host, port: config.http.port, membership: membership, sessions: sessions,
+                    deliveries: deliveries, client: client, metrics: metrics, logger: logger),
                 successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         var groupConfig = ServiceGroupConfiguration(
@@ -145,7 +174,7 @@ extension Daemon {
         groupConfig.maximumGracefulShutdownDuration = .seconds(8)
         groupConfig.maximumCancellationDuration = nil
         nodeLogger.notice(
-            "running on PostgreSQL: ingest only; the workspace, FHIR API, task-event delivery, timers and device status run on SQLite only so far",
+            "running on PostgreSQL: ingest and task-event delivery; the workspace, FHIR API, FHIR push, timers and device status run on SQLite only so far",
             metadata: ["mqtt.sessions": "\(sessions.map(\.session).joined(separator: ","))"])
         return ClusterComposition(group: ServiceGroup(configuration: groupConfig), node: node, sessions: sessions, metrics: metrics)
     }
@@ -195,10 +224,11 @@ extension HTTPEndpoints {
     }
 
     /// The operations endpoints of a node on PostgreSQL: `/healthz`, `/readyz` (the problems, then
-    /// the node with the nodes alive and its share, then each session's role; 200 or 503) and `/metrics` (with `vitalsd_mqtt_session_owned{session}`).
+    /// the node with the nodes alive and its share, each session's role, and which node delivers
+    /// each task-event channel; 200 or 503) and `/metrics` (with `vitalsd_mqtt_session_owned{session}`).
     public static func clusterApplication(
-        host: String, port: Int, membership: ClusterMembership, sessions: [SessionIngestService], client: PostgresClient,
-        metrics: VitalsMetrics,
+        host: String, port: Int, membership: ClusterMembership, sessions: [SessionIngestService],
+        deliveries: [ChannelDeliveryService] = [], client: PostgresClient, metrics: VitalsMetrics,
         logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router(options: .autoGenerateHeadEndpoints)
@@ -206,7 +236,8 @@ extension HTTPEndpoints {
         router.get("readyz") { _, _ -> Response in
             let (problems, roles) = await clusterReadiness(sessions: sessions, client: client, logger: logger)
             let node = "node \(membership.node): \(membership.nodesAlive) node\(membership.nodesAlive == 1 ? "" : "s") alive, a share of \(membership.share) session\(membership.share == 1 ? "" : "s")"
-            let body = (problems.isEmpty ? ["ready"] : problems) + [node] + roles
+            let channels = deliveries.map { "delivery \($0.channel): \($0.delivering ? "this node" : "another node")" }
+            let body = (problems.isEmpty ? ["ready"] : problems) + [node] + roles + channels
             return Response(
                 status: problems.isEmpty ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain; charset=utf-8"],
                 body: ResponseBody(byteBuffer: ByteBuffer(string: body.joined(separator: "\n") + "\n")))

@@ -91,21 +91,8 @@ public final class SessionIngestService: Service, Sendable {
 
     /// Waits for the lease, ingests under it until it is lost, and again, until cancelled.
     private func ingestWhileOwner() async {
-        while !Task.isCancelled {
-            guard let lease = holder.currentLease() else {
-                try? await Task.sleep(for: .milliseconds(100))
-                continue
-            }
-            do {
-                try await ingest(under: lease)
-            } catch is LeaseLost {
-                // Logged where it was found.
-            } catch is CancellationError {
-                return
-            } catch {
-                logger.error("session ingest failed; reconnecting", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
-            }
+        await whileHolding(holder, logger: logger) { lease in
+            try await self.ingest(under: lease)
         }
     }
 
@@ -118,19 +105,8 @@ public final class SessionIngestService: Service, Sendable {
         try await MQTTSubscription.with(configuration: mqtt, logger: logger, mayConnect: { holder.currentLease() == lease }) { subscription in
             state.withLock { $0.subscription = subscription }
             defer { state.withLock { $0.subscription = nil } }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                // Stops the session as soon as the lease is no longer this one, even with no traffic.
-                group.addTask {
-                    while self.holder.currentLease() == lease { try await Task.sleep(for: .milliseconds(100)) }
-                    self.logger.warning("the session's lease is no longer this node's; disconnecting", metadata: ["lease.epoch": "\(lease.epoch)"])
-                }
-                group.addTask {
-                    for await batch in subscription.deliveries {
-                        try await self.store(batch, lease: lease)
-                    }
-                }
-                try await group.next()
-                group.cancelAll()
+            for await batch in subscription.deliveries {
+                try await self.store(batch, lease: lease)
             }
         }
     }
@@ -239,6 +215,38 @@ private final class ZoneCache: Sendable {
                 return nil
             }
             return zone
+        }
+    }
+}
+
+/// Runs `body` with each lease `holder` takes, until the task is cancelled. `body` is cancelled as
+/// soon as its lease is no longer this node's (checked every 100 ms, even while `body` waits for
+/// traffic); it may also end by itself (``LeaseLost``), and is then run again under the next lease.
+func whileHolding<C: Clock>(
+    _ holder: SessionLeaseHolder<C>, logger: Logger, _ body: @escaping @Sendable (Lease) async throws -> Void
+) async where C.Duration == Duration {
+    while !Task.isCancelled {
+        guard let lease = holder.currentLease() else {
+            try? await Task.sleep(for: .milliseconds(100))
+            continue
+        }
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while holder.currentLease() == lease { try await Task.sleep(for: .milliseconds(100)) }
+                    logger.warning("the lease is no longer this node's; stopping", metadata: ["lease.name": "\(lease.session)", "lease.epoch": "\(lease.epoch)"])
+                }
+                group.addTask { try await body(lease) }
+                try await group.next()
+                group.cancelAll()
+            }
+        } catch is LeaseLost {
+            // Logged where it was found.
+        } catch is CancellationError {
+            return
+        } catch {
+            logger.error("work under a lease failed; trying again", metadata: ["lease.name": "\(lease.session)", "error": "\(error)"])
+            try? await Task.sleep(for: .seconds(1))
         }
     }
 }

@@ -6,6 +6,7 @@ import FoundationNetworking
 import Logging
 import MQTTClient
 import ServiceLifecycle
+import VitalsDomain
 import VitalsStore
 
 /// Signs webhook requests: `X-Vitalsd-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`,
@@ -63,29 +64,40 @@ public struct DeliveryTargets: Sendable {
 
 /// Delivers the outbox of task events, at least once and in order, to each channel.
 ///
-/// Each channel keeps a cursor in SQLite, moved only after the receiver accepted the events (MQTT:
+/// Each channel keeps a cursor in the database (SQLite, or PostgreSQL under the channel's lease), moved only after the receiver accepted the events (MQTT:
 /// PUBACK for every message; webhook: a 2xx answer). A receiver that is down is retried with a wait
 /// doubling from 1 s up to `retry_max_seconds`; events wait in the outbox meanwhile and across
 /// restarts. A repeat after a crash carries the same `event_id`, the idempotency key.
 public struct TaskEventDelivery: Service {
-    let database: AppDatabase
+    let outbox: any TaskEventOutbox
     let targets: DeliveryTargets
+    let only: String?
     let metrics: VitalsMetrics?
     let logger: Logger
 
+    /// Delivers every channel of `targets` from the SQLite outbox.
     public init(database: AppDatabase, targets: DeliveryTargets, metrics: VitalsMetrics?, logger: Logger) {
-        self.database = database
+        self.init(outbox: SQLiteOutbox(database: database), targets: targets, metrics: metrics, logger: logger)
+    }
+
+    /// - Parameters:
+    ///   - outbox: where events wait and cursors are kept.
+    ///   - targets: the channels and their settings.
+    ///   - channel: deliver this channel only (`mqtt` or `webhook`); nil: every channel of `targets`.
+    public init(outbox: any TaskEventOutbox, targets: DeliveryTargets, channel: String? = nil, metrics: VitalsMetrics?, logger: Logger) {
+        self.outbox = outbox
         self.targets = targets
+        self.only = channel
         self.metrics = metrics
         self.logger = logger
     }
 
     public func run() async throws {
         await withDiscardingTaskGroup { group in
-            if let make = targets.mqtt {
+            if let make = targets.mqtt, only == nil || only == "mqtt" {
                 group.addTask { await deliverMQTT(make) }
             }
-            if let url = targets.webhookURL, let signature = targets.webhookSignature {
+            if let url = targets.webhookURL, let signature = targets.webhookSignature, only == nil || only == "webhook" {
                 group.addTask { await deliverWebhook(url, signature) }
             }
         }
@@ -95,12 +107,12 @@ public struct TaskEventDelivery: Service {
     /// Database calls use the database's async API, off the cooperative pool: another process
     /// holding the write lock must not stall the HTTP endpoints.
     private func loop(channel: String, batch: Int, send: ([OutboxEvent]) async throws -> Void) async {
-        let database = self.database
+        let database = self.outbox
         var wait = 1.0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var pause = targets.pollInterval
             do {
-                let events = try await databaseWork { try await database.pendingEvents(channel: channel, limit: batch) }
+                let events = try await database.pendingEvents(channel: channel, limit: batch)
                 if !events.isEmpty {
                     try await send(events)
                     let last = events.last!.id
@@ -112,6 +124,8 @@ public struct TaskEventDelivery: Service {
                 }
                 metrics?.recordDelivery(channel: channel, delivered: 0, failed: false, backlog: 0)
             } catch is CancellationError {
+                return
+            } catch is StopDelivering {
                 return
             } catch {
                 let left = try? await database.outboxBacklog(channel: channel)
@@ -169,7 +183,7 @@ public struct TaskEventDelivery: Service {
                 guard (200..<300).contains(status) else {
                     throw DeliveryError(description: "webhook answered HTTP \(status) to event \(e.id)")
                 }
-                let (database, id) = (self.database, e.id)
+                let (database, id) = (self.outbox, e.id)
                 try await database.markDelivered(channel: "webhook", through: id)
             }
         }
@@ -178,6 +192,39 @@ public struct TaskEventDelivery: Service {
 
 struct DeliveryError: Error, CustomStringConvertible {
     var description: String
+}
+
+/// Thrown by an outbox whose right to deliver the channel ended (on PostgreSQL, its lease): the loop
+/// stops without retrying.
+public struct StopDelivering: Error, Sendable {
+    public init() {}
+}
+
+/// Where the delivery loop reads task events and records what each channel delivered.
+public protocol TaskEventOutbox: Sendable {
+    /// The events after `channel`'s cursor, oldest first, at most `limit`.
+    func pendingEvents(channel: String, limit: Int) async throws -> [OutboxEvent]
+    /// Moves `channel`'s cursor to `eventID` (never back).
+    /// - Throws: ``StopDelivering`` when this process may no longer deliver the channel.
+    func markDelivered(channel: String, through eventID: Int64) async throws
+    /// Events not yet delivered on `channel`.
+    func outboxBacklog(channel: String) async throws -> Int
+}
+
+/// The SQLite outbox (``AppDatabase``).
+struct SQLiteOutbox: TaskEventOutbox {
+    let database: AppDatabase
+
+    func pendingEvents(channel: String, limit: Int) async throws -> [OutboxEvent] {
+        let database = database
+        return try await databaseWork { try await database.pendingEvents(channel: channel, limit: limit) }
+    }
+
+    func markDelivered(channel: String, through eventID: Int64) async throws {
+        try await database.markDelivered(channel: channel, through: eventID)
+    }
+
+    func outboxBacklog(channel: String) async throws -> Int { try await database.outboxBacklog(channel: channel) }
 }
 
 /// The MQTT publisher of the delivery loop, kept between rounds. Used by one task only.

@@ -139,6 +139,9 @@ enum PostgresTaskWriter {
         _ connection: PostgresConnection, _ events: [(task: CareTask, event: TaskEventRecord)], incarnation: String, logger: Logger
     ) async throws {
         guard !events.isEmpty else { return }
+        // Held to the commit: event ids are taken in commit order, so a delivery cursor at the highest
+        // id delivered never passes an event that a concurrent batch has yet to commit.
+        try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresOutbox.orderLockKey))", logger: logger)
         let ids = try await connection.query("""
             SELECT nextval(pg_get_serial_sequence('task_events', 'id')) FROM generate_series(1, \(events.count))
             """, logger: logger).decode(Int64.self).collected().sorted()

@@ -34,7 +34,7 @@ public enum SessionRole: Sendable, Hashable {
     case owner(Lease)
 }
 
-/// Holds one MQTT session's lease for this node: as a standby it tries to take the lease every
+/// Holds one lease for this node (an MQTT session's, or a delivery channel's: ``PostgresOutbox/leaseName(channel:)``): as a standby it tries to take the lease every
 /// `standbyRetry`; as the owner it renews it every `renewInterval` and steps down when a renewal
 /// says another node took over or when, by this node's own monotonic clock, the last confirmed
 /// renewal is older than `ttl - safetyMargin` (``LeaseKeeper``). On cancellation (shutdown) it
@@ -108,7 +108,7 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
                 try? await clock.sleep(for: timing.standbyRetry)
                 continue
             }
-            logger.notice("took the MQTT session lease", metadata: metadata(lease))
+            logger.notice("took the lease", metadata: metadata(lease))
             await onChange(.owner(lease))
             let handedOver = await holdUntilLost(lease)
             membership?.owns(session, false)
@@ -119,7 +119,7 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
                 logger.notice("handing the MQTT session over: this node owns more than its share", metadata: metadata(lease))
                 _ = try? await leases.release(lease)
             } else {
-                logger.warning("lost the MQTT session lease; standing by", metadata: metadata(lease))
+                logger.warning("lost the lease; standing by", metadata: metadata(lease))
             }
             await onChange(.standby)
         }
@@ -133,9 +133,9 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
             let leases = self.leases
             do {
                 _ = try await Task { try await leases.release(held) }.value
-                logger.notice("released the MQTT session lease", metadata: metadata(held))
+                logger.notice("released the lease", metadata: metadata(held))
             } catch {
-                logger.warning("could not release the MQTT session lease; it expires by itself",
+                logger.warning("could not release the lease; it expires by itself",
                                metadata: metadata(held).merging(["db.error": "\(error)"]) { a, _ in a })
             }
         }
@@ -151,7 +151,7 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
             state.withLock { $0 = (lease, keeper) }
             return lease
         } catch {
-            logger.warning("could not try the MQTT session lease", metadata: ["mqtt.session": "\(session)", "db.error": "\(error)"])
+            logger.warning("could not try the lease", metadata: ["lease.name": "\(session)", "db.error": "\(error)"])
             return nil
         }
     }
@@ -182,7 +182,7 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
                     state.withLock { $0?.keeper.confirmed(sentAt: sentAt) }
                 } catch {
                     // The lease's state is unknown: retry soon, while the margin lasts.
-                    logger.warning("could not renew the MQTT session lease", metadata: metadata(lease).merging(["db.error": "\(error)"]) { a, _ in a })
+                    logger.warning("could not renew the lease", metadata: metadata(lease).merging(["db.error": "\(error)"]) { a, _ in a })
                     try? await clock.sleep(for: timing.renewInterval / 4)
                 }
             case .stopAcknowledging:
@@ -194,6 +194,6 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
     }
 
     private func metadata(_ lease: Lease) -> Logger.Metadata {
-        ["mqtt.session": "\(lease.session)", "node": "\(lease.node)", "lease.epoch": "\(lease.epoch)"]
+        ["lease.name": "\(lease.session)", "node": "\(lease.node)", "lease.epoch": "\(lease.epoch)"]
     }
 }

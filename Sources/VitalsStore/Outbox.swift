@@ -2,26 +2,6 @@ import Foundation
 import GRDB
 import VitalsDomain
 
-/// One task event waiting in the outbox, as delivered to other systems.
-///
-/// `body` is a JSON object (documented in the README, "Task events"):
-/// `{"event_id": "task-event-42-3f09a1c2b7de", "event": "opened", "at": "2026-11-28T13:10:00.000Z", "actor": "vitalsd",
-///   "detail": "critical", "task": {"id": 7, "patient_id": "p-100", "kind": "threshold",
-///   "condition": "blood_pressure", "direction": "high", "priority": "critical", "fhir_priority": "stat",
-///   "status": "open", "fhir_status": "requested", "reason": "…", "occurrences": 1, "escalation_level": 0,
-///   "confirmation": "pending", "data_stale": false, "opened_at": "…", "acknowledged_by": null, "resolved_by": null}}`.
-/// `event_id` is the idempotency key: a receiver that has seen it can ignore a repeat.
-public struct OutboxEvent: Sendable, Hashable {
-    /// The task event's row id; events are delivered in this order.
-    public var id: Int64
-    /// The body's `event_id` (`task-event-<id>-<incarnation>`), unique also across restores from a
-    /// backup; the webhook's `Idempotency-Key`.
-    public var eventID: String
-    public var patientID: String
-    /// UTF-8 JSON.
-    public var body: String
-}
-
 extension AppDatabase {
     /// The events after a channel's cursor, oldest first.
     ///

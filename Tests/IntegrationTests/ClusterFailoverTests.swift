@@ -3,6 +3,7 @@ import Glibc
 import MQTTClient
 import PostgresNIO
 import PostgresTestSupport
+import Synchronization
 import Testing
 import VitalsPostgres
 
@@ -18,9 +19,12 @@ struct ClusterFailoverTests {
     ///   thread would reconnect before its lease check runs, unless the connection gate stops it.
     static func yaml(
         node: String, broker: Broker, cluster: ThrowawayPostgres, database: String, httpPort: Int, directory: String,
-        reconnectSeconds: Double = 0.2
+        reconnectSeconds: Double = 0.2, webhookPort: Int? = nil
     ) -> String {
-        """
+        let delivery = webhookPort.map {
+            "delivery:\n  mqtt_enabled: false\n  webhook_url: http://127.0.0.1:\($0)/events\n  webhook_secret_file: \(directory)/webhook-secret\n"
+        } ?? "delivery:\n  mqtt_enabled: false\n"
+        return delivery + """
         mqtt:
           host: 127.0.0.1
           port: \(broker.port)
@@ -61,12 +65,13 @@ struct ClusterFailoverTests {
     }
 
     static func start(
-        _ name: String, broker: Broker, cluster: ThrowawayPostgres, database: String, directory: String, reconnectSeconds: Double = 0.2
+        _ name: String, broker: Broker, cluster: ThrowawayPostgres, database: String, directory: String, reconnectSeconds: Double = 0.2,
+        webhookPort: Int? = nil
     ) throws -> Node {
         let port = try Broker.freePort()
         let config = "\(directory)/\(name).yaml"
         try yaml(node: name, broker: broker, cluster: cluster, database: database, httpPort: port, directory: directory,
-                 reconnectSeconds: reconnectSeconds)
+                 reconnectSeconds: reconnectSeconds, webhookPort: webhookPort)
             .write(toFile: config, atomically: true, encoding: .utf8)
         let log = "\(directory)/\(name).log"
         let process = try ChildProcess(path: try vitalsdBinary(), arguments: ["run", "--config", config], logPath: log)
@@ -79,7 +84,7 @@ struct ClusterFailoverTests {
         return total
     }
 
-    @Test("three nodes share four sessions; kill -9 of a node owning two mid-burst: the others take them, every reading is stored exactly once, SIGTERM releases the leases")
+    @Test("three nodes share four sessions; kill -9 of a node owning two and the webhook channel mid-burst: the others take them, every reading is stored once, every task event delivered in order")
     func killOwner() async throws {
         let cluster = try await ThrowawayPostgres.shared()
         let broker = try await Broker()
@@ -89,17 +94,25 @@ struct ClusterFailoverTests {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: directory) }
             try await Self.enroll(client)
+            // Task events go to a webhook, delivered by one node at a time.
+            let receiver = WebhookReceiver(port: try Broker.freePort())
+            try await receiver.start()
+            defer { Task { await receiver.stop() } }
+            try "failover-test-secret\n".write(toFile: directory + "/webhook-secret", atomically: true, encoding: .utf8)
 
             // Node a starts alone and takes all four sessions; when b and c join, a keeps its share of
             // ⌈4 / 3⌉ = 2 and hands the other two over.
-            let a = try Self.start("node-a", broker: broker, cluster: cluster, database: database, directory: directory)
+            let a = try Self.start("node-a", broker: broker, cluster: cluster, database: database, directory: directory,
+                                   webhookPort: receiver.port)
             #expect(await eventually {
                 let owned = await a.owned()
                 let status = await a.readyz()?.status
                 return owned == 4 && status == 200
             }, "\(a.logText)")
-            let b = try Self.start("node-b", broker: broker, cluster: cluster, database: database, directory: directory)
-            let c = try Self.start("node-c", broker: broker, cluster: cluster, database: database, directory: directory)
+            let b = try Self.start("node-b", broker: broker, cluster: cluster, database: database, directory: directory,
+                                   webhookPort: receiver.port)
+            let c = try Self.start("node-c", broker: broker, cluster: cluster, database: database, directory: directory,
+                                   webhookPort: receiver.port)
             #expect(await eventually {
                 let (ownedByA, ownedByB, ownedByC) = (await a.owned(), await b.owned(), await c.owned())
                 return ownedByA == 2 && ownedByA + ownedByB + ownedByC == 4
@@ -127,6 +140,8 @@ struct ClusterFailoverTests {
                 let stored = (try? await Self.count(client, "SELECT count(*) FROM readings")) ?? 0
                 return stored > 0
             })
+            // a, up first, delivers the webhook channel too: its events must go on from another node.
+            #expect(try await Self.owner(client, "delivery:webhook") == "node-a")
             a.process.signal(SIGKILL)
             let killedAt = ContinuousClock.now
             #expect(await a.process.waitForExit(seconds: 30))
@@ -136,7 +151,7 @@ struct ClusterFailoverTests {
             // Every session is owned again, by b or c.
             #expect(await eventually {
                 let owners = (try? await Self.count(client, """
-                    SELECT count(*) FROM mqtt_session_leases WHERE owner IN ('node-b', 'node-c') AND expires_at > now()
+                    SELECT count(*) FROM mqtt_session_leases WHERE owner IN ('node-b', 'node-c') AND expires_at > now() AND session_id LIKE 'vitalsd-%'
                     """)) ?? 0
                 return owners == 4
             })
@@ -160,6 +175,21 @@ struct ClusterFailoverTests {
             #expect(try await Self.count(client, """
                 SELECT count(*) FROM (SELECT 1 FROM tasks WHERE status <> 'resolved' GROUP BY patient_id, vital, direction HAVING count(*) > 1) t
                 """) == 0)
+
+            #expect(await eventually {
+                let owner = try? await Self.owner(client, "delivery:webhook")
+                return owner == "node-b" || owner == "node-c"
+            })
+            // Every task event reached the webhook, first seen in id order (a repeat after the failover
+            // is allowed: delivery is at least once, with the same event id).
+            let events = try await Self.count(client, "SELECT count(*) FROM task_events")
+            #expect(events > 0)
+            #expect(await eventually { Set(Self.deliveredEventIDs(receiver)).count == events })
+            let delivered = Self.deliveredEventIDs(receiver)
+            var firstSeen: [Int64] = []
+            for id in delivered where !firstSeen.contains(id) { firstSeen.append(id) }
+            #expect(firstSeen == firstSeen.sorted(), "\(delivered)")
+            print("failover: \(events) task events, \(delivered.count) webhook deliveries")
 
             // SIGTERM: each node stops and releases its leases.
             for node in [b, c] { node.process.signal(SIGTERM) }
@@ -218,14 +248,14 @@ struct ClusterFailoverTests {
             // Resumed: a finds its leases gone by its own clock and stands by, without reconnecting.
             a.process.signal(SIGCONT)
             #expect(await eventually { (await a.readyz()?.body ?? "").components(separatedBy: ": standby").count - 1 == 4 }, "\(a.logText)")
-            #expect(a.logText.contains("the session's lease is no longer this node's; disconnecting"))
+            #expect(a.logText.contains("the lease is no longer this node's; stopping"))
             try publish(100..<150)
             try await publisher.waitUntilDelivered()
             #expect(await eventually { await stored() == 150 * Self.devices.count }, "\(b.logText)")
             #expect(try await Self.count(client, "SELECT count(DISTINCT (device_id, measured_at)) FROM readings") == 150 * Self.devices.count)
             #expect(Self.takeovers(broker) == takeoversBefore, "\(Self.brokerLog(broker))")
             #expect(await b.owned() == 4)
-            #expect(try await Self.count(client, "SELECT count(*) FROM mqtt_session_leases WHERE owner = 'node-b'") == 4)
+            #expect(try await Self.count(client, "SELECT count(*) FROM mqtt_session_leases WHERE owner = 'node-b' AND session_id LIKE 'vitalsd-%'") == 4)
             for node in [a, b] { node.process.signal(SIGTERM) }
             for node in [a, b] { #expect(await node.process.waitForExit(seconds: 30), "\(node.logText)") }
         }
@@ -254,5 +284,22 @@ struct ClusterFailoverTests {
     /// Connections the broker closed because another client took their client id.
     static func takeovers(_ broker: Broker) -> Int {
         brokerLog(broker).components(separatedBy: "already connected, closing old connection").count - 1
+    }
+
+    /// The node holding the lease `name`, or nil.
+    static func owner(_ client: PostgresClient, _ name: String) async throws -> String? {
+        var owner: String?
+        for try await o in try await client.query("SELECT owner FROM mqtt_session_leases WHERE session_id = \(name)", logger: testLogger)
+            .decode(String?.self) { owner = o }
+        return owner
+    }
+
+    /// The task event row ids the webhook received, in order, from each body's `event_id`
+    /// (`task-event-<id>-<incarnation>`).
+    static func deliveredEventIDs(_ receiver: WebhookReceiver) -> [Int64] {
+        receiver.requests.withLock { $0 }.compactMap { request in
+            guard let key = request.idempotencyKey, key.hasPrefix("task-event-") else { return nil }
+            return Int64(key.dropFirst("task-event-".count).prefix { $0 != "-" })
+        }
     }
 }
