@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import VitalsAlerting
+import VitalsAlerting
 import VitalsDomain
 import VitalsStore
 
@@ -8,8 +10,8 @@ import VitalsStore
 /// unacknowledged `critical` tasks and the end of confirmation windows. The schedule is stored in
 /// the tasks table, so a restart neither forgets nor repeats an escalation.
 public struct AlertTimerService: Service {
-    let database: AppDatabase
-    let policy: AlertPolicy
+    /// One run at a time: what changed, and the open critical tasks still waiting.
+    let runOnce: @Sendable (Date) async throws -> (AlertTimerSummary, Int)
     let interval: Duration
     let metrics: VitalsMetrics?
     let clock: any WallClock
@@ -22,8 +24,20 @@ public struct AlertTimerService: Service {
         database: AppDatabase, policy: AlertPolicy, interval: Duration, metrics: VitalsMetrics?,
         clock: any WallClock = SystemWallClock(), logger: Logger
     ) {
-        self.database = database
-        self.policy = policy
+        self.init(interval: interval, metrics: metrics, clock: clock, logger: logger) { now in
+            try await databaseWork {
+                (try await database.runAlertTimers(policy: policy, now: now), try await database.escalationCounts().waiting)
+            }
+        }
+    }
+
+    /// The timers over another store (PostgreSQL: ``PostgresTimers``).
+    /// - Parameter run: one run at the given time: what changed, and the open critical tasks still waiting.
+    public init(
+        interval: Duration, metrics: VitalsMetrics?, clock: any WallClock = SystemWallClock(), logger: Logger,
+        run: @escaping @Sendable (Date) async throws -> (AlertTimerSummary, Int)
+    ) {
+        self.runOnce = run
         self.interval = interval
         self.metrics = metrics
         self.clock = clock
@@ -31,12 +45,10 @@ public struct AlertTimerService: Service {
     }
 
     public func run() async throws {
-        let (database, policy, clock) = (self.database, self.policy, self.clock)
+        let (runOnce, clock) = (self.runOnce, self.clock)
         await repeatUntilShutdown(every: interval, clock: clock, immediately: true) {
             do {
-                let (s, waiting) = try await databaseWork {
-                    (try await database.runAlertTimers(policy: policy, now: clock.now()), try await database.escalationCounts().waiting)
-                }
+                let (s, waiting) = try await runOnce(clock.now())
                 metrics?.recordEscalations(s.escalated, byLevel: s.escalatedByLevel, unreached: s.unreached.count, waiting: waiting)
                 if s.escalated > 0 {
                     logger.warning("critical tasks escalated: not acknowledged in time", metadata: ["task.escalated": "\(s.escalated)"])

@@ -65,9 +65,10 @@ extension Daemon {
     /// ingest, and the operations endpoints (`/healthz`, `/readyz` with each session's role, `/metrics`).
     ///
     /// Runs on PostgreSQL so far: the ingest of readings and dead letters with the clinical rules in
-    /// the batch's transaction, and task-event delivery (MQTT, webhook; each channel by one node).
-    /// Not yet: the workspace, the FHIR API and FHIR push, the timers (escalation, adherence, routine
-    /// checks) and device status; the node logs that at start.
+    /// the batch's transaction, the alert timers (escalation, confirmation windows; one run at a time
+    /// across nodes), and task-event delivery (MQTT, webhook; each channel by one node). Not yet: the
+    /// workspace, the FHIR API and FHIR push, adherence and routine checks, maintenance and device
+    /// status; the node logs that at start.
     /// - Throws: ``ConfigurationErrors`` (exit 2) for settings that are wrong, a schema that needs
     ///   `vitalsd db migrate` or was migrated by a newer build; ``DatabaseUnavailable`` (exit 1)
     ///   when the server cannot be reached.
@@ -152,6 +153,17 @@ extension Daemon {
                 throw DatabaseUnavailable(path: settings.description, reason: "\(error)")
             }
         }
+        // Escalation and confirmation windows: every node's timer, one run at a time across nodes.
+        let timers = PostgresTimers(client: client, logger: nodeLogger)
+        let policy = config.alerts
+        services.append(.init(
+            service: AlertTimerService(
+                interval: .milliseconds(Int(config.alertCheckIntervalSeconds * 1000)), metrics: metrics, clock: clock,
+                logger: nodeLogger
+            ) { now in
+                (try await timers.run(policy: policy, now: now, incarnation: incarnation), try await timers.waitingForAcknowledgement())
+            },
+            successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         for delivery in deliveries {
             services.append(.init(service: delivery, successTerminationBehavior: .gracefullyShutdownGroup,
                                   failureTerminationBehavior: .gracefullyShutdownGroup))
@@ -174,7 +186,7 @@ extension Daemon {
         groupConfig.maximumGracefulShutdownDuration = .seconds(8)
         groupConfig.maximumCancellationDuration = nil
         nodeLogger.notice(
-            "running on PostgreSQL: ingest and task-event delivery; the workspace, FHIR API, FHIR push, timers and device status run on SQLite only so far",
+            "running on PostgreSQL: ingest, escalation and task-event delivery; the workspace, FHIR API, FHIR push, adherence and routine checks and device status run on SQLite only so far",
             metadata: ["mqtt.sessions": "\(sessions.map(\.session).joined(separator: ","))"])
         return ClusterComposition(group: ServiceGroup(configuration: groupConfig), node: node, sessions: sessions, metrics: metrics)
     }

@@ -5,18 +5,7 @@ import VitalsDomain
 
 extension AppDatabase {
     /// What one run of the alert timers changed.
-    public struct AlertTimerSummary: Sendable, Hashable {
-        /// Tasks escalated in this run.
-        public var escalated = 0
-        /// Tasks escalated in this run, by the level they reached (1 for the first escalation).
-        public var escalatedByLevel: [Int: Int] = [:]
-        /// Ids of the tasks escalated in this run to nobody: no owner, no active care manager of the
-        /// patient, and no `alerts.escalation_backup_*` (or a backup that is not enabled).
-        public var unreached: [Int64] = []
-        /// Pending confirmations closed as `not_repeated`.
-        public var notRepeated = 0
-        public init() {}
-    }
+    public typealias AlertTimerSummary = VitalsAlerting.AlertTimerSummary
 
     /// Runs the time-based alert rules (``TimerRules``), even when no message arrives: escalation of
     /// `open` `critical` tasks not acknowledged in time, and the end of confirmation windows without
