@@ -245,4 +245,15 @@ public struct AlertTimerSummary: Sendable, Hashable {
     /// Pending confirmations closed as `not_repeated`.
     public var notRepeated = 0
     public init() {}
+
+    /// The summary of a run that applied `escalations` (``TimerRules/escalations(_:policy:careManagers:now:)``)
+    /// and `expired` (``TimerRules/expiredConfirmations(_:now:)``).
+    public init(escalations: [TaskChange], expired: [TaskChange]) {
+        escalated = escalations.count
+        for case .update(_, let task, _) in escalations {
+            escalatedByLevel[task.escalationLevel, default: 0] += 1
+            if task.escalatedTo == nil { unreached.append(task.id) }
+        }
+        notRepeated = expired.count
+    }
 }

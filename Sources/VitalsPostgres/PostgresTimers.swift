@@ -60,14 +60,7 @@ public struct PostgresTimers: Sendable {
                     connection, "WHERE confirmation = 'pending' AND confirmation_due_at < \(nowMS)", logger)
                 let expired = TimerRules.expiredConfirmations(pending, now: now)
                 _ = try await PostgresTaskWriter.apply(connection, expired, incarnation: incarnation, logger: logger)
-                var summary = AlertTimerSummary()
-                summary.escalated = escalations.count
-                for case .update(_, let task, _) in escalations {
-                    summary.escalatedByLevel[task.escalationLevel, default: 0] += 1
-                    if task.escalatedTo == nil { summary.unreached.append(task.id) }
-                }
-                summary.notRepeated = expired.count
-                return summary
+                return AlertTimerSummary(escalations: escalations, expired: expired)
             }
         }
     }

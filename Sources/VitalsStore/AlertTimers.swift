@@ -40,14 +40,7 @@ extension AppDatabase {
             ).map(CareTask.init(row:))
             let expired = TimerRules.expiredConfirmations(pending, now: now)
             try Self.apply(db, expired, incarnation: incarnation)
-            var summary = AlertTimerSummary()
-            summary.escalated = escalations.count
-            for case .update(_, let task, _) in escalations {
-                summary.escalatedByLevel[task.escalationLevel, default: 0] += 1
-                if task.escalatedTo == nil { summary.unreached.append(task.id) }
-            }
-            summary.notRepeated = expired.count
-            return summary
+            return AlertTimerSummary(escalations: escalations, expired: expired)
         }
     }
 

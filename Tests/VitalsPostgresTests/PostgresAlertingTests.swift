@@ -64,13 +64,7 @@ struct PostgresAlertingTests {
         try queue.close()
 
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
-            try await client.query("""
-                INSERT INTO users (username, display_name, role, password_hash, created_at, password_changed_at)
-                VALUES ('ana', 'Ana Ruiz', 'care_manager', \(Self.hash), 0, 0)
-                """, logger: testLogger)
-            try await client.query("INSERT INTO patients (id, timezone, created_at, care_manager) VALUES ('p1', 'UTC', 0, 'ana')", logger: testLogger)
-            try await client.query("INSERT INTO patient_programs (patient_id, program) VALUES ('p1', 'diabetes')", logger: testLogger)
-            try await client.query("INSERT INTO devices (id, kind, patient_id, created_at) VALUES ('g1', 'glucometer', 'p1', 0)", logger: testLogger)
+            try await Self.enrollGlucometer(client)
             let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
                 .acquire(session: "s", node: "n", ttl: .seconds(600)))
             let ingest = PostgresIngest(client: client, logger: testLogger)
@@ -316,6 +310,17 @@ struct PostgresAlertingTests {
 
     /// A bcrypt-shaped hash (the schema checks the shape); nobody signs in here.
     static let hash = "$2b$04$" + String(repeating: "a", count: 53)
+
+    /// The care manager ana, her patient p1 (diabetes, UTC) and p1's glucometer g1.
+    static func enrollGlucometer(_ client: PostgresClient) async throws {
+        try await client.query("""
+            INSERT INTO users (username, display_name, role, password_hash, created_at, password_changed_at)
+            VALUES ('ana', 'Ana Ruiz', 'care_manager', \(hash), 0, 0)
+            """, logger: testLogger)
+        try await client.query("INSERT INTO patients (id, timezone, created_at, care_manager) VALUES ('p1', 'UTC', 0, 'ana')", logger: testLogger)
+        try await client.query("INSERT INTO patient_programs (patient_id, program) VALUES ('p1', 'diabetes')", logger: testLogger)
+        try await client.query("INSERT INTO devices (id, kind, patient_id, created_at) VALUES ('g1', 'glucometer', 'p1', 0)", logger: testLogger)
+    }
 
     /// A SQLite value as text: NULL, an integer, a real, or the text itself.
     static func text(_ value: DatabaseValue) -> String {

@@ -12,13 +12,7 @@ struct PostgresTimersTests {
     func escalation() async throws {
         let cluster = try await ThrowawayPostgres.shared()
         try await cluster.withDatabase { client, database in
-            try await client.query("""
-                INSERT INTO users (username, display_name, role, password_hash, created_at, password_changed_at)
-                VALUES ('ana', 'Ana Ruiz', 'care_manager', \(PostgresAlertingTests.hash), 0, 0)
-                """, logger: testLogger)
-            try await client.query("INSERT INTO patients (id, timezone, created_at, care_manager) VALUES ('p1', 'UTC', 0, 'ana')", logger: testLogger)
-            try await client.query("INSERT INTO patient_programs (patient_id, program) VALUES ('p1', 'diabetes')", logger: testLogger)
-            try await client.query("INSERT INTO devices (id, kind, patient_id, created_at) VALUES ('g1', 'glucometer', 'p1', 0)", logger: testLogger)
+            try await PostgresAlertingTests.enrollGlucometer(client)
             let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
                 .acquire(session: "s", node: "n", ttl: .seconds(600)))
             // 45 mg/dL, below the critical 54: a critical task, opened when received.
