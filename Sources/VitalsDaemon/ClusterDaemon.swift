@@ -181,6 +181,13 @@ extension Daemon {
                     deliveries: deliveries, client: client, metrics: metrics, logger: logger),
                 successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
+        // Last, so that it is the first told to shut down. Ready once the database answered (a standby
+        // is ready too); the watchdog guards the MQTT loops of the sessions this node owns.
+        services.append(.init(
+            service: SystemdService(
+                notifier: SystemdNotifier(), readyStatus: "node \(node) on PostgreSQL", isReady: { membership.hasCounted },
+                isAlive: { interval in sessions.allSatisfy { $0.loopIsAlive(within: interval) } }, logger: nodeLogger),
+            successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore))
         var groupConfig = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [], logger: logger)
         groupConfig.maximumGracefulShutdownDuration = .seconds(8)

@@ -74,6 +74,15 @@ public final class SessionIngestService: Service, Sendable {
     /// What this node ingested of the session since start.
     public var counters: IngestCounters { state.withLock { $0.counters } }
 
+    /// True when this node does not own the session (nothing to guard), or when the session's MQTT
+    /// loop thread turned within `interval`.
+    public func loopIsAlive(within interval: Duration) -> Bool {
+        guard let turn = state.withLock({ $0.subscription?.lastLoopTurn }) else { return true }
+        let age = Double(DispatchTime.now().uptimeNanoseconds &- turn) / 1e9
+        let limit = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        return age <= limit
+    }
+
     /// Why the last commit of the waiting batch failed, or nil.
     public var storeFailure: String? { state.withLock { $0.storeFailure } }
 

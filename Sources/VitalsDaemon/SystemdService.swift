@@ -11,12 +11,30 @@ import ServiceLifecycle
 /// - `STOPPING=1` when a graceful shutdown begins.
 public struct SystemdService: Service {
     let notifier: SystemdNotifier
-    let ingest: IngestService
+    let readyStatus: String
+    let isReady: @Sendable () -> Bool
+    let isAlive: @Sendable (Duration) -> Bool
     let logger: Logger
 
+    /// The SQLite daemon: ready once connected and subscribed; alive while the MQTT loop turns.
     public init(notifier: SystemdNotifier, ingest: IngestService, logger: Logger) {
+        self.init(
+            notifier: notifier, readyStatus: "connected and subscribed", isReady: { ingest.connectionStatus.subscribed },
+            isAlive: { ingest.loopIsAlive(within: $0) }, logger: logger)
+    }
+
+    /// - Parameters:
+    ///   - readyStatus: the `STATUS=` text sent with `READY=1`.
+    ///   - isReady: polled until true, then `READY=1` is sent once.
+    ///   - isAlive: whether the work the watchdog guards has made progress within the given interval.
+    public init(
+        notifier: SystemdNotifier, readyStatus: String, isReady: @escaping @Sendable () -> Bool,
+        isAlive: @escaping @Sendable (Duration) -> Bool, logger: Logger
+    ) {
         self.notifier = notifier
-        self.ingest = ingest
+        self.readyStatus = readyStatus
+        self.isReady = isReady
+        self.isAlive = isAlive
         self.logger = logger
     }
 
@@ -26,13 +44,13 @@ public struct SystemdService: Service {
         let tick = notifier.watchdogInterval.map { min($0, .milliseconds(250)) } ?? .milliseconds(250)
         var lastPing = ContinuousClock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            if !ready && ingest.connectionStatus.subscribed {
-                ready = notifier.notify("READY=1\nSTATUS=connected and subscribed")
+            if !ready && isReady() {
+                ready = notifier.notify("READY=1\nSTATUS=\(readyStatus)")
                 logger.info("notified systemd: ready")
             }
             if let interval = notifier.watchdogInterval, ContinuousClock.now - lastPing >= interval {
                 // The loop turns at least once a second (its poll timeout), so allow at least 2 s.
-                if ingest.loopIsAlive(within: max(interval * 2, .seconds(2))) {
+                if isAlive(max(interval * 2, .seconds(2))) {
                     notifier.notify("WATCHDOG=1")
                 } else {
                     logger.warning("ingest loop stalled; withholding the watchdog ping")

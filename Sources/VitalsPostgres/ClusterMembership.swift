@@ -35,6 +35,9 @@ public final class ClusterMembership: Sendable {
         self.logger = logger
     }
 
+    /// Whether a heartbeat has been recorded: the database answered this node once.
+    public var hasCounted: Bool { state.withLock { $0.counted } }
+
     /// The nodes alive at the last heartbeat, this one included (1 before the first).
     public var nodesAlive: Int { state.withLock { $0.nodes } }
 

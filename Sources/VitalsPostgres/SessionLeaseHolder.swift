@@ -127,17 +127,24 @@ public final class SessionLeaseHolder<C: Clock>: Sendable where C.Duration == Du
             defer { held = nil }
             return held?.lease
         }
-        if let held {
+        let leases = self.leases
+        guard let held else {
+            // A try cut short by the shutdown may have taken the lease without this node learning
+            // it (the answer lost to the cancellation): give up whatever this node holds of it.
+            let (session, node) = (self.session, self.node)
+            if (try? await Task { try await leases.release(session: session, node: node) }.value) == true {
+                logger.notice("released the lease taken as the node stopped", metadata: ["lease.name": "\(session)", "node": "\(node)"])
+            }
+            return
+        }
+        do {
             // Best effort: a lease not released expires after its ttl. In a task of its own, which
             // the cancellation of this one (the shutdown) does not reach.
-            let leases = self.leases
-            do {
-                _ = try await Task { try await leases.release(held) }.value
-                logger.notice("released the lease", metadata: metadata(held))
-            } catch {
-                logger.warning("could not release the lease; it expires by itself",
-                               metadata: metadata(held).merging(["db.error": "\(error)"]) { a, _ in a })
-            }
+            _ = try await Task { try await leases.release(held) }.value
+            logger.notice("released the lease", metadata: metadata(held))
+        } catch {
+            logger.warning("could not release the lease; it expires by itself",
+                           metadata: metadata(held).merging(["db.error": "\(error)"]) { a, _ in a })
         }
     }
 

@@ -122,6 +122,20 @@ public struct SessionLeases: Sendable {
         return !rows.isEmpty
     }
 
+    /// Gives up `session` if `node` holds it, whatever the epoch: for a node that stops without
+    /// knowing whether its last try took the lease. Node names are unique among running nodes.
+    /// - Returns: true when the node held it.
+    /// - Throws: the server's or the connection's error.
+    @discardableResult
+    public func release(session: String, node: String) async throws -> Bool {
+        let rows = try await client.query("""
+            UPDATE mqtt_session_leases SET owner = NULL, expires_at = NULL
+            WHERE session_id = \(session) AND owner = \(node)
+            RETURNING epoch
+            """, logger: logger).decode(Int64.self).collected()
+        return !rows.isEmpty
+    }
+
     /// Records that `node` is alive now, and counts the nodes alive: those seen within `ttl` by the
     /// server's clock, `node` included.
     /// - Throws: the server's or the connection's error.

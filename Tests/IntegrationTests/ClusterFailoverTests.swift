@@ -66,7 +66,7 @@ struct ClusterFailoverTests {
 
     static func start(
         _ name: String, broker: Broker, cluster: ThrowawayPostgres, database: String, directory: String, reconnectSeconds: Double = 0.2,
-        webhookPort: Int? = nil
+        webhookPort: Int? = nil, environment: [String: String] = [:]
     ) throws -> Node {
         let port = try Broker.freePort()
         let config = "\(directory)/\(name).yaml"
@@ -74,7 +74,8 @@ struct ClusterFailoverTests {
                  reconnectSeconds: reconnectSeconds, webhookPort: webhookPort)
             .write(toFile: config, atomically: true, encoding: .utf8)
         let log = "\(directory)/\(name).log"
-        let process = try ChildProcess(path: try vitalsdBinary(), arguments: ["run", "--config", config], logPath: log)
+        let process = try ChildProcess(
+            path: try vitalsdBinary(), arguments: ["run", "--config", config], logPath: log, extraEnvironment: environment)
         return Node(name: name, process: process, httpPort: port, log: log)
     }
 
@@ -194,7 +195,9 @@ struct ClusterFailoverTests {
             // SIGTERM: each node stops and releases its leases.
             for node in [b, c] { node.process.signal(SIGTERM) }
             for node in [b, c] { #expect(await node.process.waitForExit(seconds: 30), "\(node.logText)") }
-            #expect(try await Self.count(client, "SELECT count(*) FROM mqtt_session_leases WHERE owner IS NOT NULL") == 0)
+            let held = try await Self.count(client, "SELECT count(*) FROM mqtt_session_leases WHERE owner IS NOT NULL")
+            let rows = try await Self.leaseRows(client)
+            #expect(held == 0, "\(rows)\n\(b.logText)\n\(c.logText)")
             #expect(!a.logText.contains("payload"))
         }
     }
@@ -212,8 +215,11 @@ struct ClusterFailoverTests {
             let a = try Self.start("node-a", broker: broker, cluster: cluster, database: database, directory: directory,
                                    reconnectSeconds: 0.001)
             #expect(await eventually { await a.owned() == 4 }, "\(a.logText)")
-            // b joins: each owns two.
-            let b = try Self.start("node-b", broker: broker, cluster: cluster, database: database, directory: directory)
+            // b joins: each owns two. It tells systemd it is ready once the database answered.
+            let systemd = try FakeNotifySocket(abstract: false)
+            let b = try Self.start("node-b", broker: broker, cluster: cluster, database: database, directory: directory,
+                                   environment: ["NOTIFY_SOCKET": systemd.name])
+            #expect(await systemd.wait(for: "READY=1", seconds: 60).last == "READY=1\nSTATUS=node node-b on PostgreSQL")
             #expect(await eventually {
                 let (ownedByA, ownedByB) = (await a.owned(), await b.owned())
                 return ownedByA == 2 && ownedByB == 2
@@ -257,6 +263,7 @@ struct ClusterFailoverTests {
             #expect(await b.owned() == 4)
             #expect(try await Self.count(client, "SELECT count(*) FROM mqtt_session_leases WHERE owner = 'node-b' AND session_id LIKE 'vitalsd-%'") == 4)
             for node in [a, b] { node.process.signal(SIGTERM) }
+            #expect(await systemd.wait(for: "STOPPING=1", seconds: 30).last == "STOPPING=1")
             for node in [a, b] { #expect(await node.process.waitForExit(seconds: 30), "\(node.logText)") }
         }
     }
@@ -284,6 +291,15 @@ struct ClusterFailoverTests {
     /// Connections the broker closed because another client took their client id.
     static func takeovers(_ broker: Broker) -> Int {
         brokerLog(broker).components(separatedBy: "already connected, closing old connection").count - 1
+    }
+
+    /// Every lease row as `name owner epoch`, for a failure message.
+    static func leaseRows(_ client: PostgresClient) async throws -> String {
+        var rows: [String] = []
+        for try await (name, owner, epoch) in try await client.query(
+            "SELECT session_id, owner, epoch FROM mqtt_session_leases ORDER BY session_id", logger: testLogger
+        ).decode((String, String?, Int64).self) { rows.append("\(name) \(owner ?? "-") \(epoch)") }
+        return rows.joined(separator: "\n")
     }
 
     /// The node holding the lease `name`, or nil.
