@@ -199,7 +199,7 @@ public final class SessionIngestService: Service, Sendable {
             logger.warning("dead-lettered", metadata: ["dead_letter.reason": "\(reason)", "dead_letter.count": "\(n)"])
         }
         if outcome.deviceReportsNotKept > 0 {
-            logger.warning("device status, events or markers not kept on PostgreSQL",
+            logger.warning("reading markers not kept on PostgreSQL",
                            metadata: ["ingest.messages": "\(outcome.deviceReportsNotKept)"])
         }
         for (priority, n) in outcome.alerting.opened.sorted(by: { $0.key > $1.key }) where n > 0 {

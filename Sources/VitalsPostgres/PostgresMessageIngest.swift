@@ -38,7 +38,11 @@ public struct MessageIngestOutcome: Sendable, Hashable {
     public var deadLetters: [String: Int] = [:]
     /// Gateway heartbeats acknowledged without a row.
     public var heartbeats = 0
-    /// Messages whose device status, events or markers were not stored (not kept on PostgreSQL yet).
+    /// Device status values written (the latest per device and name; an older one never replaces a newer).
+    public var deviceStatusUpdated = 0
+    /// Device events written (error codes, HI/LO markers), once per device, kind, vital and time.
+    public var deviceEvents = 0
+    /// Messages whose reading markers were not stored (not kept on PostgreSQL yet).
     public var deviceReportsNotKept = 0
     /// What the clinical rules did with the new readings.
     public var alerting = AlertingOutcome()
@@ -71,7 +75,13 @@ struct ClassifiedBatch {
     var origins: [Origin] = []
     var deadLetters: [StoredDeadLetter] = []
     var heartbeats = 0
+    /// Messages with reading markers, not kept on PostgreSQL yet.
     var deviceReportsNotKept = 0
+    /// Device status values of the batch, the latest per device and name (the last in batch order
+    /// among equal times): one upsert statement cannot touch a row twice.
+    var status: [String: DeviceStatusValue] = [:]
+    /// Device events of the batch, with their receive time.
+    var events: [(event: DeviceEvent, receivedAt: Date)] = []
     /// Rejected readings per message so far (the cap of ``PostgresIngest/maxDeadLettersPerMessage``).
     var rejectedReadings: [Int: Int] = [:]
     /// Rejections over the cap, per message and reason: one more row per message counts them.
@@ -99,8 +109,10 @@ extension PostgresIngest {
     ///   counts the rest.
     /// - The clinical rules run on the new readings in the same transaction (``store(batch:lease:alerting:)``).
     ///
-    /// Not kept on PostgreSQL yet, and counted in ``MessageIngestOutcome/deviceReportsNotKept``: device
-    /// status, device events and reading markers; the device-clock and implausible-value review tasks.
+    /// - Device status (latest per device and name) and device events (once each) are stored as on SQLite.
+    ///
+    /// Not kept on PostgreSQL yet, and counted in ``MessageIngestOutcome/deviceReportsNotKept``: reading
+    /// markers. Not raised yet: the device-problem, device-clock and implausible-value review tasks.
     /// - Parameters:
     ///   - messages: the batch, decoded, in the order received.
     ///   - lease: the lease of the session it arrived on.
@@ -141,6 +153,8 @@ extension PostgresIngest {
                         Self.newReadings(batch.readings, ids: newIDs), alerting: alerting, connection: connection, logger: logger)
                 }
             }
+            outcome.deviceStatusUpdated = try await Self.storeStatus(Array(batch.status.values), messages.first?.receivedAt, connection, logger)
+            outcome.deviceEvents = try await Self.storeEvents(batch.events, connection, logger)
             Self.addOverflowRows(&batch, messages: messages, maxPayloadBytes: maxPayloadBytes)
             if !batch.deadLetters.isEmpty {
                 outcome.deadLetters = try await Self.insertCounted(batch.deadLetters, connection, logger)
@@ -185,7 +199,15 @@ extension PostgresIngest {
                     maxPayloadBytes: maxPayloadBytes))
                 continue
             }
-            if !decoded.status.isEmpty || !decoded.events.isEmpty || !decoded.markers.isEmpty { batch.deviceReportsNotKept += 1 }
+            if !decoded.markers.isEmpty { batch.deviceReportsNotKept += 1 }
+            for value in decoded.status where value.deviceID == decoded.deviceID {
+                let key = "\(value.deviceID)\u{0}\(value.name.rawValue)"
+                if let kept = batch.status[key], kept.observedAt > value.observedAt { continue }
+                batch.status[key] = value
+            }
+            for event in decoded.events where event.deviceID == decoded.deviceID {
+                batch.events.append((event, message.receivedAt))
+            }
             for (readingIndex, reading) in decoded.readings.enumerated() {
                 switch reading {
                 case .failure(let rejection):
@@ -283,5 +305,43 @@ extension PostgresIngest {
                 .conflictingDuplicate, "a \(r.type) reading with this device and measured_at is stored with another value"),
                 deviceID: r.deviceID, readingIndex: origin.readingIndex, maxPayloadBytes: maxPayloadBytes)
         }
+    }
+
+    /// Upserts status values; an older value never replaces a newer one.
+    /// - Returns: rows written.
+    private static func storeStatus(
+        _ values: [DeviceStatusValue], _ receivedAt: Date?, _ connection: PostgresConnection, _ logger: Logger
+    ) async throws -> Int {
+        guard !values.isEmpty, let receivedAt else { return 0 }
+        let rows = try await connection.query("""
+            INSERT INTO device_status (device_id, name, value, observed_at, received_at)
+            SELECT d, n, v, o, \(epochMilliseconds(receivedAt)) FROM unnest(
+                \(values.map(\.deviceID))::text[], \(values.map(\.name.rawValue))::text[], \(values.map(\.value))::float8[],
+                \(values.map { epochMilliseconds($0.observedAt) })::int8[]) AS u(d, n, v, o)
+            ON CONFLICT (device_id, name) DO UPDATE SET value = excluded.value, observed_at = excluded.observed_at,
+                received_at = excluded.received_at
+            WHERE excluded.observed_at >= device_status.observed_at
+            RETURNING 1
+            """, logger: logger).collect()
+        return rows.count
+    }
+
+    /// Inserts device events, once per device, kind, vital and time.
+    /// - Returns: rows written.
+    private static func storeEvents(
+        _ events: [(event: DeviceEvent, receivedAt: Date)], _ connection: PostgresConnection, _ logger: Logger
+    ) async throws -> Int {
+        guard !events.isEmpty else { return 0 }
+        let e = events.map(\.event)
+        let rows = try await connection.query("""
+            INSERT INTO device_events (device_id, kind, type, code, measured_at, received_at)
+            SELECT * FROM unnest(
+                \(e.map(\.deviceID))::text[], \(e.map(\.kind.rawValue))::text[], \(NullableArray(e.map { $0.type?.rawValue }))::text[],
+                \(e.map(\.code))::text[], \(NullableArray(e.map { $0.measuredAt.map(epochMilliseconds) }))::int8[],
+                \(events.map { epochMilliseconds($0.receivedAt) })::int8[])
+            ON CONFLICT DO NOTHING
+            RETURNING 1
+            """, logger: logger).collect()
+        return rows.count
     }
 }

@@ -97,4 +97,47 @@ struct PostgresMessageIngestTests {
             }
         }
     }
+
+    @Test("device status keeps the latest value per device and name; a meter's HI is a device event once and a dead letter")
+    func deviceReports() async throws {
+        try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
+            try await client.query("""
+                INSERT INTO device_bindings (device_id, patient_id, created_at, created_by) VALUES ('d1', 'p-d1', 0, 'ops')
+                """, logger: testLogger)
+            let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
+                .acquire(session: "s", node: "n", ttl: .seconds(60)))
+            func status(_ percent: Double, minutesBefore: Double) -> ReceivedMessage {
+                let at = Self.now.addingTimeInterval(-minutesBefore * 60)
+                return ReceivedMessage(
+                    topic: "gateways/d1", deviceID: "d1", payload: Array("status".utf8), receivedAt: Self.now,
+                    decoded: .success(DecodedMessage(
+                        messageID: nil, deviceID: "d1", readings: [],
+                        status: [DeviceStatusValue(deviceID: "d1", name: .batteryPercent, value: percent, observedAt: at)])))
+            }
+            let hi = Self.message("d1", #"{"type":"glucose","value":"HI","unit":"mg/dL","measured_at":"2026-12-01T11:30:00Z"}"#)
+            let ingest = PostgresIngest(client: client, logger: testLogger)
+            // 40 % reported 5 minutes ago, then an older 60 % in the same batch: 40 % stays.
+            let first = try await ingest.store(
+                messages: [status(40, minutesBefore: 5), status(60, minutesBefore: 30), hi], lease: lease, alerting: nil,
+                maxPayloadBytes: 262_144)
+            #expect(first.deviceStatusUpdated == 1)
+            #expect(first.deviceEvents == 1)
+            #expect(first.deadLetters == ["out_of_meter_range": 1])
+            // Later batches: an older value changes nothing, a newer one replaces it; the HI again is not a second event.
+            let older = try await ingest.store(messages: [status(55, minutesBefore: 10), hi], lease: lease, alerting: nil, maxPayloadBytes: 262_144)
+            #expect(older.deviceStatusUpdated == 0)
+            #expect(older.deviceEvents == 0)
+            let newer = try await ingest.store(messages: [status(35, minutesBefore: 1)], lease: lease, alerting: nil, maxPayloadBytes: 262_144)
+            #expect(newer.deviceStatusUpdated == 1)
+            var values: [Double] = []
+            for try await v in try await client.query("SELECT value FROM device_status WHERE device_id = 'd1' AND name = 'battery_percent'", logger: testLogger)
+                .decode(Double.self) { values.append(v) }
+            #expect(values == [35])
+            var events: [String] = []
+            for try await (kind, type) in try await client.query("SELECT kind, type FROM device_events", logger: testLogger)
+                .decode((String, String?).self) { events.append("\(kind) \(type ?? "-")") }
+            #expect(events == ["above_range glucose"])
+        }
+    }
 }
