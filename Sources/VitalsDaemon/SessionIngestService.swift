@@ -176,7 +176,7 @@ public final class SessionIngestService: Service, Sendable {
         }
         return decoded.map { d in
             ReceivedMessage(topic: d.message.topic, deviceID: d.message.deviceID, payload: d.message.payload,
-                            receivedAt: d.message.receivedAt, decoded: d.result)
+                            receivedAt: d.message.receivedAt, decoded: d.result, retained: d.message.retained)
         }
     }
 

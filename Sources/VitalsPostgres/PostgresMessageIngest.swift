@@ -15,9 +15,16 @@ public struct ReceivedMessage: Sendable {
     public var receivedAt: Date
     /// The decoded message, or why the whole message was rejected.
     public var decoded: Result<DecodedMessage, Rejection>
+    /// The broker sent it as a retained message, on a new subscription (MQTT 3.1.1 §3.3.1.3):
+    /// possibly a copy of one received before.
+    public var retained: Bool
 
     /// A message from its parts.
-    public init(topic: String, deviceID: String?, payload: [UInt8], receivedAt: Date, decoded: Result<DecodedMessage, Rejection>) {
+    public init(
+        topic: String, deviceID: String?, payload: [UInt8], receivedAt: Date, decoded: Result<DecodedMessage, Rejection>,
+        retained: Bool = false
+    ) {
+        self.retained = retained
         self.topic = topic
         self.deviceID = deviceID
         self.payload = payload
@@ -38,6 +45,8 @@ public struct MessageIngestOutcome: Sendable, Hashable {
     public var deadLetters: [String: Int] = [:]
     /// Gateway heartbeats acknowledged without a row.
     public var heartbeats = 0
+    /// Retained copies of messages already received (recognised by topic and payload) that added nothing.
+    public var retainedRepeats = 0
     /// Device status values written (the latest per device and name; an older one never replaces a newer).
     public var deviceStatusUpdated = 0
     /// Device events written (error codes, HI/LO markers), once per device, kind, vital and time.
@@ -127,6 +136,7 @@ extension PostgresIngest {
         for m in messages { if case .success(let d) = m.decoded, !d.isHeartbeat { deviceIDs.insert(d.deviceID) } }
         let ids = Array(deviceIDs)
         return try await withFencedTransaction(lease: lease) { connection, logger in
+            var outcome = MessageIngestOutcome()
             var bindings: [String: [DeviceBinding]] = [:]
             if !ids.isEmpty {
                 let rows = try await connection.query("""
@@ -138,8 +148,9 @@ extension PostgresIngest {
                     bindings[device, default: []].append(DeviceBinding(patientID: patient, from: from, to: to))
                 }
             }
-            var batch = Self.classify(messages, bindings: bindings, maxPayloadBytes: maxPayloadBytes)
-            var outcome = MessageIngestOutcome()
+            let repeats = try await Self.retainedRepeats(messages, connection, logger)
+            var batch = Self.classify(messages, bindings: bindings, maxPayloadBytes: maxPayloadBytes, skipping: repeats)
+            outcome.retainedRepeats = repeats.count
             outcome.messages = messages.count
             outcome.heartbeats = batch.heartbeats
             outcome.deviceReportsNotKept = batch.deviceReportsNotKept
@@ -152,6 +163,7 @@ extension PostgresIngest {
                     outcome.alerting = try await PostgresAlerting.evaluate(
                         Self.newReadings(batch.readings, ids: newIDs), alerting: alerting, connection: connection, logger: logger)
                 }
+                try await Self.rememberPayloads(batch, newIDs: newIDs, messages: messages, connection, logger)
             }
             outcome.deviceStatusUpdated = try await Self.storeStatus(Array(batch.status.values), messages.first?.receivedAt, connection, logger)
             outcome.deviceEvents = try await Self.storeEvents(batch.events, connection, logger)
@@ -178,9 +190,12 @@ extension PostgresIngest {
     }
 
     /// Sorts a batch into readings and the dead letters known before inserting: pure, on values.
-    static func classify(_ messages: [ReceivedMessage], bindings: [String: [DeviceBinding]], maxPayloadBytes: Int) -> ClassifiedBatch {
+    /// - Parameter skipping: indexes of retained copies already received, which add nothing.
+    static func classify(
+        _ messages: [ReceivedMessage], bindings: [String: [DeviceBinding]], maxPayloadBytes: Int, skipping: Set<Int> = []
+    ) -> ClassifiedBatch {
         var batch = ClassifiedBatch()
-        for (index, message) in messages.enumerated() {
+        for (index, message) in messages.enumerated() where !skipping.contains(index) {
             let decoded: DecodedMessage
             switch message.decoded {
             case .failure(let rejection):
@@ -343,5 +358,43 @@ extension PostgresIngest {
             RETURNING 1
             """, logger: logger).collect()
         return rows.count
+    }
+
+    /// The retained messages of a batch whose topic and payload were received before with a reading
+    /// timed by its receipt (`received_payloads`, as on SQLite): the broker's copy on a new
+    /// subscription, which would otherwise be stored again under a new receive time.
+    private static func retainedRepeats(
+        _ messages: [ReceivedMessage], _ connection: PostgresConnection, _ logger: Logger
+    ) async throws -> Set<Int> {
+        let retained = messages.indices.filter { messages[$0].retained }
+        guard !retained.isEmpty else { return [] }
+        let rows = try await connection.query("""
+            SELECT u.i FROM unnest(\(retained)::int8[], \(retained.map { messages[$0].topic })::text[],
+                                   \(retained.map { ByteBuffer(bytes: messages[$0].payload) })::bytea[]) AS u(i, topic, payload)
+            WHERE EXISTS (SELECT 1 FROM received_payloads r WHERE r.topic = u.topic AND r.sha256 = sha256(u.payload))
+            """, logger: logger).decode(Int.self).collected()
+        return Set(rows)
+    }
+
+    /// Records the topic and payload digest of each message that stored a new reading timed by its
+    /// receipt, so that a retained copy of it is recognised later.
+    private static func rememberPayloads(
+        _ batch: ClassifiedBatch, newIDs: [ReadingKey: Int64], messages: [ReceivedMessage],
+        _ connection: PostgresConnection, _ logger: Logger
+    ) async throws {
+        var indexes = Set<Int>()
+        for (i, r) in batch.readings.enumerated() where r.timeSource == TimeSource.receivedAt.rawValue {
+            if newIDs[ReadingKey(deviceID: r.deviceID, loinc: r.loinc, measuredAt: r.measuredAt)] != nil {
+                indexes.insert(batch.origins[i].message)
+            }
+        }
+        guard !indexes.isEmpty else { return }
+        let m = indexes.sorted().map { messages[$0] }
+        try await connection.query("""
+            INSERT INTO received_payloads (topic, sha256, received_at)
+            SELECT t, sha256(p), r FROM unnest(\(m.map(\.topic))::text[], \(m.map { ByteBuffer(bytes: $0.payload) })::bytea[],
+                                              \(m.map { epochMilliseconds($0.receivedAt) })::int8[]) AS u(t, p, r)
+            ON CONFLICT DO NOTHING
+            """, logger: logger)
     }
 }

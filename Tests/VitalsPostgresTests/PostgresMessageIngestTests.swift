@@ -140,4 +140,40 @@ struct PostgresMessageIngestTests {
             #expect(events == ["above_range glucose"])
         }
     }
+
+    @Test("a retained copy of a message whose reading was timed by its receipt adds nothing; an unseen retained message is stored")
+    func retainedRepeat() async throws {
+        try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            try await enrollTestDevices(client)
+            try await client.query("""
+                INSERT INTO device_bindings (device_id, patient_id, created_at, created_by) VALUES ('d1', 'p-d1', 0, 'ops')
+                """, logger: testLogger)
+            let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
+                .acquire(session: "s", node: "n", ttl: .seconds(60)))
+            // A scale that sends no time: the reading is timed by its receipt.
+            func weight(_ payload: String, receivedAt: Date, retained: Bool) -> ReceivedMessage {
+                let observation = Observation(
+                    deviceID: "d1", type: .bodyWeight, value: 80, unit: "kg", canonicalValue: 80, measuredAt: receivedAt,
+                    timeSource: .receivedAt)
+                return ReceivedMessage(
+                    topic: "scales/d1", deviceID: "d1", payload: Array(payload.utf8), receivedAt: receivedAt,
+                    decoded: .success(DecodedMessage(messageID: nil, deviceID: "d1", readings: [.success(observation)])),
+                    retained: retained)
+            }
+            let ingest = PostgresIngest(client: client, logger: testLogger)
+            let first = try await ingest.store(
+                messages: [weight(#"{"kg":80}"#, receivedAt: Self.now, retained: true)], lease: lease, alerting: nil, maxPayloadBytes: 262_144)
+            #expect(first.readingsStored == 1)
+            #expect(first.retainedRepeats == 0)
+            // The node restarts and subscribes again an hour later: the broker sends the retained copy.
+            let later = Self.now.addingTimeInterval(3_600)
+            let again = try await ingest.store(
+                messages: [weight(#"{"kg":80}"#, receivedAt: later, retained: true), weight(#"{"kg":80.0}"#, receivedAt: later, retained: true)],
+                lease: lease, alerting: nil, maxPayloadBytes: 262_144)
+            #expect(again.retainedRepeats == 1)
+            #expect(again.readingsStored == 1)
+            #expect(try await rowCount(client, "readings") == 2)
+            #expect(try await rowCount(client, "received_payloads") == 2)
+        }
+    }
 }
