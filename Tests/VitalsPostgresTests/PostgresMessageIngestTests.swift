@@ -20,6 +20,15 @@ struct PostgresMessageIngestTests {
         return ReceivedMessage(topic: "devices/\(device)/readings", deviceID: device, payload: payload, receivedAt: now, decoded: decoded)
     }
 
+    /// The test devices, d1 bound to its patient since before any reading, and a lease.
+    static func bindD1(_ client: PostgresClient) async throws -> Lease {
+        try await enrollTestDevices(client)
+        try await client.query("""
+            INSERT INTO device_bindings (device_id, patient_id, created_at, created_by) VALUES ('d1', 'p-d1', 0, 'ops')
+            """, logger: testLogger)
+        return try #require(try await SessionLeases(client: client, logger: testLogger).acquire(session: "s", node: "n", ttl: .seconds(60)))
+    }
+
     @Test("duplicate, conflicting duplicate, unknown device, malformed, before binding, and the cap of 100 rejected readings; a redelivery adds nothing")
     func sortsLikeSQLite() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
@@ -101,12 +110,7 @@ struct PostgresMessageIngestTests {
     @Test("device status keeps the latest value per device and name; a meter's HI is a device event once and a dead letter")
     func deviceReports() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
-            try await enrollTestDevices(client)
-            try await client.query("""
-                INSERT INTO device_bindings (device_id, patient_id, created_at, created_by) VALUES ('d1', 'p-d1', 0, 'ops')
-                """, logger: testLogger)
-            let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
-                .acquire(session: "s", node: "n", ttl: .seconds(60)))
+            let lease = try await Self.bindD1(client)
             func status(_ percent: Double, minutesBefore: Double) -> ReceivedMessage {
                 let at = Self.now.addingTimeInterval(-minutesBefore * 60)
                 return ReceivedMessage(
@@ -144,12 +148,7 @@ struct PostgresMessageIngestTests {
     @Test("a retained copy of a message whose reading was timed by its receipt adds nothing; an unseen retained message is stored")
     func retainedRepeat() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
-            try await enrollTestDevices(client)
-            try await client.query("""
-                INSERT INTO device_bindings (device_id, patient_id, created_at, created_by) VALUES ('d1', 'p-d1', 0, 'ops')
-                """, logger: testLogger)
-            let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
-                .acquire(session: "s", node: "n", ttl: .seconds(60)))
+            let lease = try await Self.bindD1(client)
             // A scale that sends no time: the reading is timed by its receipt.
             func weight(_ payload: String, receivedAt: Date, retained: Bool) -> ReceivedMessage {
                 let observation = Observation(
