@@ -223,7 +223,11 @@ struct ConfigCommand: ParsableCommand {
                     """)
             }
             for w in warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
-            if !database.isEmpty { print("database: \(database)") }
+            if !database.isEmpty {
+                print("database: \(database)")
+                let sessions = config.cluster.sessions.isEmpty ? [config.mqtt.clientID] : config.cluster.sessions.map(\.clientID)
+                print("node: \(Daemon.nodeName(config)), lease \(String(format: "%g", config.cluster.leaseTTLSeconds)) s; MQTT sessions: \(sessions.joined(separator: ", "))")
+            }
             print("configuration ok: \(options.config)\(warnings.isEmpty ? "" : " (\(warnings.count) warnings)")")
         }
     }

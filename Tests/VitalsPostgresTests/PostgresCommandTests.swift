@@ -76,6 +76,8 @@ struct PostgresCommandTests {
             #expect(check.status == 0, "\(check.errors)")
             #expect(check.output.contains("database: PostgreSQL "))
             #expect(check.output.contains("127.0.0.1:\(cluster.port)/\(name)?sslmode=disable"))
+            // No cluster section: the node is named after the host, with the one session mqtt.client_id.
+            #expect(check.output.contains("node: \(ProcessInfo.processInfo.hostName), lease 6 s; MQTT sessions: vitalsd\n"), "\(check.output)")
             #expect(check.errors.contains("warning: database.url: the schema needs 4 migrations (\(names.joined(separator: ", "))): run vitalsd db migrate"))
             // The password is in no output.
             let password = try String(contentsOfFile: cluster.passwordFile, encoding: .utf8).trimmingCharacters(in: .newlines)
