@@ -29,6 +29,39 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
     }
 }
 
+/// Runs async `body` with a deadline that holds even when `body` does not answer cancellation: a
+/// query on a connection the server dropped while this process was frozen can wait for ever. The
+/// caller gets ``DeadlinePassed`` after `limit` (or `CancellationError` at once when cancelled) and
+/// goes on; `body` is cancelled and left to finish on its own, its result dropped.
+/// - Throws: what `body` throws, ``DeadlinePassed``, or `CancellationError`.
+public func withinDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let pending = PendingResult<T>()
+    let work = Task {
+        do { pending.resume(.success(try await body())) } catch { pending.resume(.failure(error)) }
+    }
+    let timer = Task {
+        try await Task.sleep(for: limit)
+        pending.resume(.failure(DeadlinePassed(limit: limit)))
+        work.cancel()
+    }
+    defer { timer.cancel() }
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            pending.set(continuation)
+            if Task.isCancelled { pending.resume(.failure(CancellationError())) }
+        }
+    } onCancel: {
+        pending.resume(.failure(CancellationError()))
+        work.cancel()
+    }
+}
+
+/// Work that did not end within its deadline (``withinDeadline(_:_:)``).
+public struct DeadlinePassed: Error, CustomStringConvertible {
+    public var limit: Duration
+    public var description: String { "no answer within \(limit.components.seconds) s" }
+}
+
 /// Database work of a timer service: the database's own async API (GRDB runs it on its own
 /// threads, off the cooperative pool), abandoned at once (`CancellationError`) when a graceful
 /// shutdown begins.

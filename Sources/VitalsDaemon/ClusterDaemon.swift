@@ -123,7 +123,8 @@ extension Daemon {
                 holder: SessionLeaseHolder(
                     leases: leases, session: session.mqtt.clientID, node: node, timing: timing, clock: ContinuousClock(),
                     logger: nodeLogger, membership: membership),
-                client: client, clock: clock, incarnation: incarnation, metrics: metrics, logger: nodeLogger)
+                client: client, clock: clock, incarnation: incarnation, metrics: metrics,
+                commitDeadline: max(.seconds(30), timing.ttl * 5), logger: nodeLogger)
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: client, successTerminationBehavior: .gracefullyShutdownGroup,
@@ -218,9 +219,10 @@ extension HTTPEndpoints {
         var problems: [String] = []
         var roles: [String] = []
         do {
-            _ = try await client.query("SELECT 1", logger: logger).collect()
+            // Bounded: while the server is down the pool waits for a connection for ever.
+            _ = try await withinDeadline(.seconds(2)) { try await client.query("SELECT 1", logger: logger).collect() }
         } catch {
-            problems.append("database not reachable: \(String(reflecting: error))")
+            problems.append("database not reachable: \(error is DeadlinePassed ? "no answer within 2 s" : String(reflecting: error))")
         }
         for session in sessions {
             switch session.role {

@@ -33,6 +33,7 @@ public final class SessionIngestService: Service, Sendable {
     private let incarnation: String
     private let metrics: VitalsMetrics?
     private let logger: Logger
+    private let commitDeadline: Duration
     private let state = Mutex<(subscription: MQTTSubscription?, counters: IngestCounters, storeFailure: String?)>((nil, IngestCounters(), nil))
 
     /// - Parameters:
@@ -44,12 +45,15 @@ public final class SessionIngestService: Service, Sendable {
     ///   - clock: the time the rules see.
     ///   - incarnation: part of each task event's id, new for every start of the node.
     ///   - metrics: the node's metrics.
+    ///   - commitDeadline: how long a batch's commit may take before it is given up (not
+    ///     acknowledged) and tried again.
     ///   - logger: ids and reasons only.
     public init(
         mqtt: MQTTClientConfiguration, routes: [SubscriptionRoute], pipeline: IngestPipeline,
         holder: SessionLeaseHolder<ContinuousClock>, client: PostgresClient, clock: any WallClock, incarnation: String,
-        metrics: VitalsMetrics?, logger: Logger
+        metrics: VitalsMetrics?, commitDeadline: Duration = .seconds(30), logger: Logger
     ) {
+        self.commitDeadline = commitDeadline
         self.session = mqtt.clientID
         self.mqtt = mqtt
         self.routes = routes
@@ -136,12 +140,17 @@ public final class SessionIngestService: Service, Sendable {
                 throw LeaseLost(lease: lease, currentOwner: nil, currentEpoch: nil)
             }
             do {
-                let outcome = try await ingest.store(
-                    messages: decoded, lease: lease,
-                    alerting: BatchAlerting(
-                        policy: AlertingPolicy(thresholds: pipeline.thresholds, alerts: pipeline.alerts), now: receivedAt,
-                        incarnation: incarnation),
-                    maxPayloadBytes: pipeline.decoder.maxPayloadBytes)
+                let (ingest, pipeline, incarnation) = (self.ingest, self.pipeline, self.incarnation)
+                // A commit that does not answer (its connection dropped by the server while this
+                // process was frozen) is given up and tried again on another connection.
+                let outcome = try await withinDeadline(commitDeadline) {
+                    try await ingest.store(
+                        messages: decoded, lease: lease,
+                        alerting: BatchAlerting(
+                            policy: AlertingPolicy(thresholds: pipeline.thresholds, alerts: pipeline.alerts), now: receivedAt,
+                            incarnation: incarnation),
+                        maxPayloadBytes: pipeline.decoder.maxPayloadBytes)
+                }
                 batch.acknowledge()
                 metrics?.record(outcome, messages: batch.messages, committedAt: .now)
                 record(outcome)

@@ -5,6 +5,7 @@ import PostgresNIO
 import PostgresTestSupport
 import Synchronization
 import Testing
+import VitalsDaemon
 import VitalsPostgres
 
 /// Nodes of `vitalsd run` on one PostgreSQL database and one mosquitto, as separate processes.
@@ -316,6 +317,25 @@ struct ClusterFailoverTests {
         receiver.requests.withLock { $0 }.compactMap { request in
             guard let key = request.idempotencyKey, key.hasPrefix("task-event-") else { return nil }
             return Int64(key.dropFirst("task-event-".count).prefix { $0 != "-" })
+        }
+    }
+}
+
+@Suite("A deadline that holds when the awaited work ignores cancellation")
+struct DeadlineTests {
+    @Test("work that ignores cancellation is given up at the deadline; work that ends in time returns its value")
+    func deadline() async throws {
+        // Resumed by a Dispatch timer after 30 s whatever happens: cancellation does not reach it.
+        let stuck: @Sendable () async throws -> Int = {
+            await withCheckedContinuation { c in DispatchQueue.global().asyncAfter(deadline: .now() + 30) { c.resume() } }
+            return 1
+        }
+        await #expect(throws: DeadlinePassed.self) { try await withinDeadline(.milliseconds(100), stuck) }
+        #expect(try await withinDeadline(.seconds(60)) { 7 } == 7)
+        await #expect(throws: CancellationError.self) {
+            let task = Task { try await withinDeadline(.seconds(60), stuck) }
+            task.cancel()
+            return try await task.value
         }
     }
 }
