@@ -665,7 +665,8 @@ struct ConfigurationReader {
               "needs database.url: on SQLite one daemon owns the one session mqtt.client_id")
         check(c.cluster.sessions.isEmpty || c.mqtt.subscriptions.isEmpty, "cluster.sessions",
               "cannot be combined with mqtt.subscriptions yet: the sessions subscribe canonical-format topics only")
-        var sessionIDs = Set<String>(), sessionTopics = Set<String>()
+        var sessionIDs = Set<String>()
+        var sessionFilters: [(filter: DeviceTopicFilter, session: Int)] = []
         for (i, session) in c.cluster.sessions.enumerated() {
             let key = "cluster.sessions[\(i)]"
             check(!session.clientID.isEmpty && session.clientID.utf8.count <= 65535 && !session.clientID.contains(where: \.isWhitespace),
@@ -673,13 +674,22 @@ struct ConfigurationReader {
             check(sessionIDs.insert(session.clientID).inserted, "\(key).client_id", "'\(session.clientID)' names two sessions")
             check(!session.topics.isEmpty, "\(key).topics", "must list at least one topic filter")
             for (j, topic) in session.topics.enumerated() {
+                let filter: DeviceTopicFilter
                 do throws(Rejection) {
-                    _ = try DeviceTopicFilter(topic)
+                    filter = try DeviceTopicFilter(topic)
                 } catch {
                     errors.append(ConfigurationError(key: "\(key).topics[\(j)]", error.detail))
+                    continue
                 }
-                // One device's readings travel one session, or their order per device is lost.
-                check(sessionTopics.insert(topic).inserted, "\(key).topics[\(j)]", "'\(topic)' is subscribed by two sessions")
+                // One device's readings travel one session, or two nodes ingest them and their order
+                // per device is lost: no topic may match filters of two sessions.
+                if let other = sessionFilters.first(where: { $0.session != i && $0.filter.overlaps(filter) }) {
+                    errors.append(ConfigurationError(key: "\(key).topics[\(j)]", """
+                        '\(topic)' overlaps '\(other.filter.filter)' of cluster.sessions[\(other.session)]: a topic matching both \
+                        would be ingested by two sessions
+                        """))
+                }
+                sessionFilters.append((filter, i))
             }
         }
         // Upper bounds keep every duration far from the range limits of the integers it becomes

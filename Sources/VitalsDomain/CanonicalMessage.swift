@@ -267,6 +267,21 @@ public struct DeviceTopicFilter: Sendable, Hashable {
         return parts.count == levels.count
     }
 
+    /// True when some topic matches both this filter and `other` (MQTT 3.1.1 §4.7: `+` one level,
+    /// `#` the rest, including the parent level itself).
+    public func overlaps(_ other: DeviceTopicFilter) -> Bool {
+        let (a, b) = (levels, other.levels)
+        var i = 0
+        while i < a.count, i < b.count {
+            if a[i] == "#" || b[i] == "#" { return true }
+            if a[i] != "+", b[i] != "+", a[i] != b[i] { return false }
+            i += 1
+        }
+        if a.count == b.count { return true }
+        // The longer filter matches a topic as short as the other only through a final `#`.
+        return (a.count > b.count ? a : b)[i] == "#"
+    }
+
     /// The device id in `topic`, or `nil` if the topic does not match this filter.
     public func deviceID(in topic: String) -> String? {
         if let (prefix, suffix) = around {

@@ -132,3 +132,23 @@ struct DecoderTests {
         #expect(try JSONDecoder().decode(JSONValue.self, from: Data("[true]".utf8)) == .array([.bool(true)]))
     }
 }
+
+@Suite("topic filters that overlap")
+struct TopicFilterOverlapTests {
+    @Test("two filters overlap when some topic matches both (MQTT 3.1.1 §4.7)")
+    func overlaps() throws {
+        func overlap(_ a: String, _ b: String) throws -> Bool {
+            let (x, y) = (try DeviceTopicFilter(a, deviceInTopic: false), try DeviceTopicFilter(b, deviceInTopic: false))
+            #expect(x.overlaps(y) == y.overlaps(x))
+            return x.overlaps(y)
+        }
+        #expect(try !overlap("devices/east/+/readings", "devices/west/+/readings"))
+        #expect(try overlap("devices/east/+/readings", "devices/+/east-d1/readings"))  // devices/east/east-d1/readings
+        #expect(try overlap("devices/east/+/readings", "devices/east/+/#"))
+        #expect(try overlap("devices/+/readings", "devices/#"))
+        #expect(try overlap("devices/east/#", "devices/east"))  // '#' matches its parent level too
+        #expect(try !overlap("devices/east/+/readings", "devices/east/+/readings/raw"))
+        #expect(try !overlap("devices/east/+/readings", "devices/east/+/readings/"))
+        #expect(try !overlap("devices/+/readings", "gateways/+/readings"))
+    }
+}

@@ -19,6 +19,39 @@ struct ConfigurationTests {
         #expect(c.fhir == VitalsConfiguration.FHIR() && c.delivery.fhir == nil)
     }
 
+    @Test("cluster.sessions: filters of two sessions that some topic matches both are refused; disjoint shards pass")
+    func overlappingSessions() throws {
+        let path = NSTemporaryDirectory() + "vitalsd-sessions-\(UUID().uuidString).yaml"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        func sessions(_ east: String, _ west: String) throws -> VitalsConfiguration {
+            try """
+                database:
+                  url: postgres://vitalsd@db.example.org/vitalsd
+                cluster:
+                  sessions:
+                    - client_id: vitalsd-east
+                      topics: [\(east)]
+                    - client_id: vitalsd-west
+                      topics: [\(west)]
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+            return try VitalsConfiguration.load(path: path, environment: [:])
+        }
+        #expect(try sessions("devices/east/+/readings", "devices/west/+/readings").cluster.sessions.count == 2)
+        for (east, west) in [
+            ("devices/east/+/readings", "devices/east/+/readings"),
+            ("devices/east/+/readings", "devices/east/+/#"),
+            ("devices/east/+/readings", "devices/+/east-d1/readings"),
+            ("devices/east/+/readings", "devices/+/#"),
+        ] {
+            do {
+                _ = try sessions(east, west)
+                Issue.record("accepted \(east) and \(west)")
+            } catch let error as ConfigurationErrors {
+                #expect(error.description.contains("cluster.sessions[1].topics[0]: '\(west)' overlaps '\(east)' of cluster.sessions[0]"), "\(error)")
+            }
+        }
+    }
+
     @Test("a YAML syntax error names the file, the line and the problem on one line, without the file's text")
     func yamlSyntax() throws {
         let path = NSTemporaryDirectory() + "vitalsd-yaml-\(UUID().uuidString).yaml"
