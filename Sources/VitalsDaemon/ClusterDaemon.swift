@@ -82,7 +82,7 @@ extension Daemon {
         do {
             status = try await PostgresAdmin.status(settings, logger: logger)
         } catch {
-            throw DatabaseUnavailable(path: settings.description, reason: error.description)
+            throw DatabaseUnavailable(path: settings.description, reason: error.description, key: "database.url")
         }
         if !status.unknown.isEmpty {
             throw ConfigurationErrors(errors: [ConfigurationError(key: "database.url", """
@@ -141,18 +141,28 @@ extension Daemon {
                     clock: ContinuousClock(), logger: nodeLogger),
                 outbox: outbox, targets: targets, metrics: metrics, logger: nodeLogger)
         }
-        if !deliveries.isEmpty {
-            // Before ingest: a new channel starts at the newest event, and nothing raised from now on is skipped.
-            // With a client of its own: the node's client runs once, in the service group.
-            let channels = targets.channels, now = clock.now()
-            do {
-                try await PostgresAdmin.withClient(settings, logger: logger) { opening in
-                    let outbox = PostgresOutbox(client: opening, logger: logger)
-                    for channel in channels { try await outbox.open(channel: channel, now: now) }
-                }
-            } catch {
-                throw DatabaseUnavailable(path: settings.description, reason: "\(error)")
+        // Before anything else touches the database or the broker, with a client of its own (the
+        // node's client runs once, in the service group): refuse a name another running node has,
+        // then start each new delivery channel at the newest event, so that nothing raised from
+        // now on is skipped and no history is replayed.
+        let channels = targets.channels, now = clock.now(), ttl = timing.ttl
+        let twin: Bool
+        do {
+            twin = try await PostgresAdmin.withClient(settings, logger: logger) { opening in
+                let nodes = SessionLeases(client: opening, logger: logger)
+                if try await nodes.nameInUse(node: node, ttl: ttl) { return true }
+                let outbox = PostgresOutbox(client: opening, logger: logger)
+                for channel in channels { try await outbox.open(channel: channel, now: now) }
+                return false
             }
+        } catch {
+            throw DatabaseUnavailable(path: settings.description, reason: PostgresUnavailable(settings, error).description, key: "database.url")
+        }
+        if twin {
+            throw ConfigurationErrors(errors: [ConfigurationError(key: "cluster.node_name", """
+                another running node is named \(node): its heartbeat went on while this one waited a lease time; give each \
+                node a name of its own (cluster.node_name or VITALSD_CLUSTER_NODE_NAME)
+                """)])
         }
         // Escalation and confirmation windows: every node's timer, one run at a time across nodes.
         let timers = PostgresTimers(client: client, logger: nodeLogger)

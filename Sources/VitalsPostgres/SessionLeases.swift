@@ -152,6 +152,23 @@ public struct SessionLeases: Sendable {
         return Int(rows.first ?? 0) + 1
     }
 
+    /// Whether another running process calls itself `node`: its heartbeat is younger than `ttl` and
+    /// still moves after one more `ttl` (checked here by waiting). A heartbeat that stops within
+    /// that time is a former process of this node (killed, restarting), whose leases expire.
+    /// - Throws: the server's or the connection's error.
+    public func nameInUse(node: String, ttl: Duration) async throws -> Bool {
+        func seen() async throws -> Date? {
+            try await client.query("""
+                SELECT seen_at FROM cluster_nodes
+                WHERE node = \(node) AND seen_at > now() - \(Self.milliseconds(ttl))::float8 * interval '1 millisecond'
+                """, logger: logger).decode(Date.self).collected().first
+        }
+        guard let first = try await seen() else { return false }
+        try await Task.sleep(for: ttl + .milliseconds(500))
+        guard let second = try await seen() else { return false }
+        return second > first
+    }
+
     /// Removes `node` from the nodes alive (a clean shutdown), so the others count without it at once.
     /// - Throws: the server's or the connection's error.
     public func leave(node: String) async throws {

@@ -11,12 +11,20 @@ public struct DatabaseUnavailable: Error, Sendable, CustomStringConvertible {
     /// SQLite's or the system's reason.
     public var reason: String
 
-    public init(path: String, reason: String) {
+    /// The setting that names the database: `database.path`, or `database.url` for PostgreSQL.
+    public var key: String
+
+    /// - Parameter key: `database.path` (SQLite); `database.url` when `reason` already names the
+    ///   PostgreSQL server and says what failed.
+    public init(path: String, reason: String, key: String = "database.path") {
         self.path = path
         self.reason = reason
+        self.key = key
     }
 
-    public var description: String { "database.path: cannot open \(path) now: \(reason)" }
+    public var description: String {
+        key == "database.path" ? "database.path: cannot open \(path) now: \(reason)" : "\(key): cannot use \(reason)"
+    }
 
     /// SQLite's primary result codes that a restart may cure.
     private static let passingResults: [ResultCode] = [

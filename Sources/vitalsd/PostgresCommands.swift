@@ -77,6 +77,10 @@ enum PostgresCommands {
             throw ValidationError("migration failed: \(error)")
         }
         // Another node may have applied some meanwhile: each migration runs once, under a lock.
+        guard !applied.isEmpty else {
+            print("applied no migration to \(settings): another node applied them meanwhile, or the schema was up to date")
+            return
+        }
         print("applied \(applied.count) migration\(applied.count == 1 ? "" : "s") to \(settings):")
         for name in applied { print("  \(name)") }
     }

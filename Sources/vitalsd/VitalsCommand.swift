@@ -228,7 +228,7 @@ struct ConfigCommand: ParsableCommand {
                 let sessions = config.cluster.sessions.isEmpty ? [config.mqtt.clientID] : config.cluster.sessions.map(\.clientID)
                 print("node: \(Daemon.nodeName(config)), lease \(String(format: "%g", config.cluster.leaseTTLSeconds)) s; MQTT sessions: \(sessions.joined(separator: ", "))")
             }
-            print("configuration ok: \(options.config)\(warnings.isEmpty ? "" : " (\(warnings.count) warnings)")")
+            print("configuration ok: \(options.config)\(warnings.isEmpty ? "" : " (\(warnings.count) warning\(warnings.count == 1 ? "" : "s"))")")
         }
     }
 }

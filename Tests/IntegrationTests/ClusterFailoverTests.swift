@@ -226,6 +226,13 @@ struct ClusterFailoverTests {
                 return ownedByA == 2 && ownedByB == 2
             }, "\(a.logText)\n\(b.logText)")
 
+            // A second process under a's name is refused once it has seen a's heartbeat go on.
+            try FileManager.default.createDirectory(atPath: directory + "/twin", withIntermediateDirectories: true)
+            let twin = try Self.start("node-a", broker: broker, cluster: cluster, database: database, directory: directory + "/twin")
+            #expect(await twin.process.waitForExit(seconds: 60))
+            #expect(twin.logText.contains("cluster.node_name: another running node is named node-a"), "\(twin.logText)")
+            #expect(await a.owned() == 2)
+
             let publisher = try await MQTTPublisher.connect(host: "127.0.0.1", port: broker.port, clientID: "frozen-publisher")
             defer { publisher.close() }
             let base = msAgo(4 * 3600)

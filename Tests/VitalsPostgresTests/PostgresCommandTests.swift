@@ -129,6 +129,11 @@ struct PostgresCommandTests {
         #expect(refused.status == 1)
         #expect(refused.errors.contains("cannot use postgres://postgres@127.0.0.1:\(closed)/postgres?sslmode=disable: "))
         #expect(refused.errors.contains("cannot connect to [IPv4]127.0.0.1/127.0.0.1:\(closed): Connection refused"))
+        // run says which setting, once: exit 1, as a database that may come back.
+        let run = try await vitalsd(["run"], yaml: Self.yaml(cluster, database: "postgres", port: closed))
+        #expect(run.status == 1)
+        #expect(run.errors.contains("database.url: cannot use postgres://postgres@127.0.0.1:\(closed)/postgres?sslmode=disable: "), "\(run.errors)")
+        #expect(!run.errors.contains("database.path"), "\(run.errors)")
     }
 
     @Test("the SQLite-only commands refuse database.url (exit 2); run refuses a schema not migrated (exit 2); db backup prints the pg_dump way (exit 1)")
