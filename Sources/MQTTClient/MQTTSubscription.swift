@@ -38,6 +38,13 @@ public final class MQTTSubscription: Sendable {
     /// once a second, except while it waits for a batch to be committed.
     public var lastLoopTurn: UInt64 { loop.heartbeat.load(ordering: .relaxed) }
 
+    /// True when the network loop turned within `interval` of now.
+    public func loopTurned(within interval: Duration) -> Bool {
+        let age = Double(DispatchTime.now().uptimeNanoseconds &- lastLoopTurn) / 1e9
+        let limit = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        return age <= limit
+    }
+
     private init(configuration: MQTTClientConfiguration, logger: Logger, mayConnect: (@Sendable () -> Bool)?) throws {
         let (stream, continuation) = AsyncStream.makeStream(of: MQTTDeliveryBatch.self, bufferingPolicy: .unbounded)
         self.deliveries = MQTTDeliveries(stream: stream)

@@ -102,10 +102,7 @@ public final class IngestService: Service, Sendable {
 
     /// True when the MQTT loop thread turned within `interval` (false before it starts).
     public func loopIsAlive(within interval: Duration) -> Bool {
-        guard let turn = state.subscription?.lastLoopTurn else { return false }
-        let age = Double(DispatchTime.now().uptimeNanoseconds &- turn) / 1e9
-        let limit = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
-        return age <= limit
+        state.subscription?.loopTurned(within: interval) ?? false
     }
 
     public func run() async throws {

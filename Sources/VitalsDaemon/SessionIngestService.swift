@@ -26,6 +26,8 @@ public final class SessionIngestService: Service, Sendable {
     private let mqtt: MQTTClientConfiguration
     private let routes: [SubscriptionRoute]
     private let pipeline: IngestPipeline
+    /// The rules' policy, made once from `pipeline`.
+    private let policy: AlertingPolicy
     private let holder: SessionLeaseHolder<ContinuousClock>
     private let ingest: PostgresIngest
     private let client: PostgresClient
@@ -58,6 +60,7 @@ public final class SessionIngestService: Service, Sendable {
         self.mqtt = mqtt
         self.routes = routes
         self.pipeline = pipeline
+        self.policy = AlertingPolicy(thresholds: pipeline.thresholds, alerts: pipeline.alerts)
         self.holder = holder
         self.client = client
         self.ingest = PostgresIngest(client: client, logger: logger)
@@ -81,10 +84,7 @@ public final class SessionIngestService: Service, Sendable {
     /// True when this node does not own the session (nothing to guard), or when the session's MQTT
     /// loop thread turned within `interval`.
     public func loopIsAlive(within interval: Duration) -> Bool {
-        guard let turn = state.withLock({ $0.subscription?.lastLoopTurn }) else { return true }
-        let age = Double(DispatchTime.now().uptimeNanoseconds &- turn) / 1e9
-        let limit = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
-        return age <= limit
+        state.withLock { $0.subscription }?.loopTurned(within: interval) ?? true
     }
 
     /// Why the last commit of the waiting batch failed, or nil.
@@ -133,6 +133,7 @@ public final class SessionIngestService: Service, Sendable {
             IncomingMessage(topic: m.topic, payload: m.payload, receivedAt: receivedAt, routes: routes, retained: m.retain)
         }
         let decoded = try await decode(messages)
+        let alerting = BatchAlerting(policy: policy, now: receivedAt, incarnation: incarnation)
         var delay = 0.5
         while true {
             try Task.checkCancellation()
@@ -140,16 +141,11 @@ public final class SessionIngestService: Service, Sendable {
                 throw LeaseLost(lease: lease, currentOwner: nil, currentEpoch: nil)
             }
             do {
-                let (ingest, pipeline, incarnation) = (self.ingest, self.pipeline, self.incarnation)
+                let (ingest, maxPayloadBytes) = (self.ingest, pipeline.decoder.maxPayloadBytes)
                 // A commit that does not answer (its connection dropped by the server while this
                 // process was frozen) is given up and tried again on another connection.
                 let outcome = try await withinDeadline(commitDeadline) {
-                    try await ingest.store(
-                        messages: decoded, lease: lease,
-                        alerting: BatchAlerting(
-                            policy: AlertingPolicy(thresholds: pipeline.thresholds, alerts: pipeline.alerts), now: receivedAt,
-                            incarnation: incarnation),
-                        maxPayloadBytes: pipeline.decoder.maxPayloadBytes)
+                    try await ingest.store(messages: decoded, lease: lease, alerting: alerting, maxPayloadBytes: maxPayloadBytes)
                 }
                 batch.acknowledge()
                 metrics?.record(outcome, messages: batch.messages, committedAt: .now)
@@ -176,21 +172,17 @@ public final class SessionIngestService: Service, Sendable {
     /// topics' device ids first, and for devices named only in payloads after a first pass.
     private func decode(_ messages: [IncomingMessage]) async throws -> [ReceivedMessage] {
         let zones = ZoneCache()
-        zones.add(try await patientZones(Set(messages.compactMap(\.deviceID))))
+        zones.add(try await ingest.patientTimeZones(deviceIDs: Set(messages.compactMap(\.deviceID))))
         var decoded = IngestDecoding.decode(messages, pipeline: pipeline, patientZone: zones.zone)
         let missed = zones.missed
         if !missed.isEmpty {
-            zones.add(try await patientZones(missed))
+            zones.add(try await ingest.patientTimeZones(deviceIDs: missed))
             decoded = IngestDecoding.decode(messages, pipeline: pipeline, patientZone: zones.zone)
         }
         return decoded.map { d in
             ReceivedMessage(topic: d.message.topic, deviceID: d.message.deviceID, payload: d.message.payload,
                             receivedAt: d.message.receivedAt, decoded: d.result, retained: d.message.retained)
         }
-    }
-
-    private func patientZones(_ deviceIDs: Set<String>) async throws -> [String: TimeZone?] {
-        try await ingest.patientTimeZones(deviceIDs: deviceIDs)
     }
 
     private func record(_ outcome: MessageIngestOutcome) {

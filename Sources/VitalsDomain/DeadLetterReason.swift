@@ -81,3 +81,20 @@ extension Rejection {
         return "measured at \(date), before the device's first binding to a patient (or an old reading from its memory)"
     }
 }
+
+extension Rejection {
+    /// A reading whose key (device, LOINC code, measured_at) is stored with another value.
+    /// - Parameter type: the vital type's name (`glucose`).
+    public static func conflictingDuplicate(type: String) -> Rejection {
+        Rejection(.conflictingDuplicate, "a \(type) reading with this device and measured_at is stored with another value")
+    }
+
+    /// The one row that counts a message's rejected readings past the cap of rows of their own:
+    /// its reason is the most frequent (the first by name among equals), its detail counts each.
+    /// - Returns: nil for no rejections.
+    public static func overflow(_ counts: [DeadLetterReason: Int]) -> Rejection? {
+        guard let (reason, _) = counts.max(by: { ($0.value, $1.key.rawValue) < ($1.value, $0.key.rawValue) }) else { return nil }
+        let list = counts.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) x\($0.value)" }
+        return Rejection(reason, "\(counts.values.reduce(0, +)) further readings of this message rejected: \(list.joined(separator: ", "))")
+    }
+}

@@ -94,7 +94,7 @@ struct ClassifiedBatch {
     /// Rejected readings per message so far (the cap of ``PostgresIngest/maxDeadLettersPerMessage``).
     var rejectedReadings: [Int: Int] = [:]
     /// Rejections over the cap, per message and reason: one more row per message counts them.
-    var overflow: [Int: [String: Int]] = [:]
+    var overflow: [Int: [DeadLetterReason: Int]] = [:]
 }
 
 extension PostgresIngest {
@@ -255,21 +255,17 @@ extension PostgresIngest {
             batch.deadLetters.append(deadLetter(
                 message, rejection, deviceID: deviceID, readingIndex: readingIndex, maxPayloadBytes: maxPayloadBytes))
         } else {
-            batch.overflow[index, default: [:]][rejection.reason.rawValue, default: 0] += 1
+            batch.overflow[index, default: [:]][rejection.reason, default: 0] += 1
         }
     }
 
     /// One row per message whose rejected readings passed the cap, counting the rest by reason.
     private static func addOverflowRows(_ batch: inout ClassifiedBatch, messages: [ReceivedMessage], maxPayloadBytes: Int) {
         for (index, counts) in batch.overflow.sorted(by: { $0.key < $1.key }) {
-            guard let (reason, _) = counts.max(by: { ($0.value, $1.key) < ($1.value, $0.key) }),
-                  let reasonValue = DeadLetterReason(rawValue: reason) else { continue }
-            let list = counts.sorted { $0.key < $1.key }.map { "\($0.key) x\($0.value)" }
+            guard let rejection = Rejection.overflow(counts) else { continue }
             let message = messages[index]
-            let deviceID = (try? message.decoded.get())?.deviceID
             batch.deadLetters.append(deadLetter(
-                message, Rejection(reasonValue, "\(counts.values.reduce(0, +)) further readings of this message rejected: \(list.joined(separator: ", "))"),
-                deviceID: deviceID, maxPayloadBytes: maxPayloadBytes))
+                message, rejection, deviceID: (try? message.decoded.get())?.deviceID, maxPayloadBytes: maxPayloadBytes))
         }
     }
 
@@ -316,9 +312,8 @@ extension PostgresIngest {
                 continue
             }
             let origin = batch.origins[i]
-            reject(&batch, origin.message, messages[origin.message], Rejection(
-                .conflictingDuplicate, "a \(r.type) reading with this device and measured_at is stored with another value"),
-                deviceID: r.deviceID, readingIndex: origin.readingIndex, maxPayloadBytes: maxPayloadBytes)
+            reject(&batch, origin.message, messages[origin.message], .conflictingDuplicate(type: r.type),
+                   deviceID: r.deviceID, readingIndex: origin.readingIndex, maxPayloadBytes: maxPayloadBytes)
         }
     }
 

@@ -477,7 +477,7 @@ extension AppDatabase {
                     summary.duplicates += 1
                 } else {
                     try rejectReading(
-                        Rejection(.conflictingDuplicate, "a \(observation.type.rawValue) reading with this device and measured_at is stored with another value"),
+                        Rejection.conflictingDuplicate(type: observation.type.rawValue),
                         index)
                 }
             }
@@ -493,12 +493,8 @@ extension AppDatabase {
                 implausibleValues[patientID, default: []].append(ImplausibleValues(
                     deviceID: decoded.deviceID, values: implausible, detail: implausibleDetail, receivedAt: message.receivedAt))
             }
-            if let (reason, _) = overflow.max(by: { ($0.value, $1.key.rawValue) < ($1.value, $0.key.rawValue) }) {
-                let counts = overflow.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) x\($0.value)" }
-                try deadLetter(
-                    messageIndex, message,
-                    Rejection(reason, "\(overflow.values.reduce(0, +)) further readings of this message rejected: \(counts.joined(separator: ", "))"),
-                    deviceID: decoded.deviceID)
+            if let rejection = Rejection.overflow(overflow) {
+                try deadLetter(messageIndex, message, rejection, deviceID: decoded.deviceID)
             }
             if stored.contains(where: { $0.observation.timeSource == .receivedAt }) {
                 try db.cachedStatement(sql: """

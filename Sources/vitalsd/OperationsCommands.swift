@@ -61,7 +61,7 @@ struct DatabaseCommand: ParsableCommand {
         func run() throws {
             guard !FileManager.default.fileExists(atPath: path) else { throw ValidationError("\(path) already exists") }
             let config = try options.load()
-            if let settings = try PostgresCommands.settings(config) {
+            if let settings = try Daemon.postgresSettings(config) {
                 FileHandle.standardError.write(Data((PostgresCommands.backupGuidance(settings, destination: path) + "\n").utf8))
                 throw ExitCode(1)
             }
@@ -139,7 +139,7 @@ struct DatabaseCommand: ParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            if let settings = try PostgresCommands.settings(config) {
+            if let settings = try Daemon.postgresSettings(config) {
                 return try await PostgresCommands.migrate(settings, dryRun: dryRun, actor: actor(by))
             }
             let path = config.database.path

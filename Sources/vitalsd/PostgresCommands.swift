@@ -8,12 +8,6 @@ import VitalsPostgres
 /// The PostgreSQL side of `config check`, `db migrate` and `db backup`, for a configuration with
 /// `database.url`.
 enum PostgresCommands {
-    /// The settings `database.url` and `database.password_file` name, or nil without `database.url`.
-    /// - Throws: ``ConfigurationErrors`` keyed by the setting that is wrong (never showing a password).
-    static func settings(_ config: VitalsConfiguration) throws -> PostgresSettings? {
-        try Daemon.postgresSettings(config)
-    }
-
     /// postgres-nio's logger for a command: its errors only (the command prints what it did).
     static let logger: Logger = {
         var logger = Logger(label: "vitalsd.postgres")

@@ -170,7 +170,7 @@ struct ConfigCommand: ParsableCommand {
             var database = ""
             if config.database.url != nil {
                 do {
-                    if let settings = try PostgresCommands.settings(config) {
+                    if let settings = try Daemon.postgresSettings(config) {
                         let (p, w, summary) = await PostgresCommands.check(settings)
                         problems += p
                         warnings += w
