@@ -128,6 +128,33 @@ public struct LowBattery: Sendable, Hashable {
     }
 }
 
+/// What one run of the routine checks opened.
+public struct RoutineSummary: Sendable, Hashable {
+    public var daysOfDataTasks = 0
+    public var noDataTasks = 0
+    /// `device` tasks for one silent device of a patient whose other devices still send.
+    public var silentDeviceTasks = 0
+    /// `device` tasks for a battery at or below the limit.
+    public var lowBatteryTasks = 0
+
+    public init() {}
+
+    /// Counts the tasks that ``RoutineRules/evaluate(_:settings:now:)``'s `changes` open, by kind.
+    public mutating func count(_ changes: [TaskChange]) {
+        for case .open(let task, _) in changes {
+            switch task.kind {
+            case .daysOfData: daysOfDataTasks += 1
+            case .noData: noDataTasks += 1
+            case .device: silentDeviceTasks += 1
+            default: break
+            }
+        }
+    }
+
+    /// Tasks opened in all.
+    public var total: Int { daysOfDataTasks + noDataTasks + silentDeviceTasks + lowBatteryTasks }
+}
+
 /// The routine rules: adherence and device follow-up, raised by a timer. Each condition has a key
 /// that the rules raise at most once, ever (restarts never repeat them).
 public enum RoutineRules {

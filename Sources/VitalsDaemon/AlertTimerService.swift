@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import VitalsAlerting
-import VitalsAlerting
 import VitalsDomain
 import VitalsStore
 

@@ -64,11 +64,12 @@ extension Daemon {
     /// Builds a node of the daemon on PostgreSQL (`database.url`): each MQTT session's lease and
     /// ingest, and the operations endpoints (`/healthz`, `/readyz` with each session's role, `/metrics`).
     ///
-    /// Runs on PostgreSQL so far: the ingest of readings and dead letters with the clinical rules in
-    /// the batch's transaction, the alert timers (escalation, confirmation windows; one run at a time
-    /// across nodes), and task-event delivery (MQTT, webhook; each channel by one node). Not yet: the
-    /// workspace, the FHIR API and FHIR push, adherence and routine checks, maintenance and device
-    /// status; the node logs that at start.
+    /// Runs on PostgreSQL so far: the ingest of readings, device reports and dead letters with the
+    /// clinical rules in the batch's transaction, the alert timers (escalation, confirmation windows;
+    /// one run at a time across nodes), the routine checks (days of data, no data, silent devices, low
+    /// batteries) and maintenance (one node's run per interval), and task-event delivery (MQTT,
+    /// webhook; each channel by one node). Not yet: the workspace, the FHIR API and FHIR push; the
+    /// node logs that at start.
     /// - Throws: ``ConfigurationErrors`` (exit 2) for settings that are wrong, a schema that needs
     ///   `vitalsd db migrate` or was migrated by a newer build; ``DatabaseUnavailable`` (exit 1)
     ///   when the server cannot be reached.
@@ -175,6 +176,38 @@ extension Daemon {
                 (try await timers.run(policy: policy, now: now, incarnation: incarnation), try await timers.waitingForAcknowledgement())
             },
             successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+        // Routine checks and maintenance: every node's timer, one node's run per interval
+        // (``PostgresTimerRuns``); a run that outlasts its interval decides each patient after the other.
+        let routineChecks = PostgresRoutineChecks(client: client, logger: nodeLogger)
+        let timerLogger = nodeLogger
+        let routineInterval = Duration.milliseconds(Int(config.adherence.checkIntervalSeconds * 1000))
+        let (billing, adherence) = (config.billing, config.adherence)
+        services.append(.init(
+            service: RoutineTaskService(interval: routineInterval, clock: clock, logger: nodeLogger) { now in
+                guard try await PostgresTimerRuns.claim(
+                    client, job: "routine", node: node, now: now, spacing: routineInterval * 0.9, logger: timerLogger) else { return nil }
+                return try await routineChecks.run(
+                    rules: billing, noDataDays: adherence.noDataDays, lowBatteryPercent: adherence.lowBatteryPercent, now: now,
+                    incarnation: incarnation)
+            },
+            successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+        let maintenance = PostgresMaintenance(client: client, logger: nodeLogger)
+        let maintenanceInterval = Duration.milliseconds(Int(config.database.checkpointIntervalSeconds * 1000))
+        let retentionDays = config.database.deadLetterPayloadRetentionDays
+        services.append(.init(
+            service: MaintenanceService(interval: maintenanceInterval, logger: nodeLogger) { now in
+                guard try await PostgresTimerRuns.claim(
+                    client, job: "maintenance", node: node, now: now, spacing: maintenanceInterval * 0.9, logger: timerLogger)
+                else { return nil }
+                var purged = 0
+                if let days = retentionDays {
+                    purged = try await maintenance.purgeDeadLetterPayloads(before: now.addingTimeInterval(-Double(days) * 86_400))
+                }
+                return MaintenanceService.Summary(
+                    purgedPayloads: purged,
+                    purgedOutbox: try await maintenance.purgeDeliveredEvents(channels: channels, olderThanDays: 30, now: now))
+            },
+            successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         for delivery in deliveries {
             services.append(.init(service: delivery, successTerminationBehavior: .gracefullyShutdownGroup,
                                   failureTerminationBehavior: .gracefullyShutdownGroup))
@@ -204,7 +237,7 @@ extension Daemon {
         groupConfig.maximumGracefulShutdownDuration = .seconds(8)
         groupConfig.maximumCancellationDuration = nil
         nodeLogger.notice(
-            "running on PostgreSQL: ingest, escalation and task-event delivery; the workspace, FHIR API, FHIR push, adherence and routine checks and device status run on SQLite only so far",
+            "running on PostgreSQL: ingest, escalation, routine checks, maintenance and task-event delivery; the workspace, FHIR API and FHIR push run on SQLite only so far",
             metadata: ["mqtt.sessions": "\(sessions.map(\.session).joined(separator: ","))"])
         return ClusterComposition(group: ServiceGroup(configuration: groupConfig), node: node, sessions: sessions, metrics: metrics)
     }

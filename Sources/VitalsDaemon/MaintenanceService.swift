@@ -8,37 +8,60 @@ import VitalsStore
 /// more than 30 days ago (the task events themselves stay). Failures are logged loudly and retried
 /// at the next run.
 public struct MaintenanceService: Service {
-    let database: AppDatabase
+    /// What one run did.
+    public struct Summary: Sendable, Hashable {
+        /// WAL pages checkpointed (SQLite); nil on PostgreSQL.
+        public var checkpointedPages: Int?
+        /// Dead-letter payloads purged.
+        public var purgedPayloads = 0
+        /// Outbox copies of delivered task events purged.
+        public var purgedOutbox = 0
+
+        public init(checkpointedPages: Int? = nil, purgedPayloads: Int = 0, purgedOutbox: Int = 0) {
+            self.checkpointedPages = checkpointedPages
+            self.purgedPayloads = purgedPayloads
+            self.purgedOutbox = purgedOutbox
+        }
+    }
+
+    /// One run at the given time; nil when another node ran it this interval.
+    let runOnce: @Sendable (Date) async throws -> Summary?
     let interval: Duration
-    /// Days to keep raw dead-letter payloads; nil keeps them forever.
-    let payloadRetentionDays: Int?
-    /// The delivery channels in use (`mqtt`, `webhook`).
-    let deliveryChannels: [String]
     let logger: Logger
 
+    /// - Parameters:
+    ///   - payloadRetentionDays: days to keep raw dead-letter payloads; nil keeps them forever.
+    ///   - deliveryChannels: the delivery channels in use (`mqtt`, `webhook`).
     public init(database: AppDatabase, interval: Duration, payloadRetentionDays: Int?, deliveryChannels: [String] = [],
                 logger: Logger) {
-        self.database = database
+        self.init(interval: interval, logger: logger) { now in
+            try await databaseWork { try await offPool {
+                let pages = try database.checkpoint()
+                let purged = try payloadRetentionDays.map {
+                    try database.purgeDeadLetterPayloads(before: now.addingTimeInterval(-Double($0) * 86_400))
+                } ?? 0
+                let delivered = try database.purgeDeliveredEvents(channels: deliveryChannels, olderThanDays: 30, now: now)
+                return Summary(checkpointedPages: pages, purgedPayloads: purged, purgedOutbox: delivered)
+            } }
+        }
+    }
+
+    /// Maintenance of another store (PostgreSQL: ``PostgresMaintenance``).
+    /// - Parameter run: one run at the given time; nil when another node ran it this interval.
+    public init(interval: Duration, logger: Logger, run: @escaping @Sendable (Date) async throws -> Summary?) {
+        self.runOnce = run
         self.interval = interval
-        self.payloadRetentionDays = payloadRetentionDays
-        self.deliveryChannels = deliveryChannels
         self.logger = logger
     }
 
     public func run() async throws {
+        let runOnce = self.runOnce
         await repeatUntilShutdown(every: interval) {
-            let (database, days, channels) = (self.database, self.payloadRetentionDays, self.deliveryChannels)
             do {
-                let (pages, purged, delivered) = try await databaseWork { try await offPool {
-                    let pages = try database.checkpoint()
-                    let purged = try days.map {
-                        try database.purgeDeadLetterPayloads(before: Date().addingTimeInterval(-Double($0) * 86_400))
-                    } ?? 0
-                    return (pages, purged, try database.purgeDeliveredEvents(channels: channels, olderThanDays: 30))
-                } }
-                logger.debug("WAL checkpoint", metadata: ["db.pages": "\(pages)"])
-                if purged > 0 { logger.info("dead-letter payloads purged", metadata: ["db.payloads": "\(purged)"]) }
-                if delivered > 0 { logger.debug("delivered outbox rows purged", metadata: ["db.outbox": "\(delivered)"]) }
+                guard let s = try await runOnce(Date()) else { return }
+                if let pages = s.checkpointedPages { logger.debug("WAL checkpoint", metadata: ["db.pages": "\(pages)"]) }
+                if s.purgedPayloads > 0 { logger.info("dead-letter payloads purged", metadata: ["db.payloads": "\(s.purgedPayloads)"]) }
+                if s.purgedOutbox > 0 { logger.debug("delivered outbox rows purged", metadata: ["db.outbox": "\(s.purgedOutbox)"]) }
             } catch is CancellationError {
                 // Shutting down.
             } catch {

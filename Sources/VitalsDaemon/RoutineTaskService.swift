@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import VitalsAlerting
 import VitalsDomain
 import VitalsStore
 
@@ -8,10 +9,8 @@ import VitalsStore
 /// CPT 99454, and patients whose devices fell silent. Its state is the tasks table itself, so a
 /// restart neither forgets nor repeats a task.
 public struct RoutineTaskService: Service {
-    let database: AppDatabase
-    let rules: BillingRules
-    let noDataDays: Int
-    let lowBatteryPercent: Double?
+    /// One run at the given time: the tasks opened, or nil when another node ran the checks this interval.
+    let runOnce: @Sendable (Date) async throws -> RoutineSummary?
     let interval: Duration
     let clock: any WallClock
     let logger: Logger
@@ -25,25 +24,33 @@ public struct RoutineTaskService: Service {
         database: AppDatabase, rules: BillingRules, noDataDays: Int, lowBatteryPercent: Double? = 15,
         interval: Duration = .seconds(300), clock: any WallClock = SystemWallClock(), logger: Logger
     ) {
-        self.clock = clock
-        self.database = database
-        self.rules = rules
-        self.noDataDays = noDataDays
-        self.lowBatteryPercent = lowBatteryPercent
+        self.init(interval: interval, clock: clock, logger: logger) { now in
+            try await databaseWork {
+                try await database.openRoutineTasks(
+                    rules: rules, noDataDays: noDataDays, lowBatteryPercent: lowBatteryPercent, now: now)
+            }
+        }
+    }
+
+    /// The checks over another store (PostgreSQL: ``PostgresRoutineChecks``).
+    /// - Parameter run: one run at the given time: the tasks opened, or nil when another node ran
+    ///   the checks this interval.
+    public init(
+        interval: Duration, clock: any WallClock = SystemWallClock(), logger: Logger,
+        run: @escaping @Sendable (Date) async throws -> RoutineSummary?
+    ) {
+        self.runOnce = run
         self.interval = interval
+        self.clock = clock
         self.logger = logger
     }
 
     public func run() async throws {
-        let (database, rules, noDataDays, lowBatteryPercent, clock) = (
-            self.database, self.rules, self.noDataDays, self.lowBatteryPercent, self.clock)
+        let (runOnce, clock) = (self.runOnce, self.clock)
         await repeatUntilShutdown(every: interval, clock: clock, immediately: true) {
             do {
-                let s = try await databaseWork {
-                    try await database.openRoutineTasks(
-                        rules: rules, noDataDays: noDataDays, lowBatteryPercent: lowBatteryPercent, now: clock.now())
-                }
-                if s.daysOfDataTasks + s.noDataTasks + s.silentDeviceTasks + s.lowBatteryTasks > 0 {
+                guard let s = try await runOnce(clock.now()) else { return }
+                if s.total > 0 {
                     logger.notice("routine tasks opened", metadata: [
                         "task.days_of_data": "\(s.daysOfDataTasks)", "task.no_data": "\(s.noDataTasks)",
                         "task.silent_device": "\(s.silentDeviceTasks)", "task.low_battery": "\(s.lowBatteryTasks)"])

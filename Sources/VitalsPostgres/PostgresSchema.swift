@@ -111,6 +111,43 @@ public enum PostgresSchema {
             )
             """,
         ]),
+        PostgresMigration("5 timer runs", [
+            // The last start of each job that one node runs per interval (routine checks,
+            // maintenance), by the starting node's clock in milliseconds since 1970 UTC
+            // (``PostgresTimerRuns``).
+            """
+            CREATE TABLE timer_runs (
+                job TEXT PRIMARY KEY,
+                started_at BIGINT NOT NULL,
+                node TEXT NOT NULL
+            )
+            """,
+        ]),
+        PostgresMigration("6 dead-letter digests", [
+            // A dead letter's payload digest kept in a column of its own, so that the payload can be
+            // purged after the retention period (``PostgresMaintenance``) and a redelivery of the
+            // message is still recorded once: the index of migration 2 hashed the payload itself.
+            "ALTER TABLE dead_letters ADD COLUMN payload_sha256 BYTEA",
+            "UPDATE dead_letters SET payload_sha256 = sha256(payload)",
+            "ALTER TABLE dead_letters ALTER COLUMN payload_sha256 SET NOT NULL",
+            """
+            CREATE FUNCTION dead_letter_digest() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                NEW.payload_sha256 := sha256(NEW.payload);
+                RETURN NEW;
+            END
+            $$
+            """,
+            """
+            CREATE TRIGGER dead_letters_digest BEFORE INSERT ON dead_letters
+            FOR EACH ROW EXECUTE FUNCTION dead_letter_digest()
+            """,
+            "DROP INDEX dead_letters_once_per_message",
+            """
+            CREATE UNIQUE INDEX dead_letters_once_per_message
+                ON dead_letters (topic, reason, payload_sha256, coalesce(reading_index, -1))
+            """,
+        ]),
     ]
 
     /// Applies the migrations not yet recorded, each in its own transaction.
@@ -180,7 +217,7 @@ extension PostgresSchema {
     /// same message (and refuses `TRUNCATE` of an append-only table too, which SQLite has not);
     /// `json_valid` is a function of the same name. Known differences, checked by the schema parity
     /// test: a dead letter keeps its payload inline (unique per message through `sha256(payload)`,
-    /// migration 2) where SQLite shares payloads through `dead_letter_payloads`.
+    /// migration 2, kept in a column of its own since migration 6) where SQLite shares payloads through `dead_letter_payloads`.
     static let clinicalSchema: [PostgresQuery] = [
         // Trigger function of every append-only or change-once table: refuses the statement with the
         // message given as the trigger's argument.

@@ -4,17 +4,6 @@ import VitalsAlerting
 import VitalsDomain
 
 extension AppDatabase {
-    /// What one run of the routine checks opened.
-    public struct RoutineSummary: Sendable, Hashable {
-        public var daysOfDataTasks = 0
-        public var noDataTasks = 0
-        /// `device` tasks for one silent device of a patient whose other devices still send.
-        public var silentDeviceTasks = 0
-        /// `device` tasks for a battery at or below the limit.
-        public var lowBatteryTasks = 0
-        public init() {}
-    }
-
     /// Opens the routine tasks that timers owe (``RoutineRules``), for every open episode: days of
     /// data out of reach for CPT 99454, silence of the patient's devices (which also flags their open
     /// reading tasks as stale, F16) or of one device; and, for every device, a low battery.
@@ -48,14 +37,7 @@ extension AppDatabase {
                 try Self.apply(db, changes, incarnation: incarnation)
                 return changes
             }
-            for case .open(let task, _) in changes {
-                switch task.kind {
-                case .daysOfData: summary.daysOfDataTasks += 1
-                case .noData: summary.noDataTasks += 1
-                case .device: summary.silentDeviceTasks += 1
-                default: break
-                }
-            }
+            summary.count(changes)
         }
         if let limit = lowBatteryPercent {
             summary.lowBatteryTasks = try await writer.write { db in

@@ -192,6 +192,8 @@ struct ClusterFailoverTests {
             for id in delivered where !firstSeen.contains(id) { firstSeen.append(id) }
             #expect(firstSeen == firstSeen.sorted(), "\(delivered)")
             print("failover: \(events) task events, \(delivered.count) webhook deliveries")
+            // The routine checks ran at start, claimed by one node (PostgresTimerRuns).
+            #expect(await eventually { (try? await Self.count(client, "SELECT count(*) FROM timer_runs WHERE job = 'routine'")) == 1 })
 
             // SIGTERM: each node stops and releases its leases.
             for node in [b, c] { node.process.signal(SIGTERM) }

@@ -140,7 +140,7 @@ struct CommandLineTests {
         let version = try await run(env, ["--version"])
         #expect(version.code == 0)
         #expect(version.stdout.hasPrefix(BuildInfo.version + " (SQLite schema: \(AppDatabase.migrationNames.count) migrations, last \""))
-        #expect(version.stdout.contains("; PostgreSQL schema: 4 migrations, last \"4 cluster nodes\")\n"))
+        #expect(version.stdout.contains("; PostgreSQL schema: 6 migrations, last \"6 dead-letter digests\")\n"))
         #expect(BuildInfo.version.split(separator: ".").count == 3 && BuildInfo.version.split(separator: ".").allSatisfy { Int($0) != nil })
     }
 

@@ -70,7 +70,7 @@ struct PostgresCommandTests {
         try await cluster.withDatabase(migrated: false) { client, name in
             let yaml = Self.yaml(cluster, database: name)
             let names = PostgresSchema.migrations.map(\.name)
-            #expect(names.count == 4)
+            #expect(names.count == 6)
 
             let check = try await vitalsd(["config", "check"], yaml: yaml)
             #expect(check.status == 0, "\(check.errors)")
@@ -78,21 +78,21 @@ struct PostgresCommandTests {
             #expect(check.output.contains("127.0.0.1:\(cluster.port)/\(name)?sslmode=disable"))
             // No cluster section: the node is named after the host, with the one session mqtt.client_id.
             #expect(check.output.contains("node: \(ProcessInfo.processInfo.hostName), lease 6 s; MQTT sessions: vitalsd\n"), "\(check.output)")
-            #expect(check.errors.contains("warning: database.url: the schema needs 4 migrations (\(names.joined(separator: ", "))): run vitalsd db migrate"))
+            #expect(check.errors.contains("warning: database.url: the schema needs 6 migrations (\(names.joined(separator: ", "))): run vitalsd db migrate"))
             // The password is in no output.
             let password = try String(contentsOfFile: cluster.passwordFile, encoding: .utf8).trimmingCharacters(in: .newlines)
             #expect(!check.output.contains(password) && !check.errors.contains(password))
 
             let dry = try await vitalsd(["db", "migrate", "--dry-run"], yaml: yaml)
             #expect(dry.status == 0, "\(dry.errors)")
-            #expect(dry.output.contains("this build would apply 4 migrations to postgres://postgres@127.0.0.1:\(cluster.port)/\(name)"))
+            #expect(dry.output.contains("this build would apply 6 migrations to postgres://postgres@127.0.0.1:\(cluster.port)/\(name)"))
             #expect(dry.output.contains("  3 the clinical schema\n"))
             #expect(try await client.query("SELECT to_regclass('readings') IS NULL", logger: testLogger).collect()
                 .map { try $0.decode(Bool.self) } == [true])
 
             let migrate = try await vitalsd(["db", "migrate", "--by", "ops-lead"], yaml: yaml)
             #expect(migrate.status == 0, "\(migrate.errors)")
-            #expect(migrate.output.contains("applied 4 migrations to "))
+            #expect(migrate.output.contains("applied 6 migrations to "))
             #expect(migrate.output.hasSuffix(names.map { "  \($0)\n" }.joined()))
             let audit = try await client.query(
                 "SELECT actor, action, target_type, target_id, detail FROM audit_log", logger: testLogger
@@ -148,7 +148,7 @@ struct PostgresCommandTests {
         try await cluster.withDatabase(migrated: false) { _, name in
             let run = try await vitalsd(["run"], yaml: Self.yaml(cluster, database: name))
             #expect(run.status == 2, "\(run.errors)")
-            #expect(run.errors.contains("database.url: the schema needs 4 migrations"), "\(run.errors)")
+            #expect(run.errors.contains("database.url: the schema needs 6 migrations"), "\(run.errors)")
             #expect(run.errors.contains("run vitalsd db migrate first"), "\(run.errors)")
         }
         let backup = try await vitalsd(["db", "backup", "/tmp/vitalsd-backup-never-written.dump"], yaml: yaml)

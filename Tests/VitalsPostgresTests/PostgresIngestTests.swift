@@ -128,7 +128,7 @@ struct PostgresSchemaTests {
     @Test func migrationsApplyOnceEvenFromSeveralNodesAtOnce() async throws {
         try await ThrowawayPostgres.shared().withDatabase(migrated: false) { client, database in
             let names = PostgresSchema.migrations.map(\.name)
-            #expect(names == ["1 mqtt session leases", "2 readings and dead letters", "3 the clinical schema", "4 cluster nodes"])
+            #expect(names == ["1 mqtt session leases", "2 readings and dead letters", "3 the clinical schema", "4 cluster nodes", "5 timer runs", "6 dead-letter digests"])
             #expect(try await PostgresSchema.appliedMigrations(client, logger: testLogger) == [])
             // Four nodes start together, each with its own client.
             let cluster = try await ThrowawayPostgres.shared()
@@ -147,7 +147,7 @@ struct PostgresSchemaTests {
             #expect(applied.sorted() == names)
             #expect(try await PostgresSchema.appliedMigrations(client, logger: testLogger) == names)
             #expect(try await PostgresSchema.migrate(client, logger: testLogger) == [])
-            #expect(try await rowCount(client, "schema_migrations") == 4)
+            #expect(try await rowCount(client, "schema_migrations") == 6)
             #expect(try await rowCount(client, "readings") == 0)
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Testing
+import VitalsAlerting
 import VitalsDomain
 import VitalsStore
 
