@@ -46,6 +46,49 @@ public struct AlertingOutcome: Sendable, Hashable {
     }
 }
 
+/// What a batch gives a person to review besides its readings, by patient: device events (error
+/// codes, HI/LO), readings refused for a wrong device time, and readings refused as implausible.
+struct ReviewProblems {
+    var device: [String: [DeviceProblem]] = [:]
+    var clock: [String: [ClockProblem]] = [:]
+    var implausible: [String: [ImplausibleValues]] = [:]
+
+    var isEmpty: Bool { device.isEmpty && clock.isEmpty && implausible.isEmpty }
+    var patients: Set<String> { Set(device.keys).union(clock.keys).union(implausible.keys) }
+
+    /// Adds the rejected readings whose dead letters are new: one clock problem and one set of
+    /// implausible values per message (its last rejection's detail), as the SQLite ingest gathers
+    /// them, for the patient who has the device now.
+    mutating func add(
+        _ rejected: [(message: Int, deviceID: String, rejection: Rejection)], messages: [ReceivedMessage],
+        patient: (String) -> String?
+    ) {
+        var clock: [Int: ClockProblem] = [:], implausible: [Int: ImplausibleValues] = [:]
+        var patients: [Int: String] = [:]
+        for r in rejected {
+            guard let patientID = patient(r.deviceID) else { continue }
+            patients[r.message] = patientID
+            let receivedAt = messages[r.message].receivedAt
+            if let o = r.rejection.clockObservation {
+                var p = clock[r.message] ?? ClockProblem(deviceID: r.deviceID, observations: [], receivedAt: receivedAt, detail: "")
+                p.observations.append(o)
+                p.detail = r.rejection.detail
+                clock[r.message] = p
+            }
+            if let value = r.rejection.rejectedValue {
+                var p = implausible[r.message] ?? ImplausibleValues(deviceID: r.deviceID, values: [], detail: "", receivedAt: receivedAt)
+                p.values.append(value)
+                p.detail = r.rejection.detail
+                implausible[r.message] = p
+            }
+        }
+        for (message, problem) in clock.sorted(by: { $0.key < $1.key }) { self.clock[patients[message]!, default: []].append(problem) }
+        for (message, problem) in implausible.sorted(by: { $0.key < $1.key }) {
+            self.implausible[patients[message]!, default: []].append(problem)
+        }
+    }
+}
+
 /// The rules on PostgreSQL: the twin of the SQLite ingest's evaluation. Per batch it reads each
 /// patient's snapshot once (programs, own limits, rule changes, pauses, alert states, the tasks the
 /// rules may touch, and the readings of the trend and confirmation windows), asks the pure
@@ -53,23 +96,33 @@ public struct AlertingOutcome: Sendable, Hashable {
 /// transaction.
 enum PostgresAlerting {
     /// Evaluates `readings` (the batch's new readings, by patient) and applies the decisions.
+    /// - Parameter problems: device events and rejected readings to review, raised once each.
     static func evaluate(
-        _ readings: [String: [NewReading]], alerting: BatchAlerting, connection: PostgresConnection, logger: Logger
+        _ readings: [String: [NewReading]], problems: ReviewProblems = ReviewProblems(), alerting: BatchAlerting,
+        connection: PostgresConnection, logger: Logger
     ) async throws -> AlertingOutcome {
         var outcome = AlertingOutcome()
-        guard !readings.isEmpty else { return outcome }
-        let programs = try await Self.programs(Array(readings.keys), connection, logger)
+        let concerned = Set(readings.keys).union(problems.patients)
+        guard !concerned.isEmpty else { return outcome }
+        let programs = try await Self.programs(Array(concerned), connection, logger)
         let snapshots = try await Self.snapshots(connection, patients: programs, readings: readings, policy: alerting.policy, logger: logger)
         var changes: [TaskChange] = []
-        for patientID in readings.keys.sorted() {
-            guard let snapshot = snapshots[patientID], let batch = readings[patientID] else { continue }
-            var decision = AlertEngine.evaluate(readings: batch, snapshot: snapshot, policy: alerting.policy, now: alerting.now)
+        for patientID in concerned.sorted() {
+            guard let snapshot = snapshots[patientID] else { continue }
+            let batch = readings[patientID] ?? []
+            func evaluate(_ snapshot: PatientSnapshot) -> AlertDecision {
+                AlertEngine.evaluate(
+                    readings: batch, deviceProblems: problems.device[patientID] ?? [], clockProblems: problems.clock[patientID] ?? [],
+                    implausibleValues: problems.implausible[patientID] ?? [], snapshot: snapshot, policy: alerting.policy,
+                    now: alerting.now)
+            }
+            var decision = evaluate(snapshot)
             if decision.needsHistory {
                 // Rare (a critical task opened): read the patient's readings around the batch and decide again.
                 let full = try await Self.snapshots(
                     connection, patients: [patientID: programs[patientID] ?? []], readings: [patientID: batch],
                     policy: alerting.policy, history: [patientID], logger: logger)
-                decision = AlertEngine.evaluate(readings: batch, snapshot: full[patientID] ?? snapshot, policy: alerting.policy, now: alerting.now)
+                decision = evaluate(full[patientID] ?? snapshot)
             }
             try await storeAlertStates(connection, patientID: patientID, decision.states, logger: logger)
             // The patients' changes touch different tasks: applied together after the loop, so that

@@ -236,7 +236,7 @@ public struct PostgresIngest: Sendable {
                 }
             }
             if !batch.deadLetters.isEmpty {
-                outcome.newDeadLetters = try await Self.insertCounted(batch.deadLetters, connection, logger).values.reduce(0, +)
+                outcome.newDeadLetters = try await Self.insertCounted(batch.deadLetters, connection, logger).counts.values.reduce(0, +)
             }
             return outcome
         }
@@ -315,28 +315,35 @@ public struct PostgresIngest: Sendable {
         return ids
     }
 
-    /// Inserts `deadLetters` with one statement; returns how many were new, by reason.
+    /// Inserts `deadLetters` with one statement.
+    /// - Returns: how many were new, by reason, and the indexes in `deadLetters` of the new ones (of
+    ///   two with the same key in one batch, the first).
     static func insertCounted(
         _ deadLetters: [StoredDeadLetter], _ connection: PostgresConnection, _ logger: Logger
-    ) async throws -> [String: Int] {
+    ) async throws -> (counts: [String: Int], inserted: [Int]) {
         let d = deadLetters
         let payloads = d.map { ByteBuffer(bytes: $0.payload) }
         let rows = try await connection.query("""
-            WITH inserted AS (
-                INSERT INTO dead_letters (received_at, topic, device_id, reason, detail, reading_index, payload, payload_bytes)
-                SELECT u.received_at, u.topic, u.device_id, u.reason, u.detail, u.reading_index, u.payload, u.payload_bytes
-                FROM unnest(
+            WITH input AS (
+                SELECT u.*, sha256(u.payload) AS digest FROM unnest(
                     \(d.map(\.receivedAt))::int8[], \(d.map(\.topic))::text[], \(NullableArray(d.map(\.deviceID)))::text[],
                     \(d.map(\.reason))::text[], \(d.map(\.detail))::text[], \(NullableArray(d.map(\.readingIndex)))::int8[],
                     \(payloads)::bytea[], \(d.map(\.payloadBytes))::int8[]
-                ) AS u(received_at, topic, device_id, reason, detail, reading_index, payload, payload_bytes)
+                ) WITH ORDINALITY AS u(received_at, topic, device_id, reason, detail, reading_index, payload, payload_bytes, i)
+            ),
+            inserted AS (
+                INSERT INTO dead_letters (received_at, topic, device_id, reason, detail, reading_index, payload, payload_bytes)
+                SELECT received_at, topic, device_id, reason, detail, reading_index, payload, payload_bytes FROM input ORDER BY i
                 ON CONFLICT DO NOTHING
-                RETURNING reason
+                RETURNING topic, reason, payload_sha256, coalesce(reading_index, -1) AS reading_index
             )
-            SELECT reason, count(*) FROM inserted GROUP BY reason
-            """, logger: logger).decode((String, Int64).self).collected()
+            SELECT min(input.i) - 1, inserted.reason FROM inserted JOIN input
+                ON input.topic = inserted.topic AND input.reason = inserted.reason AND input.digest = inserted.payload_sha256
+               AND coalesce(input.reading_index, -1) = inserted.reading_index
+            GROUP BY inserted.topic, inserted.reason, inserted.payload_sha256, inserted.reading_index
+            """, logger: logger).decode((Int64, String).self).collected()
         var counts: [String: Int] = [:]
-        for (reason, n) in rows { counts[reason] = Int(n) }
-        return counts
+        for (_, reason) in rows { counts[reason, default: 0] += 1 }
+        return (counts, rows.map { Int($0.0) }.sorted())
     }
 }

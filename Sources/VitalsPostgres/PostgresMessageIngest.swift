@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import VitalsAlerting
 import VitalsDomain
 
 /// A message as received from one MQTT session, with what decoding made of it.
@@ -95,6 +96,9 @@ struct ClassifiedBatch {
     var rejectedReadings: [Int: Int] = [:]
     /// Rejections over the cap, per message and reason: one more row per message counts them.
     var overflow: [Int: [DeadLetterReason: Int]] = [:]
+    /// The rejected readings a person is to review when their dead letter is new (a reading with a
+    /// wrong device time, an implausible value), by their index in ``deadLetters``.
+    var reviews: [Int: (message: Int, deviceID: String, rejection: Rejection)] = [:]
 }
 
 extension PostgresIngest {
@@ -120,8 +124,11 @@ extension PostgresIngest {
     ///
     /// - Device status (latest per device and name) and device events (once each) are stored as on SQLite.
     ///
+    /// - The device-problem, device-clock and implausible-value review tasks are raised as on SQLite,
+    ///   each from a device event or a rejected reading recorded for the first time.
+    ///
     /// Not kept on PostgreSQL yet, and counted in ``MessageIngestOutcome/deviceReportsNotKept``: reading
-    /// markers. Not raised yet: the device-problem, device-clock and implausible-value review tasks.
+    /// markers.
     /// - Parameters:
     ///   - messages: the batch, decoded, in the order received.
     ///   - lease: the lease of the session it arrived on.
@@ -154,25 +161,49 @@ extension PostgresIngest {
             outcome.messages = messages.count
             outcome.heartbeats = batch.heartbeats
             outcome.deviceReportsNotKept = batch.deviceReportsNotKept
+            var newReadings: [String: [NewReading]] = [:]
+            var newIDs: [ReadingKey: Int64] = [:]
             if !batch.readings.isEmpty {
-                let newIDs = try await Self.insert(batch.readings, connection, logger)
+                newIDs = try await Self.insert(batch.readings, connection, logger)
                 outcome.readingsStored = newIDs.count
                 try await Self.sortRepeats(&batch, newIDs: newIDs, messages: messages, maxPayloadBytes: maxPayloadBytes,
                                            duplicates: &outcome.duplicates, connection, logger)
-                if let alerting {
-                    outcome.alerting = try await PostgresAlerting.evaluate(
-                        Self.newReadings(batch.readings, ids: newIDs), alerting: alerting, connection: connection, logger: logger)
-                }
-                try await Self.rememberPayloads(batch, newIDs: newIDs, messages: messages, connection, logger)
+                newReadings = Self.newReadings(batch.readings, ids: newIDs)
             }
             outcome.deviceStatusUpdated = try await Self.storeStatus(Array(batch.status.values), messages.first?.receivedAt, connection, logger)
-            outcome.deviceEvents = try await Self.storeEvents(batch.events, connection, logger)
+            let newEvents = try await Self.storeEvents(batch.events, connection, logger)
+            outcome.deviceEvents = newEvents.count
             Self.addOverflowRows(&batch, messages: messages, maxPayloadBytes: maxPayloadBytes)
+            var newLetters: [Int] = []
             if !batch.deadLetters.isEmpty {
-                outcome.deadLetters = try await Self.insertCounted(batch.deadLetters, connection, logger)
+                (outcome.deadLetters, newLetters) = try await Self.insertCounted(batch.deadLetters, connection, logger)
             }
+            if let alerting {
+                // What a person is to review besides the readings, each raised once: device events and
+                // rejected readings recorded for the first time, for the patient who has the device.
+                var problems = ReviewProblems()
+                for (id, index) in newEvents {
+                    let (event, receivedAt) = batch.events[index]
+                    guard let patientID = Self.patient(of: event.deviceID, at: event.measuredAt, bindings) else { continue }
+                    problems.device[patientID, default: []].append(DeviceProblem(eventID: id, event: event, receivedAt: receivedAt))
+                }
+                problems.add(newLetters.compactMap { batch.reviews[$0] }, messages: messages) { Self.patient(of: $0, at: nil, bindings) }
+                if !newReadings.isEmpty || !problems.isEmpty {
+                    outcome.alerting = try await PostgresAlerting.evaluate(
+                        newReadings, problems: problems, alerting: alerting, connection: connection, logger: logger)
+                }
+            }
+            if !newIDs.isEmpty { try await Self.rememberPayloads(batch, newIDs: newIDs, messages: messages, connection, logger) }
             return outcome
         }
+    }
+
+    /// The patient a device was bound to at `measuredAt`; at nil, the patient who has it now.
+    static func patient(of deviceID: String, at measuredAt: Date?, _ bindings: [String: [DeviceBinding]]) -> String? {
+        guard let spans = bindings[deviceID] else { return nil }
+        guard let at = measuredAt else { return spans.first { $0.to == nil }?.patientID ?? spans.last?.patientID }
+        let ms = epochMilliseconds(at)
+        return spans.first { $0.covers(ms) }?.patientID
     }
 
     /// The time zone of the patient each device is enrolled to, for reading naive local times;
@@ -231,7 +262,15 @@ extension PostgresIngest {
                 case .success(let observation):
                     let measuredAt = epochMilliseconds(observation.measuredAt)
                     guard let patientID = deviceBindings.first(where: { $0.covers(measuredAt) })?.patientID else {
-                        reject(&batch, index, message, Rejection(.beforeBinding, Rejection.beforeBindingDetail(measuredAt: measuredAt)),
+                        // Before the device was handed to anyone: an old reading from its memory, or a
+                        // clock reset to a plausible past date (F22), when the value is current. Its
+                        // value goes to the device's clock task for the patient who has it now.
+                        var received = observation
+                        received.measuredAt = message.receivedAt
+                        received.timeSource = .receivedAt
+                        received.flags.insert(.estimatedTime)
+                        reject(&batch, index, message,
+                               Rejection(.beforeBinding, Rejection.beforeBindingDetail(measuredAt: measuredAt), clockObservation: received),
                                deviceID: decoded.deviceID, readingIndex: readingIndex, maxPayloadBytes: maxPayloadBytes)
                         continue
                     }
@@ -252,6 +291,9 @@ extension PostgresIngest {
     ) {
         batch.rejectedReadings[index, default: 0] += 1
         if batch.rejectedReadings[index]! <= maxDeadLettersPerMessage {
+            if rejection.clockObservation != nil || rejection.rejectedValue != nil {
+                batch.reviews[batch.deadLetters.count] = (index, deviceID, rejection)
+            }
             batch.deadLetters.append(deadLetter(
                 message, rejection, deviceID: deviceID, readingIndex: readingIndex, maxPayloadBytes: maxPayloadBytes))
         } else {
@@ -337,22 +379,32 @@ extension PostgresIngest {
     }
 
     /// Inserts device events, once per device, kind, vital and time.
-    /// - Returns: rows written.
+    /// - Returns: the id of each new event and its index in `events` (of two alike in one batch, the first).
     private static func storeEvents(
         _ events: [(event: DeviceEvent, receivedAt: Date)], _ connection: PostgresConnection, _ logger: Logger
-    ) async throws -> Int {
-        guard !events.isEmpty else { return 0 }
+    ) async throws -> [(id: Int64, index: Int)] {
+        guard !events.isEmpty else { return [] }
         let e = events.map(\.event)
         let rows = try await connection.query("""
-            INSERT INTO device_events (device_id, kind, type, code, measured_at, received_at)
-            SELECT * FROM unnest(
-                \(e.map(\.deviceID))::text[], \(e.map(\.kind.rawValue))::text[], \(NullableArray(e.map { $0.type?.rawValue }))::text[],
-                \(e.map(\.code))::text[], \(NullableArray(e.map { $0.measuredAt.map(epochMilliseconds) }))::int8[],
-                \(events.map { epochMilliseconds($0.receivedAt) })::int8[])
-            ON CONFLICT DO NOTHING
-            RETURNING 1
-            """, logger: logger).collect()
-        return rows.count
+            WITH input AS (
+                SELECT * FROM unnest(
+                    \(e.map(\.deviceID))::text[], \(e.map(\.kind.rawValue))::text[], \(NullableArray(e.map { $0.type?.rawValue }))::text[],
+                    \(e.map(\.code))::text[], \(NullableArray(e.map { $0.measuredAt.map(epochMilliseconds) }))::int8[],
+                    \(events.map { epochMilliseconds($0.receivedAt) })::int8[]
+                ) WITH ORDINALITY AS u(device_id, kind, type, code, measured_at, received_at, i)
+            ),
+            inserted AS (
+                INSERT INTO device_events (device_id, kind, type, code, measured_at, received_at)
+                SELECT device_id, kind, type, code, measured_at, received_at FROM input ORDER BY i
+                ON CONFLICT DO NOTHING
+                RETURNING id, device_id, kind, coalesce(type, '') AS type, coalesce(measured_at, received_at) AS at
+            )
+            SELECT inserted.id, min(input.i) - 1 FROM inserted JOIN input
+                ON input.device_id = inserted.device_id AND input.kind = inserted.kind AND coalesce(input.type, '') = inserted.type
+               AND coalesce(input.measured_at, input.received_at) = inserted.at
+            GROUP BY inserted.id ORDER BY 2
+            """, logger: logger).decode((Int64, Int64).self).collected()
+        return rows.map { (id: $0.0, index: Int($0.1)) }
     }
 
     /// The retained messages of a batch whose topic and payload were received before with a reading

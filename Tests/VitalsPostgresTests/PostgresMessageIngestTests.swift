@@ -20,11 +20,11 @@ struct PostgresMessageIngestTests {
         return ReceivedMessage(topic: "devices/\(device)/readings", deviceID: device, payload: payload, receivedAt: now, decoded: decoded)
     }
 
-    /// The test devices, d1 bound to its patient since before any reading, and a lease.
-    static func bindD1(_ client: PostgresClient) async throws -> Lease {
+    /// The test devices, d1 bound to its patient since `from` (epoch ms; nil: before any reading), and a lease.
+    static func bindD1(_ client: PostgresClient, from: Int64? = nil) async throws -> Lease {
         try await enrollTestDevices(client)
         try await client.query("""
-            INSERT INTO device_bindings (device_id, patient_id, created_at, created_by) VALUES ('d1', 'p-d1', 0, 'ops')
+            INSERT INTO device_bindings (device_id, patient_id, bound_from, created_at, created_by) VALUES ('d1', 'p-d1', \(from), 0, 'ops')
             """, logger: testLogger)
         return try #require(try await SessionLeases(client: client, logger: testLogger).acquire(session: "s", node: "n", ttl: .seconds(60)))
     }
@@ -32,13 +32,7 @@ struct PostgresMessageIngestTests {
     @Test("duplicate, conflicting duplicate, unknown device, malformed, before binding, and the cap of 100 rejected readings; a redelivery adds nothing")
     func sortsLikeSQLite() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
-            try await enrollTestDevices(client)
-            try await client.query("""
-                INSERT INTO device_bindings (device_id, patient_id, bound_from, created_at, created_by)
-                VALUES ('d1', 'p-d1', \(Self.boundFrom), 0, 'ops')
-                """, logger: testLogger)
-            let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
-                .acquire(session: "s", node: "n", ttl: .seconds(60)))
+            let lease = try await Self.bindD1(client, from: Self.boundFrom)
             let elevenUTC = #""measured_at":"2026-12-01T11:00:00Z""#
             let unknownTypes = (0..<103).map { _ in #"{"type":"not_a_vital","value":1,"unit":"mg/dL"}"# }.joined(separator: ",")
             let batch = [
@@ -142,6 +136,59 @@ struct PostgresMessageIngestTests {
             for try await (kind, type) in try await client.query("SELECT kind, type FROM device_events", logger: testLogger)
                 .decode((String, String?).self) { events.append("\(kind) \(type ?? "-")") }
             #expect(events == ["above_range glucose"])
+        }
+    }
+
+    @Test("a meter's HI, an implausible value and a reading from before the binding raise the review tasks SQLite raises; a redelivery adds nothing")
+    func reviewTasks() async throws {
+        try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            let lease = try await Self.bindD1(client, from: Self.boundFrom)
+            let batch = [
+                Self.message("d1", #"{"type":"glucose","value":"HI","unit":"mg/dL","measured_at":"2026-12-01T11:30:00Z"}"#),
+                Self.message("d1", #"{"type":"glucose","value":650,"unit":"mg/dL","measured_at":"2026-12-01T11:40:00Z"}"#),
+                // F22: bound at 10:00 today, its clock reads 2024-01-01; 45 mg/dL is below the critical 54.
+                Self.message("d1", #"{"type":"glucose","value":45,"unit":"mg/dL","measured_at":"2024-01-01T00:00:00Z"}"#),
+            ]
+            let ingest = PostgresIngest(client: client, logger: testLogger)
+            let alerting = BatchAlerting(policy: PostgresAlertingTests.policy, now: Self.now, incarnation: "t")
+            let first = try await ingest.store(messages: batch, lease: lease, alerting: alerting, maxPayloadBytes: 262_144)
+            #expect(first.readingsStored == 0)
+            #expect(first.deviceEvents == 1)
+            #expect(first.deadLetters == ["out_of_meter_range": 1, "implausible_value": 1, "before_binding": 1])
+            #expect(first.alerting.opened == [.critical: 2, .routine: 1])
+
+            func tasks() async throws -> [String: (kind: String, priority: String, reason: String, occurrences: Int, patient: String)] {
+                var result: [String: (kind: String, priority: String, reason: String, occurrences: Int, patient: String)] = [:]
+                for try await (vital, direction, kind, priority, reason, occurrences, patient) in try await client.query(
+                    "SELECT vital, direction, kind, priority, reason, occurrences, patient_id FROM tasks", logger: testLogger
+                ).decode((String, String, String, String, String, Int, String).self) {
+                    result["\(vital) \(direction)"] = (kind, priority, reason, occurrences, patient)
+                }
+                return result
+            }
+            // The reasons as the SQLite ingest words them (AlertingTests: deviceProblems,
+            // implausibleValue, clockBeforeBinding).
+            let opened = try await tasks()
+            #expect(opened.count == 3)
+            #expect(opened.values.allSatisfy { $0.patient == "p-d1" && $0.occurrences == 1 })
+            let hi = try #require(opened["glucose high"])
+            #expect(hi.kind == "device" && hi.priority == "critical")
+            #expect(hi.reason == "Glucose above the measuring range of device d1 (the device showed HI instead of a value); re-measure or check by other means")
+            let implausible = try #require(opened["value:d1 high"] ?? opened["value:d1 low"])
+            #expect(implausible.kind == "device" && implausible.priority == "routine")
+            #expect(implausible.reason == "Device d1 sent Glucose 650 mg/dL, outside what home devices measure (glucose outside plausible range 10–600 mg/dL); "
+                + "not stored or evaluated: check the device and its unit setting with the patient, and re-measure")
+            let clock = try #require(opened.first { $0.key.hasPrefix("clock:d1 ") }?.value)
+            #expect(clock.kind == "device" && clock.priority == "critical")
+            #expect(clock.reason.contains("measured at 2024-01-01T00:00:00Z, before the device's first binding to a patient"))
+            #expect(clock.reason.hasSuffix("Glucose 45 mg/dL below critical limit 54 mg/dL"))
+            let events = try await rowCount(client, "task_events")
+
+            // The broker delivers the batch again: no new event, dead letter, task or occurrence.
+            let again = try await ingest.store(messages: batch, lease: lease, alerting: alerting, maxPayloadBytes: 262_144)
+            #expect(again.deviceEvents == 0 && again.deadLetterCount == 0 && again.alerting == AlertingOutcome())
+            #expect(try await tasks().values.map(\.occurrences) == [1, 1, 1])
+            #expect(try await rowCount(client, "task_events") == events)
         }
     }
 
