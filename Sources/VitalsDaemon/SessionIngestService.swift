@@ -199,10 +199,6 @@ public final class SessionIngestService: Service, Sendable {
         for (reason, n) in outcome.deadLetters.sorted(by: { $0.key < $1.key }) {
             logger.warning("dead-lettered", metadata: ["dead_letter.reason": "\(reason)", "dead_letter.count": "\(n)"])
         }
-        if outcome.deviceReportsNotKept > 0 {
-            logger.warning("reading markers not kept on PostgreSQL",
-                           metadata: ["ingest.messages": "\(outcome.deviceReportsNotKept)"])
-        }
         for (priority, n) in outcome.alerting.opened.sorted(by: { $0.key > $1.key }) where n > 0 {
             logger.notice("tasks opened", metadata: ["task.priority": "\(priority.rawValue)", "task.count": "\(n)"])
         }

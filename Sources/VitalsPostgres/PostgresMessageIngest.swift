@@ -52,8 +52,8 @@ public struct MessageIngestOutcome: Sendable, Hashable {
     public var deviceStatusUpdated = 0
     /// Device events written (error codes, HI/LO markers), once per device, kind, vital and time.
     public var deviceEvents = 0
-    /// Messages whose reading markers were not stored (not kept on PostgreSQL yet).
-    public var deviceReportsNotKept = 0
+    /// Reading markers stored (a cuff's irregular-heartbeat mark sent apart from its reading).
+    public var readingMarkers = 0
     /// What the clinical rules did with the new readings.
     public var alerting = AlertingOutcome()
 
@@ -85,8 +85,8 @@ struct ClassifiedBatch {
     var origins: [Origin] = []
     var deadLetters: [StoredDeadLetter] = []
     var heartbeats = 0
-    /// Messages with reading markers, not kept on PostgreSQL yet.
-    var deviceReportsNotKept = 0
+    /// Reading markers of the batch, in order.
+    var markers: [ReadingMarker] = []
     /// Device status values of the batch, the latest per device and name (the last in batch order
     /// among equal times): one upsert statement cannot touch a row twice.
     var status: [String: DeviceStatusValue] = [:]
@@ -127,8 +127,7 @@ extension PostgresIngest {
     /// - The device-problem, device-clock and implausible-value review tasks are raised as on SQLite,
     ///   each from a device event or a rejected reading recorded for the first time.
     ///
-    /// Not kept on PostgreSQL yet, and counted in ``MessageIngestOutcome/deviceReportsNotKept``: reading
-    /// markers.
+    /// - Reading markers are kept for readings still to come, and applied to those already stored.
     /// - Parameters:
     ///   - messages: the batch, decoded, in the order received.
     ///   - lease: the lease of the session it arrived on.
@@ -160,16 +159,17 @@ extension PostgresIngest {
             outcome.retainedRepeats = repeats.count
             outcome.messages = messages.count
             outcome.heartbeats = batch.heartbeats
-            outcome.deviceReportsNotKept = batch.deviceReportsNotKept
             var newReadings: [String: [NewReading]] = [:]
             var newIDs: [ReadingKey: Int64] = [:]
             if !batch.readings.isEmpty {
+                try await Self.applyStoredMarkers(&batch.readings, connection, logger)
                 newIDs = try await Self.insert(batch.readings, connection, logger)
                 outcome.readingsStored = newIDs.count
                 try await Self.sortRepeats(&batch, newIDs: newIDs, messages: messages, maxPayloadBytes: maxPayloadBytes,
                                            duplicates: &outcome.duplicates, connection, logger)
                 newReadings = Self.newReadings(batch.readings, ids: newIDs)
             }
+            outcome.readingMarkers = try await Self.storeMarkers(batch.markers, connection, logger)
             outcome.deviceStatusUpdated = try await Self.storeStatus(Array(batch.status.values), messages.first?.receivedAt, connection, logger)
             let newEvents = try await Self.storeEvents(batch.events, connection, logger)
             outcome.deviceEvents = newEvents.count
@@ -245,7 +245,7 @@ extension PostgresIngest {
                     maxPayloadBytes: maxPayloadBytes))
                 continue
             }
-            if !decoded.markers.isEmpty { batch.deviceReportsNotKept += 1 }
+            batch.markers += decoded.markers.filter { $0.deviceID == decoded.deviceID }
             for value in decoded.status where value.deviceID == decoded.deviceID {
                 let key = "\(value.deviceID)\u{0}\(value.name.rawValue)"
                 if let kept = batch.status[key], kept.observedAt > value.observedAt { continue }
@@ -357,6 +357,52 @@ extension PostgresIngest {
             reject(&batch, origin.message, messages[origin.message], .conflictingDuplicate(type: r.type),
                    deviceID: r.deviceID, readingIndex: origin.readingIndex, maxPayloadBytes: maxPayloadBytes)
         }
+    }
+
+    /// The readings a ``ReadingMarker`` flags: blood pressure and pulse (as on SQLite).
+    static let markedTypes: Set<String> = [VitalType.systolicBP.rawValue, VitalType.diastolicBP.rawValue, VitalType.heartRate.rawValue]
+
+    /// Adds to each reading of a marked type the flags of a marker stored before for its device and time.
+    private static func applyStoredMarkers(
+        _ readings: inout [StoredReading], _ connection: PostgresConnection, _ logger: Logger
+    ) async throws {
+        let marked = readings.indices.filter { markedTypes.contains(readings[$0].type) }
+        guard !marked.isEmpty else { return }
+        var stored: [String: Int] = [:]
+        for (device, at, flags) in try await connection.query("""
+            SELECT m.device_id, m.measured_at, m.flags FROM reading_markers m
+            JOIN unnest(\(marked.map { readings[$0].deviceID })::text[], \(marked.map { readings[$0].measuredAt })::int8[]) AS k(device_id, measured_at)
+              ON m.device_id = k.device_id AND m.measured_at = k.measured_at
+            """, logger: logger).decode((String, Int64, Int).self).collected() {
+            stored["\(device)\u{0}\(at)"] = flags
+        }
+        for i in marked {
+            guard let flags = stored["\(readings[i].deviceID)\u{0}\(readings[i].measuredAt)"] else { continue }
+            readings[i].flags = ObservationFlags(stored: readings[i].flags).union(ObservationFlags(rawValue: flags)).stored
+        }
+    }
+
+    /// Stores reading markers (flags joined with any stored for the same device and time) and adds
+    /// them to the readings of a marked type already stored for that device and time.
+    /// - Returns: markers written.
+    private static func storeMarkers(_ markers: [ReadingMarker], _ connection: PostgresConnection, _ logger: Logger) async throws -> Int {
+        for m in markers {
+            let at = epochMilliseconds(m.measuredAt)
+            try await connection.query("""
+                INSERT INTO reading_markers (device_id, measured_at, flags) VALUES (\(m.deviceID), \(at), \(m.flags.rawValue))
+                ON CONFLICT (device_id, measured_at) DO UPDATE SET flags = reading_markers.flags | excluded.flags
+                """, logger: logger)
+            for (id, flags) in try await connection.query("""
+                SELECT id, flags FROM readings WHERE device_id = \(m.deviceID) AND measured_at = \(at)
+                AND type = ANY(\(Array(markedTypes))::text[])
+                """, logger: logger).decode((Int64, String?).self).collected() {
+                let joined = ObservationFlags(stored: flags).union(m.flags).stored
+                if joined != flags {
+                    try await connection.query("UPDATE readings SET flags = \(joined) WHERE id = \(id)", logger: logger)
+                }
+            }
+        }
+        return markers.count
     }
 
     /// Upserts status values; an older value never replaces a newer one.

@@ -192,6 +192,46 @@ struct PostgresMessageIngestTests {
         }
     }
 
+    @Test("an irregular-heartbeat marker sent apart flags the blood pressure and pulse of its time, stored before or after it, and nothing else")
+    func readingMarkers() async throws {
+        try await ThrowawayPostgres.shared().withDatabase { client, _ in
+            let lease = try await Self.bindD1(client)
+            func marker(at: String) -> ReceivedMessage {
+                var decoded = DecodedMessage(messageID: nil, deviceID: "d1", readings: [])
+                decoded.markers = [ReadingMarker(
+                    deviceID: "d1", measuredAt: ISO8601DateFormatter().date(from: at)!, flags: .irregularHeartbeat)]
+                return ReceivedMessage(topic: "vendors/tenovi", deviceID: "d1", payload: Array("marker".utf8), receivedAt: Self.now,
+                                       decoded: .success(decoded))
+            }
+            func bloodPressure(at: String) -> ReceivedMessage {
+                Self.message("d1", #"{"measured_at":"\#(at)","readings":[{"type":"systolic_bp","value":128,"unit":"mmHg"},"#
+                    + #"{"type":"diastolic_bp","value":82,"unit":"mmHg"},{"type":"heart_rate","value":71,"unit":"/min"}]}"#)
+            }
+            let (t1, t2) = ("2026-12-01T11:00:00Z", "2026-12-01T11:30:00Z")
+            let ingest = PostgresIngest(client: client, logger: testLogger)
+            // The marker of t1 comes before its readings; the readings of t2 before their marker.
+            let first = try await ingest.store(
+                messages: [marker(at: t1), bloodPressure(at: t2)], lease: lease, alerting: nil, maxPayloadBytes: 262_144)
+            #expect(first.readingMarkers == 1 && first.readingsStored == 3)
+            let second = try await ingest.store(
+                messages: [bloodPressure(at: t1), marker(at: t2),
+                           Self.message("d1", #"{"type":"glucose","value":110,"unit":"mg/dL","measured_at":"\#(t2)"}"#)],
+                lease: lease, alerting: nil, maxPayloadBytes: 262_144)
+            #expect(second.readingMarkers == 1 && second.readingsStored == 4)
+            var flags: [String] = []
+            for try await (type, at, flag) in try await client.query(
+                "SELECT type, measured_at, flags FROM readings ORDER BY measured_at, type", logger: testLogger
+            ).decode((String, Int64, String?).self) {
+                flags.append("\(type) \(at == 1_796_122_800_000 ? "t1" : "t2") \(flag ?? "-")")
+            }
+            #expect(flags == [
+                "diastolic_bp t1 irregular_heartbeat", "heart_rate t1 irregular_heartbeat", "systolic_bp t1 irregular_heartbeat",
+                "diastolic_bp t2 irregular_heartbeat", "glucose t2 -", "heart_rate t2 irregular_heartbeat",
+                "systolic_bp t2 irregular_heartbeat",
+            ])
+        }
+    }
+
     @Test("a retained copy of a message whose reading was timed by its receipt adds nothing; an unseen retained message is stored")
     func retainedRepeat() async throws {
         try await ThrowawayPostgres.shared().withDatabase { client, _ in
