@@ -109,8 +109,7 @@ extension Daemon {
         let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
         let leases = SessionLeases(client: client, logger: logger)
         let metrics = VitalsMetrics()
-        let digits = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
-        let incarnation = String(repeating: "0", count: 12 - digits.count) + digits
+        let incarnation = TaskEventMessage.newIncarnation()
         let pipeline = pipeline(config)
         var nodeLogger = logger
         nodeLogger[metadataKey: "node"] = "\(node)"

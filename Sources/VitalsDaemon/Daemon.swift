@@ -109,15 +109,15 @@ public enum Daemon {
     }
 
     /// Refuses a configuration that names a PostgreSQL database (`database.url`) for what stores in
-    /// SQLite only: the admin commands other than `config check`, `db migrate` and `db backup`, and
+    /// SQLite only: the admin commands other than `config check`, `db migrate`, `db backup` and `task`, and
     /// the SQLite composition of the daemon (`run` builds a node on PostgreSQL instead). Without this
     /// they would quietly use a SQLite file at `database.path`.
     /// - Throws: ``ConfigurationErrors`` keyed `database.url` (exit 2: restarting cannot cure it).
     public static func refusePostgreSQL(_ config: VitalsConfiguration) throws {
         guard config.database.url != nil else { return }
         throw ConfigurationErrors(errors: [ConfigurationError(key: "database.url", """
-            this command works on SQLite only: on PostgreSQL, run ingests and config check, db migrate and db backup \
-            know it; remove database.url to use database.path
+            this command works on SQLite only: on PostgreSQL, run ingests, and config check, db migrate, db backup and \
+            the task commands know it; remove database.url to use database.path
             """)])
     }
 

@@ -13,6 +13,12 @@ public enum TaskEventMessage {
         "task-event-\(id)-\(incarnation)"
     }
 
+    /// A new incarnation: 12 random hexadecimal digits (48 bits), for each opening of a store.
+    public static func newIncarnation() -> String {
+        let digits = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
+        return String(repeating: "0", count: 12 - digits.count) + digits
+    }
+
     /// The delivered form of a task event (README, "Task events"): FHIR R4 Task vocabulary where it
     /// fits, times in UTC with milliseconds, the task's latest and worst readings with their
     /// measurement times. Carries values, so it is PHI for the receiving system.

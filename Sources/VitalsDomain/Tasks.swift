@@ -289,6 +289,25 @@ public struct TaskEventRecord: Sendable, Hashable {
     }
 }
 
+/// One change in a task's history (`task_events`).
+public struct TaskEvent: Sendable, Hashable, Codable {
+    public var at: Date
+    /// `opened`, `updated`, `priority_raised`, `acknowledged`, `resolved`, `escalated`, `recovered`,
+    /// `confirmation`, `data_stale`.
+    public var event: String
+    public var actor: String
+    public var readingID: Int64?
+    public var detail: String?
+
+    public init(at: Date, event: String, actor: String, readingID: Int64?, detail: String?) {
+        self.at = at
+        self.event = event
+        self.actor = actor
+        self.readingID = readingID
+        self.detail = detail
+    }
+}
+
 /// A note a person added to a task: append-only history (`task_notes`).
 public struct TaskNote: Sendable, Hashable, Codable {
     /// The stored note's id (`task_notes.id`); nil for a note not written yet.

@@ -26,8 +26,7 @@ public struct AppDatabase: Sendable {
 
     private init(_ writer: any DatabaseWriter, migrating: Bool) throws {
         self.writer = writer
-        let digits = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
-        self.incarnation = String(repeating: "0", count: 12 - digits.count) + digits
+        self.incarnation = TaskEventMessage.newIncarnation()
         if migrating { try Self.migrator.migrate(writer) }
     }
 

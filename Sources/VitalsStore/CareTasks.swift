@@ -3,17 +3,6 @@ import GRDB
 import VitalsAlerting
 import VitalsDomain
 
-/// One change in a task's history.
-public struct TaskEvent: Sendable, Hashable, Codable {
-    public var at: Date
-    /// `opened`, `updated`, `priority_raised`, `acknowledged`, `resolved`, `escalated`, `recovered`,
-    /// `confirmation`, `data_stale`.
-    public var event: String
-    public var actor: String
-    public var readingID: Int64?
-    public var detail: String?
-}
-
 extension AppDatabase {
     /// Tasks in queue order: unresolved first, `critical` before `warning`, oldest first.
     /// - Parameter status: only tasks in this state; all when nil.

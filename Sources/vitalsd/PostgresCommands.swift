@@ -41,6 +41,25 @@ enum PostgresCommands {
         return (problems, warnings, "PostgreSQL \(status.serverVersion) at \(settings)")
     }
 
+    /// Runs `body` on the task queue of a migrated database (`task list|show|ack|resolve|note`).
+    /// - Throws: `ValidationError` when the server cannot be used or its schema is not this build's.
+    static func withTasks<T: Sendable>(
+        _ settings: PostgresSettings, _ body: @escaping @Sendable (PostgresCareTasks) async throws -> T
+    ) async throws -> T {
+        let status: PostgresDatabaseStatus
+        do {
+            status = try await PostgresAdmin.status(settings, logger: logger)
+        } catch {
+            throw ValidationError("cannot use \(error)")
+        }
+        guard status.unknown.isEmpty, status.pending.isEmpty else {
+            throw ValidationError("the schema of \(settings) is not this build's: run vitalsd db migrate first (or a newer vitalsd)")
+        }
+        return try await PostgresAdmin.withClient(settings, logger: logger) { client in
+            try await body(PostgresCareTasks(client: client, logger: logger))
+        }
+    }
+
     /// `db migrate` with `database.url`.
     static func migrate(_ settings: PostgresSettings, dryRun: Bool, actor: String) async throws {
         let status: PostgresDatabaseStatus

@@ -4,6 +4,7 @@ import MQTTClient
 import VitalsConfig
 import VitalsDaemon
 import VitalsDomain
+import VitalsPostgres
 import VitalsStore
 
 struct TaskCommand: ParsableCommand {
@@ -24,7 +25,7 @@ struct TaskCommand: ParsableCommand {
         }
     }
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List tasks: unresolved by default, critical before warning, oldest first.",
             discussion: "The table fits 120 columns: long patient ids and reasons are cut with …; task show ID or --format json|csv give them whole.")
@@ -41,10 +42,17 @@ struct TaskCommand: ParsableCommand {
             if limit < 1 { throw ValidationError("--limit must be at least 1") }
         }
 
-        func run() throws {
-            let (_, db) = try options.database()
+        func run() async throws {
+            let config = try options.load()
+            let patient = self.patient
+            let all: [CareTask]
+            if let settings = try Daemon.postgresSettings(config) {
+                all = try await PostgresCommands.withTasks(settings) { try await $0.tasks(patientID: patient) }
+            } else {
+                all = try options.database().1.tasks(patientID: patient)
+            }
             let start = since.flatMap(parseSince)
-            let tasks = Array(try db.tasks(patientID: patient).filter { t in
+            let tasks = Array(all.filter { t in
                 status.admits(t.status) && (start.map { t.updatedAt >= $0 } ?? true)
             }.prefix(limit))
             switch format {
@@ -114,16 +122,23 @@ struct TaskCommand: ParsableCommand {
         enum DirectionKey: String, CodingKey { case direction }
     }
 
-    struct Show: ParsableCommand {
+    struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a task and its history.")
         @OptionGroup var options: GlobalOptions
         @Argument var id: Int64
         @Option var format: OutputFormat = .table
 
-        func run() throws {
-            let (_, db) = try options.database()
-            guard let (t, events) = try db.task(id: id) else { throw ValidationError("task \(id) does not exist") }
-            let notes = try db.taskNotes(id: id)
+        func run() async throws {
+            let config = try options.load()
+            let id = self.id
+            let found: (task: CareTask, events: [TaskEvent], notes: [TaskNote])?
+            if let settings = try Daemon.postgresSettings(config) {
+                found = try await PostgresCommands.withTasks(settings) { try await $0.task(id: id) }
+            } else {
+                let db = try options.database().1
+                found = try db.task(id: id).map { ($0.task, $0.events, try db.taskNotes(id: id)) }
+            }
+            guard let (t, events, notes) = found else { throw ValidationError("task \(id) does not exist") }
             if format == .json {
                 struct Shown: Encodable { var task: TaskRow; var events: [TaskEvent]; var notes: [TaskNote] }
                 try printJSON(Shown(task: TaskRow(t), events: events, notes: notes))
@@ -174,6 +189,16 @@ struct TaskCommand: ParsableCommand {
         }
 
         /// The time entry the options describe, if any, with the configuration's per-entry limit.
+        /// The task on PostgreSQL, changed by `act`; time entries are on SQLite only so far.
+        func onPostgres(_ act: @escaping @Sendable (PostgresCareTasks) async throws -> CareTask) async throws -> CareTask? {
+            let config = try options.load()
+            guard let settings = try Daemon.postgresSettings(config) else { return nil }
+            if minutes != nil {
+                throw ValidationError("--minutes: time entries are kept on SQLite only so far; log the time where the workspace runs")
+            }
+            return try await PostgresCommands.withTasks(settings, act)
+        }
+
         func time(_ config: VitalsConfiguration) -> NewTimeEntry? {
             minutes.map {
                 NewTimeEntry(patientID: "", minutes: $0, performedBy: by, activity: activity ?? note ?? "task \(id)",
@@ -182,31 +207,37 @@ struct TaskCommand: ParsableCommand {
         }
     }
 
-    struct Ack: ParsableCommand {
+    struct Ack: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Acknowledge an open task: someone is on it.")
         @OptionGroup var transition: Transition
 
-        func run() throws {
-            let (config, db) = try transition.options.database()
-            let t = try db.acknowledgeTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time(config))
-            print("task #\(t.id) acknowledged by \(transition.by)")
+        func run() async throws {
+            let (id, by, note) = (transition.id, transition.by, transition.note)
+            if try await transition.onPostgres({ try await $0.acknowledge(id: id, by: by, note: note, at: Date()) }) == nil {
+                let (config, db) = try transition.options.database()
+                _ = try db.acknowledgeTask(id: id, by: by, note: note, time: transition.time(config))
+            }
+            print("task #\(id) acknowledged by \(by)")
         }
     }
 
-    struct Resolve: ParsableCommand {
+    struct Resolve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Resolve a task. A later breach opens a new one.")
         @OptionGroup var transition: Transition
 
-        func run() throws {
-            let (config, db) = try transition.options.database()
-            let t = try db.resolveTask(id: transition.id, by: transition.by, note: transition.note, time: transition.time(config))
-            print("task #\(t.id) resolved by \(transition.by)")
+        func run() async throws {
+            let (id, by, note) = (transition.id, transition.by, transition.note)
+            if try await transition.onPostgres({ try await $0.resolve(id: id, by: by, note: note, at: Date()) }) == nil {
+                let (config, db) = try transition.options.database()
+                _ = try db.resolveTask(id: id, by: by, note: note, time: transition.time(config))
+            }
+            print("task #\(id) resolved by \(by)")
         }
     }
 }
 
 extension TaskCommand {
-    struct Note: ParsableCommand {
+    struct Note: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Add a note to a task without changing its status. Notes are kept in order and never changed.")
         @OptionGroup var options: GlobalOptions
@@ -214,10 +245,14 @@ extension TaskCommand {
         @Option(help: "Care manager's name.") var by: String
         @Option(help: "The note.") var text: String
 
-        func run() throws {
-            let (_, db) = try options.database()
-            let t = try db.noteTask(id: id, by: by, text: text)
-            print("task #\(t.id): note added by \(by)")
+        func run() async throws {
+            let (id, by, text) = (self.id, self.by, self.text)
+            if let settings = try Daemon.postgresSettings(try options.load()) {
+                _ = try await PostgresCommands.withTasks(settings) { try await $0.note(id: id, by: by, text: text, at: Date()) }
+            } else {
+                _ = try options.database().1.noteTask(id: id, by: by, text: text)
+            }
+            print("task #\(id): note added by \(by)")
         }
     }
 }

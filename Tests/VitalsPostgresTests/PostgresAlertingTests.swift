@@ -312,6 +312,17 @@ struct PostgresAlertingTests {
     static let hash = "$2b$04$" + String(repeating: "a", count: 53)
 
     /// The care manager ana, her patient p1 (diabetes, UTC) and p1's glucometer g1.
+    /// Stores one glucose reading of g1 (patient p1, ``enrollGlucometer(_:)``) under a lease of its own
+    /// and runs the rules on it at `received`.
+    static func storeGlucose(_ client: PostgresClient, _ value: Double, measured: Date, received: Date) async throws -> IngestOutcome {
+        let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
+            .acquire(session: "s", node: "n", ttl: .seconds(600)))
+        let decoded = try CanonicalMessageDecoder().decode(payload: glucoseMessage(value, at: measured), deviceID: "g1", receivedAt: received)
+        let readings = try decoded.readings.map { StoredReading(observation: try $0.get(), patientID: "p1", receivedAt: received, message: 0) }
+        return try await PostgresIngest(client: client, logger: testLogger).store(
+            batch: IngestBatch(readings: readings), lease: lease, alerting: BatchAlerting(policy: policy, now: received, incarnation: "t"))
+    }
+
     static func enrollGlucometer(_ client: PostgresClient) async throws {
         try await client.query("""
             INSERT INTO users (username, display_name, role, password_hash, created_at, password_changed_at)

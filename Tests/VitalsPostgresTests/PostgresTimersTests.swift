@@ -13,16 +13,9 @@ struct PostgresTimersTests {
         let cluster = try await ThrowawayPostgres.shared()
         try await cluster.withDatabase { client, database in
             try await PostgresAlertingTests.enrollGlucometer(client)
-            let lease = try #require(try await SessionLeases(client: client, logger: testLogger)
-                .acquire(session: "s", node: "n", ttl: .seconds(600)))
             // 45 mg/dL, below the critical 54: a critical task, opened when received.
             let received = PostgresAlertingTests.t0.addingTimeInterval(60)
-            let decoded = try CanonicalMessageDecoder().decode(
-                payload: glucoseMessage(45, at: PostgresAlertingTests.t0), deviceID: "g1", receivedAt: received)
-            let readings = try decoded.readings.map { StoredReading(observation: try $0.get(), patientID: "p1", receivedAt: received, message: 0) }
-            let outcome = try await PostgresIngest(client: client, logger: testLogger).store(
-                batch: IngestBatch(readings: readings), lease: lease,
-                alerting: BatchAlerting(policy: PostgresAlertingTests.policy, now: received, incarnation: "t"))
+            let outcome = try await PostgresAlertingTests.storeGlucose(client, 45, measured: PostgresAlertingTests.t0, received: received)
             #expect(outcome.alerting.opened[.critical] == 1)
 
             // alerts.escalation_after_minutes 30 and escalation_repeat_minutes [30] (the defaults).
